@@ -1,0 +1,235 @@
+"""A small threaded HTTP(S) server base for the stand-ins: routing, request log, latency and faults.
+
+Each stand-in subclasses ``StandIn`` and implements ``handle(request) -> Response``. The base adds
+what every stand-in needs for tests: a log of the requests it served (to count calls), an injectable
+latency, and a queue of scripted faults (``fail_next``) answered before the real handler runs.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass
+class Request:
+    """One request as the stand-in saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+@dataclass
+class Response:
+    """What a stand-in answers."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+        merged = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        return cls(status, json.dumps(payload).encode("utf-8"), merged)
+
+
+@dataclass
+class Fault:
+    """A scripted answer (or a delay, or a dropped connection) for the next matching request."""
+
+    response: Response | None = None
+    delay: float = 0.0
+    drop: bool = False
+    method: str | None = None
+    path_contains: str | None = None
+
+    def matches(self, request: Request) -> bool:
+        if self.method and self.method != request.method:
+            return False
+        return not (self.path_contains and self.path_contains not in request.path)
+
+
+class StandIn:
+    """Base of the stand-in servers. Start with ``start()`` or as a context manager."""
+
+    name = "stand-in"
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._host = host
+        self._port = port
+        self._ssl_context = ssl_context
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._faults: list[Fault] = []
+        self.latency = 0.0
+        self.requests: list[Request] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> StandIn:
+        handler = _make_handler(self)
+        server = ThreadingHTTPServer((self._host, self._port), handler)
+        server.daemon_threads = True
+        server.request_queue_size = 128
+        if self._ssl_context is not None:
+            server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name=f"{self.name}-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the stand-in first"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
+
+    # ---- test controls ---------------------------------------------------------------------
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = 503,
+        payload: Any = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` matching requests with a fault instead of the real handler.
+
+        ``delay`` alone (status 0) only slows the request down; ``drop`` closes the connection unanswered.
+        """
+        response = None
+        if status:
+            response = Response.json(status, payload if payload is not None else {"message": "injected fault"}, headers)
+        with self._lock:
+            for _ in range(count):
+                self._faults.append(Fault(response, delay, drop, method, path_contains))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def count(self, method: str | None = None, path_contains: str | None = None) -> int:
+        """How many requests matched (for call-count assertions)."""
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)
+            )
+
+    # ---- for subclasses ----------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def _take_fault(self, request: Request) -> Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.matches(request):
+                    return self._faults.pop(index)
+        return None
+
+    def _serve(self, request: Request) -> Response | None:
+        with self._lock:
+            self.requests.append(request)
+        if self.latency:
+            time.sleep(self.latency)
+        fault = self._take_fault(request)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.drop:
+                return None
+            if fault.response is not None:
+                return fault.response
+        try:
+            return self.handle(request)
+        except Exception as exc:  # a stand-in bug must show up as a 500, not a hung client
+            return Response.json(500, {"message": f"stand-in error: {type(exc).__name__}: {exc}"})
+
+
+def _make_handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = stand_in.name
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
+            return
+
+        def _dispatch(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            request = Request(
+                method=self.command,
+                path=parts.path,
+                query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
+            response = stand_in._serve(request)
+            if response is None:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if response.body and self.command != "HEAD":
+                self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+    return Handler
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for child processes that cannot report theirs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
