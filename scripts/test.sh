@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command: install everything (Python packages, Azurite), lint, type-check, run the suite.
+# Azurite and the stand-in servers are started by the tests themselves on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy (strict, shared/)"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

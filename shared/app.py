@@ -1,0 +1,196 @@
+"""The composition root: builds settings and clients once per worker process and reuses them.
+
+Function folders call ``get_app()``; tests call ``reset_app()`` after changing the environment, or build
+``App(settings, ...)`` with overrides. Everything is built lazily, so a function that needs only the
+org table (RemoveCredentials) keeps working even when, say, Key Vault is misconfigured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+from typing import Any
+
+import httpx
+from azure.core.credentials import TokenCredential
+
+from shared.admin import open_credentials
+from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
+from shared.dataverse import DataverseClient
+from shared.errors import ConfigError
+from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
+from shared.on24 import On24Client, On24Credentials
+from shared.retry import RetryPolicy
+from shared.settings import Settings, is_loopback_url
+from shared.store import CredentialStore, OrgRecord, StateTables
+from shared.store.ledger import Ledger
+
+_log = logging.getLogger(__name__)
+
+# An admin waits on the HTTP response: retry a blip briefly, then answer 503 rather than hang.
+ADMIN_RETRY = RetryPolicy(budget=3.0, base_delay=0.2, max_delay=1.0, max_attempts=3)
+HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
+
+
+class App:
+    """Long-lived clients for one worker process. Thread-safe to share across invocations."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        key_provider: KeyProvider | None = None,
+        azure_credential: TokenCredential | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self._key_provider = key_provider
+        self._azure_credential = azure_credential
+        self._http_client = http_client
+        self._lock = threading.Lock()
+        self._closers: list[Any] = []
+        self._dataverse: dict[str, DataverseClient] = {}
+
+    # ---- identity ----------------------------------------------------------------------------
+    @cached_property
+    def azure_credential(self) -> TokenCredential:
+        """DefaultAzureCredential (managed identity in Azure), created on first use."""
+        if self._azure_credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._azure_credential = DefaultAzureCredential()
+            self._closers.append(self._azure_credential)
+        return self._azure_credential
+
+    # ---- state -------------------------------------------------------------------------------
+    @cached_property
+    def tables(self) -> StateTables:
+        s = self.settings
+        tables = StateTables.connect(
+            connection_string=s.state_connection,
+            account_url=s.state_account_url,
+            credential=None if s.state_connection else self.azure_credential,
+            prefix=s.table_prefix,
+        )
+        self._closers.append(tables)
+        return tables
+
+    @cached_property
+    def credentials(self) -> CredentialStore:
+        return CredentialStore(self.tables.table("orgs"))
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.tables.table("ledger"))
+
+    # ---- crypto ------------------------------------------------------------------------------
+    @cached_property
+    def key_provider(self) -> KeyProvider:
+        if self._key_provider is not None:
+            return self._key_provider
+        s = self.settings
+        if s.key_vault_url and s.credentials_key_secret_name:
+            credential: TokenCredential = StaticTokenCredential() if s.key_vault_auth == "none" else self.azure_credential
+            source = KeyVaultSecretSource.connect(s.key_vault_url, credential)
+            self._closers.append(source)
+            return KeyVaultKeyProvider(source, s.credentials_key_secret_name, refresh_seconds=s.key_refresh_seconds)
+        if s.credentials_key is not None:
+            if s.running_in_azure and not s.allow_local_key_in_azure:
+                raise ConfigError(
+                    "setting CREDENTIALS_KEY is refused in Azure: configure KEY_VAULT_URL and "
+                    "CREDENTIALS_KEY_SECRET_NAME (or set ALLOW_LOCAL_CREDENTIALS_KEY=true knowingly)"
+                )
+            return LocalKeyProvider(s.credentials_key.get_secret_value())
+        raise ConfigError(
+            "no credentials key configured: set KEY_VAULT_URL and CREDENTIALS_KEY_SECRET_NAME "
+            "(production) or CREDENTIALS_KEY (base64 of 32 bytes, development only)"
+        )
+
+    @cached_property
+    def cipher(self) -> CredentialCipher:
+        return CredentialCipher(self.key_provider)
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """How long a function retries ON24/Dataverse blips before letting the platform retry (RETRY_BUDGET_SECONDS).
+
+        Keep it well below the Service Bus lock duration and the function timeout.
+        """
+        return RetryPolicy(budget=self.settings.retry_budget_seconds)
+
+    # ---- ON24 --------------------------------------------------------------------------------
+    @cached_property
+    def http(self) -> httpx.Client:
+        """One connection pool for all outbound REST calls of this worker."""
+        if self._http_client is None:
+            self._http_client = httpx.Client(limits=HTTP_LIMITS, timeout=httpx.Timeout(10.0, connect=5.0))
+            self._closers.append(self._http_client)
+        return self._http_client
+
+    def on24(self, credentials: On24Credentials, *, retry: RetryPolicy | None = None) -> On24Client:
+        """An ON24 client for one org's credentials, on the shared connection pool (cheap to build)."""
+        return On24Client(
+            credentials, base_url=self.settings.on24_base_url, http_client=self.http, retry=retry or self.retry_policy
+        )
+
+    def on24_for(self, org: OrgRecord) -> On24Client:
+        """An ON24 client for an org row: opens its envelope (DecryptionError if it cannot)."""
+        return self.on24(open_credentials(self.cipher, org))
+
+    # ---- Dataverse ---------------------------------------------------------------------------
+    def dataverse(self, url: str) -> DataverseClient:
+        """The Dataverse client for an org URL (one per URL per process: it caches its token)."""
+        with self._lock:
+            client = self._dataverse.get(url)
+            if client is None:
+                sandbox = self.settings.dataverse_auth == "none" and is_loopback_url(url)
+                credential = None if sandbox else self.azure_credential
+                client = DataverseClient(url, credential, http_client=self.http, retry=self.retry_policy)
+                self._dataverse[url] = client
+            return client
+
+    def dataverse_for(self, org: OrgRecord) -> DataverseClient | None:
+        """The org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
+        url = org.dataverse_url or self.settings.dataverse_url
+        return self.dataverse(url) if url else None
+
+    def verify_on24_credentials(self, credentials: On24Credentials) -> None:
+        """One cheap authenticated ON24 call; raises CredentialsRejectedError or TransientError."""
+        self.on24(credentials, retry=ADMIN_RETRY).check_credentials()
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer.close()
+            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+                _log.debug("error while closing %r", closer, exc_info=True)
+        self._closers.clear()
+
+
+_app: App | None = None
+_app_lock = threading.Lock()
+
+
+def get_app() -> App:
+    """The process-wide App, built from the environment on first use."""
+    global _app
+    if _app is None:
+        with _app_lock:
+            if _app is None:
+                _app = App(Settings.from_environ())
+    return _app
+
+
+def set_app(app: App | None) -> None:
+    """Replace the process-wide App (tests and the sandbox); closes the previous one."""
+    global _app
+    with _app_lock:
+        previous, _app = _app, app
+    if previous is not None and previous is not app:
+        previous.close()
+
+
+def reset_app() -> None:
+    """Forget the process-wide App so the next ``get_app()`` re-reads the environment."""
+    set_app(None)

@@ -1,0 +1,240 @@
+"""Envelope encryption of an org's ON24 credentials (AES-256-GCM), keyed from Key Vault or a local key.
+
+Each record gets a fresh 256-bit data key; the payload is sealed with it, and the data key is sealed with
+the key-encryption key (KEK) from a ``KeyProvider``. Both seals use the org id as associated data, so a
+blob copied to another org's row fails to open. The envelope names the KEK version it was sealed with:
+rotating the Key Vault secret adds a version, new writes use it, and old rows still open with theirs.
+
+Envelope (compact JSON, all binary fields base64)::
+
+    {"v": 1, "kid": "kv:<secret name>/<version>", "dk": <nonce|sealed data key>, "n": <nonce>, "ct": <sealed payload>}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.errors import ConfigError, DecryptionError
+
+_log = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = 1
+_NONCE_BYTES = 12
+_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """A key-encryption key and the id that names its version. ``repr`` shows the id only."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+
+
+class KeyProvider(Protocol):
+    """Where key-encryption keys come from."""
+
+    def current_key(self) -> KeyMaterial:
+        """The key new envelopes are sealed with."""
+        ...
+
+    def key(self, key_id: str) -> KeyMaterial:
+        """The key an existing envelope names. Raises ``DecryptionError`` when it is unknown."""
+        ...
+
+
+class SecretSource(Protocol):
+    """The one Key Vault read this module needs (``KeyVaultSecretSource`` adapts ``SecretClient``)."""
+
+    def get_secret(self, name: str, version: str | None = None) -> tuple[str, str]:
+        """Return ``(version, value)`` of a secret; the latest version when ``version`` is None.
+
+        Raises:
+            LookupError: the secret or that version does not exist.
+            TransientError: Key Vault could not be reached or throttled us.
+            ConfigError: the app's identity may not read the secret.
+        """
+        ...
+
+
+def _decode_key(raw: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where} must hold base64 of 32 random bytes") from None
+    if len(key) != _KEY_BYTES:
+        raise ConfigError(f"{where} must decode to exactly 32 bytes (AES-256), got {len(key)}")
+    return key
+
+
+class LocalKeyProvider:
+    """A single key from the ``CREDENTIALS_KEY`` setting, for development and the sandbox.
+
+    Its id is a fingerprint of the key, so envelopes sealed under a different local key fail with a
+    message saying so instead of an opaque authentication error.
+    """
+
+    def __init__(self, base64_key: str) -> None:
+        secret = _decode_key(base64_key, "setting CREDENTIALS_KEY")
+        fingerprint = hashlib.sha256(b"on24-kek-fingerprint" + secret).hexdigest()[:16]
+        self._material = KeyMaterial(f"local:{fingerprint}", secret)
+
+    def current_key(self) -> KeyMaterial:
+        return self._material
+
+    def key(self, key_id: str) -> KeyMaterial:
+        if key_id != self._material.key_id:
+            raise DecryptionError(f"envelope was sealed with key {key_id!r}, which is not the configured local key")
+        return self._material
+
+
+class KeyVaultKeyProvider:
+    """Key-encryption keys held as versions of one Key Vault secret (base64 of 32 bytes).
+
+    Versions are immutable, so each is cached for the life of the process once read. Which version is
+    current is re-read every ``refresh_seconds``, so a rotation takes effect without a restart.
+    """
+
+    def __init__(
+        self,
+        source: SecretSource,
+        secret_name: str,
+        *,
+        refresh_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not secret_name:
+            raise ValueError("secret_name must not be empty")
+        self._source = source
+        self._name = secret_name
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._versions: dict[str, KeyMaterial] = {}
+        self._current: KeyMaterial | None = None
+        self._current_read_at = 0.0
+
+    def _material(self, version: str, value: str) -> KeyMaterial:
+        secret = _decode_key(value, f"Key Vault secret {self._name!r} (version {version})")
+        material = KeyMaterial(f"kv:{self._name}/{version}", secret)
+        self._versions[version] = material
+        return material
+
+    def current_key(self) -> KeyMaterial:
+        with self._lock:
+            now = self._clock()
+            if self._current is not None and now - self._current_read_at < self._refresh:
+                return self._current
+            try:
+                version, value = self._source.get_secret(self._name)
+            except LookupError:
+                raise ConfigError(f"Key Vault secret {self._name!r} (CREDENTIALS_KEY_SECRET_NAME) does not exist") from None
+            previous = self._current
+            self._current = self._versions.get(version) or self._material(version, value)
+            self._current_read_at = now
+            if previous is not None and previous.key_id != self._current.key_id:
+                _log.info("credentials key rotated to %s", self._current.key_id, extra={"key_id": self._current.key_id})
+            return self._current
+
+    def key(self, key_id: str) -> KeyMaterial:
+        prefix = f"kv:{self._name}/"
+        if not key_id.startswith(prefix):
+            raise DecryptionError(f"envelope was sealed with key {key_id!r}, not a version of secret {self._name!r}")
+        version = key_id[len(prefix) :]
+        with self._lock:
+            cached = self._versions.get(version)
+            if cached is not None:
+                return cached
+            try:
+                got_version, value = self._source.get_secret(self._name, version)
+            except LookupError:
+                raise DecryptionError(f"key version {key_id!r} no longer exists in Key Vault") from None
+            return self._material(got_version, value)
+
+
+class CredentialCipher:
+    """Seals and opens credential records for one org at a time."""
+
+    def __init__(self, keys: KeyProvider) -> None:
+        self._keys = keys
+
+    @staticmethod
+    def _aad(org_id: str) -> bytes:
+        return b"on24-credentials/v1|org=" + org_id.encode("utf-8")
+
+    def seal(self, org_id: str, plaintext: bytes) -> str:
+        """Encrypt ``plaintext`` for ``org_id`` and return the envelope text."""
+        kek = self._keys.current_key()
+        aad = self._aad(org_id)
+        data_key = AESGCM.generate_key(bit_length=256)
+        dk_nonce, nonce = os.urandom(_NONCE_BYTES), os.urandom(_NONCE_BYTES)
+        sealed_key = dk_nonce + AESGCM(kek.secret).encrypt(dk_nonce, data_key, aad)
+        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, aad)
+        envelope = {
+            "v": ENVELOPE_VERSION,
+            "kid": kek.key_id,
+            "dk": base64.b64encode(sealed_key).decode("ascii"),
+            "n": base64.b64encode(nonce).decode("ascii"),
+            "ct": base64.b64encode(ciphertext).decode("ascii"),
+        }
+        return json.dumps(envelope, separators=(",", ":"))
+
+    def open(self, org_id: str, envelope: str) -> bytes:
+        """Decrypt an envelope sealed for ``org_id``.
+
+        Raises:
+            DecryptionError: malformed, tampered, sealed for another org, or under an unknown key version.
+            TransientError: Key Vault could not be reached to fetch the key version.
+        """
+        try:
+            fields = json.loads(envelope)
+            if not isinstance(fields, dict) or fields.get("v") != ENVELOPE_VERSION:
+                raise ValueError("unsupported envelope version")
+            key_id = str(fields["kid"])
+            sealed_key = base64.b64decode(fields["dk"], validate=True)
+            nonce = base64.b64decode(fields["n"], validate=True)
+            ciphertext = base64.b64decode(fields["ct"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise DecryptionError(f"stored credentials of org {org_id!r} are not a readable envelope ({exc})") from None
+        kek = self._keys.key(key_id)
+        aad = self._aad(org_id)
+        try:
+            data_key = AESGCM(kek.secret).decrypt(sealed_key[:_NONCE_BYTES], sealed_key[_NONCE_BYTES:], aad)
+            return AESGCM(data_key).decrypt(nonce, ciphertext, aad)
+        except (InvalidTag, ValueError):
+            raise DecryptionError(
+                f"stored credentials of org {org_id!r} failed authentication under key {key_id!r}: "
+                "the envelope was altered, belongs to another org, or names the wrong key version"
+            ) from None
+
+    @staticmethod
+    def key_id_of(envelope: str) -> str | None:
+        """The key id an envelope names, without decrypting (for status and rotation reports)."""
+        try:
+            value = json.loads(envelope).get("kid")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+
+
+__all__ = [
+    "CredentialCipher",
+    "KeyMaterial",
+    "KeyProvider",
+    "KeyVaultKeyProvider",
+    "LocalKeyProvider",
+    "SecretSource",
+]

@@ -1,0 +1,78 @@
+"""Reading the credentials key from Azure Key Vault with the real ``SecretClient``.
+
+Translates azure-core exceptions into the integration's error tree at this edge, so ``crypto`` never
+sees an SDK type. The secret value (key material) is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.keyvault.secrets import SecretClient
+
+from shared.errors import ConfigError, ThrottledError, TransientError
+
+_log = logging.getLogger(__name__)
+
+
+class KeyVaultSecretSource:
+    """``SecretSource`` over a ``SecretClient``: ``get_secret(name, version) -> (version, value)``."""
+
+    def __init__(self, client: SecretClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, vault_url: str, credential: TokenCredential, **client_options: Any) -> KeyVaultSecretSource:
+        """Build the SDK client. Outside ``*.vault.azure.net`` (the sandbox) the challenge resource check is off."""
+        verify = (vault_url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]).endswith(".vault.azure.net")
+        client = SecretClient(vault_url, credential, verify_challenge_resource=verify, **client_options)
+        return cls(client)
+
+    def get_secret(self, name: str, version: str | None = None) -> tuple[str, str]:
+        where = f"Key Vault secret {name!r}" + (f" version {version}" if version else "")
+        try:
+            secret = self._client.get_secret(name, version)
+        except ResourceNotFoundError:
+            raise LookupError(where) from None
+        except ClientAuthenticationError as exc:
+            raise ConfigError(f"the app's identity could not authenticate to read {where}: {type(exc).__name__}") from exc
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            if status == 429:
+                raise ThrottledError(f"Key Vault throttled reading {where}") from exc
+            if status in (401, 403):
+                raise ConfigError(f"the app's identity may not read {where} (HTTP {status}): grant 'Key Vault Secrets User'") from exc
+            if status >= 500 or status == 0:
+                raise TransientError(f"Key Vault failed reading {where} (HTTP {status})") from exc
+            raise ConfigError(f"Key Vault refused reading {where} (HTTP {status})") from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise TransientError(f"Key Vault unreachable reading {where}: {type(exc).__name__}") from exc
+        if secret.value is None or secret.properties.version is None:
+            raise ConfigError(f"{where} has no value")
+        _log.info("read %s", where, extra={"secret_name": name, "secret_version": secret.properties.version})
+        return secret.properties.version, secret.value
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class StaticTokenCredential:
+    """A fixed bearer token, accepted by the app only for loopback stand-ins (``*_AUTH=none``)."""
+
+    def __init__(self, token: str = "sandbox-token") -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, 4102444800)  # 2100-01-01: never expires
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,199 @@
+"""The registration ledger: one row per (org, CRM registration id) recording the effect applied in ON24.
+
+Every change to a row is conditional on its etag, which is what makes redelivery, duplicates and races
+safe: a delivery first takes a short *lease* on the row (an etag-guarded write), performs its ON24 call,
+then writes the outcome and drops the lease under the same etag. A second delivery that finds a live
+lease waits briefly or retries later; one that finds the effect already recorded does nothing.
+
+The row stores the attendee's email because ON24 keys updates and soft deletes by email; it never
+stores credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.store.tables import table_errors
+
+_log = logging.getLogger(__name__)
+
+LedgerState = Literal["new", "registered", "cancelled", "skipped", "failed"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+REJECTED_PARTITION = "~rejected"
+MAX_KEPT_BODY = 60 * 1024
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A registration's recorded state. ``etag`` is the version the row was read at (None: not stored)."""
+
+    org_id: str
+    registration_id: str
+    state: LedgerState = "new"
+    on24_event_id: str | None = None
+    event_user_id: str | None = None
+    email: str | None = None
+    crm_event_id: str | None = None
+    contact_id: str | None = None
+    last_message_at: datetime | None = None
+    last_outcome: str | None = None
+    reason: str | None = None
+    crm_synced: bool = False
+    lease_id: str | None = None
+    lease_until: datetime | None = None
+    metrics_hash: str | None = None
+    updated_at: datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    def leased_by_other(self, lease_id: str, now: datetime) -> bool:
+        return bool(self.lease_id and self.lease_id != lease_id and self.lease_until and self.lease_until > now)
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.org_id,
+            "RowKey": self.registration_id,
+            "State": self.state,
+            "On24EventId": self.on24_event_id or "",
+            "EventUserId": self.event_user_id or "",
+            "Email": self.email or "",
+            "CrmEventId": self.crm_event_id or "",
+            "ContactId": self.contact_id or "",
+            "LastMessageAt": self.last_message_at or _EPOCH,
+            "LastOutcome": self.last_outcome or "",
+            "Reason": (self.reason or "")[:1000],
+            "CrmSynced": self.crm_synced,
+            "LeaseId": self.lease_id or "",
+            "LeaseUntil": self.lease_until or _EPOCH,
+            "MetricsHash": self.metrics_hash or "",
+            "UpdatedAt": self.updated_at or datetime.now(UTC),
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> LedgerEntry:
+        def text(name: str) -> str | None:
+            value = entity.get(name)
+            return str(value) if value else None
+
+        def when(name: str) -> datetime | None:
+            value = entity.get(name)
+            return value if isinstance(value, datetime) and value > _EPOCH else None
+
+        state = entity.get("State") or "new"
+        return cls(
+            org_id=entity["PartitionKey"],
+            registration_id=entity["RowKey"],
+            state=state if state in ("new", "registered", "cancelled", "skipped", "failed") else "new",
+            on24_event_id=text("On24EventId"),
+            event_user_id=text("EventUserId"),
+            email=text("Email"),
+            crm_event_id=text("CrmEventId"),
+            contact_id=text("ContactId"),
+            last_message_at=when("LastMessageAt"),
+            last_outcome=text("LastOutcome"),
+            reason=text("Reason"),
+            crm_synced=bool(entity.get("CrmSynced")),
+            lease_id=text("LeaseId"),
+            lease_until=when("LeaseUntil"),
+            metrics_hash=text("MetricsHash"),
+            updated_at=when("UpdatedAt"),
+            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        )
+
+
+class Ledger:
+    """Etag-guarded reads and writes of ledger rows in the ``<prefix>ledger`` table."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def get(self, org_id: str, registration_id: str) -> LedgerEntry | None:
+        with table_errors(f"reading the ledger row of registration {registration_id} (org {org_id!r})"):
+            try:
+                return LedgerEntry.from_entity(self._table.get_entity(org_id, registration_id))
+            except ResourceNotFoundError:
+                return None
+
+    def write(self, entry: LedgerEntry) -> LedgerEntry | None:
+        """Store ``entry`` if the row is still at ``entry.etag`` (absent when etag is None).
+
+        Returns:
+            The entry with its new etag, or None when another writer got there first (re-read and decide again).
+        """
+        entry = replace(entry, updated_at=datetime.now(UTC))
+        what = f"writing the ledger row of registration {entry.registration_id} (org {entry.org_id!r})"
+        with table_errors(what):
+            try:
+                if entry.etag is None:
+                    meta = self._table.create_entity(entry.to_entity())
+                else:
+                    meta = self._table.update_entity(
+                        entry.to_entity(),
+                        mode=UpdateMode.REPLACE,
+                        etag=entry.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                return None
+        return replace(entry, etag=meta.get("etag"))
+
+    def entries(self, org_id: str, *, on24_event_id: str | None = None) -> Iterator[LedgerEntry]:
+        """An org's ledger rows, optionally only those of one ON24 event (the metrics run)."""
+        query = f"PartitionKey eq '{_quote(org_id)}'"
+        if on24_event_id is not None:
+            query += f" and On24EventId eq '{_quote(on24_event_id)}'"
+        with table_errors(f"listing ledger rows of org {org_id!r}"):
+            for entity in self._table.query_entities(query):
+                yield LedgerEntry.from_entity(entity)
+
+    def record_rejected(self, message_id: str, reason: str, body: bytes, *, delivery_count: int | None) -> None:
+        """Keep a message that could not be parsed (no org or registration to file it under).
+
+        Stored in partition ``~rejected`` keyed by message id, with the reason and the first 60 KB of the body,
+        so nothing is lost when the message completes; an operator can inspect and replay it.
+        """
+        entity = {
+            "PartitionKey": REJECTED_PARTITION,
+            "RowKey": _row_key(message_id),
+            "Reason": reason[:1000],
+            "Body": body[:MAX_KEPT_BODY],
+            "BodyTruncated": len(body) > MAX_KEPT_BODY,
+            "BodyBytes": len(body),
+            "DeliveryCount": delivery_count or 0,
+            "RejectedAt": datetime.now(UTC),
+        }
+        with table_errors(f"recording rejected message {message_id!r}"):
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def rejected(self) -> Iterator[dict[str, Any]]:
+        """Messages kept by ``record_rejected`` (for operators and tests)."""
+        with table_errors("listing rejected messages"):
+            for entity in self._table.query_entities(f"PartitionKey eq '{REJECTED_PARTITION}'"):
+                yield dict(entity)
+
+    def set_metrics_hash(self, entry: LedgerEntry, metrics_hash: str) -> bool:
+        """Remember what was last written to CRM for this registration (merge; keeps other columns)."""
+        patch = {"PartitionKey": entry.org_id, "RowKey": entry.registration_id, "MetricsHash": metrics_hash}
+        with table_errors(f"recording metrics of registration {entry.registration_id}"):
+            try:
+                self._table.update_entity(patch, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                return False
+        return True
+
+
+def _row_key(value: str) -> str:
+    """Table keys may not hold / \\ # ? or control characters; message ids are opaque strings."""
+    cleaned = "".join(ch if ch.isprintable() and ch not in "/\\#?" else "_" for ch in value)[:200]
+    return cleaned or "no-message-id"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")

@@ -1,0 +1,74 @@
+"""Settings: defaults, and a clear error naming the setting for anything missing or malformed."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.settings import Settings
+
+STORAGE = "UseDevelopmentStorage=true"
+KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def test_defaults_from_the_design_contract() -> None:
+    s = Settings.from_environ({"AzureWebJobsStorage": STORAGE})
+    assert s.state_connection == STORAGE
+    assert s.registrations_queue == "webinar-registrations"
+    assert s.pull_metrics_schedule == "0 */15 * * * *"
+    assert s.admin_role == "Webinar.Admin"
+    assert s.dataverse_auth == "default" and s.key_vault_auth == "default"
+    assert not s.running_in_azure
+
+
+def test_state_storage_connection_overrides_webjobs_storage() -> None:
+    s = Settings.from_environ({"AzureWebJobsStorage": STORAGE, "STATE_STORAGE_CONNECTION": "other"})
+    assert s.state_connection == "other"
+
+
+def test_identity_based_storage_account() -> None:
+    s = Settings.from_environ({"AzureWebJobsStorage__accountName": "contosostate"})
+    assert s.state_connection is None
+    assert s.state_account_url == "https://contosostate.table.core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "AzureWebJobsStorage"),
+        ({"KEY_VAULT_URL": "https://kv.vault.azure.net"}, "CREDENTIALS_KEY_SECRET_NAME"),
+        ({"KEY_VAULT_URL": "kv.vault.azure.net", "CREDENTIALS_KEY_SECRET_NAME": "k"}, "KEY_VAULT_URL"),
+        ({"CREDENTIALS_KEY": "not base64!"}, "CREDENTIALS_KEY"),
+        ({"CREDENTIALS_KEY": base64.b64encode(b"short").decode()}, "CREDENTIALS_KEY"),
+        ({"ON24_BASE_URL": "http://on24.example.com"}, "ON24_BASE_URL"),
+        ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com", "DATAVERSE_AUTH": "none"}, "DATAVERSE_AUTH"),
+        ({"DATAVERSE_AUTH": "maybe"}, "DATAVERSE_AUTH"),
+        ({"KEY_VAULT_URL": "https://kv.vault.azure.net", "CREDENTIALS_KEY_SECRET_NAME": "k", "KEY_VAULT_AUTH": "none"}, "KEY_VAULT_AUTH"),
+        ({"METRICS_GRACE_DAYS": "thirty"}, "METRICS_GRACE_DAYS"),
+        ({"WEBSITE_AUTH_ENABLED": "perhaps"}, "WEBSITE_AUTH_ENABLED"),
+        ({"STATE_TABLE_PREFIX": "has-dash"}, "STATE_TABLE_PREFIX"),
+    ],
+)
+def test_bad_settings_name_the_setting(env: dict[str, str], named: str) -> None:
+    base = {} if named == "AzureWebJobsStorage" else {"AzureWebJobsStorage": STORAGE}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**base, **env})
+    assert named in str(caught.value)
+
+
+def test_local_key_value_never_appears_in_errors_or_repr() -> None:
+    s = Settings.from_environ({"AzureWebJobsStorage": STORAGE, "CREDENTIALS_KEY": KEY})
+    assert KEY not in repr(s)
+    bad = KEY[:-4] + "!!!!"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"AzureWebJobsStorage": STORAGE, "CREDENTIALS_KEY": bad})
+    assert bad not in str(caught.value)
+
+
+def test_sandbox_auth_none_is_accepted_for_loopback_urls() -> None:
+    s = Settings.from_environ(
+        {"AzureWebJobsStorage": STORAGE, "DATAVERSE_URL": "http://127.0.0.1:8080", "DATAVERSE_AUTH": "none"}
+    )
+    assert s.dataverse_url == "http://127.0.0.1:8080" and s.dataverse_auth == "none"
