@@ -6,6 +6,7 @@ Functions host started with ``func start`` finds its ``AzureWebJobsStorage``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -46,7 +47,14 @@ class Azurite:
                 binary = azurite_binary(f"azurite-{self.services[0]}")
             else:
                 binary = azurite_binary("azurite")
-            args = [binary, "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]
+            args = [
+                binary,
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+                "--disableTelemetry",
+            ]
             for service, port in self.ports.items():
                 args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
             self._process = subprocess.Popen(
@@ -74,10 +82,8 @@ class Azurite:
         if self._process is None:
             return
         if self._process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, 15)
-            except ProcessLookupError:
-                pass
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -71,7 +71,11 @@ class KeyVaultStandIn(StandIn):
             return _error(400, "BadParameter", "The request is missing the required api-version parameter.")
         auth = request.header("authorization") or ""
         if not auth.startswith("Bearer "):
-            return Response.json(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}}, {"WWW-Authenticate": _CHALLENGE})
+            return Response.json(
+                401,
+                {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}},
+                {"WWW-Authenticate": _CHALLENGE},
+            )
         if auth != f"Bearer {self._expected}":
             return _error(401, "Unauthorized", "AKV10032: Invalid issuer.")
         parts = [p for p in request.path.split("/") if p]
@@ -88,7 +92,9 @@ class KeyVaultStandIn(StandIn):
                 versions = self._secrets.get(name, [])
                 found = [v for v in versions if v[0] == version] if version else versions[-1:]
             if not found:
-                return _error(404, "SecretNotFound", f"A secret with (name/id) {name}/{version} was not found in this key vault.")
+                return _error(
+                    404, "SecretNotFound", f"A secret with (name/id) {name}/{version} was not found in this key vault."
+                )
             got_version, value, enabled = found[0]
             if not enabled:
                 return _error(403, "Forbidden", "Operation get is not allowed on a disabled secret.")

@@ -132,6 +132,14 @@ class _Event:
     meta: dict[str, Any]
     registrants: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case email -> record
     attendees: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case email -> metrics
+    # Filtered, ordered attendee lists per (start, end, userstatus), valid while ``version`` is unchanged, so
+    # paging through 100,000 attendees does not sort and filter them again for every page.
+    version: int = 0
+    listings: dict[tuple[Any, ...], tuple[int, list[str]]] = field(default_factory=dict)
+
+    def touch(self) -> None:
+        self.version += 1
+        self.listings.clear()
 
 
 class On24StandIn(StandIn):
@@ -152,18 +160,6 @@ class On24StandIn(StandIn):
         self._limits: dict[str, _Limit] = {}
         self._ids = itertools.count(300_000_001)
         self.paging: PagingMode = "zero"
-
-    def start(self) -> On24StandIn:
-        """Start serving; every connection gets TCP_NODELAY.
-
-        The base handler sends the headers and the body in two writes; with Nagle's algorithm on, the client's
-        delayed ACK then stalls each keep-alive request by ~40 ms, which would dominate a 2,000-registration run.
-        """
-        super().start()
-        assert self._server is not None
-        handler_class: Any = self._server.RequestHandlerClass
-        handler_class.disable_nagle_algorithm = True  # read per connection in StreamRequestHandler.setup()
-        return self
 
     # ---- Python controls for tests and the demo --------------------------------------------------------------
     def add_client(self, client_id: str | int, key: str, secret: str) -> None:
@@ -269,6 +265,7 @@ class On24StandIn(StandIn):
             if key not in event.registrants:
                 self._new_registrant(event, {"email": email.strip()})
             event.attendees.setdefault(key, {}).update(metrics)
+            event.touch()
             return self._render_attendee(event, key)
 
     def run_webinar(self, event_id: int | str, seed: int = 0, *, no_show_rate: float = 0.3) -> dict[str, Any]:
@@ -327,6 +324,7 @@ class On24StandIn(StandIn):
                     engagementscore=round(rng.uniform(0.5, 10.0), 1),
                 )
                 event.attendees[record["email"].lower()] = metrics
+            event.touch()
             return {"eventid": event.event_id, "attendees": attended, "noshows": noshows}
 
     def set_limit(
@@ -472,6 +470,7 @@ class On24StandIn(StandIn):
             if existing is None:
                 return _message(412, MSG_SOFT_DELETE_UNKNOWN)
             existing["isdeleted"] = True
+            event.touch()
             return _json(200, self._render_registrant(existing))
         if existing is not None:
             # A repeat POST for a registered email updates it and keeps its eventuserid (§7.1). Only an explicit
@@ -479,6 +478,7 @@ class On24StandIn(StandIn):
             self._apply(existing, form)
             if deleted_flag == "N":
                 existing["isdeleted"] = False
+                event.touch()
             return _json(200, self._render_registrant(existing))
         return _json(200, self._render_registrant(self._new_registrant(event, form)))
 
@@ -504,6 +504,7 @@ class On24StandIn(StandIn):
             "isdeleted": False,
         }
         event.registrants[form["email"].lower()] = record
+        event.touch()
         return record
 
     @staticmethod
@@ -574,7 +575,23 @@ class On24StandIn(StandIn):
             return _message(400, "Error, pageOffset and itemsPerPage must be numbers.")
         if offset < 0 or per_page < 1:
             return _message(400, "Error, pageOffset must be 0 or more and itemsPerPage 1 or more.")
-        status = query.get("userstatus", "").lower()
+        emails = self._listing(event, start, end, query.get("userstatus", "").lower())
+        body: dict[str, Any] = {"eventid": event.event_id, "totalattendees": len(emails)}
+        if self.paging == "ignore":
+            body["attendees"] = [self._render_attendee(event, email) for email in emails]
+            return _json(200, body)
+        body["pagecount"] = math.ceil(len(emails) / per_page)
+        body["currentpage"] = offset + (1 if self.paging == "one" else 0)
+        page = emails[offset * per_page : (offset + 1) * per_page]
+        body["attendees"] = [self._render_attendee(event, email) for email in page]
+        return _json(200, body)
+
+    def _listing(self, event: _Event, start: datetime | None, end: datetime | None, status: str) -> list[str]:
+        """Attendee emails in eventuserid order, filtered on user status and last activity (cached)."""
+        key = (start, end, status)
+        cached = event.listings.get(key)
+        if cached is not None and cached[0] == event.version:
+            return cached[1]
         emails = []
         for email in sorted(event.attendees, key=self._order(event)):
             deleted = event.registrants[email]["isdeleted"]
@@ -587,15 +604,8 @@ class On24StandIn(StandIn):
                 if last is None or (start is not None and last < start) or (end is not None and last > end):
                     continue
             emails.append(email)
-        body: dict[str, Any] = {"eventid": event.event_id, "totalattendees": len(emails)}
-        if self.paging == "ignore":
-            body["attendees"] = [self._render_attendee(event, email) for email in emails]
-            return _json(200, body)
-        body["pagecount"] = math.ceil(len(emails) / per_page)
-        body["currentpage"] = offset + (1 if self.paging == "one" else 0)
-        page = emails[offset * per_page : (offset + 1) * per_page]
-        body["attendees"] = [self._render_attendee(event, email) for email in page]
-        return _json(200, body)
+        event.listings[key] = (event.version, emails)
+        return emails
 
     @staticmethod
     def _order(event: _Event) -> Any:

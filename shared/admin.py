@@ -137,7 +137,9 @@ def store_credentials(
         )
     )
     _log.info(
-        "audit: ON24 credentials stored for org %s by %s", org_id, actor,
+        "audit: ON24 credentials stored for org %s by %s",
+        org_id,
+        actor,
         extra={"org_id": org_id, "actor": actor, "audit": "credentials.stored", "client_id": body.client_id},
     )
     return status_view(org_id, record)
@@ -148,7 +150,9 @@ def remove_credentials(org_id: str, *, store: CredentialStore, actor: str) -> di
     removed = store.delete(org_id)
     _log.info(
         "audit: ON24 credentials %s for org %s by %s",
-        "removed" if removed else "already absent", org_id, actor,
+        "removed" if removed else "already absent",
+        org_id,
+        actor,
         extra={"org_id": org_id, "actor": actor, "audit": "credentials.removed", "was_configured": bool(removed)},
     )
     return {

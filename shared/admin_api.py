@@ -62,7 +62,12 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
         body = _parse_body(req.get_body())
         return admin.store_credentials(
-            org_id, body, store=app.credentials, cipher=app.cipher, verify=app.verify_on24_credentials, actor=caller.name
+            org_id,
+            body,
+            store=app.credentials,
+            cipher=app.cipher,
+            verify=app.verify_on24_credentials,
+            actor=caller.name,
         )
 
     return _respond(req, app, "PUT", run)
@@ -75,7 +80,12 @@ def get_credentials_status(req: func.HttpRequest, app: App) -> func.HttpResponse
 
 def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """RemoveCredentials: disable the integration for the org (idempotent)."""
-    return _respond(req, app, "DELETE", lambda org_id, caller: admin.remove_credentials(org_id, store=app.credentials, actor=caller.name))
+    return _respond(
+        req,
+        app,
+        "DELETE",
+        lambda org_id, caller: admin.remove_credentials(org_id, store=app.credentials, actor=caller.name),
+    )
 
 
 def _respond(

@@ -21,10 +21,12 @@ from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
+from shared.ratelimit import RateLimiter
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
 from shared.store.ledger import Ledger
+from shared.store.sync_state import SyncStateStore
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +83,10 @@ class App:
         return CredentialStore(self.tables.table("orgs"))
 
     @cached_property
+    def sync_state(self) -> SyncStateStore:
+        return SyncStateStore(self.tables.table("syncstate"))
+
+    @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.tables.table("ledger"))
 
@@ -91,7 +97,9 @@ class App:
             return self._key_provider
         s = self.settings
         if s.key_vault_url and s.credentials_key_secret_name:
-            credential: TokenCredential = StaticTokenCredential() if s.key_vault_auth == "none" else self.azure_credential
+            credential: TokenCredential = (
+                StaticTokenCredential() if s.key_vault_auth == "none" else self.azure_credential
+            )
             source = KeyVaultSecretSource.connect(s.key_vault_url, credential)
             self._closers.append(source)
             return KeyVaultKeyProvider(source, s.credentials_key_secret_name, refresh_seconds=s.key_refresh_seconds)
@@ -134,9 +142,18 @@ class App:
             credentials, base_url=self.settings.on24_base_url, http_client=self.http, retry=retry or self.retry_policy
         )
 
-    def on24_for(self, org: OrgRecord) -> On24Client:
-        """An ON24 client for an org row: opens its envelope (DecryptionError if it cannot)."""
-        return self.on24(open_credentials(self.cipher, org))
+    def on24_for(self, org: OrgRecord, limiter: RateLimiter | None = None) -> On24Client:
+        """An ON24 client for an org row: opens its envelope (DecryptionError if it cannot).
+
+        ``limiter`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
+        """
+        return On24Client(
+            open_credentials(self.cipher, org),
+            base_url=self.settings.on24_base_url,
+            http_client=self.http,
+            retry=self.retry_policy,
+            attendee_rate_limiter=limiter,
+        )
 
     # ---- Dataverse ---------------------------------------------------------------------------
     def dataverse(self, url: str) -> DataverseClient:
@@ -163,7 +180,7 @@ class App:
         for closer in reversed(self._closers):
             try:
                 closer.close()
-            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+            except Exception:
                 _log.debug("error while closing %r", closer, exc_info=True)
         self._closers.clear()
 

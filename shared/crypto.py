@@ -141,7 +141,9 @@ class KeyVaultKeyProvider:
             try:
                 version, value = self._source.get_secret(self._name)
             except LookupError:
-                raise ConfigError(f"Key Vault secret {self._name!r} (CREDENTIALS_KEY_SECRET_NAME) does not exist") from None
+                raise ConfigError(
+                    f"Key Vault secret {self._name!r} (CREDENTIALS_KEY_SECRET_NAME) does not exist"
+                ) from None
             previous = self._current
             self._current = self._versions.get(version) or self._material(version, value)
             self._current_read_at = now

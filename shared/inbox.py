@@ -40,7 +40,9 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
     except MessageError as exc:
         app.ledger.record_rejected(message_id, str(exc), body, delivery_count=delivery)
         _log.error(
-            "registration message %s rejected: %s", message_id, exc,
+            "registration message %s rejected: %s",
+            message_id,
+            exc,
             extra={**context, "outcome": "rejected", "reason": str(exc), "duration_ms": _ms(started)},
         )
         return Outcome("failed", f"rejected message: {exc}")
@@ -53,15 +55,23 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
         outcome = handle_registration(cmd, ports, received_at=received_at)
     except (TransientError, ConfigError) as exc:
         _log.warning(
-            "registration %s (org %s, %s) will be retried: %s", cmd.registration_id, cmd.org_id, cmd.action, exc,
+            "registration %s (org %s, %s) will be retried: %s",
+            cmd.registration_id,
+            cmd.org_id,
+            cmd.action,
+            exc,
             extra={**context, "outcome": "retry", "error_type": type(exc).__name__, "duration_ms": _ms(started)},
         )
         raise
     level = logging.ERROR if outcome.status == "failed" else logging.INFO
     _log.log(
         level,
-        "registration %s (org %s, ON24 event %s): %s%s", cmd.registration_id, cmd.org_id, outcome.on24_event_id,
-        outcome.status, f" ({outcome.reason})" if outcome.reason else "",
+        "registration %s (org %s, ON24 event %s): %s%s",
+        cmd.registration_id,
+        cmd.org_id,
+        outcome.on24_event_id,
+        outcome.status,
+        f" ({outcome.reason})" if outcome.reason else "",
         extra={
             **context,
             "on24_event_id": outcome.on24_event_id,

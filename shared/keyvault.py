@@ -44,13 +44,17 @@ class KeyVaultSecretSource:
         except ResourceNotFoundError:
             raise LookupError(where) from None
         except ClientAuthenticationError as exc:
-            raise ConfigError(f"the app's identity could not authenticate to read {where}: {type(exc).__name__}") from exc
+            raise ConfigError(
+                f"the app's identity could not authenticate to read {where}: {type(exc).__name__}"
+            ) from exc
         except HttpResponseError as exc:
             status = exc.status_code or 0
             if status == 429:
                 raise ThrottledError(f"Key Vault throttled reading {where}") from exc
             if status in (401, 403):
-                raise ConfigError(f"the app's identity may not read {where} (HTTP {status}): grant 'Key Vault Secrets User'") from exc
+                raise ConfigError(
+                    f"the app's identity may not read {where} (HTTP {status}): grant 'Key Vault Secrets User'"
+                ) from exc
             if status >= 500 or status == 0:
                 raise TransientError(f"Key Vault failed reading {where} (HTTP {status})") from exc
             raise ConfigError(f"Key Vault refused reading {where} (HTTP {status})") from exc
@@ -68,7 +72,7 @@ class KeyVaultSecretSource:
 class StaticTokenCredential:
     """A fixed bearer token, accepted by the app only for loopback stand-ins (``*_AUTH=none``)."""
 
-    def __init__(self, token: str = "sandbox-token") -> None:
+    def __init__(self, token: str = "sandbox-token") -> None:  # noqa: S107 - the stand-in's fixed, public token
         self._token = token
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:

@@ -598,26 +598,32 @@ class On24Client:
             ValueError: malformed arguments (at call time).
             NotFoundError, CredentialsRejectedError, ValidationError, TransientError: while iterating.
         """
-        eid = _check_event_id(event_id)
-        if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-        params: dict[str, str] = {}
-        for name, moment in (("start", start), ("end", end)):
-            if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
-                raise ValueError(f"{name} must be a timezone-aware datetime")
-        if start is not None and end is not None and end < start:
-            raise ValueError("end must not be before start")
-        if start is not None:
-            params["startDate"] = start.replace(microsecond=0).isoformat()
-        if end is not None:  # round up to whole seconds so the last fraction of a second stays included
-            whole = end.replace(microsecond=0) + (timedelta(seconds=1) if end.microsecond else timedelta())
-            params["endDate"] = whole.isoformat()
-        return self._attendee_pages(eid, params, page_size)
+        eid, params = _attendee_query(event_id, start, end, page_size)
+        return (attendee for _, page in self._attendee_pages(eid, params, page_size, 0) for attendee in page)
 
-    # ---- internals -------------------------------------------------------------------------------------------
-    def _attendee_pages(self, eid: str, params: dict[str, str], page_size: int) -> Iterator[Attendee]:
+    def iter_attendee_pages(
+        self,
+        event_id: int | str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        first_page: int = 0,
+    ) -> Iterator[tuple[int, list[Attendee]]]:
+        """Like ``iter_attendees`` but page by page, as ``(page index, attendees)``, starting at ``first_page``.
+
+        A metrics pull too large for one run records the next page index and resumes there later.
+        """
+        if isinstance(first_page, bool) or first_page < 0:
+            raise ValueError("first_page must be 0 or more")
+        eid, params = _attendee_query(event_id, start, end, page_size)
+        return self._attendee_pages(eid, params, page_size, first_page)
+
+    def _attendee_pages(
+        self, eid: str, params: dict[str, str], page_size: int, first_page: int
+    ) -> Iterator[tuple[int, list[Attendee]]]:
         what = f"ON24 list_attendees (event {eid})"
-        offset = 0
+        offset = first_page
         base: int | None = None  # 0 or 1: how this server counts currentpage
         previous: tuple[tuple[Any, Any], ...] | None = None
         while True:
@@ -638,9 +644,7 @@ class On24Client:
                 _log.warning("%s: page %d repeats the previous page; ON24 ignored paging, stopping", what, offset)
                 return
             previous = signature
-            for row in rows:
-                if isinstance(row, dict):
-                    yield Attendee.model_validate(row)
+            yield offset, [Attendee.model_validate(row) for row in rows if isinstance(row, dict)]
             pagecount = _lenient_int(top.get("pagecount"))
             if pagecount is None:
                 return  # unpaged answer: the whole list came at once
@@ -716,6 +720,27 @@ class On24Client:
 
 
 # ---- module helpers --------------------------------------------------------------------------------------------
+def _attendee_query(
+    event_id: int | str, start: datetime | None, end: datetime | None, page_size: int
+) -> tuple[str, dict[str, str]]:
+    """Validate attendee-list arguments (before any I/O) and build the date filter parameters."""
+    eid = _check_event_id(event_id)
+    if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    params: dict[str, str] = {}
+    for name, moment in (("start", start), ("end", end)):
+        if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+            raise ValueError(f"{name} must be a timezone-aware datetime")
+    if start is not None and end is not None and end < start:
+        raise ValueError("end must not be before start")
+    if start is not None:
+        params["startDate"] = start.replace(microsecond=0).isoformat()
+    if end is not None:  # round up to whole seconds so the last fraction of a second stays included
+        whole = end.replace(microsecond=0) + (timedelta(seconds=1) if end.microsecond else timedelta())
+        params["endDate"] = whole.isoformat()
+    return eid, params
+
+
 def _check_event_id(event_id: int | str) -> str:
     if isinstance(event_id, bool) or not isinstance(event_id, int | str):
         raise ValueError("ON24 event id must be a positive number")

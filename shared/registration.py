@@ -31,7 +31,7 @@ from shared.dataverse import (
 from shared.errors import NotFoundError, PermanentError, TransientError
 from shared.ids import ON24_EVENT_ID_PATTERN
 from shared.messages import Attendee, RegistrationCommand
-from shared.on24 import RegistrantFields, Registrant
+from shared.on24 import Registrant, RegistrantFields
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import LedgerEntry
 
@@ -136,22 +136,23 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
     except PermanentError as exc:
         return _fail_without_lease(ports, cmd, crm, entry, message_at, str(exc))
 
-    lease_id = uuid.uuid4().hex
-    entry = _acquire(ports, cmd, target.action, message_at, lease_id, crm is not None)
-    if isinstance(entry, Outcome):
-        return entry
-    return _apply(ports, org, crm, cmd, target, entry, message_at)
+    leased = _acquire(ports, cmd, target.action, message_at, uuid.uuid4().hex, crm is not None)
+    if isinstance(leased, Outcome):
+        return leased
+    return _apply(ports, org, crm, cmd, target, leased, message_at)
 
 
-def _already_done(
-    entry: LedgerEntry | None, action: str, message_at: datetime, crm_known: bool
-) -> Outcome | None:
+def _already_done(entry: LedgerEntry | None, action: str, message_at: datetime, crm_known: bool) -> Outcome | None:
     """The no-op answers that need no lease: stale messages and recorded duplicates."""
     if entry is None:
         return None
     if entry.last_message_at is not None and message_at < entry.last_message_at:
-        return Outcome("stale", f"older than the last applied message ({entry.last_message_at.isoformat()})",
-                       entry.on24_event_id, entry.event_user_id)
+        return Outcome(
+            "stale",
+            f"older than the last applied message ({entry.last_message_at.isoformat()})",
+            entry.on24_event_id,
+            entry.event_user_id,
+        )
     crm_pending = crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled")
     if not crm_pending and (
         (action == "register" and entry.state == "registered") or (action == "cancel" and entry.state == "cancelled")
@@ -208,7 +209,12 @@ def _attendee_from_contact(contact: Contact) -> Attendee:
 
 
 def _acquire(
-    ports: RegistrationPorts, cmd: RegistrationCommand, action: str, message_at: datetime, lease_id: str, crm_known: bool
+    ports: RegistrationPorts,
+    cmd: RegistrationCommand,
+    action: str,
+    message_at: datetime,
+    lease_id: str,
+    crm_known: bool,
 ) -> LedgerEntry | Outcome:
     """Take the row's lease (creating the row if needed); re-check for no-ops on every fresh read."""
     deadline = time.monotonic() + ports.lease_wait_seconds
@@ -334,11 +340,16 @@ def _sync_crm(crm: CrmRegistrations | None, cmd: RegistrationCommand, entry: Led
     except NotFoundError:
         _log.warning(
             "CRM registration %s (org %s) no longer exists; ON24 outcome not written back",
-            cmd.registration_id, cmd.org_id, extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id},
+            cmd.registration_id,
+            cmd.org_id,
+            extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id},
         )
     except PermanentError as exc:
         _log.error(
-            "CRM refused the ON24 outcome of registration %s (org %s): %s", cmd.registration_id, cmd.org_id, exc,
+            "CRM refused the ON24 outcome of registration %s (org %s): %s",
+            cmd.registration_id,
+            cmd.org_id,
+            exc,
             extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id},
         )
     return True
@@ -362,8 +373,17 @@ def _note(ports: RegistrationPorts, cmd: RegistrationCommand, message_at: dateti
         entry = ports.ledger.get(cmd.org_id, cmd.registration_id)
         base = entry or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id, state="skipped")
         last = max(message_at, base.last_message_at) if base.last_message_at else message_at
-        if ports.ledger.write(replace(base, last_outcome=f"{outcome.status}: {outcome.reason}", reason=outcome.reason,
-                                      last_message_at=last)) is not None:
+        if (
+            ports.ledger.write(
+                replace(
+                    base,
+                    last_outcome=f"{outcome.status}: {outcome.reason}",
+                    reason=outcome.reason,
+                    last_message_at=last,
+                )
+            )
+            is not None
+        ):
             return outcome
     raise TransientError(f"could not record the outcome of registration {cmd.registration_id}: too many races")
 

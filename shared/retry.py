@@ -82,7 +82,11 @@ def call_with_retry(
             if attempt >= policy.max_attempts or spent + wait > policy.budget:
                 raise
             _log.warning(
-                "retrying %s in %.2fs after attempt %d: %s", what, wait, attempt, error,
+                "retrying %s in %.2fs after attempt %d: %s",
+                what,
+                wait,
+                attempt,
+                error,
                 extra={"retry_attempt": attempt, "retry_wait_s": round(wait, 3)},
             )
             sleep(wait)

@@ -55,6 +55,7 @@ class Settings:
     metrics_lookback_hours: int = 48
     metrics_budget_seconds: float = 240.0
     retry_budget_seconds: float = 15.0
+    on24_attendee_calls_per_minute: int = 100
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +113,7 @@ class Settings:
             metrics_lookback_hours=int(env.number("METRICS_LOOKBACK_HOURS", 48, low=0, high=24 * 180)),
             metrics_budget_seconds=env.number("PULL_METRICS_BUDGET_SECONDS", 240.0, low=5),
             retry_budget_seconds=env.number("RETRY_BUDGET_SECONDS", 15.0, low=0, high=600),
+            on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
         )
 
 

@@ -15,8 +15,14 @@ def _date(moment: datetime) -> str:
 
 
 def _ref(logical_name: str, row_id: str) -> dict[str, Any]:
-    return {"__type": f"EntityReference:{CONTRACTS}", "Id": row_id, "KeyAttributes": [], "LogicalName": logical_name,
-            "Name": None, "RowVersion": None}
+    return {
+        "__type": f"EntityReference:{CONTRACTS}",
+        "Id": row_id,
+        "KeyAttributes": [],
+        "LogicalName": logical_name,
+        "Name": None,
+        "RowVersion": None,
+    }
 
 
 def dataverse_body(
@@ -72,8 +78,13 @@ def dataverse_body(
         "OrganizationId": org_id,
         "OrganizationName": "unqcontoso",
         "OutputParameters": [{"key": "id", "value": registration_id}] if message == "Create" else [],
-        "OwningExtension": {"Id": str(uuid.uuid4()), "KeyAttributes": [], "LogicalName": "sdkmessageprocessingstep",
-                            "Name": "ON24 registration push", "RowVersion": None},
+        "OwningExtension": {
+            "Id": str(uuid.uuid4()),
+            "KeyAttributes": [],
+            "LogicalName": "sdkmessageprocessingstep",
+            "Name": "ON24 registration push",
+            "RowVersion": None,
+        },
         "ParentContext": None,
         "PostEntityImages": [],
         "PreEntityImages": [],
@@ -122,19 +133,34 @@ class CrmOrg:
         self.account_id = dataverse.add_row("accounts", {"name": "Fabrikam Ltd"})
         self.event_id = dataverse.add_row(
             "msevtmgt_events",
-            {"msevtmgt_name": "Quarterly product webinar", "msevtmgt_webinarid": webinar_id,
-             "msevtmgt_eventformat": 100000002},
+            {
+                "msevtmgt_name": "Quarterly product webinar",
+                "msevtmgt_webinarid": webinar_id,
+                "msevtmgt_eventformat": 100000002,
+            },
         )
 
     def contact(self, first: str, last: str, email: str | None, **extra: Any) -> str:
-        row: dict[str, Any] = {"firstname": first, "lastname": last, "fullname": f"{first} {last}",
-                               "emailaddress1": email, "jobtitle": "Engineer", "address1_country": "Germany",
-                               "company": "+49 30 1234567", "parentcustomerid": self.account_id}
+        row: dict[str, Any] = {
+            "firstname": first,
+            "lastname": last,
+            "fullname": f"{first} {last}",
+            "emailaddress1": email,
+            "jobtitle": "Engineer",
+            "address1_country": "Germany",
+            "company": "+49 30 1234567",
+            "parentcustomerid": self.account_id,
+        }
         row.update(extra)
         return str(self.dataverse.add_row("contacts", row))
 
     def registration(self, contact_id: str, **extra: Any) -> str:
-        row: dict[str, Any] = {"msevtmgt_name": f"REG-{uuid.uuid4().hex[:8]}", "msevtmgt_eventid": self.event_id,
-                               "msevtmgt_contactid": contact_id, "msevtmgt_iscanceled": False, "statecode": 0}
+        row: dict[str, Any] = {
+            "msevtmgt_name": f"REG-{uuid.uuid4().hex[:8]}",
+            "msevtmgt_eventid": self.event_id,
+            "msevtmgt_contactid": contact_id,
+            "msevtmgt_iscanceled": False,
+            "statecode": 0,
+        }
         row.update(extra)
         return str(self.dataverse.add_row("msevtmgt_eventregistrations", row))

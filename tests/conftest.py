@@ -10,8 +10,8 @@ import base64
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +116,9 @@ def dataverse_server() -> Iterator[Any]:
 
 @pytest.fixture
 def dataverse(dataverse_server: Any) -> Any:
+    """The session's Dataverse stand-in, emptied, with no faults or limits."""
+    dataverse_server.clear()
+    dataverse_server.set_limit(None)
     dataverse_server.clear_faults()
     dataverse_server.reset_log()
     dataverse_server.latency = 0.0

@@ -19,16 +19,18 @@ from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.store.tables import table_errors
 
 _log = logging.getLogger(__name__)
 
 LedgerState = Literal["new", "registered", "cancelled", "skipped", "failed"]
+_STATES: tuple[LedgerState, ...] = ("new", "registered", "cancelled", "skipped", "failed")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REJECTED_PARTITION = "~rejected"
 MAX_KEPT_BODY = 60 * 1024
+TRANSACTION_SIZE = 100  # Table Storage's limit of operations in one entity group transaction
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,12 @@ class LedgerEntry:
             value = entity.get(name)
             return value if isinstance(value, datetime) and value > _EPOCH else None
 
-        state = entity.get("State") or "new"
+        raw_state = entity.get("State")
+        state: LedgerState = raw_state if raw_state in _STATES else "new"
         return cls(
             org_id=entity["PartitionKey"],
             registration_id=entity["RowKey"],
-            state=state if state in ("new", "registered", "cancelled", "skipped", "failed") else "new",
+            state=state,
             on24_event_id=text("On24EventId"),
             event_user_id=text("EventUserId"),
             email=text("Email"),
@@ -178,15 +181,41 @@ class Ledger:
             for entity in self._table.query_entities(f"PartitionKey eq '{REJECTED_PARTITION}'"):
                 yield dict(entity)
 
-    def set_metrics_hash(self, entry: LedgerEntry, metrics_hash: str) -> bool:
-        """Remember what was last written to CRM for this registration (merge; keeps other columns)."""
-        patch = {"PartitionKey": entry.org_id, "RowKey": entry.registration_id, "MetricsHash": metrics_hash}
-        with table_errors(f"recording metrics of registration {entry.registration_id}"):
-            try:
-                self._table.update_entity(patch, mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                return False
-        return True
+    def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
+        """ON24 event ids of the org's ledger rows changed since ``since`` (all rows when None)."""
+        query = "PartitionKey eq @org"
+        parameters: dict[str, Any] = {"org": org_id}
+        if since is not None:
+            query += " and Timestamp ge @since"
+            parameters["since"] = since
+        with table_errors(f"discovering webinars of org {org_id!r}"):
+            return {
+                str(entity["On24EventId"])
+                for entity in self._table.query_entities(query, parameters=parameters, select=["On24EventId"])
+                if entity.get("On24EventId")
+            }
+
+    def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None:
+        """Remember what was last written to CRM per registration (merge, 100 rows per transaction).
+
+        Only the ``MetricsHash`` column changes. A row deleted meanwhile is skipped.
+        """
+        items = list(hashes.items())
+        for start in range(0, len(items), TRANSACTION_SIZE):
+            chunk = items[start : start + TRANSACTION_SIZE]
+            operations: list[Any] = [
+                ("update", {"PartitionKey": org_id, "RowKey": reg, "MetricsHash": value}, {"mode": UpdateMode.MERGE})
+                for reg, value in chunk
+            ]
+            with table_errors(f"recording metrics hashes of org {org_id!r}"):
+                try:
+                    self._table.submit_transaction(operations)
+                except TableTransactionError:
+                    for _, entity, options in operations:  # one row was deleted: fall back row by row
+                        try:
+                            self._table.update_entity(entity, **options)
+                        except ResourceNotFoundError:
+                            continue
 
 
 def _row_key(value: str) -> str:

@@ -39,7 +39,7 @@ def table_errors(what: str) -> Iterator[None]:
         raise ConfigError(f"Table Storage rejected the app's identity while {what}") from exc
     except HttpResponseError as exc:
         status = exc.status_code or 0
-        if status in (429, 503) and "ServerBusy" in str(exc.error_code or ""):
+        if status in (429, 503) and "ServerBusy" in str(getattr(exc, "error_code", "") or ""):
             raise ThrottledError(f"Table Storage is busy while {what}") from exc
         if status >= 500 or status in (0, 408, 429):
             raise TransientError(f"Table Storage failed while {what} (HTTP {status})") from exc

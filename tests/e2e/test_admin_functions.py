@@ -64,7 +64,11 @@ def test_store_status_remove_round_trip(on24_env: dict[str, str], on24: Any) -> 
     code, removed = delete(ORG)
     assert code == 200
     assert removed == {
-        "orgId": ORG, "removed": True, "configured": False, "clientId": ON24_CLIENT_ID, "region": "na",
+        "orgId": ORG,
+        "removed": True,
+        "configured": False,
+        "clientId": ON24_CLIENT_ID,
+        "region": "na",
         "integration": "disabled",
     }
     assert status(ORG) == (200, {"orgId": ORG, "configured": False})

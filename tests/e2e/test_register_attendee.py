@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from RegisterAttendee import main
+from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
 from shared.errors import TransientError
 from StoreCredentials import main as store_main
-from RemoveCredentials import main as remove_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body
 from tests.conftest import ON24_CLIENT_ID, ON24_SECRET, credentials_body
 from tests.functions import dataverse_properties, http_request, service_bus_message
@@ -45,8 +45,15 @@ def crm(env: dict[str, str], dataverse: Any) -> CrmOrg:
 
 
 def attendee(email: str, **extra: Any) -> dict[str, Any]:
-    return {"email": email, "firstName": "Zoë", "lastName": "Ångström", "company": "Fabrikam", "jobTitle": "CTO",
-            "country": "Sweden", **extra}
+    return {
+        "email": email,
+        "firstName": "Zoë",
+        "lastName": "Ångström",
+        "company": "Fabrikam",
+        "jobTitle": "CTO",
+        "country": "Sweden",
+        **extra,
+    }
 
 
 def deliver(body: Any, **kwargs: Any) -> None:
@@ -66,8 +73,15 @@ def test_canonical_message_registers_with_the_right_fields_and_updates_crm(
 ) -> None:
     contact = crm.contact("Zoë", "Ångström", "zoe@fabrikam.example")
     reg = crm.registration(contact)
-    deliver(canonical_body(org_id=ORG, registration_id=reg, event_id=crm.event_id, on24_event_id=str(WEBINAR),
-                           attendee=attendee("zoe@fabrikam.example")))
+    deliver(
+        canonical_body(
+            org_id=ORG,
+            registration_id=reg,
+            event_id=crm.event_id,
+            on24_event_id=str(WEBINAR),
+            attendee=attendee("zoe@fabrikam.example"),
+        )
+    )
     [person] = registrants(on24)
     assert person["email"] == "zoe@fabrikam.example"
     assert person["firstname"] == "Zoë" and person["lastname"] == "Ångström"
@@ -85,8 +99,10 @@ def test_canonical_message_registers_with_the_right_fields_and_updates_crm(
 def test_dataverse_create_message_looks_up_contact_and_event(crm: CrmOrg, on24: Any, dataverse: Any) -> None:
     contact = crm.contact("Jürgen", "Weiß", "juergen@fabrikam.example", jobtitle="Head of IT")
     reg = crm.registration(contact)
-    deliver(dataverse_body(org_id=ORG, registration_id=reg, event_id=crm.event_id, contact_id=contact),
-            application_properties=dataverse_properties("Create"))
+    deliver(
+        dataverse_body(org_id=ORG, registration_id=reg, event_id=crm.event_id, contact_id=contact),
+        application_properties=dataverse_properties("Create"),
+    )
     [person] = registrants(on24)
     assert person["email"] == "juergen@fabrikam.example"
     assert person["firstname"] == "Jürgen" and person["lastname"] == "Weiß"
@@ -101,16 +117,22 @@ def test_same_message_delivered_five_times_makes_one_registrant(crm: CrmOrg, on2
     message_id = uuid.uuid4().hex
     body = dataverse_body(org_id=ORG, registration_id=reg, event_id=crm.event_id)
     for delivery in range(1, 6):
-        deliver(body, message_id=message_id, delivery_count=delivery,
-                application_properties=dataverse_properties("Create"))
+        deliver(
+            body, message_id=message_id, delivery_count=delivery, application_properties=dataverse_properties("Create")
+        )
     assert len(registrants(on24)) == 1
     assert on24.count("POST") == 1, "a duplicate makes no ON24 call"
 
 
 def test_fifty_concurrent_duplicates_make_exactly_one_registrant(crm: CrmOrg, on24: Any) -> None:
     reg = crm.registration(crm.contact("Grace", "Hopper", "grace@example.com"))
-    body = canonical_body(org_id=ORG, registration_id=reg, event_id=crm.event_id, on24_event_id=str(WEBINAR),
-                          attendee=attendee("grace@example.com"))
+    body = canonical_body(
+        org_id=ORG,
+        registration_id=reg,
+        event_id=crm.event_id,
+        on24_event_id=str(WEBINAR),
+        attendee=attendee("grace@example.com"),
+    )
     on24.latency = 0.05  # widen the race window
 
     def deliver_until_completed(_: int) -> int:
@@ -139,16 +161,22 @@ def test_cancel_soft_deletes_and_an_older_register_does_not_revive(crm: CrmOrg, 
     assert registrants(on24)[0]["isdeleted"] is False
 
     dataverse.add_row(REGISTRATIONS, {"msevtmgt_eventregistrationid": reg, "msevtmgt_iscanceled": True})
-    cancel = dataverse_body(org_id=ORG, registration_id=reg, message="Update", canceled=True,
-                            at=t0 + timedelta(minutes=5))
+    cancel = dataverse_body(
+        org_id=ORG, registration_id=reg, message="Update", canceled=True, at=t0 + timedelta(minutes=5)
+    )
     deliver(cancel, application_properties=dataverse_properties("Update"))
     assert registrants(on24)[0]["isdeleted"] is True
     assert ledger_row(reg).state == "cancelled"
 
     on24.reset_log()
-    old_register = canonical_body(org_id=ORG, registration_id=reg, event_id=crm.event_id,
-                                  on24_event_id=str(WEBINAR), attendee=attendee("alan@example.com"),
-                                  occurred_at=t0 + timedelta(minutes=1))
+    old_register = canonical_body(
+        org_id=ORG,
+        registration_id=reg,
+        event_id=crm.event_id,
+        on24_event_id=str(WEBINAR),
+        attendee=attendee("alan@example.com"),
+        occurred_at=t0 + timedelta(minutes=1),
+    )
     deliver(old_register)
     assert on24.count() == 0, "a replayed older register makes no ON24 call"
     assert registrants(on24)[0]["isdeleted"] is True
@@ -159,17 +187,23 @@ def test_update_propagates_changed_contact_details(crm: CrmOrg, on24: Any, datav
     contact = crm.contact("Katherine", "Johnson", "kj@example.com")
     reg = crm.registration(contact)
     t0 = datetime.now(UTC) - timedelta(minutes=3)
-    deliver(dataverse_body(org_id=ORG, registration_id=reg, at=t0), application_properties=dataverse_properties("Create"))
+    deliver(
+        dataverse_body(org_id=ORG, registration_id=reg, at=t0), application_properties=dataverse_properties("Create")
+    )
     dataverse.add_row("contacts", {"contactid": contact, "lastname": "Goble Johnson", "jobtitle": "Mathematician"})
-    deliver(dataverse_body(org_id=ORG, registration_id=reg, message="Update", at=t0 + timedelta(minutes=1)),
-            application_properties=dataverse_properties("Update"))
+    deliver(
+        dataverse_body(org_id=ORG, registration_id=reg, message="Update", at=t0 + timedelta(minutes=1)),
+        application_properties=dataverse_properties("Update"),
+    )
     [person] = registrants(on24)
     assert person["lastname"] == "Goble Johnson" and person["jobtitle"] == "Mathematician"
     assert on24.count("PATCH") == 1 and ledger_row(reg).last_outcome == "updated"
 
     dataverse.add_row("contacts", {"contactid": contact, "emailaddress1": "katherine@nasa.example"})
-    deliver(dataverse_body(org_id=ORG, registration_id=reg, message="Update", at=t0 + timedelta(minutes=2)),
-            application_properties=dataverse_properties("Update"))
+    deliver(
+        dataverse_body(org_id=ORG, registration_id=reg, message="Update", at=t0 + timedelta(minutes=2)),
+        application_properties=dataverse_properties("Update"),
+    )
     by_email = {p["email"]: p for p in registrants(on24)}
     assert by_email["kj@example.com"]["isdeleted"] is True, "a changed email moves the registration"
     assert by_email["katherine@nasa.example"]["isdeleted"] is False
@@ -231,19 +265,26 @@ def test_dataverse_throttling_slows_down_and_completes(
     monkeypatch.setenv("RETRY_BUDGET_SECONDS", "5")
     reset_app()
     reg = crm.registration(crm.contact("Radia", "Perlman", "radia@example.com"))
-    dataverse.fail_next(2, status=429, headers={"Retry-After": "1"},
-                        payload={"error": {"code": "0x80072322", "message": "Number of requests exceeded the limit"}})
+    dataverse.fail_next(
+        2,
+        status=429,
+        headers={"Retry-After": "1"},
+        payload={"error": {"code": "0x80072322", "message": "Number of requests exceeded the limit"}},
+    )
     deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
     assert ledger_row(reg).state == "registered"
     assert dataverse.row(REGISTRATIONS, reg)["msevtmgt_webinarregistrationid"]
 
 
-def test_crm_write_back_failure_is_retried_without_a_second_on24_call(
-    crm: CrmOrg, on24: Any, dataverse: Any
-) -> None:
+def test_crm_write_back_failure_is_retried_without_a_second_on24_call(crm: CrmOrg, on24: Any, dataverse: Any) -> None:
     reg = crm.registration(crm.contact("Frances", "Allen", "frances@example.com"))
-    body = canonical_body(org_id=ORG, registration_id=reg, event_id=crm.event_id, on24_event_id=str(WEBINAR),
-                          attendee=attendee("frances@example.com"))
+    body = canonical_body(
+        org_id=ORG,
+        registration_id=reg,
+        event_id=crm.event_id,
+        on24_event_id=str(WEBINAR),
+        attendee=attendee("frances@example.com"),
+    )
     dataverse.fail_next(5, status=503, method="PATCH")
     with pytest.raises(TransientError):
         deliver(body)
@@ -294,15 +335,18 @@ def test_malformed_and_hostile_bodies_get_a_permanent_outcome_and_no_on24_call(
     assert len([r for r in caplog.records if getattr(r, "outcome", None) == "rejected"]) == len(HOSTILE_BODIES)
 
 
-def test_one_structured_log_line_per_message_without_secrets(
-    crm: CrmOrg, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_one_structured_log_line_per_message_without_secrets(crm: CrmOrg, caplog: pytest.LogCaptureFixture) -> None:
     reg = crm.registration(crm.contact("Lynn", "Conway", "lynn@example.com"))
     with caplog.at_level(logging.DEBUG):
         deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
     lines = [r for r in caplog.records if r.name == "shared.inbox"]
     assert len(lines) == 1
     line = lines[0]
-    assert (line.org_id, line.registration_id, line.on24_event_id, line.outcome) == (ORG, reg, str(WEBINAR), "registered")
+    assert (line.org_id, line.registration_id, line.on24_event_id, line.outcome) == (
+        ORG,
+        reg,
+        str(WEBINAR),
+        "registered",
+    )
     assert isinstance(line.duration_ms, float)
     assert ON24_SECRET not in caplog.text

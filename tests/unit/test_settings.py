@@ -45,7 +45,14 @@ def test_identity_based_storage_account() -> None:
         ({"ON24_BASE_URL": "http://on24.example.com"}, "ON24_BASE_URL"),
         ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com", "DATAVERSE_AUTH": "none"}, "DATAVERSE_AUTH"),
         ({"DATAVERSE_AUTH": "maybe"}, "DATAVERSE_AUTH"),
-        ({"KEY_VAULT_URL": "https://kv.vault.azure.net", "CREDENTIALS_KEY_SECRET_NAME": "k", "KEY_VAULT_AUTH": "none"}, "KEY_VAULT_AUTH"),
+        (
+            {
+                "KEY_VAULT_URL": "https://kv.vault.azure.net",
+                "CREDENTIALS_KEY_SECRET_NAME": "k",
+                "KEY_VAULT_AUTH": "none",
+            },
+            "KEY_VAULT_AUTH",
+        ),
         ({"METRICS_GRACE_DAYS": "thirty"}, "METRICS_GRACE_DAYS"),
         ({"WEBSITE_AUTH_ENABLED": "perhaps"}, "WEBSITE_AUTH_ENABLED"),
         ({"STATE_TABLE_PREFIX": "has-dash"}, "STATE_TABLE_PREFIX"),

@@ -1,0 +1,477 @@
+"""PullMetrics' use case: bring ON24 attendee metrics into CRM check-ins, incrementally and idempotently.
+
+Per org with credentials, the webinars the ledger knows about (plus any the admin listed) are pulled
+from their start until their on-demand window closes plus a grace period. Each pull re-reads a look-back
+window, because ON24 data arrives late. Attendees are matched to CRM registrations (by the
+``exteventusercd`` we sent, then the ON24 registrant id, then email), and one event check-in per
+registration is upserted at an id derived from (org, registration), in ``$batch`` requests. Rows whose
+metrics hash did not change since the last write are not sent again.
+
+The pure parts (windows, due-ness, matching, check-in fields) are separate functions, tested with dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from shared.dataverse import CHECKIN_TYPE_EVENT, BatchResult
+from shared.errors import (
+    CredentialsRejectedError,
+    DecryptionError,
+    IntegrationError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from shared.on24 import Attendee, On24Event
+from shared.ratelimit import RateLimiter
+from shared.store.credentials import OrgRecord, OrgStatus
+from shared.store.ledger import LedgerEntry
+from shared.store.sync_state import WebinarSyncState
+
+_log = logging.getLogger(__name__)
+
+CHECKIN_SET = "msevtmgt_checkins"
+# Fixed namespace: check-in ids must stay the same across releases, or upserts would duplicate rows.
+CHECKIN_NAMESPACE = uuid.UUID("5f0c3a52-0b7e-4f0e-9a3c-6f1d2e8b9c41")
+CHECKIN_NAME = "ON24 webinar attendance"
+META_REFRESH = timedelta(hours=6)
+HOT_PERIOD = timedelta(days=3)
+COLD_REFRESH = timedelta(hours=1)
+START_MARGIN = timedelta(days=1)
+DISCOVERY_OVERLAP = timedelta(minutes=10)
+
+
+# ---- ports ----------------------------------------------------------------------------------------------------
+class On24Metrics(Protocol):
+    def get_event(self, event_id: int | str) -> On24Event: ...
+    def iter_attendee_pages(
+        self, event_id: int | str, *, start: datetime | None, end: datetime | None, first_page: int = 0
+    ) -> Iterator[tuple[int, list[Attendee]]]: ...
+
+
+class CrmCheckins(Protocol):
+    def batch_upsert(
+        self, entity_set: str, rows: Sequence[tuple[str, Any]], *, batch_size: int = 1000, max_parallel: int = 4
+    ) -> BatchResult: ...
+
+
+class OrgDirectory(Protocol):
+    def list_orgs(self) -> Iterator[OrgRecord]: ...
+    def get(self, org_id: str) -> OrgRecord | None: ...
+    def set_status(self, org_id: str, status: OrgStatus, reason: str | None) -> bool: ...
+
+
+class LedgerIndex(Protocol):
+    def entries(self, org_id: str, *, on24_event_id: str | None = None) -> Iterator[LedgerEntry]: ...
+    def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]: ...
+    def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None: ...
+
+
+class SyncStates(Protocol):
+    def get(self, org_id: str, webinar_id: str) -> WebinarSyncState | None: ...
+    def list(self, org_id: str) -> list[WebinarSyncState]: ...
+    def save(self, state: WebinarSyncState) -> WebinarSyncState | None: ...
+    def discovery_mark(self, org_id: str) -> datetime | None: ...
+    def set_discovery_mark(self, org_id: str, scanned_until: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class MetricsPorts:
+    orgs: OrgDirectory
+    ledger: LedgerIndex
+    sync: SyncStates
+    on24_for: Callable[[OrgRecord, RateLimiter], On24Metrics]
+    crm_for: Callable[[OrgRecord], CrmCheckins | None]
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    monotonic: Callable[[], float] = time.monotonic
+
+
+@dataclass(frozen=True)
+class MetricsOptions:
+    budget_seconds: float = 240.0
+    grace: timedelta = timedelta(days=30)
+    lookback: timedelta = timedelta(hours=48)
+    attendee_calls_per_minute: int = 100
+    chunk_rows: int = 4000
+    max_parallel: int = 4
+
+
+@dataclass
+class WebinarReport:
+    org_id: str
+    webinar_id: str
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    webinars: list[WebinarReport] = field(default_factory=list)
+    orgs_failed: dict[str, str] = field(default_factory=dict)
+    left_for_next_run: int = 0
+
+    def total(self, counter: str) -> int:
+        return sum(w.counts.get(counter, 0) for w in self.webinars)
+
+
+# ---- pure helpers ---------------------------------------------------------------------------------------------
+def checkin_id(org_id: str, registration_id: str) -> str:
+    """The check-in's primary key: the same (org, registration) always gives the same id."""
+    return str(uuid.uuid5(CHECKIN_NAMESPACE, f"{org_id.lower()}|{registration_id.lower()}"))
+
+
+def _first(*values: int | None) -> int:
+    for value in values:
+        if value is not None:
+            return value
+    return 0
+
+
+def checkin_fields(entry: LedgerEntry, attendee: Attendee) -> dict[str, Any]:
+    """The check-in columns for one attendee (an event check-in linked to registration, event and contact).
+
+    Viewing duration = live + on-demand minutes (the cumulative figures when ON24 sends them). "Number of
+    interactions" = questions asked + polls answered (both are the attendee acting in the webinar).
+    Check-in time = first activity; check-out time = last activity.
+    """
+    live = _first(attendee.cumulativeliveminutes, attendee.liveminutes)
+    archive = _first(attendee.cumulativearchiveminutes, attendee.archiveminutes)
+    firsts = [t for t in (attendee.firstliveactivity, attendee.firstarchiveactivity) if t is not None]
+    lasts = [t for t in (attendee.lastliveactivity, attendee.lastarchiveactivity) if t is not None]
+    fields: dict[str, Any] = {
+        "msevtmgt_name": CHECKIN_NAME,
+        "msevtmgt_checkintype": CHECKIN_TYPE_EVENT,
+        "msevtmgt_RegistrationId@odata.bind": f"/msevtmgt_eventregistrations({entry.registration_id})",
+        "msevtmgt_viewingdurationinmins": live + archive,
+        "msevtmgt_numberofquestionsasked": _first(attendee.askedquestions) + _first(attendee.answeredpolls),
+    }
+    if entry.crm_event_id:
+        fields["msevtmgt_Event@odata.bind"] = f"/msevtmgt_events({entry.crm_event_id})"
+    if entry.contact_id:
+        fields["msevtmgt_Contact@odata.bind"] = f"/contacts({entry.contact_id})"
+    if firsts:
+        fields["msevtmgt_checkintime"] = min(firsts).astimezone(UTC)
+    if lasts:
+        fields["msevtmgt_checkouttime"] = max(lasts).astimezone(UTC)
+    return fields
+
+
+def fields_hash(fields: dict[str, Any]) -> str:
+    text = json.dumps(fields, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class Matcher:
+    """Finds the ledger row of an attendee: by ``exteventusercd``, then ON24 registrant id, then email."""
+
+    def __init__(self, entries: Iterable[LedgerEntry]) -> None:
+        self.by_registration: dict[str, LedgerEntry] = {}
+        self._by_user: dict[str, str] = {}
+        self._by_email: dict[str, str] = {}
+        for entry in entries:
+            if entry.state not in ("registered", "cancelled"):
+                continue
+            reg = entry.registration_id
+            self.by_registration[reg] = entry
+            if entry.event_user_id:
+                self._by_user[entry.event_user_id] = reg
+            if entry.email:
+                self._by_email[entry.email.casefold()] = reg
+
+    def match(self, attendee: Attendee) -> LedgerEntry | None:
+        reg = (attendee.exteventusercd or "").strip().lower()
+        if reg in self.by_registration:
+            return self.by_registration[reg]
+        by_user = self._by_user.get(attendee.eventuserid or "")
+        if by_user:
+            return self.by_registration[by_user]
+        by_email = self._by_email.get((attendee.email or "").casefold())
+        return self.by_registration[by_email] if by_email else None
+
+    def remember(self, registration_id: str, metrics_hash: str) -> None:
+        entry = self.by_registration.get(registration_id)
+        if entry is not None:
+            self.by_registration[registration_id] = replace(entry, metrics_hash=metrics_hash)
+
+
+def with_event(state: WebinarSyncState, event: On24Event, *, now: datetime, grace: timedelta) -> WebinarSyncState:
+    """Record the webinar's schedule: pull from its start until its on-demand window closes, plus grace."""
+    start = event.livestart or event.goodafter
+    end = event.archiveend or event.goodtill or event.liveend or start
+    return replace(
+        state,
+        live_start=start.astimezone(UTC) if start else None,
+        window_end=(end.astimezone(UTC) + grace) if end else None,
+        meta_fetched_at=now,
+    )
+
+
+def is_due(state: WebinarSyncState, now: datetime) -> bool:
+    """Unfinished, new, recently live (every run) or on demand (hourly) webinars are due."""
+    if state.pending_end is not None or state.last_success_at is None:
+        return True
+    if state.window_end is not None and now > state.window_end:
+        return False
+    if state.live_start is not None and now < state.live_start - START_MARGIN:
+        return False
+    recently_live = state.live_start is None or now - state.live_start < HOT_PERIOD
+    return recently_live or now - state.last_success_at >= COLD_REFRESH
+
+
+def priority(state: WebinarSyncState) -> tuple[int, float]:
+    """Sort key: unfinished pulls first, then the most recent webinar first."""
+    started = state.live_start.timestamp() if state.live_start else float("inf")
+    return (0 if state.pending_end is not None else 1, -started)
+
+
+def pull_window(
+    state: WebinarSyncState, *, signpost: datetime, lookback: timedelta
+) -> tuple[datetime | None, datetime, int]:
+    """(start, end, first page) of the next pull: the pending one if a run stopped midway, else a new one
+    from the bookmark minus the look-back (or the webinar's start) up to the run's signpost."""
+    if state.pending_end is not None:
+        return state.pending_start, state.pending_end, state.pending_page
+    floor = state.live_start - START_MARGIN if state.live_start else None
+    start = state.replication_key_value - lookback if state.replication_key_value else floor
+    if start is not None and floor is not None:
+        start = max(start, floor)
+    if start is not None and start > signpost:
+        start = signpost
+    return start, signpost, 0
+
+
+# ---- the use case -----------------------------------------------------------------------------------------------
+class _OutOfTime(Exception):
+    pass
+
+
+def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
+    """One timer run: every due webinar of every configured org, most recent first, within the budget.
+
+    One org's failure (revoked token, ON24 down, unreadable credentials) never stops the others.
+    """
+    deadline = ports.monotonic() + options.budget_seconds
+    signpost = ports.clock()
+    report = RunReport()
+    limiters: dict[str, RateLimiter] = {}
+    queue: list[tuple[WebinarSyncState, str]] = []
+    for org in ports.orgs.list_orgs():
+        try:
+            queue.extend((state, org.org_id) for state in _plan_org(ports, org, signpost))
+        except IntegrationError as exc:
+            report.orgs_failed[org.org_id] = f"planning failed: {exc}"
+            _log.error("metrics: cannot plan org %s: %s", org.org_id, exc, extra={"org_id": org.org_id})
+    queue.sort(key=lambda item: priority(item[0]))
+
+    for index, (state, org_id) in enumerate(queue):
+        if org_id in report.orgs_failed:
+            continue
+        if ports.monotonic() >= deadline:
+            report.left_for_next_run = len(queue) - index
+            break
+        current = ports.orgs.get(org_id)  # read per use: a removed org gets no further ON24 call
+        if current is None:
+            continue
+        org = current
+        limiter = limiters.setdefault(org.client_id, RateLimiter(options.attendee_calls_per_minute, 60.0))
+        try:
+            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=deadline)
+        except CredentialsRejectedError as exc:
+            reason = f"ON24 rejected the org's credentials: {exc}"
+            ports.orgs.set_status(org_id, "rejected", reason)
+            report.orgs_failed[org_id] = reason
+            _log.error(
+                "metrics: org %s disabled until its credentials are fixed: %s",
+                org_id,
+                exc,
+                extra={"org_id": org_id, "on24_event_id": state.webinar_id},
+            )
+            continue
+        except DecryptionError as exc:
+            report.orgs_failed[org_id] = str(exc)
+            _log.error("metrics: %s", exc, extra={"org_id": org_id})
+            continue
+        except TransientError as exc:
+            # ON24 or Dataverse is down for this org: leave its other webinars for the next run.
+            report.orgs_failed[org_id] = f"unavailable: {exc}"
+            report.webinars.append(WebinarReport(org_id, state.webinar_id, "retry", error=str(exc)))
+            _save_error(ports, state, str(exc), signpost)
+            continue
+        report.webinars.append(result)
+        if org.status == "rejected" and result.status in ("ok", "partial"):
+            ports.orgs.set_status(org_id, "active", None)
+    return report
+
+
+def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> list[WebinarSyncState]:
+    """The org's due webinars: those it has state for, plus new ones found in the ledger since last time."""
+    known = {state.webinar_id: state for state in ports.sync.list(org.org_id)}
+    since = ports.sync.discovery_mark(org.org_id)
+    for webinar_id in ports.ledger.webinars_touched_since(org.org_id, since) - known.keys():
+        known[webinar_id] = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
+    ports.sync.set_discovery_mark(org.org_id, signpost - DISCOVERY_OVERLAP)
+    return [state for state in known.values() if is_due(state, signpost)]
+
+
+def _save_error(ports: MetricsPorts, state: WebinarSyncState, error: str, now: datetime) -> None:
+    current = ports.sync.get(state.org_id, state.webinar_id) or state
+    ports.sync.save(replace(current, status="error", last_error=error, last_attempt_at=now))
+
+
+def _sync_webinar(
+    ports: MetricsPorts,
+    options: MetricsOptions,
+    org: OrgRecord,
+    state: WebinarSyncState,
+    limiter: RateLimiter,
+    *,
+    signpost: datetime,
+    deadline: float,
+) -> WebinarReport:
+    crm = ports.crm_for(org)
+    if crm is None:
+        return WebinarReport(org.org_id, state.webinar_id, "skipped", error="no Dataverse URL for the org")
+    on24 = ports.on24_for(org, limiter)
+    now = ports.clock()
+    if state.meta_fetched_at is None or now - state.meta_fetched_at >= META_REFRESH:
+        try:
+            state = with_event(state, on24.get_event(state.webinar_id), now=now, grace=options.grace)
+        except NotFoundError as exc:
+            state = replace(
+                state,
+                status="not found",
+                last_error=str(exc),
+                last_attempt_at=now,
+                window_end=now,
+                meta_fetched_at=now,
+                last_success_at=now,
+            )
+            ports.sync.save(state)
+            return WebinarReport(org.org_id, state.webinar_id, "not found", error=str(exc))
+        saved = ports.sync.save(state)
+        if saved is None:
+            return WebinarReport(org.org_id, state.webinar_id, "busy", error="another run is syncing this webinar")
+        state = saved
+    if not is_due(state, signpost):
+        return WebinarReport(org.org_id, state.webinar_id, "not due")
+
+    start, end, first_page = pull_window(state, signpost=signpost, lookback=options.lookback)
+    counts = dict.fromkeys(("pulled", "matched", "written", "unchanged", "unmatched", "failed"), 0)
+    if first_page:
+        counts.update({k: v for k, v in state.counts.items() if k in counts})  # resumed pull: keep its tally
+    matcher = Matcher(ports.ledger.entries(org.org_id, on24_event_id=state.webinar_id))
+    pending: dict[str, dict[str, Any]] = {}
+    hashes: dict[str, tuple[str, str]] = {}  # check-in id -> (registration id, hash)
+
+    def flush() -> None:
+        if not pending:
+            return
+        result = crm.batch_upsert(CHECKIN_SET, list(pending.items()), max_parallel=options.max_parallel)
+        written = {cid: hashes[cid] for cid in result.succeeded}
+        ports.ledger.set_metrics_hashes(org.org_id, dict(written.values()))
+        for reg, value in written.values():
+            matcher.remember(reg, value)
+        counts["written"] += len(result.succeeded)
+        counts["failed"] += len(result.failed)
+        for cid, reason in list(result.failed.items())[:5]:
+            _log.error(
+                "metrics: check-in %s of org %s refused by Dataverse: %s",
+                cid,
+                org.org_id,
+                reason,
+                extra={"org_id": org.org_id, "on24_event_id": state.webinar_id, "registration_id": hashes[cid][0]},
+            )
+        pending.clear()
+        hashes.clear()
+
+    try:
+        for page, attendees in on24.iter_attendee_pages(state.webinar_id, start=start, end=end, first_page=first_page):
+            for attendee in attendees:
+                counts["pulled"] += 1
+                entry = matcher.match(attendee)
+                if entry is None:
+                    counts["unmatched"] += 1
+                    continue
+                counts["matched"] += 1
+                fields = checkin_fields(entry, attendee)
+                digest = fields_hash(fields)
+                if digest == entry.metrics_hash:
+                    counts["unchanged"] += 1
+                    continue
+                cid = checkin_id(org.org_id, entry.registration_id)
+                pending[cid] = fields
+                hashes[cid] = (entry.registration_id, digest)
+            if len(pending) >= options.chunk_rows or ports.monotonic() >= deadline:
+                flush()
+                saved = ports.sync.save(
+                    replace(
+                        state,
+                        pending_start=start,
+                        pending_end=end,
+                        pending_page=page + 1,
+                        counts=dict(counts),
+                        status="in progress",
+                        last_attempt_at=now,
+                    )
+                )
+                if saved is None:
+                    return WebinarReport(org.org_id, state.webinar_id, "busy", counts, "another run took over")
+                state = saved
+                if ports.monotonic() >= deadline:
+                    raise _OutOfTime
+        flush()
+    except _OutOfTime:
+        _log.info(
+            "metrics: webinar %s of org %s continues next run (page %d)",
+            state.webinar_id,
+            org.org_id,
+            state.pending_page,
+            extra={"org_id": org.org_id, "on24_event_id": state.webinar_id, **counts},
+        )
+        return WebinarReport(org.org_id, state.webinar_id, "partial", counts)
+    except PermanentError as exc:
+        if isinstance(exc, CredentialsRejectedError):
+            raise
+        flush()
+        _save_error(ports, state, str(exc), now)
+        return WebinarReport(org.org_id, state.webinar_id, "error", counts, str(exc))
+
+    done = replace(
+        state,
+        replication_key_value=max(end, state.replication_key_value or end),
+        pending_start=None,
+        pending_end=None,
+        pending_page=0,
+        last_success_at=now,
+        last_attempt_at=now,
+        status="ok",
+        last_error=None,
+        counts=dict(counts),
+    )
+    ports.sync.save(done)
+    _log.info(
+        "metrics: webinar %s of org %s synced: %s",
+        state.webinar_id,
+        org.org_id,
+        ", ".join(f"{k} {v}" for k, v in counts.items()),
+        extra={"org_id": org.org_id, "on24_event_id": state.webinar_id, **counts},
+    )
+    if counts["unmatched"]:
+        _log.warning(
+            "metrics: %d attendees of webinar %s (org %s) match no CRM registration (walk-ins)",
+            counts["unmatched"],
+            state.webinar_id,
+            org.org_id,
+            extra={"org_id": org.org_id, "on24_event_id": state.webinar_id},
+        )
+    return WebinarReport(org.org_id, state.webinar_id, "ok", counts)

@@ -1,0 +1,52 @@
+"""The PullMetrics run: wire the metrics use case to the app's clients and log one summary line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from shared.app import App
+from shared.metrics import MetricsOptions, MetricsPorts, RunReport, pull_metrics
+
+_log = logging.getLogger(__name__)
+
+
+def metrics_options(app: App) -> MetricsOptions:
+    s = app.settings
+    return MetricsOptions(
+        budget_seconds=s.metrics_budget_seconds,
+        grace=timedelta(days=s.metrics_grace_days),
+        lookback=timedelta(hours=s.metrics_lookback_hours),
+        attendee_calls_per_minute=s.on24_attendee_calls_per_minute,
+    )
+
+
+def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
+    """One timer run. Never raises for one org's trouble; storage or configuration faults do raise."""
+    started = time.perf_counter()
+    ports = MetricsPorts(
+        orgs=app.credentials,
+        ledger=app.ledger,
+        sync=app.sync_state,
+        on24_for=app.on24_for,
+        crm_for=app.dataverse_for,
+    )
+    report = pull_metrics(ports, metrics_options(app))
+    totals = {name: report.total(name) for name in ("pulled", "matched", "written", "unchanged", "unmatched", "failed")}
+    _log.info(
+        "metrics run: %d webinars, %s; %d orgs failed; %d webinars left for the next run%s",
+        len(report.webinars),
+        ", ".join(f"{k} {v}" for k, v in totals.items()),
+        len(report.orgs_failed),
+        report.left_for_next_run,
+        " (run was past due)" if past_due else "",
+        extra={
+            **totals,
+            "webinars": len(report.webinars),
+            "orgs_failed": sorted(report.orgs_failed),
+            "left_for_next_run": report.left_for_next_run,
+            "duration_ms": round((time.perf_counter() - started) * 1000),
+        },
+    )
+    return report

@@ -1,0 +1,141 @@
+"""Per-webinar metrics sync state: one row per (org, ON24 webinar) in the ``<prefix>syncstate`` table.
+
+The bookmark follows the Singer SDK's habit: ``replication_key_value`` is the activity time up to which
+attendee metrics are known to be written (it only advances after every write of a pull succeeded, and
+never past the run's signpost). A pull too large for one run keeps its window and the next page to
+fetch (``pending_*``), so the next run resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.store.tables import table_errors
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DISCOVERY_ROW = "~discovery"
+COUNTERS = ("pulled", "matched", "written", "unchanged", "unmatched", "failed")
+
+
+@dataclass(frozen=True)
+class WebinarSyncState:
+    """Where the metrics sync of one webinar stands."""
+
+    org_id: str
+    webinar_id: str
+    replication_key_value: datetime | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    live_start: datetime | None = None
+    window_end: datetime | None = None
+    meta_fetched_at: datetime | None = None
+    pending_start: datetime | None = None
+    pending_end: datetime | None = None
+    pending_page: int = 0
+    status: str = "new"
+    last_error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    etag: str | None = field(default=None, compare=False)
+
+    def to_entity(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": self.org_id,
+            "RowKey": self.webinar_id,
+            "ReplicationKeyValue": self.replication_key_value or _EPOCH,
+            "LastAttemptAt": self.last_attempt_at or _EPOCH,
+            "LastSuccessAt": self.last_success_at or _EPOCH,
+            "LiveStart": self.live_start or _EPOCH,
+            "WindowEnd": self.window_end or _EPOCH,
+            "MetaFetchedAt": self.meta_fetched_at or _EPOCH,
+            "PendingStart": self.pending_start or _EPOCH,
+            "PendingEnd": self.pending_end or _EPOCH,
+            "PendingPage": self.pending_page,
+            "Status": self.status,
+            "LastError": (self.last_error or "")[:1000],
+        }
+        for name in COUNTERS:
+            entity[f"Count{name.capitalize()}"] = int(self.counts.get(name, 0))
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> WebinarSyncState:
+        def when(name: str) -> datetime | None:
+            value = entity.get(name)
+            return value if isinstance(value, datetime) and value > _EPOCH else None
+
+        return cls(
+            org_id=entity["PartitionKey"],
+            webinar_id=entity["RowKey"],
+            replication_key_value=when("ReplicationKeyValue"),
+            last_attempt_at=when("LastAttemptAt"),
+            last_success_at=when("LastSuccessAt"),
+            live_start=when("LiveStart"),
+            window_end=when("WindowEnd"),
+            meta_fetched_at=when("MetaFetchedAt"),
+            pending_start=when("PendingStart"),
+            pending_end=when("PendingEnd"),
+            pending_page=int(entity.get("PendingPage") or 0),
+            status=str(entity.get("Status") or "new"),
+            last_error=entity.get("LastError") or None,
+            counts={name: int(entity.get(f"Count{name.capitalize()}") or 0) for name in COUNTERS},
+            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        )
+
+
+class SyncStateStore:
+    """Rows of the ``<prefix>syncstate`` table, written with optimistic concurrency."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def get(self, org_id: str, webinar_id: str) -> WebinarSyncState | None:
+        with table_errors(f"reading sync state of webinar {webinar_id} (org {org_id!r})"):
+            try:
+                return WebinarSyncState.from_entity(self._table.get_entity(org_id, webinar_id))
+            except ResourceNotFoundError:
+                return None
+
+    def list(self, org_id: str) -> list[WebinarSyncState]:
+        with table_errors(f"listing sync state of org {org_id!r}"):
+            return [
+                WebinarSyncState.from_entity(entity)
+                for entity in self._table.query_entities(f"PartitionKey eq '{org_id.replace(chr(39), chr(39) * 2)}'")
+                if entity["RowKey"] != _DISCOVERY_ROW
+            ]
+
+    def save(self, state: WebinarSyncState) -> WebinarSyncState | None:
+        """Write ``state`` if the row is still at ``state.etag``; None when another run changed it first."""
+        with table_errors(f"saving sync state of webinar {state.webinar_id} (org {state.org_id!r})"):
+            try:
+                if state.etag is None:
+                    meta = self._table.create_entity(state.to_entity())
+                else:
+                    meta = self._table.update_entity(
+                        state.to_entity(),
+                        mode=UpdateMode.REPLACE,
+                        etag=state.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                return None
+        return replace(state, etag=meta.get("etag"))
+
+    def discovery_mark(self, org_id: str) -> datetime | None:
+        """Up to when the ledger was already scanned for this org's webinars."""
+        with table_errors(f"reading the webinar discovery mark of org {org_id!r}"):
+            try:
+                value = self._table.get_entity(org_id, _DISCOVERY_ROW).get("ScannedUntil")
+            except ResourceNotFoundError:
+                return None
+        return value if isinstance(value, datetime) and value > _EPOCH else None
+
+    def set_discovery_mark(self, org_id: str, scanned_until: datetime) -> None:
+        entity = {"PartitionKey": org_id, "RowKey": _DISCOVERY_ROW, "ScannedUntil": scanned_until}
+        with table_errors(f"saving the webinar discovery mark of org {org_id!r}"):
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
