@@ -1,0 +1,133 @@
+"""The pure parts of PullMetrics: windows, due-ness, priority, matching and check-in fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.metrics import (
+    Matcher,
+    checkin_fields,
+    checkin_id,
+    fields_hash,
+    is_due,
+    priority,
+    pull_window,
+    with_event,
+)
+from shared.on24 import Attendee, On24Event
+from shared.store.ledger import LedgerEntry
+from shared.store.sync_state import WebinarSyncState
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+REG = "3f2a9c1e-7b4d-4e8a-a1c2-5d6e7f809a1b"
+
+
+def state(**changes: object) -> WebinarSyncState:
+    return WebinarSyncState(org_id="org", webinar_id="42", **changes)  # type: ignore[arg-type]
+
+
+def entry(reg: str = REG, **changes: object) -> LedgerEntry:
+    base: dict[str, object] = {"org_id": "org", "registration_id": reg, "state": "registered",
+                               "event_user_id": "9001", "email": "Ada@Example.com"}
+    base.update(changes)
+    return LedgerEntry(**base)  # type: ignore[arg-type]
+
+
+def test_checkin_id_is_deterministic_per_org_and_registration() -> None:
+    assert checkin_id("org", REG) == checkin_id("ORG", REG.upper())
+    assert checkin_id("org", REG) != checkin_id("other-org", REG)
+    assert len(checkin_id("org", REG)) == 36
+
+
+def test_checkin_fields_sum_live_and_on_demand_and_count_interactions() -> None:
+    first = datetime(2026, 11, 20, 10, 2, tzinfo=UTC)
+    attendee = Attendee(
+        liveminutes=40, cumulativeliveminutes=45, archiveminutes=10, askedquestions=2, answeredpolls=3,
+        firstliveactivity=first, lastliveactivity=first + timedelta(minutes=45),
+        firstarchiveactivity=first + timedelta(hours=3), lastarchiveactivity=first + timedelta(hours=3, minutes=10),
+    )
+    fields = checkin_fields(entry(crm_event_id="e1", contact_id="c1"), attendee)
+    assert fields["msevtmgt_viewingdurationinmins"] == 55, "cumulative live minutes win over a single launch"
+    assert fields["msevtmgt_numberofquestionsasked"] == 5
+    assert fields["msevtmgt_checkintype"] == 100000001
+    assert fields["msevtmgt_checkintime"] == first
+    assert fields["msevtmgt_checkouttime"] == first + timedelta(hours=3, minutes=10)
+    assert fields["msevtmgt_RegistrationId@odata.bind"] == f"/msevtmgt_eventregistrations({REG})"
+    assert fields["msevtmgt_Event@odata.bind"] == "/msevtmgt_events(e1)"
+    assert fields["msevtmgt_Contact@odata.bind"] == "/contacts(c1)"
+
+
+def test_checkin_fields_tolerate_missing_metrics() -> None:
+    fields = checkin_fields(entry(), Attendee())
+    assert fields["msevtmgt_viewingdurationinmins"] == 0 and fields["msevtmgt_numberofquestionsasked"] == 0
+    assert "msevtmgt_checkintime" not in fields and "msevtmgt_Event@odata.bind" not in fields
+
+
+def test_hash_changes_only_with_the_metrics() -> None:
+    a = checkin_fields(entry(), Attendee(liveminutes=5))
+    assert fields_hash(a) == fields_hash(dict(reversed(list(a.items()))))
+    assert fields_hash(a) != fields_hash(checkin_fields(entry(), Attendee(liveminutes=6)))
+
+
+def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None:
+    other = "0e0e0e0e-1111-4222-8333-444444444444"
+    matcher = Matcher([entry(), entry(other, event_user_id="7000", email="b@example.com"),
+                       entry("11111111-1111-4111-8111-111111111111", state="failed", email="c@example.com")])
+    assert matcher.match(Attendee(exteventusercd=REG.upper(), eventuserid="7000")).registration_id == REG
+    assert matcher.match(Attendee(exteventusercd="", eventuserid="7000", email="x@y")).registration_id == other
+    assert matcher.match(Attendee(email="ADA@example.COM")).registration_id == REG
+    assert matcher.match(Attendee(email="c@example.com")) is None, "failed registrations are not matched"
+    assert matcher.match(Attendee(email="walk-in@example.com")) is None
+
+
+def test_window_of_a_first_pull_starts_a_day_before_the_webinar() -> None:
+    live = NOW - timedelta(hours=2)
+    assert pull_window(state(live_start=live), signpost=NOW, lookback=timedelta(hours=48)) == (
+        live - timedelta(days=1), NOW, 0,
+    )
+
+
+def test_window_of_a_later_pull_looks_back_but_not_before_the_webinar() -> None:
+    live = NOW - timedelta(days=10)
+    bookmark = NOW - timedelta(minutes=15)
+    start, end, page = pull_window(state(live_start=live, replication_key_value=bookmark), signpost=NOW,
+                                   lookback=timedelta(hours=48))
+    assert (start, end, page) == (bookmark - timedelta(hours=48), NOW, 0)
+    start, _, _ = pull_window(state(live_start=NOW - timedelta(hours=3), replication_key_value=bookmark),
+                              signpost=NOW, lookback=timedelta(hours=48))
+    assert start == NOW - timedelta(hours=3) - timedelta(days=1)
+
+
+def test_window_of_an_unfinished_pull_is_resumed_as_it_was() -> None:
+    pending = state(pending_start=NOW - timedelta(days=2), pending_end=NOW - timedelta(minutes=20), pending_page=7,
+                    replication_key_value=NOW - timedelta(hours=1))
+    assert pull_window(pending, signpost=NOW, lookback=timedelta(hours=48)) == (
+        NOW - timedelta(days=2), NOW - timedelta(minutes=20), 7,
+    )
+
+
+def test_due_rules() -> None:
+    recent = NOW - timedelta(hours=2)
+    assert is_due(state(), NOW), "never pulled"
+    assert is_due(state(pending_end=NOW, last_success_at=NOW), NOW), "unfinished"
+    assert is_due(state(live_start=recent, last_success_at=NOW - timedelta(minutes=1)), NOW), "recently live"
+    old = NOW - timedelta(days=20)
+    assert not is_due(state(live_start=old, last_success_at=NOW - timedelta(minutes=30)), NOW), "on demand: hourly"
+    assert is_due(state(live_start=old, last_success_at=NOW - timedelta(minutes=61)), NOW)
+    assert not is_due(state(live_start=old, window_end=NOW - timedelta(seconds=1), last_success_at=old), NOW)
+    assert not is_due(state(live_start=NOW + timedelta(days=5), last_success_at=NOW - timedelta(days=1)), NOW)
+
+
+def test_priority_puts_unfinished_pulls_then_the_most_recent_webinars_first() -> None:
+    a = state(live_start=NOW - timedelta(days=9))
+    b = state(live_start=NOW - timedelta(days=1))
+    c = state(live_start=NOW - timedelta(days=30), pending_end=NOW)
+    assert sorted([a, b, c], key=priority) == [c, b, a]
+
+
+def test_event_window_runs_to_the_end_of_on_demand_plus_grace() -> None:
+    live = NOW - timedelta(days=2)
+    event = On24Event(eventid=42, livestart=live, archiveend=live + timedelta(days=90))
+    updated = with_event(state(), event, now=NOW, grace=timedelta(days=30))
+    assert updated.live_start == live and updated.window_end == live + timedelta(days=120)
+    assert with_event(state(), On24Event(eventid=42), now=NOW, grace=timedelta(days=30)).window_end is None

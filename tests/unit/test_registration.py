@@ -1,0 +1,244 @@
+"""The registration state machine with hand-written fakes that record calls (no I/O)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.dataverse import Contact, CrmEvent, CrmRegistration
+from shared.errors import NotFoundError, TransientError, ValidationError
+from shared.messages import Attendee, RegistrationCommand
+from shared.on24 import Registrant, RegistrantFields
+from shared.registration import RegistrationPorts, handle_registration
+from shared.store.credentials import OrgRecord
+from shared.store.ledger import LedgerEntry
+
+ORG = "org-1"
+REG = "3f2a9c1e-7b4d-4e8a-a1c2-5d6e7f809a1b"
+EVENT = "b7e1c2d3-4f5a-4b6c-8d9e-0a1b2c3d4e5f"
+CONTACT = "c4d5e6f7-0819-4a2b-9c3d-4e5f60718293"
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+class FakeLedger:
+    """Etag semantics like Table Storage: a write succeeds only at the version it was read at."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], LedgerEntry] = {}
+        self._etags = itertools.count(1)
+        self.writes = 0
+
+    def get(self, org_id: str, registration_id: str) -> LedgerEntry | None:
+        return self.rows.get((org_id, registration_id))
+
+    def write(self, entry: LedgerEntry) -> LedgerEntry | None:
+        key = (entry.org_id, entry.registration_id)
+        current = self.rows.get(key)
+        if (current.etag if current else None) != entry.etag:
+            return None
+        self.writes += 1
+        stored = replace(entry, etag=str(next(self._etags)))
+        self.rows[key] = stored
+        return stored
+
+
+class FakeOn24:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.fail: Exception | None = None
+        self.missing_on_update = False
+
+    def _record(self, op: str, event_id: int | str, email: str) -> None:
+        self.calls.append((op, str(event_id), email))
+        if self.fail is not None:
+            raise self.fail
+
+    def create_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant:
+        self._record("create", event_id, registrant.email)
+        return Registrant(eventuserid=f"u-{registrant.email}")
+
+    def update_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant:
+        self._record("update", event_id, registrant.email)
+        if self.missing_on_update:
+            raise NotFoundError("The email provided was not found.")
+        return Registrant(eventuserid=f"u-{registrant.email}")
+
+    def delete_registrant(self, event_id: int | str, email: str) -> None:
+        self._record("delete", event_id, email)
+
+
+class FakeCrm:
+    def __init__(self, *, webinar_id: str | None = "777", email: str | None = "ada@example.com") -> None:
+        self.webinar_id = webinar_id
+        self.email = email
+        self.canceled = False
+        self.synced: list[dict[str, Any]] = []
+
+    def get_registration(self, registration_id: str) -> CrmRegistration:
+        return CrmRegistration(id=registration_id, event_id=EVENT, contact_id=CONTACT, is_canceled=self.canceled)
+
+    def get_event(self, event_id: str) -> CrmEvent:
+        return CrmEvent(id=event_id, webinar_id=self.webinar_id)
+
+    def get_contact(self, contact_id: str) -> Contact:
+        return Contact(id=contact_id, email=self.email, first_name="Ada", last_name="Lovelace")
+
+    def update_registration_sync(self, registration_id: str, **fields: Any) -> None:
+        self.synced.append(fields)
+
+
+class FakeOrgs:
+    def __init__(self, configured: bool = True) -> None:
+        self.configured = configured
+
+    def get(self, org_id: str) -> OrgRecord | None:
+        return OrgRecord(org_id, "1001", "na", "envelope", "kid") if self.configured else None
+
+
+class World:
+    def __init__(self, **crm: Any) -> None:
+        self.ledger, self.on24, self.crm, self.orgs = FakeLedger(), FakeOn24(), FakeCrm(**crm), FakeOrgs()
+        self.sleeps: list[float] = []
+        self.ports = RegistrationPorts(
+            credentials=self.orgs, ledger=self.ledger, on24_for=lambda org: self.on24, crm_for=lambda org: self.crm,
+            clock=lambda: T0, sleep=self.sleeps.append, lease_wait_seconds=0.0,
+        )
+
+    def handle(self, action: str = "register", *, at: datetime = T0, source: str = "dataverse", **extra: Any) -> Any:
+        cmd = RegistrationCommand(org_id=ORG, action=action, registration_id=REG, source=source, occurred_at=at,
+                                  **extra)  # type: ignore[arg-type]
+        return handle_registration(cmd, self.ports, received_at=at)
+
+    @property
+    def entry(self) -> LedgerEntry:
+        return self.ledger.rows[(ORG, REG)]
+
+
+def test_register_then_duplicates_make_one_on24_call() -> None:
+    w = World()
+    assert w.handle().status == "registered"
+    assert w.on24.calls == [("create", "777", "ada@example.com")]
+    assert w.entry.state == "registered" and w.entry.event_user_id == "u-ada@example.com" and w.entry.lease_id is None
+    assert w.crm.synced[-1] == {"webinar_registration_id": "u-ada@example.com", "synced": True,
+                                "publishing_state": 100000001}
+    for _ in range(4):
+        assert w.handle().status == "duplicate"
+    assert len(w.on24.calls) == 1
+
+
+def test_canonical_message_with_everything_needs_no_crm_read() -> None:
+    w = World()
+    w.crm.get_registration = None  # type: ignore[assignment,method-assign]  # would fail if called
+    outcome = w.handle(source="canonical", event_id=EVENT, on24_event_id="555",
+                       attendee=Attendee(email="g@example.com", first_name="G", last_name="H"))
+    assert outcome.status == "registered" and w.on24.calls == [("create", "555", "g@example.com")]
+
+
+def test_cancel_soft_deletes_and_a_stale_register_changes_nothing() -> None:
+    w = World()
+    w.handle(at=T0)
+    assert w.handle("cancel", at=T0 + timedelta(minutes=5)).status == "cancelled"
+    assert w.on24.calls[-1] == ("delete", "777", "ada@example.com")
+    assert w.handle("register", at=T0 + timedelta(minutes=1)).status == "stale"
+    assert w.entry.state == "cancelled" and len(w.on24.calls) == 2
+
+
+def test_a_newer_register_after_cancel_registers_again() -> None:
+    w = World()
+    w.handle(at=T0)
+    w.handle("cancel", at=T0 + timedelta(minutes=1))
+    assert w.handle("register", at=T0 + timedelta(minutes=2)).status == "registered"
+    assert w.on24.calls[-1][0] == "create"
+
+
+def test_cancel_before_any_register_blocks_an_older_register() -> None:
+    w = World()
+    w.crm.canceled = True
+    assert w.handle("cancel", at=T0 + timedelta(minutes=1)).status == "cancelled"
+    assert w.on24.calls == []
+    assert w.handle("register", at=T0).status == "stale"
+
+
+def test_crm_row_cancelled_turns_an_update_into_a_cancel() -> None:
+    w = World()
+    w.handle(at=T0)
+    w.crm.canceled = True
+    assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "cancelled"
+    assert w.on24.calls[-1][0] == "delete"
+
+
+def test_update_patches_and_recreates_if_on24_lost_the_registrant() -> None:
+    w = World()
+    w.handle(at=T0)
+    assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "updated"
+    assert w.on24.calls[-1][0] == "update"
+    w.on24.missing_on_update = True
+    w.handle("update", at=T0 + timedelta(minutes=2))
+    assert [c[0] for c in w.on24.calls[-2:]] == ["update", "create"]
+
+
+def test_changed_email_moves_the_registrant() -> None:
+    w = World()
+    w.handle(at=T0)
+    w.crm.email = "ada@new.example"
+    w.handle("update", at=T0 + timedelta(minutes=1))
+    assert w.on24.calls[-2:] == [("delete", "777", "ada@example.com"), ("create", "777", "ada@new.example")]
+    assert w.entry.email == "ada@new.example"
+
+
+def test_disabled_org_is_skipped_without_on24_calls() -> None:
+    w = World()
+    w.orgs.configured = False
+    outcome = w.handle()
+    assert outcome.status == "skipped" and "disabled" in (outcome.reason or "")
+    assert w.on24.calls == [] and "skipped" in (w.entry.last_outcome or "")
+
+
+def test_event_without_webinar_id_is_skipped() -> None:
+    w = World(webinar_id=None)
+    assert w.handle().status == "skipped" and w.on24.calls == []
+
+
+def test_contact_without_email_fails_permanently_and_flags_crm() -> None:
+    w = World(email=None)
+    outcome = w.handle()
+    assert outcome.status == "failed" and "no email" in (outcome.reason or "")
+    assert w.entry.state == "failed" and w.crm.synced[-1]["publishing_state"] == 100000004
+
+
+def test_on24_refusal_is_recorded_and_the_message_completes() -> None:
+    w = World()
+    w.on24.fail = ValidationError("Invalid value for country")
+    outcome = w.handle()
+    assert outcome.status == "failed" and "Invalid value for country" in (outcome.reason or "")
+    assert w.entry.state == "failed" and w.entry.lease_id is None
+
+
+def test_transient_fault_raises_and_drops_the_lease() -> None:
+    w = World()
+    w.on24.fail = TransientError("ON24 answered 503")
+    with pytest.raises(TransientError):
+        w.handle()
+    assert w.entry.lease_id is None and w.entry.state == "new"
+    w.on24.fail = None
+    assert w.handle().status == "registered"
+
+
+def test_a_live_lease_of_another_delivery_means_retry_later() -> None:
+    w = World()
+    w.ledger.write(LedgerEntry(org_id=ORG, registration_id=REG, lease_id="other",
+                               lease_until=T0 + timedelta(seconds=60)))
+    with pytest.raises(TransientError, match="another delivery"):
+        w.handle()
+    assert w.on24.calls == []
+
+
+def test_an_expired_lease_is_taken_over() -> None:
+    w = World()
+    w.ledger.write(LedgerEntry(org_id=ORG, registration_id=REG, lease_id="crashed",
+                               lease_until=T0 - timedelta(seconds=1)))
+    assert w.handle().status == "registered"
