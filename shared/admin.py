@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -21,7 +22,6 @@ from shared.store import CredentialStore, OrgRecord
 
 _log = logging.getLogger(__name__)
 
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
 Token = Annotated[SecretStr, Field(min_length=1, max_length=512)]
 
 
@@ -49,8 +49,6 @@ class CredentialsInput(BaseModel):
     def _org_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from urllib.parse import urlsplit
-
         parts = urlsplit(value)
         if parts.scheme == "https" and parts.hostname:
             return f"https://{parts.netloc}"
