@@ -15,7 +15,7 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.store.tables import table_errors
+from shared.store.tables import read_entity, table_errors
 
 _log = logging.getLogger(__name__)
 
@@ -81,12 +81,8 @@ class CredentialStore:
 
     def get(self, org_id: str) -> OrgRecord | None:
         """The org's row, or None when the integration is not configured (disabled) for it."""
-        with table_errors(f"reading the credentials of org {org_id!r}"):
-            try:
-                entity = self._table.get_entity(org_id, _ROW_KEY)
-            except ResourceNotFoundError:
-                return None
-        return OrgRecord.from_entity(dict(entity))
+        entity = read_entity(self._table, org_id, _ROW_KEY, f"reading the credentials of org {org_id!r}")
+        return None if entity is None else OrgRecord.from_entity(dict(entity))
 
     def save(self, record: OrgRecord) -> OrgRecord:
         """Create or replace the org's row; keeps the original ``created_at``."""

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.store.tables import table_errors
+from shared.store.tables import read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
 
@@ -118,11 +117,9 @@ class Ledger:
         self._table = table
 
     def get(self, org_id: str, registration_id: str) -> LedgerEntry | None:
-        with table_errors(f"reading the ledger row of registration {registration_id} (org {org_id!r})"):
-            try:
-                return LedgerEntry.from_entity(self._table.get_entity(org_id, registration_id))
-            except ResourceNotFoundError:
-                return None
+        what = f"reading the ledger row of registration {registration_id} (org {org_id!r})"
+        entity = read_entity(self._table, org_id, registration_id, what)
+        return None if entity is None else LedgerEntry.from_entity(entity)
 
     def write(self, entry: LedgerEntry) -> LedgerEntry | None:
         """Store ``entry`` if the row is still at ``entry.etag`` (absent when etag is None).
@@ -132,20 +129,8 @@ class Ledger:
         """
         entry = replace(entry, updated_at=datetime.now(UTC))
         what = f"writing the ledger row of registration {entry.registration_id} (org {entry.org_id!r})"
-        with table_errors(what):
-            try:
-                if entry.etag is None:
-                    meta = self._table.create_entity(entry.to_entity())
-                else:
-                    meta = self._table.update_entity(
-                        entry.to_entity(),
-                        mode=UpdateMode.REPLACE,
-                        etag=entry.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-                return None
-        return replace(entry, etag=meta.get("etag"))
+        etag = write_entity(self._table, entry.to_entity(), entry.etag, what)
+        return None if etag is None else replace(entry, etag=etag)
 
     def entries(self, org_id: str, *, on24_event_id: str | None = None) -> Iterator[LedgerEntry]:
         """An org's ledger rows, optionally only those of one ON24 event (the metrics run)."""

@@ -12,11 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.store.tables import table_errors
+from shared.store.tables import read_entity, table_errors, write_entity
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DISCOVERY_ROW = "~discovery"
@@ -95,11 +93,9 @@ class SyncStateStore:
         self._table = table
 
     def get(self, org_id: str, webinar_id: str) -> WebinarSyncState | None:
-        with table_errors(f"reading sync state of webinar {webinar_id} (org {org_id!r})"):
-            try:
-                return WebinarSyncState.from_entity(self._table.get_entity(org_id, webinar_id))
-            except ResourceNotFoundError:
-                return None
+        what = f"reading sync state of webinar {webinar_id} (org {org_id!r})"
+        entity = read_entity(self._table, org_id, webinar_id, what)
+        return None if entity is None else WebinarSyncState.from_entity(entity)
 
     def list(self, org_id: str) -> list[WebinarSyncState]:
         with table_errors(f"listing sync state of org {org_id!r}"):
@@ -111,28 +107,16 @@ class SyncStateStore:
 
     def save(self, state: WebinarSyncState) -> WebinarSyncState | None:
         """Write ``state`` if the row is still at ``state.etag``; None when another run changed it first."""
-        with table_errors(f"saving sync state of webinar {state.webinar_id} (org {state.org_id!r})"):
-            try:
-                if state.etag is None:
-                    meta = self._table.create_entity(state.to_entity())
-                else:
-                    meta = self._table.update_entity(
-                        state.to_entity(),
-                        mode=UpdateMode.REPLACE,
-                        etag=state.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-                return None
-        return replace(state, etag=meta.get("etag"))
+        what = f"saving sync state of webinar {state.webinar_id} (org {state.org_id!r})"
+        etag = write_entity(self._table, state.to_entity(), state.etag, what)
+        return None if etag is None else replace(state, etag=etag)
 
     def discovery_mark(self, org_id: str) -> datetime | None:
         """Up to when the ledger was already scanned for this org's webinars."""
-        with table_errors(f"reading the webinar discovery mark of org {org_id!r}"):
-            try:
-                value = self._table.get_entity(org_id, _DISCOVERY_ROW).get("ScannedUntil")
-            except ResourceNotFoundError:
-                return None
+        entity = read_entity(
+            self._table, org_id, _DISCOVERY_ROW, f"reading the webinar discovery mark of org {org_id!r}"
+        )
+        value = entity.get("ScannedUntil") if entity is not None else None
         return value if isinstance(value, datetime) and value > _EPOCH else None
 
     def set_discovery_mark(self, org_id: str, scanned_until: datetime) -> None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from shared.errors import ConfigError, ThrottledError, TransientError
 
@@ -29,8 +34,6 @@ def table_errors(what: str) -> Iterator[None]:
     ``ResourceNotFoundError``, ``ResourceExistsError`` and ``ResourceModifiedError`` are left alone:
     callers handle them as outcomes (missing row, lost race), not as faults.
     """
-    from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-
     try:
         yield
     except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
@@ -48,6 +51,32 @@ def table_errors(what: str) -> Iterator[None]:
         raise
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise TransientError(f"Table Storage unreachable while {what}: {type(exc).__name__}") from exc
+
+
+def read_entity(table: TableClient, partition_key: str, row_key: str, what: str) -> TableEntity | None:
+    """One row, or None when it does not exist."""
+    with table_errors(what):
+        try:
+            return table.get_entity(partition_key, row_key)
+        except ResourceNotFoundError:
+            return None
+
+
+def write_entity(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str | None:
+    """Optimistic concurrency: create the row when ``etag`` is None, else replace it only if it is still at
+    ``etag``. Returns the new etag, or None when another writer changed (or created, or deleted) it first."""
+    with table_errors(what):
+        try:
+            if etag is None:
+                meta = table.create_entity(entity)
+            else:
+                meta = table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return None
+    new_etag = meta.get("etag")
+    return str(new_etag) if new_etag else None
 
 
 class StateTables:
