@@ -136,7 +136,7 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
     except PermanentError as exc:
         return _fail_without_lease(ports, cmd, crm, entry, message_at, str(exc))
 
-    leased = _acquire(ports, cmd, target.action, message_at, uuid.uuid4().hex, crm is not None)
+    leased = _acquire(ports, cmd, entry, target.action, message_at, uuid.uuid4().hex, crm is not None)
     if isinstance(leased, Outcome):
         return leased
     return _apply(ports, org, crm, cmd, target, leased, message_at)
@@ -211,15 +211,20 @@ def _attendee_from_contact(contact: Contact) -> Attendee:
 def _acquire(
     ports: RegistrationPorts,
     cmd: RegistrationCommand,
+    entry: LedgerEntry | None,
     action: str,
     message_at: datetime,
     lease_id: str,
     crm_known: bool,
 ) -> LedgerEntry | Outcome:
-    """Take the row's lease (creating the row if needed); re-check for no-ops on every fresh read."""
+    """Take the row's lease (creating the row if needed), starting from the row as ``entry`` read it; after a
+    lost race or while another delivery holds the lease, re-read and re-check for no-ops."""
     deadline = time.monotonic() + ports.lease_wait_seconds
+    fresh = False
     while True:
-        entry = ports.ledger.get(cmd.org_id, cmd.registration_id)
+        if fresh:
+            entry = ports.ledger.get(cmd.org_id, cmd.registration_id)
+        fresh = True
         early = _already_done(entry, action, message_at, crm_known)
         if early is not None:
             return early
