@@ -41,7 +41,9 @@ def test_secret_client_answers_the_bearer_challenge_then_reads_the_key(keyvault:
     with KeyVaultStandIn(keyvault.ca) as fresh:
         assert isinstance(fresh, KeyVaultStandIn)
         expected = fresh.set_secret("challenge-key", random_key())
-        source = KeyVaultSecretSource.connect(fresh.url, StaticTokenCredential(), connection_verify=str(fresh.ca.ca_path))
+        source = KeyVaultSecretSource.connect(
+            fresh.url, StaticTokenCredential(), connection_verify=str(fresh.ca.ca_path)
+        )
         version, value = source.get_secret("challenge-key")
         assert version == expected and len(value) == 44
         assert fresh.requests[0].header("authorization") is None, "the first call carries no token: 401 challenge"
