@@ -26,6 +26,9 @@ fi
 
 nstamp=node_modules/.package-lock.sha256
 nwant=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ -x node_modules/.bin/azurite ] && [ ! -f "$nstamp" ]; then
+  echo "$nwant" > "$nstamp"   # installed before stamps existed: trust it rather than wipe it under a running Azurite
+fi
 if [ ! -x node_modules/.bin/azurite ] || [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
   echo "bootstrap: installing Azurite from npm"
   npm ci --no-audit --no-fund --loglevel=error
