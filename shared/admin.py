@@ -35,6 +35,9 @@ class CredentialsInput(BaseModel):
     access_token_secret: Token = Field(alias="accessTokenSecret")
     region: Literal["na", "eu"] = "na"
     dataverse_url: str | None = Field(default=None, alias="dataverseUrl", max_length=300)
+    webinar_ids: list[Annotated[str, Field(pattern=r"^[0-9]{1,18}$")]] = Field(
+        default_factory=list, alias="webinarIds", max_length=200
+    )
 
     @field_validator("access_token_key", "access_token_secret")
     @classmethod
@@ -99,6 +102,7 @@ def status_view(org_id: str, record: OrgRecord | None) -> dict[str, Any]:
         "clientId": record.client_id,
         "region": record.region,
         "dataverseUrl": record.dataverse_url,
+        "webinarIds": list(record.webinar_ids),
         "keyVersion": record.key_id,
         "updatedAt": _iso(record.updated_at),
         "updatedBy": record.updated_by,
@@ -131,6 +135,7 @@ def store_credentials(
             envelope=envelope,
             key_id=CredentialCipher.key_id_of(envelope),
             dataverse_url=body.dataverse_url,
+            webinar_ids=tuple(dict.fromkeys(body.webinar_ids)),
             updated_by=actor,
         )
     )

@@ -314,10 +314,12 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
 
 
 def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> list[WebinarSyncState]:
-    """The org's due webinars: those it has state for, plus new ones found in the ledger since last time."""
+    """The org's due webinars: those it has state for, those the admin listed, and new ones found in the
+    ledger since the last scan."""
     known = {state.webinar_id: state for state in ports.sync.list(org.org_id)}
     since = ports.sync.discovery_mark(org.org_id)
-    for webinar_id in ports.ledger.webinars_touched_since(org.org_id, since) - known.keys():
+    found = ports.ledger.webinars_touched_since(org.org_id, since) | set(org.webinar_ids)
+    for webinar_id in found - known.keys():
         known[webinar_id] = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
     ports.sync.set_discovery_mark(org.org_id, signpost - DISCOVERY_OVERLAP)
     return [state for state in known.values() if is_due(state, signpost)]

@@ -33,6 +33,8 @@ class OrgRecord:
     envelope: str = field(repr=False)
     key_id: str | None
     dataverse_url: str | None = None
+    webinar_ids: tuple[str, ...] = ()
+    """ON24 webinars the admin asked to pull metrics for, besides those the ledger knows."""
     status: OrgStatus = "active"
     status_reason: str | None = None
     created_at: datetime | None = None
@@ -48,6 +50,7 @@ class OrgRecord:
             "Envelope": self.envelope,
             "KeyId": self.key_id or "",
             "DataverseUrl": self.dataverse_url or "",
+            "WebinarIds": ",".join(self.webinar_ids),
             "Status": self.status,
             "StatusReason": self.status_reason or "",
             "CreatedAt": self.created_at,
@@ -65,6 +68,7 @@ class OrgRecord:
             envelope=entity.get("Envelope") or "",
             key_id=entity.get("KeyId") or None,
             dataverse_url=entity.get("DataverseUrl") or None,
+            webinar_ids=tuple(w for w in str(entity.get("WebinarIds") or "").split(",") if w),
             status="rejected" if status == "rejected" else "active",
             status_reason=entity.get("StatusReason") or None,
             created_at=entity.get("CreatedAt"),

@@ -50,8 +50,14 @@ def raw_org_rows(env: dict[str, str]) -> list[dict[str, Any]]:
 def test_store_status_remove_round_trip(on24_env: dict[str, str], on24: Any) -> None:
     assert status(ORG) == (200, {"orgId": ORG, "configured": False})
 
-    code, stored = put(ORG, credentials_body(region="na", dataverseUrl="https://contoso.crm.dynamics.com/"))
+    code, stored = put(
+        ORG,
+        credentials_body(
+            region="na", dataverseUrl="https://contoso.crm.dynamics.com/", webinarIds=["4471234", "4471234"]
+        ),
+    )
     assert code == 200, stored
+    assert stored["webinarIds"] == ["4471234"]
     assert stored["configured"] is True and stored["status"] == "active"
     assert stored["clientId"] == ON24_CLIENT_ID and stored["region"] == "na"
     assert stored["dataverseUrl"] == "https://contoso.crm.dynamics.com"
@@ -148,6 +154,9 @@ def test_on24_unreachable_gets_503_and_nothing_is_stored(
         (json.dumps(credentials_body(dataverseUrl="ftp://contoso")).encode(), "dataverseUrl"),
         (json.dumps(credentials_body(dataverseUrl="http://contoso.crm.dynamics.com")).encode(), "dataverseUrl"),
         (json.dumps(credentials_body(acessTokenKey="typo")).encode(), "acessTokenKey"),
+        (json.dumps(credentials_body(webinarIds="4471234")).encode(), "webinarIds"),
+        (json.dumps(credentials_body(webinarIds=["44x"])).encode(), "webinarIds.0"),
+        (json.dumps(credentials_body(webinarIds=[4471234])).encode(), "webinarIds.0"),
     ],
 )
 def test_bad_bodies_get_400_naming_the_field_and_store_nothing(

@@ -288,3 +288,15 @@ def test_a_run_out_of_time_resumes_where_it_stopped(webinars: Webinars, on24: An
     assert len(dataverse.rows(CHECKINS)) == 100
     run_timer()
     assert len(dataverse.rows(CHECKINS)) == 120
+
+
+def test_webinars_listed_by_the_admin_are_pulled_too(webinars: Webinars, on24: Any, dataverse: Any) -> None:
+    on24.add_event(ON24_CLIENT_ID, 7009, livestart=webinars.live, liveend=webinars.live + timedelta(hours=1))
+    webinars.watch(7009, "registered-elsewhere@a.example", live=12)
+    body = credentials_body(webinarIds=["7009"])
+    assert store_main(http_request("PUT", ORG_A, body)).status_code == 200
+    run_timer()
+    state = get_app().sync_state.get(ORG_A, "7009")
+    assert state is not None and state.status == "ok"
+    assert state.counts["pulled"] == 1 and state.counts["unmatched"] == 1, "walk-ins are counted, not dropped"
+    assert dataverse.rows(CHECKINS) == []
