@@ -261,7 +261,7 @@ class Delivery:
     delivery_count: int = 1
 
     def message(self, attempt: int = 0) -> Any:
-        from tests.functions import service_bus_message
+        from sandbox.triggers import service_bus_message
 
         return service_bus_message(
             self.body,
@@ -280,8 +280,7 @@ class Delivery:
 def build_deliveries(
     people: Sequence[tuple[str, str, str, str, str]], crm_event_id: str, dataverse_ratio: float, rng: random.Random
 ) -> list[Delivery]:
-    from tests.builders import canonical_body, dataverse_body
-    from tests.functions import dataverse_properties
+    from sandbox.triggers import canonical_body, dataverse_body, dataverse_properties
 
     deliveries = []
     now = datetime.now(UTC)
@@ -671,10 +670,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     from sandbox.azurite import Azurite
     from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
+    from sandbox.triggers import http_request
     from shared.app import reset_app
     from StoreCredentials import main as store_main
     from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, credentials_body, random_key
-    from tests.functions import http_request
 
     azurite = Azurite(("table",))
     stack.callback(azurite.stop)

@@ -47,15 +47,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import azure.functions as func
-from azure.functions import meta
-from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.functions.timer import TimerRequest
 
 from sandbox.azurite import Azurite
 from sandbox.dataverse import DataverseStandIn
 from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
 from sandbox.on24 import On24StandIn
+from sandbox.triggers import (
+    canonical_body,
+    dataverse_body,
+    dataverse_properties,
+    http_request,
+    service_bus_message,
+)
 
 # ---- the demo's fixed world --------------------------------------------------------------------------------------
 ORG_ID = "3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b"  # the CRM organization (Dataverse OrganizationId)
@@ -391,130 +395,14 @@ def seed_crm(sandbox: Sandbox) -> CrmSeed:
 
 
 # ---- trigger objects (as the Functions worker builds them; copied from tests/, not imported) ---------------------
-CREDENTIALS_ROUTE = "http://localhost:7071/api/orgs/{org}/webinar/credentials"
-_CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
-_CLAIMS = "http://schemas.microsoft.com/xrm/2011/Claims/"
-
-
-def http_request(method: str, org_id: str, body: Any = None) -> func.HttpRequest:
-    """An admin request on the credentials route, with the route parameter the host extracts."""
-    return func.HttpRequest(
-        method=method,
-        url=CREDENTIALS_ROUTE.format(org=org_id),
-        headers={"Content-Type": "application/json"},
-        params={},
-        route_params={"orgId": org_id},
-        body=b"" if body is None else json.dumps(body).encode("utf-8"),
-    )
-
-
-def service_bus_message(
-    body: bytes | dict[str, Any],
-    *,
-    message_id: str,
-    delivery_count: int = 1,
-    application_properties: dict[str, Any] | None = None,
-) -> func.ServiceBusMessage:
-    """A message exactly as the worker builds it: ``ServiceBusMessageInConverter.decode`` over the body and the
-    PascalCase trigger metadata the host sends."""
-    raw = json.dumps(body).encode("utf-8") if isinstance(body, dict) else body
-    enqueued = datetime.now(UTC)
-    properties = json.dumps(application_properties or {})
-    metadata = {
-        "MessageId": meta.Datum(message_id, "string"),
-        "DeliveryCount": meta.Datum(delivery_count, "int"),
-        "EnqueuedTimeUtc": meta.Datum(enqueued.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z", "string"),
-        "SequenceNumber": meta.Datum(int(enqueued.timestamp() * 1000), "int"),
-        "LockToken": meta.Datum(str(uuid.uuid4()), "string"),
-        "ContentType": meta.Datum("application/json", "string"),
-        "UserProperties": meta.Datum(properties, "json"),
-        "ApplicationProperties": meta.Datum(properties, "json"),
-    }
-    message = ServiceBusMessageInConverter.decode(meta.Datum(raw, "bytes"), trigger_metadata=metadata)
-    assert isinstance(message, func.ServiceBusMessage)
-    return message
-
-
-def dataverse_properties(request_name: str) -> dict[str, Any]:
-    """The application properties Dataverse sets on a RemoteExecutionContext message."""
-    return {
-        f"{_CLAIMS}Organization": "fabrikam.crm.dynamics.com",
-        f"{_CLAIMS}User": "8d3f0c36-55ad-4f0e-8a0a-4a1b3f9a2b10",
-        f"{_CLAIMS}InitiatingUser": "8d3f0c36-55ad-4f0e-8a0a-4a1b3f9a2b10",
-        f"{_CLAIMS}EntityLogicalName": "msevtmgt_eventregistration",
-        f"{_CLAIMS}RequestName": request_name,
-        f"{_CLAIMS}InitiatingUserAgent": "Mozilla/5.0",
-    }
-
-
-def _dv_date(moment: datetime) -> str:
-    return f"/Date({int(moment.timestamp() * 1000)})/"
-
-
-def _dv_ref(logical_name: str, row_id: str) -> dict[str, Any]:
-    return {
-        "__type": f"EntityReference:{_CONTRACTS}",
-        "Id": row_id,
-        "KeyAttributes": [],
-        "LogicalName": logical_name,
-        "Name": None,
-        "RowVersion": None,
-    }
-
-
-def dataverse_body(
-    *,
-    org_id: str,
-    registration_id: str,
-    message: str = "Create",
-    event_id: str | None = None,
-    contact_id: str | None = None,
-    canceled: bool | None = None,
-    at: datetime | None = None,
-) -> bytes:
-    """A RemoteExecutionContext for ``msevtmgt_eventregistration`` as Dataverse posts it to Service Bus
-    (DataContractJsonSerializer: ``\\/`` escapes, ``\\/Date(ms)\\/`` dates)."""
-    at = at or datetime.now(UTC)
-    attributes: list[dict[str, Any]] = []
-    if event_id:
-        attributes.append({"key": "msevtmgt_eventid", "value": _dv_ref("msevtmgt_event", event_id)})
-    if contact_id:
-        attributes.append({"key": "msevtmgt_contactid", "value": _dv_ref("contact", contact_id)})
-    if canceled is not None:
-        attributes.append({"key": "msevtmgt_iscanceled", "value": canceled})
-    attributes.append({"key": "msevtmgt_eventregistrationid", "value": registration_id})
-    attributes.append({"key": "modifiedon", "value": _dv_date(at)})
-    target = {
-        "__type": f"Entity:{_CONTRACTS}", "Attributes": attributes, "EntityState": None, "FormattedValues": [],
-        "Id": registration_id, "KeyAttributes": [], "LogicalName": "msevtmgt_eventregistration",
-        "RelatedEntities": [], "RowVersion": "1234567",
-    }  # fmt: skip
-    context = {
-        "BusinessUnitId": str(uuid.uuid4()), "CorrelationId": str(uuid.uuid4()), "Depth": 1,
-        "InitiatingUserId": str(uuid.uuid4()), "InputParameters": [{"key": "Target", "value": target}],
-        "IsExecutingOffline": False, "IsInTransaction": False, "IsOfflinePlayback": False, "IsolationMode": 1,
-        "MessageName": message, "Mode": 1, "OperationCreatedOn": _dv_date(at)[:-2] + "+0000)/",
-        "OperationId": str(uuid.uuid4()), "OrganizationId": org_id, "OrganizationName": "unqfabrikam",
-        "OutputParameters": [{"key": "id", "value": registration_id}] if message == "Create" else [],
-        "OwningExtension": {"Id": str(uuid.uuid4()), "KeyAttributes": [], "LogicalName": "sdkmessageprocessingstep",
-                            "Name": "ON24 registration push", "RowVersion": None},
-        "ParentContext": None, "PostEntityImages": [], "PreEntityImages": [], "PrimaryEntityId": registration_id,
-        "PrimaryEntityName": "msevtmgt_eventregistration", "RequestId": str(uuid.uuid4()),
-        "SecondaryEntityName": "none", "SharedVariables": [], "Stage": 40, "UserId": str(uuid.uuid4()),
-    }  # fmt: skip
-    return json.dumps(context, separators=(",", ":")).replace("/", "\\/").encode("utf-8")
-
-
-def canonical_body(person: Person, *, org_id: str, event_id: str) -> dict[str, Any]:
+def person_body(person: Person, *, org_id: str, event_id: str) -> dict[str, Any]:
     """The integration's own message format (``webinar-registration/1``), carrying the attendee."""
-    return {
-        "schema": "webinar-registration/1",
-        "orgId": org_id,
-        "action": "register",
-        "registrationId": person.registration_id,
-        "eventId": event_id,
-        "on24EventId": str(ON24_EVENT_ID),
-        "attendee": {
+    return canonical_body(
+        org_id=org_id,
+        registration_id=person.registration_id,
+        event_id=event_id,
+        on24_event_id=str(ON24_EVENT_ID),
+        attendee={
             "email": person.email,
             "firstName": person.first,
             "lastName": person.last,
@@ -522,7 +410,7 @@ def canonical_body(person: Person, *, org_id: str, event_id: str) -> dict[str, A
             "jobTitle": person.job_title,
             "country": person.country,
         },
-    }
+    )
 
 
 # ---- what the functions logged -----------------------------------------------------------------------------------
@@ -637,7 +525,11 @@ class Demo:
         from shared.errors import ConfigError, TransientError
 
         message_id = message_id or uuid.uuid4().hex
-        properties = dataverse_properties(dataverse_request) if dataverse_request else None
+        properties = (
+            dataverse_properties(dataverse_request, organization="fabrikam.crm.dynamics.com")
+            if dataverse_request
+            else None
+        )
         last_error = ""
         for delivery_count in range(first_delivery, first_delivery + MAX_DELIVERIES):
             seen = len(self.log.deliveries)
@@ -714,7 +606,7 @@ def run(args: argparse.Namespace, stack: ExitStack, guard: SignalGuard) -> None:
     for index, person in enumerate(people):
         message_id = uuid.uuid4().hex
         if index % 2 == 0:
-            payload: bytes | dict[str, Any] = canonical_body(person, org_id=ORG_ID, event_id=crm.event_id)
+            payload: bytes | dict[str, Any] = person_body(person, org_id=ORG_ID, event_id=crm.event_id)
             request: str | None = None
         else:
             payload = dataverse_body(

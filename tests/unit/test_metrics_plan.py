@@ -27,8 +27,13 @@ def state(**changes: object) -> WebinarSyncState:
 
 
 def entry(reg: str = REG, **changes: object) -> LedgerEntry:
-    base: dict[str, object] = {"org_id": "org", "registration_id": reg, "state": "registered",
-                               "event_user_id": "9001", "email": "Ada@Example.com"}
+    base: dict[str, object] = {
+        "org_id": "org",
+        "registration_id": reg,
+        "state": "registered",
+        "event_user_id": "9001",
+        "email": "Ada@Example.com",
+    }
     base.update(changes)
     return LedgerEntry(**base)  # type: ignore[arg-type]
 
@@ -42,9 +47,15 @@ def test_checkin_id_is_deterministic_per_org_and_registration() -> None:
 def test_checkin_fields_sum_live_and_on_demand_and_count_interactions() -> None:
     first = datetime(2026, 11, 20, 10, 2, tzinfo=UTC)
     attendee = Attendee(
-        liveminutes=40, cumulativeliveminutes=45, archiveminutes=10, askedquestions=2, answeredpolls=3,
-        firstliveactivity=first, lastliveactivity=first + timedelta(minutes=45),
-        firstarchiveactivity=first + timedelta(hours=3), lastarchiveactivity=first + timedelta(hours=3, minutes=10),
+        liveminutes=40,
+        cumulativeliveminutes=45,
+        archiveminutes=10,
+        askedquestions=2,
+        answeredpolls=3,
+        firstliveactivity=first,
+        lastliveactivity=first + timedelta(minutes=45),
+        firstarchiveactivity=first + timedelta(hours=3),
+        lastarchiveactivity=first + timedelta(hours=3, minutes=10),
     )
     fields = checkin_fields(entry(crm_event_id="e1", contact_id="c1"), attendee)
     assert fields["msevtmgt_viewingdurationinmins"] == 55, "cumulative live minutes win over a single launch"
@@ -71,8 +82,13 @@ def test_hash_changes_only_with_the_metrics() -> None:
 
 def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None:
     other = "0e0e0e0e-1111-4222-8333-444444444444"
-    matcher = Matcher([entry(), entry(other, event_user_id="7000", email="b@example.com"),
-                       entry("11111111-1111-4111-8111-111111111111", state="failed", email="c@example.com")])
+    matcher = Matcher(
+        [
+            entry(),
+            entry(other, event_user_id="7000", email="b@example.com"),
+            entry("11111111-1111-4111-8111-111111111111", state="failed", email="c@example.com"),
+        ]
+    )
     assert matcher.match(Attendee(exteventusercd=REG.upper(), eventuserid="7000")).registration_id == REG
     assert matcher.match(Attendee(exteventusercd="", eventuserid="7000", email="x@y")).registration_id == other
     assert matcher.match(Attendee(email="ADA@example.COM")).registration_id == REG
@@ -83,26 +99,38 @@ def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None
 def test_window_of_a_first_pull_starts_a_day_before_the_webinar() -> None:
     live = NOW - timedelta(hours=2)
     assert pull_window(state(live_start=live), signpost=NOW, lookback=timedelta(hours=48)) == (
-        live - timedelta(days=1), NOW, 0,
+        live - timedelta(days=1),
+        NOW,
+        0,
     )
 
 
 def test_window_of_a_later_pull_looks_back_but_not_before_the_webinar() -> None:
     live = NOW - timedelta(days=10)
     bookmark = NOW - timedelta(minutes=15)
-    start, end, page = pull_window(state(live_start=live, replication_key_value=bookmark), signpost=NOW,
-                                   lookback=timedelta(hours=48))
+    start, end, page = pull_window(
+        state(live_start=live, replication_key_value=bookmark), signpost=NOW, lookback=timedelta(hours=48)
+    )
     assert (start, end, page) == (bookmark - timedelta(hours=48), NOW, 0)
-    start, _, _ = pull_window(state(live_start=NOW - timedelta(hours=3), replication_key_value=bookmark),
-                              signpost=NOW, lookback=timedelta(hours=48))
+    start, _, _ = pull_window(
+        state(live_start=NOW - timedelta(hours=3), replication_key_value=bookmark),
+        signpost=NOW,
+        lookback=timedelta(hours=48),
+    )
     assert start == NOW - timedelta(hours=3) - timedelta(days=1)
 
 
 def test_window_of_an_unfinished_pull_is_resumed_as_it_was() -> None:
-    pending = state(pending_start=NOW - timedelta(days=2), pending_end=NOW - timedelta(minutes=20), pending_page=7,
-                    replication_key_value=NOW - timedelta(hours=1))
+    pending = state(
+        pending_start=NOW - timedelta(days=2),
+        pending_end=NOW - timedelta(minutes=20),
+        pending_page=7,
+        replication_key_value=NOW - timedelta(hours=1),
+    )
     assert pull_window(pending, signpost=NOW, lookback=timedelta(hours=48)) == (
-        NOW - timedelta(days=2), NOW - timedelta(minutes=20), 7,
+        NOW - timedelta(days=2),
+        NOW - timedelta(minutes=20),
+        7,
     )
 
 

@@ -104,13 +104,19 @@ class World:
         self.ledger, self.on24, self.crm, self.orgs = FakeLedger(), FakeOn24(), FakeCrm(**crm), FakeOrgs()
         self.sleeps: list[float] = []
         self.ports = RegistrationPorts(
-            credentials=self.orgs, ledger=self.ledger, on24_for=lambda org: self.on24, crm_for=lambda org: self.crm,
-            clock=lambda: T0, sleep=self.sleeps.append, lease_wait_seconds=0.0,
+            credentials=self.orgs,
+            ledger=self.ledger,
+            on24_for=lambda org: self.on24,
+            crm_for=lambda org: self.crm,
+            clock=lambda: T0,
+            sleep=self.sleeps.append,
+            lease_wait_seconds=0.0,
         )
 
     def handle(self, action: str = "register", *, at: datetime = T0, source: str = "dataverse", **extra: Any) -> Any:
-        cmd = RegistrationCommand(org_id=ORG, action=action, registration_id=REG, source=source, occurred_at=at,
-                                  **extra)  # type: ignore[arg-type]
+        cmd = RegistrationCommand(
+            org_id=ORG, action=action, registration_id=REG, source=source, occurred_at=at, **extra
+        )  # type: ignore[arg-type]
         return handle_registration(cmd, self.ports, received_at=at)
 
     @property
@@ -123,8 +129,11 @@ def test_register_then_duplicates_make_one_on24_call() -> None:
     assert w.handle().status == "registered"
     assert w.on24.calls == [("create", "777", "ada@example.com")]
     assert w.entry.state == "registered" and w.entry.event_user_id == "u-ada@example.com" and w.entry.lease_id is None
-    assert w.crm.synced[-1] == {"webinar_registration_id": "u-ada@example.com", "synced": True,
-                                "publishing_state": 100000001}
+    assert w.crm.synced[-1] == {
+        "webinar_registration_id": "u-ada@example.com",
+        "synced": True,
+        "publishing_state": 100000001,
+    }
     for _ in range(4):
         assert w.handle().status == "duplicate"
     assert len(w.on24.calls) == 1
@@ -133,8 +142,12 @@ def test_register_then_duplicates_make_one_on24_call() -> None:
 def test_canonical_message_with_everything_needs_no_crm_read() -> None:
     w = World()
     w.crm.get_registration = None  # type: ignore[assignment,method-assign]  # would fail if called
-    outcome = w.handle(source="canonical", event_id=EVENT, on24_event_id="555",
-                       attendee=Attendee(email="g@example.com", first_name="G", last_name="H"))
+    outcome = w.handle(
+        source="canonical",
+        event_id=EVENT,
+        on24_event_id="555",
+        attendee=Attendee(email="g@example.com", first_name="G", last_name="H"),
+    )
     assert outcome.status == "registered" and w.on24.calls == [("create", "555", "g@example.com")]
 
 
@@ -230,8 +243,9 @@ def test_transient_fault_raises_and_drops_the_lease() -> None:
 
 def test_a_live_lease_of_another_delivery_means_retry_later() -> None:
     w = World()
-    w.ledger.write(LedgerEntry(org_id=ORG, registration_id=REG, lease_id="other",
-                               lease_until=T0 + timedelta(seconds=60)))
+    w.ledger.write(
+        LedgerEntry(org_id=ORG, registration_id=REG, lease_id="other", lease_until=T0 + timedelta(seconds=60))
+    )
     with pytest.raises(TransientError, match="another delivery"):
         w.handle()
     assert w.on24.calls == []
@@ -239,6 +253,7 @@ def test_a_live_lease_of_another_delivery_means_retry_later() -> None:
 
 def test_an_expired_lease_is_taken_over() -> None:
     w = World()
-    w.ledger.write(LedgerEntry(org_id=ORG, registration_id=REG, lease_id="crashed",
-                               lease_until=T0 - timedelta(seconds=1)))
+    w.ledger.write(
+        LedgerEntry(org_id=ORG, registration_id=REG, lease_id="crashed", lease_until=T0 - timedelta(seconds=1))
+    )
     assert w.handle().status == "registered"
