@@ -60,14 +60,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.managers import BaseManager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
+
+from benchmarks.common import KEY_SECRET_NAME, on_sigterm, port_of, stepper, worker_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
 WEBINAR = 880001
-KEY_SECRET_NAME = "on24-credentials-key"
 MAX_ATTEMPTS = 5  # deliveries of one message before it would be dead-lettered (TransientError -> redeliver)
 OVERHEAD_TARGET_MS = 2.0
 FIRST_NAMES = ("Zoë", "Jürgen", "Ada", "Grace", "Alan", "Hedy", "Radia", "Lynn", "Barbara", "Frances")
@@ -598,20 +598,6 @@ def profile_report(profiler: cProfile.Profile, messages: int, top: int = 14) -> 
 
 
 # ---- set-up ------------------------------------------------------------------------------------------------------
-def worker_environment(table_connection: str, vault_url: str, ca_path: str, on24_url: str,
-                       dataverse_url: str) -> dict[str, str]:
-    """What ``tests/conftest.py`` ``app_env`` sets, with a fresh table prefix."""
-    return {
-        "AzureWebJobsStorage": table_connection,
-        "STATE_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:12],
-        "KEY_VAULT_URL": vault_url,
-        "CREDENTIALS_KEY_SECRET_NAME": KEY_SECRET_NAME,
-        "KEY_VAULT_AUTH": "none",
-        "REQUESTS_CA_BUNDLE": ca_path,
-        "ON24_BASE_URL": on24_url,
-        "DATAVERSE_URL": dataverse_url,
-        "DATAVERSE_AUTH": "none",
-    }
 
 
 def _stand_ins_process_signals() -> None:
@@ -619,8 +605,6 @@ def _stand_ins_process_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -649,7 +633,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     os.chdir(ROOT)
     try:
         with contextlib.ExitStack() as stack:
@@ -660,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    print_step = _stepper()
+    print_step = stepper()
     # The stand-ins' process first, before this process starts any thread (fork safety).
     manager = _StandInManager(ctx=multiprocessing.get_context("fork"))
     manager.start(_stand_ins_process_signals)
@@ -722,7 +706,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     phases: list[Phase] = []
     delivered: set[str] = set()
     azurite_port = azurite.ports["table"]
-    ports = {"table_port": azurite_port, "on24_port": _port(on24_url), "dataverse_port": _port(dataverse_url)}
+    ports = {"table_port": azurite_port, "on24_port": port_of(on24_url), "dataverse_port": port_of(dataverse_url)}
     stack.enter_context(counting_calls(**ports))
 
     # Warm-up: the App is built (tables created, key fetched) and connection pools filled; not measured.
@@ -846,19 +830,8 @@ def report(
               "for a duplicate, every ledger row registered, unleased and written back to CRM)")
 
 
-def _port(url: str) -> int:
-    port = urlsplit(url).port
-    assert port is not None
-    return port
 
 
-def _stepper() -> Callable[[str], None]:
-    started = time.perf_counter()
-
-    def step(text: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
-
-    return step
 
 
 if __name__ == "__main__":

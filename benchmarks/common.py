@@ -1,0 +1,51 @@
+"""Pieces both benchmark scripts need: the worker environment, progress lines, signal handling."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from types import FrameType
+from urllib.parse import urlsplit
+
+KEY_SECRET_NAME = "on24-credentials-key"
+
+
+def worker_environment(
+    table_connection: str, vault_url: str, ca_path: str, on24_url: str, dataverse_url: str, **extra: str
+) -> dict[str, str]:
+    """What ``tests/conftest.py`` ``app_env`` sets, with a fresh table prefix, plus ``extra`` settings."""
+    return {
+        "AzureWebJobsStorage": table_connection,
+        "STATE_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:12],
+        "KEY_VAULT_URL": vault_url,
+        "CREDENTIALS_KEY_SECRET_NAME": KEY_SECRET_NAME,
+        "KEY_VAULT_AUTH": "none",
+        "REQUESTS_CA_BUNDLE": ca_path,
+        "ON24_BASE_URL": on24_url,
+        "DATAVERSE_URL": dataverse_url,
+        "DATAVERSE_AUTH": "none",
+        **extra,
+    }
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+def stepper() -> Callable[[str], None]:
+    """A progress printer (stderr) that prefixes each line with the seconds since it was made."""
+    started = time.perf_counter()
+
+    def step(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    return step
+
+
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Treat SIGTERM like Ctrl-C so the cleanup in ``finally`` blocks runs."""
+    raise KeyboardInterrupt
