@@ -48,6 +48,9 @@ HOT_PERIOD = timedelta(days=3)
 COLD_REFRESH = timedelta(hours=1)
 START_MARGIN = timedelta(days=1)
 DISCOVERY_OVERLAP = timedelta(minutes=10)
+MIN_SLICE_SECONDS = 30.0
+# What matching and check-in fields need of a ledger row (reading 100,000 whole rows costs twice as much).
+MATCH_COLUMNS = ("State", "EventUserId", "Email", "CrmEventId", "ContactId", "MetricsHash")
 
 
 # ---- ports ----------------------------------------------------------------------------------------------------
@@ -71,7 +74,9 @@ class OrgDirectory(Protocol):
 
 
 class LedgerIndex(Protocol):
-    def entries(self, org_id: str, *, on24_event_id: str | None = None) -> Iterator[LedgerEntry]: ...
+    def entries(
+        self, org_id: str, *, on24_event_id: str | None = None, columns: Sequence[str] | None = None
+    ) -> Iterator[LedgerEntry]: ...
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]: ...
     def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None: ...
 
@@ -284,8 +289,12 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
             continue
         org = current
         limiter = limiters.setdefault(org.client_id, RateLimiter(options.attendee_calls_per_minute, 60.0))
+        # A fair share of what is left, so one huge webinar cannot starve the others; it resumes next run.
+        now_mono = ports.monotonic()
+        share = max(MIN_SLICE_SECONDS, (deadline - now_mono) / (len(queue) - index))
+        slice_deadline = min(deadline, now_mono + share)
         try:
-            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=deadline)
+            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=slice_deadline)
         except CredentialsRejectedError as exc:
             reason = f"ON24 rejected the org's credentials: {exc}"
             ports.orgs.set_status(org_id, "rejected", reason)
@@ -371,7 +380,7 @@ def _sync_webinar(
     counts = dict.fromkeys(("pulled", "matched", "written", "unchanged", "unmatched", "failed"), 0)
     if first_page:
         counts.update({k: v for k, v in state.counts.items() if k in counts})  # resumed pull: keep its tally
-    matcher = Matcher(ports.ledger.entries(org.org_id, on24_event_id=state.webinar_id))
+    matcher = Matcher(ports.ledger.entries(org.org_id, on24_event_id=state.webinar_id, columns=MATCH_COLUMNS))
     pending: dict[str, dict[str, Any]] = {}
     hashes: dict[str, tuple[str, str]] = {}  # check-in id -> (registration id, hash)
 

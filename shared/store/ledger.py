@@ -12,7 +12,7 @@ stores credentials.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,7 +32,7 @@ MAX_KEPT_BODY = 60 * 1024
 TRANSACTION_SIZE = 100  # Table Storage's limit of operations in one entity group transaction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     """A registration's recorded state. ``etag`` is the version the row was read at (None: not stored)."""
 
@@ -132,13 +132,19 @@ class Ledger:
         etag = write_entity(self._table, entry.to_entity(), entry.etag, what)
         return None if etag is None else replace(entry, etag=etag)
 
-    def entries(self, org_id: str, *, on24_event_id: str | None = None) -> Iterator[LedgerEntry]:
-        """An org's ledger rows, optionally only those of one ON24 event (the metrics run)."""
-        query = f"PartitionKey eq '{_quote(org_id)}'"
+    def entries(
+        self, org_id: str, *, on24_event_id: str | None = None, columns: Sequence[str] | None = None
+    ) -> Iterator[LedgerEntry]:
+        """An org's ledger rows, optionally only those of one ON24 event and only some ``columns`` (the rest
+        read as defaults): the metrics run reads 100,000 rows this way."""
+        query = "PartitionKey eq @org"
+        parameters: dict[str, Any] = {"org": org_id}
         if on24_event_id is not None:
-            query += f" and On24EventId eq '{_quote(on24_event_id)}'"
+            query += " and On24EventId eq @event"
+            parameters["event"] = on24_event_id
+        select = ["PartitionKey", "RowKey", *columns] if columns else None
         with table_errors(f"listing ledger rows of org {org_id!r}"):
-            for entity in self._table.query_entities(query):
+            for entity in self._table.query_entities(query, parameters=parameters, select=select):
                 yield LedgerEntry.from_entity(entity)
 
     def record_rejected(self, message_id: str, reason: str, body: bytes, *, delivery_count: int | None) -> None:
@@ -167,11 +173,15 @@ class Ledger:
                 yield dict(entity)
 
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
-        """ON24 event ids of the org's ledger rows changed since ``since`` (all rows when None)."""
+        """ON24 event ids of the org's ledger rows written by registrations since ``since`` (all when None).
+
+        Filters on ``UpdatedAt``, which only ``write`` sets: the metrics hash merge changes the system
+        ``Timestamp`` of every synced row and would make each run rescan them.
+        """
         query = "PartitionKey eq @org"
         parameters: dict[str, Any] = {"org": org_id}
         if since is not None:
-            query += " and Timestamp ge @since"
+            query += " and UpdatedAt ge @since"
             parameters["since"] = since
         with table_errors(f"discovering webinars of org {org_id!r}"):
             return {
@@ -209,5 +219,3 @@ def _row_key(value: str) -> str:
     return cleaned or "no-message-id"
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "''")
