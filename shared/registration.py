@@ -154,8 +154,11 @@ def _already_done(entry: LedgerEntry | None, action: str, message_at: datetime, 
             entry.event_user_id,
         )
     crm_pending = crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled")
+    same_update_again = action == "update" and entry.state == "registered" and message_at == entry.last_message_at
     if not crm_pending and (
-        (action == "register" and entry.state == "registered") or (action == "cancel" and entry.state == "cancelled")
+        (action == "register" and entry.state == "registered")
+        or (action == "cancel" and entry.state == "cancelled")
+        or same_update_again  # a redelivery of the update already applied (same message time)
     ):
         return Outcome("duplicate", None, entry.on24_event_id, entry.event_user_id)
     return None

@@ -194,6 +194,14 @@ def test_update_patches_and_recreates_if_on24_lost_the_registrant() -> None:
     assert [c[0] for c in w.on24.calls[-2:]] == ["update", "create"]
 
 
+def test_a_redelivered_update_makes_no_second_on24_call() -> None:
+    w = World()
+    w.handle(at=T0)
+    assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "updated"
+    assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "duplicate"
+    assert [c[0] for c in w.on24.calls] == ["create", "update"]
+
+
 def test_changed_email_moves_the_registrant() -> None:
     w = World()
     w.handle(at=T0)
