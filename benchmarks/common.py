@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 KEY_SECRET_NAME = "on24-credentials-key"
+ROOT = Path(__file__).resolve().parent.parent
+_Args = TypeVar("_Args")
 
 
 def worker_environment(
@@ -49,3 +56,16 @@ def stepper() -> Callable[[str], None]:
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Treat SIGTERM like Ctrl-C so the cleanup in ``finally`` blocks runs."""
     raise KeyboardInterrupt
+
+
+def run_with_cleanup(run: Callable[[_Args, contextlib.ExitStack], int], args: _Args) -> int:
+    """Run a benchmark from the repo root; Ctrl-C or SIGTERM stops it with exit 130 after its ExitStack has
+    stopped the servers and Azurite."""
+    signal.signal(signal.SIGTERM, on_sigterm)
+    os.chdir(ROOT)
+    try:
+        with contextlib.ExitStack() as stack:
+            return run(args, stack)
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers and Azurite stopped", file=sys.stderr)
+        return 130

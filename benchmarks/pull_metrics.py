@@ -90,9 +90,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.common import KEY_SECRET_NAME, on_sigterm, port_of, stepper, worker_environment
+from benchmarks.common import KEY_SECRET_NAME, ROOT, port_of, run_with_cleanup, stepper, worker_environment
 
-ROOT = Path(__file__).resolve().parent.parent
 ORG = "3c9e1b7a-5d2f-4a8e-9b61-0f4d2c8a7e15"
 WEBINAR = 880101
 CHECKINS = "msevtmgt_checkins"
@@ -726,15 +725,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
-    os.chdir(ROOT)
-    try:
-        with contextlib.ExitStack() as stack:
-            return run(args, stack)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers and Azurite stopped", file=sys.stderr)
-        return 130
+    return run_with_cleanup(run, parse_args(argv))
 
 
 @dataclass

@@ -63,9 +63,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.common import KEY_SECRET_NAME, on_sigterm, port_of, stepper, worker_environment
+from benchmarks.common import KEY_SECRET_NAME, ROOT, port_of, run_with_cleanup, stepper, worker_environment
 
-ROOT = Path(__file__).resolve().parent.parent
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
 WEBINAR = 880001
 MAX_ATTEMPTS = 5  # deliveries of one message before it would be dead-lettered (TransientError -> redeliver)
@@ -632,15 +631,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
-    os.chdir(ROOT)
-    try:
-        with contextlib.ExitStack() as stack:
-            return run(args, stack)
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers and Azurite stopped", file=sys.stderr)
-        return 130
+    return run_with_cleanup(run, parse_args(argv))
 
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:

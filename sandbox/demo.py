@@ -846,13 +846,18 @@ def main(args: argparse.Namespace) -> int:
         traceback.print_exc()
         say(f"DEMO FAILED: unexpected {type(exc).__name__}: {exc}")
     finally:
-        guard.cleaning_up()
-        try:
-            stack.close()
-        finally:
-            guard.restore()
-        say("Stopped Azurite and the stand-ins.")
+        shut_down(stack, guard)
     return code
+
+
+def shut_down(stack: ExitStack, guard: SignalGuard) -> None:
+    """Stop every process and server the stack holds, shielded from a second Ctrl-C, then say so."""
+    guard.cleaning_up()
+    try:
+        stack.close()
+    finally:
+        guard.restore()
+    say("Stopped Azurite and the stand-ins.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,6 +30,7 @@ from sandbox.demo import (
     SignalGuard,
     say,
     seed_crm,
+    shut_down,
     start_sandbox,
 )
 
@@ -118,12 +119,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"serve: {exc}", file=sys.stderr, flush=True)
         code = 1
     finally:
-        guard.cleaning_up()
-        try:
-            stack.close()
-        finally:
-            guard.restore()
-        say("Stopped Azurite and the stand-ins.")
+        shut_down(stack, guard)
     return code
 
 
