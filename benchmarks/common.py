@@ -11,7 +11,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sandbox.dataverse import DataverseStandIn
+    from sandbox.on24 import On24StandIn
 from urllib.parse import urlsplit
 
 KEY_SECRET_NAME = "on24-credentials-key"
@@ -69,3 +73,29 @@ def run_with_cleanup(run: Callable[[_Args, contextlib.ExitStack], int], args: _A
     except KeyboardInterrupt:
         print("\ninterrupted: servers and Azurite stopped", file=sys.stderr)
         return 130
+
+
+class StandInServers:
+    """The ON24 and Dataverse stand-ins, meant to live in a ``multiprocessing`` manager's process (the real
+    services are remote: their CPU must not count against the code measured). Scripts subclass it with their
+    seeding and inspection methods."""
+
+    def __init__(self) -> None:
+        from sandbox.dataverse import DataverseStandIn
+        from sandbox.on24 import On24StandIn
+
+        self.on24: On24StandIn = On24StandIn()
+        self.on24.start()
+        self.dataverse: DataverseStandIn = DataverseStandIn()
+        self.dataverse.start()
+
+    def urls(self) -> tuple[str, str]:
+        return self.on24.url, self.dataverse.url
+
+    def reset_logs(self) -> None:
+        self.on24.reset_log()
+        self.dataverse.reset_log()
+
+    def close(self) -> None:
+        self.on24.close()
+        self.dataverse.close()

@@ -90,7 +90,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.common import KEY_SECRET_NAME, ROOT, port_of, run_with_cleanup, stepper, worker_environment
+from benchmarks.common import (
+    KEY_SECRET_NAME,
+    ROOT,
+    StandInServers,
+    port_of,
+    run_with_cleanup,
+    stepper,
+    worker_environment,
+)
 
 ORG = "3c9e1b7a-5d2f-4a8e-9b61-0f4d2c8a7e15"
 WEBINAR = 880101
@@ -134,24 +142,15 @@ def expected_minutes(index: int, grown: bool) -> int:
 
 
 # ---- the stand-ins' process ----------------------------------------------------------------------------------
-class StandIns:
-    """The ON24 and Dataverse stand-ins, living in the manager's process; called through a proxy."""
+class StandIns(StandInServers):
+    """The stand-ins with what this benchmark seeds, times and inspects; called through a manager proxy."""
 
     def __init__(self) -> None:
-        from sandbox.dataverse import DataverseStandIn
-        from sandbox.on24 import On24StandIn
-
-        self.on24 = On24StandIn()
-        self.on24.start()
-        self.dataverse = DataverseStandIn()
-        self.dataverse.start()
+        super().__init__()
         self.live_start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
         self._profiler: cProfile.Profile | None = None
         self._profile_lock = threading.Lock()
         self._server_seconds: Counter[str] = Counter()
-
-    def urls(self) -> tuple[str, str]:
-        return self.on24.url, self.dataverse.url
 
     def seed(self, count: int, client_id: str, key: str, secret: str) -> tuple[str, list[int]]:
         """The webinar and ``count`` attendees in ON24, the CRM event and ``count`` registrations in Dataverse.
@@ -243,8 +242,7 @@ class StandIns:
             return len(self.dataverse._tables[CHECKINS])
 
     def reset_logs(self) -> None:
-        self.on24.reset_log()
-        self.dataverse.reset_log()
+        super().reset_logs()
         self._server_seconds.clear()
 
     def log_counts(self) -> dict[str, int]:
@@ -288,11 +286,6 @@ class StandIns:
     def stop_profile(self, top: int) -> list[str]:
         profiler, self._profiler = self._profiler, None
         return [] if profiler is None else hot_spots(profiler, top, areas=("sandbox/", "shared/"))
-
-    def close(self) -> None:
-        self.on24.close()
-        self.dataverse.close()
-
 
 class _StandInManager(BaseManager):
     pass

@@ -63,7 +63,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.common import KEY_SECRET_NAME, ROOT, port_of, run_with_cleanup, stepper, worker_environment
+from benchmarks.common import (
+    KEY_SECRET_NAME,
+    ROOT,
+    StandInServers,
+    port_of,
+    run_with_cleanup,
+    stepper,
+    worker_environment,
+)
 
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
 WEBINAR = 880001
@@ -74,20 +82,8 @@ LAST_NAMES = ("Ångström", "Weiß", "Lovelace", "Hopper", "Turing", "Lamarr", "
 
 
 # ---- the stand-ins' process ----------------------------------------------------------------------------------
-class StandIns:
-    """The ON24 and Dataverse stand-ins, living in the manager's process; called through a proxy."""
-
-    def __init__(self) -> None:
-        from sandbox.dataverse import DataverseStandIn
-        from sandbox.on24 import On24StandIn
-
-        self.on24 = On24StandIn()
-        self.on24.start()
-        self.dataverse = DataverseStandIn()
-        self.dataverse.start()
-
-    def urls(self) -> tuple[str, str]:
-        return self.on24.url, self.dataverse.url
+class StandIns(StandInServers):
+    """The stand-ins with what this benchmark seeds and inspects; called through a manager proxy."""
 
     def add_on24_account(self, client_id: str, key: str, secret: str, event_id: int) -> None:
         self.on24.add_client(client_id, key, secret)
@@ -111,10 +107,6 @@ class StandIns:
             people.append((contact, crm.registration(contact), email, first, last))
         return str(crm.event_id), people
 
-    def reset_logs(self) -> None:
-        self.on24.reset_log()
-        self.dataverse.reset_log()
-
     def log_counts(self) -> dict[str, int]:
         return {
             "on24": self.on24.count(),
@@ -134,11 +126,6 @@ class StandIns:
             str(row.get("msevtmgt_eventregistrationid")): row.get("msevtmgt_webinarregistrationid")
             for row in self.dataverse.rows("msevtmgt_eventregistrations")
         }
-
-    def close(self) -> None:
-        self.on24.close()
-        self.dataverse.close()
-
 
 class _StandInManager(BaseManager):
     pass
