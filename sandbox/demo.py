@@ -511,6 +511,7 @@ class Demo:
     log: FunctionLog
     outcomes: Counter[str] = field(default_factory=Counter)
     redeliveries: int = 0
+    enqueued: dict[str, datetime] = field(default_factory=dict)  # message id -> when Service Bus accepted it
 
     def deliver(
         self,
@@ -534,7 +535,11 @@ class Demo:
         for delivery_count in range(first_delivery, first_delivery + MAX_DELIVERIES):
             seen = len(self.log.deliveries)
             message = service_bus_message(
-                body, message_id=message_id, delivery_count=delivery_count, application_properties=properties
+                body,
+                message_id=message_id,
+                delivery_count=delivery_count,
+                enqueued_time=self.enqueued.setdefault(message_id, datetime.now(UTC)),  # a redelivery keeps it
+                application_properties=properties,
             )
             try:
                 register_attendee(message)

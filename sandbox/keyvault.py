@@ -61,6 +61,16 @@ class KeyVaultStandIn(StandIn):
             self._secrets.setdefault(name, []).append((version, value, True))
         return version
 
+    def set_enabled(self, name: str, version: str, enabled: bool) -> None:
+        """Disable (or re-enable) one version, as an admin can in the portal."""
+        with self._data_lock:
+            versions = self._secrets[name]
+            for index, (got, value, _) in enumerate(versions):
+                if got == version:
+                    versions[index] = (got, value, enabled)
+                    return
+        raise KeyError(version)
+
     def versions(self, name: str) -> list[str]:
         with self._data_lock:
             return [version for version, _, _ in self._secrets.get(name, [])]
@@ -97,7 +107,9 @@ class KeyVaultStandIn(StandIn):
                 )
             got_version, value, enabled = found[0]
             if not enabled:
-                return _error(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
+                return _error(
+                    403, "Forbidden", "Operation get is not allowed on a disabled secret.", inner="SecretDisabled"
+                )
             return Response.json(200, self._bundle(name, got_version, value))
         return _error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
 
@@ -110,5 +122,8 @@ class KeyVaultStandIn(StandIn):
         }
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return Response.json(status, {"error": {"code": code, "message": message}})
+def _error(status: int, code: str, message: str, *, inner: str | None = None) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if inner is not None:
+        error["innererror"] = {"code": inner}
+    return Response.json(status, {"error": error})

@@ -22,10 +22,12 @@ from shared.errors import ConfigError
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
 from shared.ratelimit import RateLimiter
+from shared.registration import RegistrationPorts
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
 from shared.store.ledger import Ledger
+from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
 
 _log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class App:
         self._lock = threading.Lock()
         self._closers: list[Any] = []
         self._dataverse: dict[str, DataverseClient] = {}
+        self._blob_container: Any = None
 
     # ---- identity ----------------------------------------------------------------------------
     @cached_property
@@ -94,6 +97,43 @@ class App:
     @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.tables.table("ledger"))
+
+    @cached_property
+    def rejected(self) -> RejectedMessages:
+        """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
+        return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
+
+    def _rejected_container(self) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        with self._lock:
+            if self._blob_container is None:
+                s = self.settings
+                if s.state_connection:
+                    service = BlobServiceClient.from_connection_string(s.state_connection)
+                elif s.state_blob_url:
+                    service = BlobServiceClient(s.state_blob_url, credential=self.azure_credential)
+                else:
+                    raise ConfigError(
+                        "no Blob Storage endpoint: set AzureWebJobsStorage or STATE_STORAGE_BLOB_ENDPOINT"
+                    )
+                self._closers.append(service)
+                self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
+            return self._blob_container
+
+    def registration_ports(self) -> RegistrationPorts:
+        """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""
+        s = self.settings
+        return RegistrationPorts(
+            credentials=self.credentials,
+            ledger=self.ledger,
+            on24_for=self.on24_for,
+            crm_for=self.dataverse_for,
+            lease_seconds=s.registration_lease_seconds,
+            call_seconds=s.on24_call_seconds,
+            linger_seconds=s.on24_linger_seconds,
+            lease_margin_seconds=s.registration_lease_margin_seconds,
+        )
 
     # ---- crypto ------------------------------------------------------------------------------
     @cached_property
@@ -144,7 +184,11 @@ class App:
     def on24(self, credentials: On24Credentials, *, retry: RetryPolicy | None = None) -> On24Client:
         """An ON24 client for one org's credentials, on the shared connection pool (cheap to build)."""
         return On24Client(
-            credentials, base_url=self.settings.on24_base_url, http_client=self.http, retry=retry or self.retry_policy
+            credentials,
+            base_url=self.settings.on24_base_url,
+            http_client=self.http,
+            retry=retry or self.retry_policy,
+            timeout=self.settings.on24_timeout_seconds,
         )
 
     def on24_for(self, org: OrgRecord, limiter: RateLimiter | None = None) -> On24Client:
@@ -157,6 +201,7 @@ class App:
             base_url=self.settings.on24_base_url,
             http_client=self.http,
             retry=self.retry_policy,
+            timeout=self.settings.on24_timeout_seconds,
             attendee_rate_limiter=limiter,
         )
 

@@ -105,7 +105,9 @@ class KeyVaultKeyProvider:
     """Key-encryption keys held as versions of one Key Vault secret (base64 of 32 bytes).
 
     Versions are immutable, so each is cached for the life of the process once read. Which version is
-    current is re-read every ``refresh_seconds``, so a rotation takes effect without a restart.
+    current is re-read every ``refresh_seconds``, so a rotation takes effect without a restart. Reads of
+    cached keys never wait for Key Vault: one thread fetches, and while it refreshes the current version
+    the others keep sealing with the one they have.
     """
 
     def __init__(
@@ -122,10 +124,9 @@ class KeyVaultKeyProvider:
         self._name = secret_name
         self._refresh = refresh_seconds
         self._clock = clock
-        self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._versions: dict[str, KeyMaterial] = {}
-        self._current: KeyMaterial | None = None
-        self._current_read_at = 0.0
+        self._current: tuple[KeyMaterial, float] | None = None
 
     def _material(self, version: str, value: str) -> KeyMaterial:
         secret = _decode_key(value, f"Key Vault secret {self._name!r} (version {version})")
@@ -134,36 +135,57 @@ class KeyVaultKeyProvider:
         return material
 
     def current_key(self) -> KeyMaterial:
-        with self._lock:
-            now = self._clock()
-            if self._current is not None and now - self._current_read_at < self._refresh:
-                return self._current
+        current = self._current
+        if current is not None and self._clock() - current[1] < self._refresh:
+            return current[0]
+        if current is not None and not self._fetching.acquire(blocking=False):
+            return current[0]  # another thread is refreshing; the version we have still seals
+        if current is None:
+            self._fetching.acquire()
+        try:
+            current = self._current
+            if current is not None and self._clock() - current[1] < self._refresh:
+                return current[0]
             try:
                 version, value = self._source.get_secret(self._name)
-            except LookupError:
+            except LookupError as exc:
+                state = "is disabled" if getattr(exc, "disabled", False) else "does not exist"
                 raise ConfigError(
-                    f"Key Vault secret {self._name!r} (CREDENTIALS_KEY_SECRET_NAME) does not exist"
+                    f"the latest version of Key Vault secret {self._name!r} (CREDENTIALS_KEY_SECRET_NAME) {state}: "
+                    "enable it or add a new version"
                 ) from None
-            previous = self._current
-            self._current = self._versions.get(version) or self._material(version, value)
-            self._current_read_at = now
-            if previous is not None and previous.key_id != self._current.key_id:
-                _log.info("credentials key rotated to %s", self._current.key_id, extra={"key_id": self._current.key_id})
-            return self._current
+            material = self._versions.get(version) or self._material(version, value)
+            if current is not None and current[0].key_id != material.key_id:
+                _log.info("credentials key rotated to %s", material.key_id, extra={"key_id": material.key_id})
+            self._current = (material, self._clock())
+            return material
+        finally:
+            self._fetching.release()
 
     def key(self, key_id: str) -> KeyMaterial:
         prefix = f"kv:{self._name}/"
         if not key_id.startswith(prefix):
             raise DecryptionError(f"envelope was sealed with key {key_id!r}, not a version of secret {self._name!r}")
         version = key_id[len(prefix) :]
-        with self._lock:
+        cached = self._versions.get(version)
+        if cached is not None:
+            return cached
+        with self._fetching:
             cached = self._versions.get(version)
             if cached is not None:
                 return cached
             try:
                 got_version, value = self._source.get_secret(self._name, version)
-            except LookupError:
-                raise DecryptionError(f"key version {key_id!r} no longer exists in Key Vault") from None
+            except LookupError as exc:
+                if getattr(exc, "disabled", False):
+                    raise DecryptionError(
+                        f"key version {key_id!r} is disabled in Key Vault: enable that version of secret "
+                        f"{self._name!r}, or store the org's credentials again to seal them with the current one"
+                    ) from None
+                raise DecryptionError(
+                    f"key version {key_id!r} no longer exists in Key Vault: recover secret {self._name!r} "
+                    "(soft delete), or store the org's credentials again"
+                ) from None
             return self._material(got_version, value)
 
 

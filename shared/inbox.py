@@ -2,7 +2,7 @@
 
 The message completes (the function returns) when its outcome is recorded: registered, updated,
 cancelled, duplicate, stale, skipped, or failed permanently with a reason. A body that cannot be parsed
-is kept in the ledger's ``~rejected`` partition. Transient faults and configuration errors raise, so
+is kept whole (``shared.store.rejected``). Transient faults and configuration errors raise, so
 Service Bus redelivers and, after ``maxDeliveryCount`` attempts, dead-letters the message.
 """
 
@@ -17,7 +17,7 @@ import azure.functions as func
 from shared.app import App
 from shared.errors import ConfigError, TransientError
 from shared.messages import MessageError, parse_message
-from shared.registration import Outcome, RegistrationPorts, handle_registration
+from shared.registration import Outcome, handle_registration
 
 _log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
     try:
         cmd = parse_message(body, content_type=msg.content_type, application_properties=msg.application_properties)
     except MessageError as exc:
-        app.ledger.record_rejected(message_id, str(exc), body, delivery_count=delivery)
+        sequence = getattr(msg, "sequence_number", None)
+        app.rejected.record(message_id, str(exc), body, sequence_number=sequence, delivery_count=delivery)
         _log.error(
             "registration message %s rejected: %s",
             message_id,
@@ -48,11 +49,8 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
         return Outcome("failed", f"rejected message: {exc}")
 
     context |= {"org_id": cmd.org_id, "registration_id": cmd.registration_id, "action": cmd.action}
-    ports = RegistrationPorts(
-        credentials=app.credentials, ledger=app.ledger, on24_for=app.on24_for, crm_for=app.dataverse_for
-    )
     try:
-        outcome = handle_registration(cmd, ports, received_at=received_at)
+        outcome = handle_registration(cmd, app.registration_ports(), received_at=received_at)
     except (TransientError, ConfigError) as exc:
         _log.warning(
             "registration %s (org %s, %s) will be retried: %s",

@@ -24,6 +24,29 @@ from shared.errors import ConfigError, ThrottledError, TransientError
 _log = logging.getLogger(__name__)
 
 
+# Every Key Vault read must end well inside a registration's lease and an admin's HTTP wait: the SDK's defaults
+# (a 300 s read timeout, 10 retries) would hold a worker thread for many minutes.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 10,
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 4,
+}
+
+
+class SecretVersionUnavailable(LookupError):
+    """The secret (or that version) cannot be read: missing, deleted, or disabled by an admin.
+
+    Attributes:
+        disabled: True when the version exists but is disabled.
+    """
+
+    def __init__(self, where: str, *, disabled: bool = False) -> None:
+        super().__init__(where)
+        self.disabled = disabled
+
+
 class KeyVaultSecretSource:
     """``SecretSource`` over a ``SecretClient``: ``get_secret(name, version) -> (version, value)``."""
 
@@ -34,7 +57,8 @@ class KeyVaultSecretSource:
     def connect(cls, vault_url: str, credential: TokenCredential, **client_options: Any) -> KeyVaultSecretSource:
         """Build the SDK client. Outside ``*.vault.azure.net`` (the sandbox) the challenge resource check is off."""
         verify = (vault_url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]).endswith(".vault.azure.net")
-        client = SecretClient(vault_url, credential, verify_challenge_resource=verify, **client_options)
+        options = {**CLIENT_OPTIONS, **client_options}
+        client = SecretClient(vault_url, credential, verify_challenge_resource=verify, **options)
         return cls(client)
 
     def get_secret(self, name: str, version: str | None = None) -> tuple[str, str]:
@@ -42,7 +66,7 @@ class KeyVaultSecretSource:
         try:
             secret = self._client.get_secret(name, version)
         except ResourceNotFoundError:
-            raise LookupError(where) from None
+            raise SecretVersionUnavailable(where) from None
         except ClientAuthenticationError as exc:
             raise ConfigError(
                 f"the app's identity could not authenticate to read {where}: {type(exc).__name__}"
@@ -51,6 +75,8 @@ class KeyVaultSecretSource:
             status = exc.status_code or 0
             if status == 429:
                 raise ThrottledError(f"Key Vault throttled reading {where}") from exc
+            if status == 403 and _is_disabled(exc):
+                raise SecretVersionUnavailable(where, disabled=True) from None
             if status in (401, 403):
                 raise ConfigError(
                     f"the app's identity may not read {where} (HTTP {status}): grant 'Key Vault Secrets User'"
@@ -80,3 +106,11 @@ class StaticTokenCredential:
 
     def close(self) -> None:
         return None
+
+
+def _is_disabled(exc: HttpResponseError) -> bool:
+    """Key Vault answers 403 with inner code ``SecretDisabled`` for a disabled version (not an access problem)."""
+    error = getattr(exc, "error", None)
+    inner = getattr(error, "innererror", None) or {}
+    code = inner.get("code") if isinstance(inner, dict) else getattr(inner, "code", None)
+    return code == "SecretDisabled" or "disabled secret" in str(getattr(error, "message", "") or exc.message or "")

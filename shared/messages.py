@@ -87,6 +87,8 @@ _DOTNET_DATE_RE = re.compile(r"/Date\((-?[0-9]{1,15})(?:[+-][0-9]{4})?\)/")
 # Characters that are never part of a legitimate value: bidi embeddings/overrides/isolates, marks, BOM.
 _FORBIDDEN_FORMAT_CHARS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# ON24 exports registrants to spreadsheets: an address starting with one of these would be a formula there.
+_FORMULA_STARTS = frozenset("=+-")
 
 
 class MessageError(PermanentError):
@@ -345,8 +347,11 @@ def _email(value: str) -> str:
             "is {length} characters; the maximum is {maximum}",
             {"length": len(value), "maximum": MAX_EMAIL_CHARS},
         )
+    # The address itself never goes into the reason: reasons reach logs and the ledger.
     if not _EMAIL_RE.fullmatch(value):
-        raise PydanticCustomError("email", "is not a valid email address: {value}", {"value": preview(value)})
+        raise PydanticCustomError("email", "is not a valid email address")
+    if value[0] in _FORMULA_STARTS:
+        raise PydanticCustomError("email", "starts with a spreadsheet formula character (= + -)")
     return value
 
 
@@ -443,6 +448,64 @@ class _CanonicalMessage(BaseModel):
     on24_event_id: Annotated[str | None, BeforeValidator(_on24_event_id)] = Field(default=None, alias="on24EventId")
     attendee: _CanonicalAttendee | None = None
     occurred_at: Annotated[datetime | None, BeforeValidator(_occurred_at)] = Field(default=None, alias="occurredAt")
+
+
+class _CrmContact(BaseModel):
+    """A CRM contact's columns under the same text rules as a canonical attendee (names may be empty)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    emailaddress1: Annotated[str, AfterValidator(_email)]
+    firstname: _OptionalText = None
+    lastname: _OptionalText = None
+    jobtitle: _OptionalText = None
+    address1_country: _OptionalText = None
+    account_name: _OptionalText = None
+
+
+def attendee_from_crm(
+    contact_id: str,
+    *,
+    email: str | None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    company: str | None = None,
+    job_title: str | None = None,
+    country: str | None = None,
+) -> Attendee:
+    """The person to register, from a CRM contact, checked by the rules that apply to canonical messages.
+
+    CRM data is as untrusted as a message body: control characters (CR/LF included), format characters,
+    over-long values and malformed or formula-like addresses are refused, never cleaned into something else.
+
+    Raises:
+        PermanentError: a column breaks a rule; the message names the contact and the column, not the value.
+    """
+    if email is None or not email.strip():
+        raise PermanentError(f"contact {contact_id} has no email address (emailaddress1), which ON24 requires")
+    try:
+        contact = _CrmContact.model_validate(
+            {
+                "emailaddress1": email,
+                "firstname": first_name,
+                "lastname": last_name,
+                "jobtitle": job_title,
+                "address1_country": country,
+                "account_name": company,
+            }
+        )
+    except PydanticValidationError as exc:
+        error = _from_pydantic(exc.errors(include_url=False, include_input=False))
+        column = "parentcustomerid (account name)" if error.field == "account_name" else error.field
+        raise PermanentError(f"contact {contact_id}: {column} {error.reason}") from None
+    return Attendee(
+        email=contact.emailaddress1,
+        first_name=contact.firstname or "",
+        last_name=contact.lastname or "",
+        company=contact.account_name,
+        job_title=contact.jobtitle,
+        country=contact.address1_country,
+    )
 
 
 _PYDANTIC_REASONS = {
@@ -701,6 +764,7 @@ __all__ = [
     "Attendee",
     "MessageError",
     "RegistrationCommand",
+    "attendee_from_crm",
     "parse_message",
     "preview",
 ]

@@ -29,6 +29,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -94,6 +95,14 @@ FIELD_MAX_LENGTHS: Final[Mapping[str, int]] = {
     ),
 }  # fmt: skip
 _PHONE_FIELDS: Final = frozenset({"workphone", "homephone", "fax"})
+# Failures that prove the request never reached ON24; after any other the request may still be applied.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_GATEWAY_GAVE_UP: Final = frozenset({502, 504})  # a gateway stopped waiting; ON24 behind it may not have
+# Text sent to ON24 ends up in spreadsheet exports: a value starting with one of these would be a formula there.
+_FORMULA_STARTS: Final = ("=", "+", "-", "@")
+_PHONE_SHAPE = re.compile(r"\+[0-9][0-9 ()./-]*")
+# Zero-width joiner and non-joiner are part of how some scripts (Persian, Indic, emoji) are written.
+_KEPT_FORMAT_CHARS: Final = frozenset("\u200c\u200d")
 _MIN_PHONE_DIGITS: Final = 7
 _MESSAGE_LIMIT: Final = 200
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -420,6 +429,7 @@ class On24Client:
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(transport=transport, timeout=self._timeout, follow_redirects=False)
         self._closed = False
+        self._last_unanswered_at: float | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -444,6 +454,16 @@ class On24Client:
     def client_id(self) -> str:
         """The ON24 account id these calls act for."""
         return self._credentials.client_id
+
+    @property
+    def last_unanswered_at(self) -> float | None:
+        """``time.monotonic()`` when a request that may have reached ON24 last went unanswered, or None.
+
+        A request that timed out after it was sent, lost its connection mid-answer, or got a gateway's 502/504
+        may still be applied by ON24 later, even if a retry then succeeded. Whoever relies on ON24's state
+        (the registration lease) waits until such a request can no longer land.
+        """
+        return self._last_unanswered_at
 
     # ---- operations -------------------------------------------------------------------------------------------
     def check_credentials(self) -> None:
@@ -695,10 +715,13 @@ class On24Client:
                 response = self._http.request(
                     method, url, params=params, data=form, headers=self._headers(), timeout=self._timeout
                 )
-            except httpx.TimeoutException as exc:
-                raise TransientError(f"{what}: timed out ({type(exc).__name__})") from exc
-            except httpx.RequestError as exc:  # connection refused/reset/dropped, protocol errors
-                raise TransientError(f"{what}: request failed ({type(exc).__name__})") from exc
+            except httpx.RequestError as exc:  # timeouts, connection refused/reset/dropped, protocol errors
+                if not isinstance(exc, _NOT_SENT):
+                    self._last_unanswered_at = time.monotonic()
+                kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "request failed"
+                raise TransientError(f"{what}: {kind} ({type(exc).__name__})") from exc
+            if response.status_code in _GATEWAY_GAVE_UP:
+                self._last_unanswered_at = time.monotonic()
             stats.status = response.status_code
             return _interpret(what, response, done_when)
 
@@ -772,8 +795,24 @@ def _registrant_form(fields: RegistrantFields) -> dict[str, str]:
         if name in _PHONE_FIELDS and sum(char.isdigit() for char in text) < _MIN_PHONE_DIGITS:
             _log.debug("leaving out %s: fewer than %d digits, ON24 would refuse it", name, _MIN_PHONE_DIGITS)
             continue
+        if name != "exteventusercd":
+            text = spreadsheet_safe(text, phone=name in _PHONE_FIELDS)
         form[name] = text[: FIELD_MAX_LENGTHS[name]].rstrip()
     return form
+
+
+def spreadsheet_safe(text: str, *, phone: bool = False) -> str:
+    """Free text as it may be stored in ON24, whose exports are opened in spreadsheets.
+
+    Invisible format characters (Unicode category Cf, e.g. U+200B) are removed, except the zero-width
+    joiner and non-joiner that some scripts need. A value that starts with ``=``, ``+``, ``-`` or ``@`` gets a
+    leading apostrophe, so a spreadsheet shows it as text instead of evaluating it (OWASP, "CSV Injection");
+    a phone number that is only ``+`` and digits is left as it is.
+    """
+    text = "".join(ch for ch in text if ch in _KEPT_FORMAT_CHARS or unicodedata.category(ch) != "Cf").strip()
+    if text.startswith(_FORMULA_STARTS) and not (phone and _PHONE_SHAPE.fullmatch(text)):
+        return "'" + text
+    return text
 
 
 def _safe_message(response: httpx.Response) -> str:

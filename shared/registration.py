@@ -1,14 +1,23 @@
-"""RegisterAttendee's use case: apply one registration command to ON24 exactly once, then tell CRM.
+"""RegisterAttendee's use case: bring ON24 to what a registration's newest CRM change says, exactly once.
 
-The ledger row of (org, registration) decides what a delivery does:
+A delivery runs in four steps (the rules themselves are pure, in ``shared.registration_rules``):
 
-* a message older than the last applied one is *stale* and changes nothing (ordering by message time);
-* a register/cancel whose effect is already recorded is a *duplicate* and changes nothing;
-* anything else takes a short lease on the row, makes its ON24 call, writes the ON24 id back to CRM, and
-  records the outcome while dropping the lease, all guarded by the row's etag.
+1. **Read and decide** without holding anything: the org's credentials row (no row: the integration is
+   off, skip), the ledger row, and, when the message does not carry them, the CRM registration, event and
+   contact. A stale message or a redelivery ends here with no ON24 call. All slow work (CRM reads, opening
+   the credentials, Key Vault) happens now, before any lease is taken.
+2. **Claim**: one etag-guarded write takes a lease on the row and records the intent (action, ON24 event,
+   email) and the target as a pending registrant, before ON24 is touched.
+3. **Act**: delete every registrant the row knows may exist except the target, then create or update the
+   target. Before each ON24 call the lease must outlast the call's bound plus the time an unanswered
+   request may still land; otherwise it is extended (or, if another delivery took the row over, the call
+   is not made). Before a second call, and before the first when reading took long, the credentials row is
+   read again, so an off switch stops a change between two calls.
+4. **Record**: write the outcome back to CRM, then release the row with what ON24 now holds.
 
-Transient faults propagate (Service Bus redelivers); permanent ones are recorded in the ledger and in
-CRM (publishing state = webinar provider error) and the message completes.
+Nothing else writes over a live lease: skip and failure records wait for it, or raise a transient error.
+Transient faults propagate (Service Bus redelivers); permanent ones are recorded in the ledger and in CRM
+(publishing state = webinar provider error) and the message completes.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from shared.dataverse import (
     PUBLISHING_STATE_PUBLISHED,
@@ -30,18 +39,35 @@ from shared.dataverse import (
 )
 from shared.errors import NotFoundError, PermanentError, TransientError
 from shared.ids import ON24_EVENT_ID_PATTERN
-from shared.messages import Attendee, RegistrationCommand
+from shared.messages import Attendee, RegistrationCommand, attendee_from_crm
 from shared.on24 import Registrant, RegistrantFields
+from shared.registration_rules import (
+    MAX_CLOCK_SKEW,
+    PRIORITY,
+    NoOp,
+    Rank,
+    last_rank,
+    message_time,
+    no_op,
+    plan,
+    remaining_after,
+)
 from shared.store.credentials import OrgRecord
-from shared.store.ledger import LedgerEntry
+from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
 
 _log = logging.getLogger(__name__)
 
 OutcomeStatus = Literal["registered", "updated", "cancelled", "duplicate", "stale", "skipped", "failed"]
+DISABLED = "integration disabled: no ON24 credentials for org"
 
 
 # ---- ports ----------------------------------------------------------------------------------------------------
 class On24Registrations(Protocol):
+    @property
+    def last_unanswered_at(self) -> float | None:
+        """``time.monotonic()`` when a request that may have reached ON24 last went unanswered, if ever."""
+        ...
+
     def create_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
     def update_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
     def delete_registrant(self, event_id: int | str, email: str) -> None: ...
@@ -67,8 +93,13 @@ class LedgerRows(Protocol):
 
 @dataclass(frozen=True)
 class RegistrationPorts:
-    """What the use case needs. ``on24_for`` opens the org's credentials (may raise DecryptionError);
-    ``crm_for`` returns None when no Dataverse URL is known for the org."""
+    """What the use case needs, and its timing.
+
+    ``on24_for`` opens the org's credentials (may raise DecryptionError); ``crm_for`` returns None when no
+    Dataverse URL is known for the org. ``call_seconds`` bounds one ON24 call (retry budget plus one
+    attempt's timeouts); ``linger_seconds`` is how long after we stop waiting an unanswered request may still
+    be applied by ON24. The lease must outlast both, plus ``lease_margin_seconds`` for clock differences.
+    """
 
     credentials: OrgCredentials
     ledger: LedgerRows
@@ -78,6 +109,14 @@ class RegistrationPorts:
     sleep: Callable[[float], None] = time.sleep
     lease_seconds: float = 90.0
     lease_wait_seconds: float = 5.0
+    call_seconds: float = 55.0
+    linger_seconds: float = 10.0
+    lease_margin_seconds: float = 5.0
+    org_recheck_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < self.call_seconds + self.linger_seconds + self.lease_margin_seconds:
+            raise ValueError("lease_seconds must exceed one ON24 call's bound plus the linger time and the margin")
 
 
 @dataclass(frozen=True)
@@ -91,18 +130,20 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class _Target:
-    """The resolved inputs of an effect: where to register whom."""
+class _Desired:
+    """What the message says ON24 should hold: ``target`` (with the person's fields) or nothing."""
 
-    action: Literal["register", "update", "cancel"]
-    on24_event_id: str | None
+    priority: int
+    target: RegistrantRef | None
     attendee: Attendee | None
+    status: OutcomeStatus  # for a removal: cancelled or skipped
+    reason: str | None
     crm_event_id: str | None
     contact_id: str | None
 
 
-class _Skip(Exception):
-    """Not an error: the registration is outside the integration (e.g. not an ON24 webinar)."""
+class _Disabled(Exception):
+    """The org's credentials were removed while a change was under way."""
 
 
 # ---- the use case ---------------------------------------------------------------------------------------------
@@ -111,203 +152,376 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
 
     Args:
         cmd: the parsed message.
-        ports: clients and stores.
-        received_at: when Service Bus accepted the message; orders messages that carry no time of their own.
+        ports: clients, stores and timing.
+        received_at: when Service Bus accepted the message: orders messages that carry no time of their own,
+            and caps those whose time lies too far ahead of it.
 
     Raises:
-        TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the lease).
+        TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
         ConfigError: the app is misconfigured; retrying after a fix will work.
     """
-    message_at = cmd.occurred_at or received_at
-    org = ports.credentials.get(cmd.org_id)
-    if org is None:
-        return _note(ports, cmd, message_at, Outcome("skipped", "integration disabled: no ON24 credentials for org"))
-
-    entry = ports.ledger.get(cmd.org_id, cmd.registration_id)
-    crm = ports.crm_for(org)
-    early = _already_done(entry, cmd.action, message_at, crm is not None)
-    if early is not None:
-        return early
-
-    try:
-        target = _resolve(cmd, entry, crm)
-    except _Skip as skip:
-        return _note(ports, cmd, message_at, Outcome("skipped", str(skip)))
-    except PermanentError as exc:
-        return _fail_without_lease(ports, cmd, crm, entry, message_at, str(exc))
-
-    leased = _acquire(ports, cmd, entry, target.action, message_at, uuid.uuid4().hex, crm is not None)
-    if isinstance(leased, Outcome):
-        return leased
-    return _apply(ports, org, crm, cmd, target, leased, message_at)
-
-
-def _already_done(entry: LedgerEntry | None, action: str, message_at: datetime, crm_known: bool) -> Outcome | None:
-    """The no-op answers that need no lease: stale messages and recorded duplicates."""
-    if entry is None:
-        return None
-    if entry.last_message_at is not None and message_at < entry.last_message_at:
-        return Outcome(
-            "stale",
-            f"older than the last applied message ({entry.last_message_at.isoformat()})",
-            entry.on24_event_id,
-            entry.event_user_id,
+    at, clamped = message_time(cmd.occurred_at, received_at)
+    if clamped:
+        _log.warning(
+            "registration %s (org %s): message time lies more than %s after its enqueue time; ordered by the "
+            "enqueue time instead",
+            cmd.registration_id,
+            cmd.org_id,
+            MAX_CLOCK_SKEW,
+            extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id, "clamped_time": True},
         )
-    crm_pending = crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled")
-    same_update_again = action == "update" and entry.state == "registered" and message_at == entry.last_message_at
-    if not crm_pending and (
-        (action == "register" and entry.state == "registered")
-        or (action == "cancel" and entry.state == "cancelled")
-        or same_update_again  # a redelivery of the update already applied (same message time)
-    ):
-        return Outcome("duplicate", None, entry.on24_event_id, entry.event_user_id)
-    return None
+    declared = Rank(at, PRIORITY[cmd.action])
+    org = ports.credentials.get(cmd.org_id)
+    org_read_at = time.monotonic()
+    if org is None:
+        return _note_skip(ports, cmd, DISABLED)
+
+    # A register is usually the first message of its row: the claim tries to create the row before reading it.
+    entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
+    crm = ports.crm_for(org)
+    early = no_op(entry, declared, crm_known=crm is not None)
+    if early is not None and entry is not None:
+        return _no_op_outcome(ports, cmd, crm, entry, early)
+    try:
+        desired = _resolve(cmd, entry, crm, declared.priority)
+        on24 = ports.on24_for(org)  # opens the credentials (Key Vault) now, before any lease is taken
+    except PermanentError as exc:
+        return _record_failure(ports, cmd, crm, declared, str(exc))
+
+    if time.monotonic() - org_read_at > ports.org_recheck_seconds:
+        if ports.credentials.get(cmd.org_id) is None:
+            return _note_skip(ports, cmd, DISABLED)
+        org_read_at = time.monotonic()
+    rank = Rank(at, max(declared.priority, desired.priority))
+    lease_id = uuid.uuid4().hex
+    claimed = _guarded(ports, cmd, entry, lambda row: _claim(ports, row, cmd, rank, desired, lease_id, crm))
+    if isinstance(claimed, _NoOp):
+        return _no_op_outcome(ports, cmd, crm, claimed.entry, claimed.kind)
+    if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded
+        _tell_crm(cmd, crm, claimed, failed=False, removed=False)
+        return Outcome(desired.status, desired.reason, claimed.on24_event_id, claimed.event_user_id)
+    return _act(ports, cmd, crm, on24, claimed, rank, desired, org_read_at)
 
 
-def _resolve(cmd: RegistrationCommand, entry: LedgerEntry | None, crm: CrmRegistrations | None) -> _Target:
-    """Find the ON24 event and the person, reading CRM only for what the message does not carry."""
-    action = cmd.action
+# ---- step 1: read and decide ----------------------------------------------------------------------------------
+def _resolve(
+    cmd: RegistrationCommand, entry: LedgerEntry | None, crm: CrmRegistrations | None, priority: int
+) -> _Desired:
+    """What ON24 should hold, reading CRM only for what the message does not carry.
+
+    A registration cancelled, deactivated or deleted in CRM, or whose contact was deleted, should hold
+    nothing; so should one whose event is not (or no longer) an ON24 webinar.
+
+    Raises:
+        PermanentError: the data cannot be registered (no contact, no email, hostile values, webinar id 0).
+    """
+    crm_event_id = cmd.event_id or (entry.crm_event_id if entry else None)
+    contact_id = cmd.contact_id or (entry.contact_id if entry else None)
+
+    def removal(status: OutcomeStatus, reason: str | None) -> _Desired:
+        return _Desired(PRIORITY["cancel"], None, None, status, reason, crm_event_id, contact_id)
+
+    if cmd.action == "cancel":
+        return removal("cancelled", None)
     on24_event_id, attendee = cmd.on24_event_id, cmd.attendee
-    crm_event_id, contact_id = cmd.event_id, cmd.contact_id
-    if action == "cancel" and entry is not None and entry.on24_event_id and entry.email:
-        return _Target("cancel", entry.on24_event_id, None, entry.crm_event_id, entry.contact_id)
-    needs_crm = cmd.source == "dataverse" or on24_event_id is None or (attendee is None and action != "cancel")
-    if needs_crm:
+    if cmd.source == "dataverse" or on24_event_id is None or attendee is None:
         if crm is None:
             raise PermanentError(
                 "no Dataverse URL is configured for the org (dataverseUrl in its credentials, or DATAVERSE_URL), "
                 "and the message does not carry the ON24 event id and the attendee"
             )
         if cmd.source == "dataverse" or crm_event_id is None or (attendee is None and contact_id is None):
-            registration = crm.get_registration(cmd.registration_id)
-            crm_event_id = crm_event_id or registration.event_id
-            contact_id = contact_id or registration.contact_id
+            try:
+                registration = crm.get_registration(cmd.registration_id)
+            except NotFoundError:
+                return removal("cancelled", "the registration no longer exists in CRM")
+            crm_event_id = registration.event_id or crm_event_id
+            contact_id = registration.contact_id or contact_id
             if not registration.is_active:
-                action = "cancel"  # CRM's current row is the truth for Dataverse-sourced changes
-        if on24_event_id is None:
+                return removal("cancelled", None)  # CRM's current row is the truth for Dataverse-sourced changes
+        if on24_event_id is None or cmd.source == "dataverse":
             if crm_event_id is None:
                 raise PermanentError("the registration has no event")
-            event = crm.get_event(crm_event_id)
-            if not event.is_webinar or not ON24_EVENT_ID_PATTERN.fullmatch(event.webinar_id or ""):
-                raise _Skip(f"not an ON24 webinar event (event {crm_event_id} has no numeric msevtmgt_webinarid)")
-            on24_event_id = event.webinar_id
-        if attendee is None and action != "cancel":
+            try:
+                event = crm.get_event(crm_event_id)
+            except NotFoundError:
+                return removal("skipped", f"event {crm_event_id} no longer exists in CRM")
+            on24_event_id = _on24_event_id(event)
+            if on24_event_id is None:
+                return removal("skipped", f"not an ON24 webinar event (event {crm_event_id} has no ON24 webinar id)")
+        if attendee is None:
             if contact_id is None:
                 raise PermanentError("the registration has no contact")
-            attendee = _attendee_from_contact(crm.get_contact(contact_id))
-    return _Target(action, on24_event_id, attendee, crm_event_id, contact_id)
+            try:
+                contact = crm.get_contact(contact_id)
+            except NotFoundError:
+                return removal("cancelled", f"contact {contact_id} no longer exists in CRM")
+            attendee = attendee_from_crm(
+                contact.id,
+                email=contact.email,
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                company=contact.company,
+                job_title=contact.job_title,
+                country=contact.country,
+            )
+    target = RegistrantRef(on24_event_id, attendee.email)
+    return _Desired(priority, target, attendee, "registered", None, crm_event_id, contact_id)
 
 
-def _attendee_from_contact(contact: Contact) -> Attendee:
-    if not contact.email:
-        raise PermanentError(f"contact {contact.id} has no email address (emailaddress1), which ON24 requires")
-    return Attendee(
-        email=contact.email,
-        first_name=contact.first_name or "",
-        last_name=contact.last_name or "",
-        company=contact.company,
-        job_title=contact.job_title,
-        country=contact.country,
+def _on24_event_id(event: CrmEvent) -> str | None:
+    """The event's ON24 id; None when it is not an ON24 webinar (no id, or not a number, e.g. a Teams id).
+
+    Raises:
+        PermanentError: the id is numeric but cannot be an ON24 event (0, or more than 18 digits).
+    """
+    raw = (event.webinar_id or "").strip()
+    if not raw or not raw.isascii() or not raw.isdigit():
+        return None
+    if not ON24_EVENT_ID_PATTERN.fullmatch(raw) or int(raw) == 0:
+        raise PermanentError(f"event {event.id}: msevtmgt_webinarid is not a valid ON24 event id (a positive number)")
+    return str(int(raw))
+
+
+@dataclass(frozen=True)
+class _NoOp:
+    """A fresh read showed that the message needs no ON24 call."""
+
+    kind: NoOp
+    entry: LedgerEntry
+
+
+def _no_op_outcome(
+    ports: RegistrationPorts, cmd: RegistrationCommand, crm: CrmRegistrations | None, entry: LedgerEntry, kind: NoOp
+) -> Outcome:
+    if kind == "crm_pending":
+        return _retry_crm_write(ports, cmd, crm, entry)
+    reason = None
+    if kind == "stale" and entry.last_message_at is not None:
+        reason = f"older than the last applied message ({entry.last_message_at.isoformat()})"
+    return Outcome(kind, reason, entry.on24_event_id, entry.event_user_id)
+
+
+# ---- step 2: claim --------------------------------------------------------------------------------------------
+def _claim(
+    ports: RegistrationPorts,
+    current: LedgerEntry | None,
+    cmd: RegistrationCommand,
+    rank: Rank,
+    desired: _Desired,
+    lease_id: str,
+    crm: CrmRegistrations | None,
+) -> LedgerEntry | _NoOp:
+    """The row with this delivery's lease and intent; or, when ON24 needs no call, the recorded decision."""
+    kind = no_op(current, rank, crm_known=crm is not None)
+    if kind is not None and current is not None:
+        return _NoOp(kind, current)
+    base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
+    if plan(current, desired.target).calls == 0:
+        return _decided(base, rank, desired, current=None, pending=(), status=desired.status)
+    pending = base.pending
+    if desired.target is not None and not any(desired.target.same(ref) for ref in base.known_registrants()):
+        pending = (*pending, desired.target)
+    return replace(
+        base,
+        pending=pending,
+        intent=Intent("remove" if desired.target is None else cmd.action, desired.target, rank.at, rank.priority),
+        lease_id=lease_id,
+        lease_until=ports.clock() + timedelta(seconds=ports.lease_seconds),
     )
 
 
-def _acquire(
+_T = TypeVar("_T")
+
+
+def _guarded(
     ports: RegistrationPorts,
     cmd: RegistrationCommand,
     entry: LedgerEntry | None,
-    action: str,
-    message_at: datetime,
-    lease_id: str,
-    crm_known: bool,
-) -> LedgerEntry | Outcome:
-    """Take the row's lease (creating the row if needed), starting from the row as ``entry`` read it; after a
-    lost race or while another delivery holds the lease, re-read and re-check for no-ops."""
+    change: Callable[[LedgerEntry | None], LedgerEntry | _T],
+) -> LedgerEntry | _T:
+    """Write ``change(row)`` under the row's etag, never over another delivery's live lease.
+
+    ``entry`` is the row as last read, or None for a row assumed not to exist yet (the write then creates
+    it). A busy row is re-read every 50 ms for up to ``lease_wait_seconds``; a lost race re-reads and
+    decides again. ``change`` may return something other than a row to stop without writing.
+
+    Raises:
+        TransientError: the row stayed busy: Service Bus redelivers the message later.
+    """
     deadline = time.monotonic() + ports.lease_wait_seconds
-    fresh = False
+    current = entry
     while True:
-        if fresh:
-            entry = ports.ledger.get(cmd.org_id, cmd.registration_id)
-        fresh = True
-        early = _already_done(entry, action, message_at, crm_known)
-        if early is not None:
-            return early
-        now = ports.clock()
-        if entry is not None and entry.leased_by_other(lease_id, now):
+        if current is not None and current.busy_for(None, ports.clock()):
             if time.monotonic() >= deadline:
                 raise TransientError(
                     f"registration {cmd.registration_id} (org {cmd.org_id!r}) is being processed by another delivery"
                 )
-            ports.sleep(0.1)
+            ports.sleep(0.05)
+            current = ports.ledger.get(cmd.org_id, cmd.registration_id)
             continue
-        base = entry or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
-        leased = ports.ledger.write(
-            replace(base, lease_id=lease_id, lease_until=now + timedelta(seconds=ports.lease_seconds))
-        )
-        if leased is not None:
-            return leased
+        result = change(current)
+        if not isinstance(result, LedgerEntry):
+            return result
+        if current is not None and current.lease_id and result.lease_id == current.lease_id:
+            # An expired lease is never carried over by another delivery's write (its intent and pending stay).
+            result = replace(result, lease_id=None, lease_until=None)
+        written = ports.ledger.write(replace(result, etag=current.etag if current else None))
+        if written is not None:
+            return written
+        current = ports.ledger.get(cmd.org_id, cmd.registration_id)
 
 
-def _apply(
-    ports: RegistrationPorts,
-    org: OrgRecord,
-    crm: CrmRegistrations | None,
-    cmd: RegistrationCommand,
-    target: _Target,
-    entry: LedgerEntry,
-    message_at: datetime,
-) -> Outcome:
-    done = replace(
-        entry,
+def _decided(
+    base: LedgerEntry,
+    rank: Rank,
+    desired: _Desired,
+    *,
+    current: RegistrantRef | None,
+    pending: tuple[RegistrantRef, ...],
+    status: str,
+    event_user_id: str | None = None,
+) -> LedgerEntry:
+    """The row after a decision: what ON24 holds, the message's rank, and no lease or intent."""
+    if current is not None:
+        state: LedgerState = "registered"
+    elif desired.target is None:
+        state = "cancelled" if desired.status == "cancelled" else "skipped"
+    else:
+        state = "failed"
+    row = replace(
+        base,
+        state=state,
+        on24_event_id=current.on24_event_id if current else base.on24_event_id,
+        email=current.email if current else base.email,
+        event_user_id=event_user_id if current is not None else base.event_user_id,
+        crm_event_id=desired.crm_event_id or base.crm_event_id,
+        contact_id=desired.contact_id or base.contact_id,
+        pending=pending,
+        intent=None,
+        last_outcome=f"skipped: {desired.reason}" if status == "skipped" and desired.reason else status,
+        reason=desired.reason,
+        crm_synced=False,
         lease_id=None,
         lease_until=None,
-        last_message_at=max(message_at, entry.last_message_at or message_at),
-        crm_event_id=target.crm_event_id or entry.crm_event_id,
-        contact_id=target.contact_id or entry.contact_id,
-        reason=None,
+    )
+    return _with_rank(row, rank)
+
+
+def _with_rank(entry: LedgerEntry, rank: Rank) -> LedgerEntry:
+    """Record ``rank`` as the newest message decided (it only ever moves forward)."""
+    last = last_rank(entry)
+    if last is not None and last >= rank:
+        return entry
+    return replace(entry, last_message_at=rank.at, last_priority=rank.priority)
+
+
+# ---- step 3: act ----------------------------------------------------------------------------------------------
+def _act(
+    ports: RegistrationPorts,
+    cmd: RegistrationCommand,
+    crm: CrmRegistrations | None,
+    on24: On24Registrations,
+    leased: LedgerEntry,
+    rank: Rank,
+    desired: _Desired,
+    org_read_at: float,
+) -> Outcome:
+    """Run the plan under the lease, then record its outcome (in CRM, then in the ledger)."""
+    steps = plan(leased, desired.target)
+    deleted: list[RegistrantRef] = []
+    confirmed: Registrant | None = None
+    lease = leased
+    calls = 0
+
+    def before_call() -> None:
+        nonlocal lease, calls, org_read_at
+        lease = _keep_lease(ports, cmd, lease)
+        if calls > 0 or time.monotonic() - org_read_at > ports.org_recheck_seconds:
+            if ports.credentials.get(cmd.org_id) is None:
+                raise _Disabled
+            org_read_at = time.monotonic()
+        calls += 1
+
+    try:
+        for ref in steps.deletes:
+            before_call()
+            on24.delete_registrant(ref.on24_event_id, ref.email)
+            deleted.append(ref)
+        if steps.upsert is not None:
+            assert desired.attendee is not None
+            fields = _registrant_fields(desired.attendee, cmd.registration_id)
+            before_call()
+            if steps.patch:
+                try:
+                    confirmed = on24.update_registrant(steps.upsert.on24_event_id, fields)
+                except NotFoundError:  # ON24 lost it (or it was forgotten): register again
+                    before_call()
+                    confirmed = on24.create_registrant(steps.upsert.on24_event_id, fields)
+            else:
+                confirmed = on24.create_registrant(steps.upsert.on24_event_id, fields)
+    except _Disabled:
+        current, pending = remaining_after(leased, steps, tuple(deleted), False)
+        stopped = _interrupted(lease, current, pending, failed=False)
+        _release(ports, cmd, on24, lease, replace(stopped, last_outcome=f"skipped: {DISABLED}", reason=DISABLED))
+        return Outcome("skipped", DISABLED, lease.on24_event_id, lease.event_user_id)
+    except (PermanentError, ValueError) as exc:
+        where = steps.upsert.on24_event_id if steps.upsert else deleted[-1].on24_event_id if deleted else None
+        where = where or (steps.deletes[0].on24_event_id if steps.deletes else None)
+        reason = f"ON24 refused the change in event {where}: {exc}"
+        current, pending = remaining_after(leased, steps, tuple(deleted), False)
+        failed = _with_rank(replace(_interrupted(lease, current, pending, failed=True), reason=reason), rank)
+        failed = _release(ports, cmd, on24, lease, replace(failed, last_outcome="failed"))
+        _tell_crm(cmd, crm, failed, failed=True, removed=False)
+        return Outcome("failed", reason, where, lease.event_user_id)
+    except BaseException:
+        # Transient faults and anything unexpected: give the row back, knowing what ON24 may now hold.
+        current, pending = remaining_after(leased, steps, tuple(deleted), False)
+        _release(ports, cmd, on24, lease, _interrupted(lease, current, pending, failed=False), must=False)
+        raise
+
+    current, pending = remaining_after(leased, steps, tuple(deleted), confirmed is not None)
+    status: OutcomeStatus = desired.status
+    if desired.target is not None:
+        status = "updated" if leased.current is not None else "registered"
+    done = _decided(
+        lease,
+        rank,
+        desired,
+        current=current,
+        pending=pending,
+        status=status,
+        event_user_id=confirmed.eventuserid if confirmed is not None else None,
     )
     try:
-        on24 = ports.on24_for(org)
-        if target.action == "cancel":
-            status: OutcomeStatus = "cancelled"
-            if entry.state == "registered" and entry.on24_event_id and entry.email:
-                on24.delete_registrant(entry.on24_event_id, entry.email)
-            done = replace(done, state="cancelled")
-        else:
-            assert target.attendee is not None and target.on24_event_id is not None
-            registrant = _apply_registration(on24, entry, target.on24_event_id, target.attendee, cmd.registration_id)
-            status = "updated" if entry.state == "registered" else "registered"
-            done = replace(
-                done,
-                state="registered",
-                on24_event_id=target.on24_event_id,
-                event_user_id=registrant.eventuserid,
-                email=target.attendee.email,
-            )
-    except PermanentError as exc:
-        reason = f"ON24 refused {target.action} in event {target.on24_event_id}: {exc}"
-        done = replace(done, state="failed" if entry.state != "registered" else entry.state, reason=reason)
-        _sync_crm(crm, cmd, done, failed=True)
-        _release(ports, replace(done, last_outcome="failed", crm_synced=crm is not None))
-        return Outcome("failed", reason, target.on24_event_id, entry.event_user_id)
-    except TransientError:
-        # Drop the lease so the redelivery need not wait for it to expire; the effect will be retried.
-        _release(ports, replace(entry, lease_id=None, lease_until=None), quiet=True)
+        synced = _tell_crm(cmd, crm, done, failed=False, removed=bool(deleted))
+    except BaseException:
+        _release(ports, cmd, on24, lease, done, must=False)
         raise
-
-    try:
-        synced = _sync_crm(crm, cmd, done, failed=False)
-    except TransientError:
-        _release(ports, replace(done, last_outcome=status, crm_synced=False))
-        raise
-    final = _release(ports, replace(done, last_outcome=status, crm_synced=synced))
-    return Outcome(status, None, final.on24_event_id, final.event_user_id)
+    final = _release(ports, cmd, on24, lease, replace(done, crm_synced=synced))
+    return Outcome(status, desired.reason, final.on24_event_id, final.event_user_id)
 
 
-def _apply_registration(
-    on24: On24Registrations, entry: LedgerEntry, event_id: str, attendee: Attendee, registration_id: str
-) -> Registrant:
-    """Create, update, or move the ON24 registrant so it matches ``attendee`` in ``event_id``."""
-    fields = RegistrantFields(
+def _keep_lease(ports: RegistrationPorts, cmd: RegistrationCommand, lease: LedgerEntry) -> LedgerEntry:
+    """Make sure the lease outlasts the next ON24 call and its linger time; extend it when it would not.
+
+    Raises:
+        TransientError: another delivery took the row over: the call must not be made.
+    """
+    now = ports.clock()
+    needed = timedelta(seconds=ports.call_seconds + ports.linger_seconds + ports.lease_margin_seconds)
+    if lease.lease_until is not None and lease.lease_until - now >= needed:
+        return lease
+    extended = _write_own(ports, cmd, replace(lease, lease_until=now + timedelta(seconds=ports.lease_seconds)))
+    if extended is None:
+        raise TransientError(
+            f"the lease on registration {cmd.registration_id} (org {cmd.org_id!r}) was taken over; no ON24 call made"
+        )
+    return extended
+
+
+def _registrant_fields(attendee: Attendee, registration_id: str) -> RegistrantFields:
+    return RegistrantFields(
         email=attendee.email,
         firstname=attendee.first_name or None,
         lastname=attendee.last_name or None,
@@ -321,29 +535,104 @@ def _apply_registration(
         addressstreet1=attendee.address_street1,
         exteventusercd=registration_id,
     )
-    if entry.state == "registered" and entry.on24_event_id and entry.email:
-        moved = entry.on24_event_id != event_id or entry.email.casefold() != attendee.email.casefold()
-        if not moved:
-            try:
-                return on24.update_registrant(event_id, fields)
-            except NotFoundError:
-                pass  # ON24 lost it (or it was forgotten): register again below
-        else:
-            # ON24 keys registrants by email within an event: a new address or event means a new registrant.
-            on24.delete_registrant(entry.on24_event_id, entry.email)
-    return on24.create_registrant(event_id, fields)
 
 
-def _sync_crm(crm: CrmRegistrations | None, cmd: RegistrationCommand, entry: LedgerEntry, *, failed: bool) -> bool:
-    """Write the ON24 outcome onto the CRM registration. False when there is no CRM to write to."""
+# ---- step 4: record -------------------------------------------------------------------------------------------
+def _interrupted(
+    lease: LedgerEntry, current: RegistrantRef | None, pending: tuple[RegistrantRef, ...], *, failed: bool
+) -> LedgerEntry:
+    """The row after a plan stopped part-way: ON24 holds ``current`` for sure and may hold ``pending``.
+
+    Without a confirmed registrant a permanent failure leaves the row ``failed``; a transient stop leaves
+    its state as it was, except that a registrant no longer confirmed is not ``registered`` any more.
+    """
+    if current is not None:
+        return replace(
+            lease, state="registered", on24_event_id=current.on24_event_id, email=current.email, pending=pending
+        )
+    state: LedgerState = "failed" if failed else ("new" if lease.state == "registered" else lease.state)
+    return replace(lease, state=state, pending=pending)
+
+
+def _release(
+    ports: RegistrationPorts,
+    cmd: RegistrationCommand,
+    on24: On24Registrations,
+    lease: LedgerEntry,
+    final: LedgerEntry,
+    *,
+    must: bool = True,
+) -> LedgerEntry:
+    """Store ``final`` and drop the lease; keep the row quiet while an unanswered request may still land.
+
+    Raises:
+        TransientError: the lease was lost before the outcome was recorded (the redelivery reconciles); not
+            raised when ``not must`` (on the way out of an error that is being raised anyway).
+    """
+    quiet_until = None
+    unanswered = on24.last_unanswered_at
+    if unanswered is not None:
+        left = ports.linger_seconds - (time.monotonic() - unanswered)
+        if left > 0:
+            quiet_until = ports.clock() + timedelta(seconds=left)
+    row = replace(final, intent=None, lease_until=None, quiet_until=quiet_until, lease_id=lease.lease_id)
+    written = _write_own(ports, cmd, replace(row, etag=lease.etag), release=True)
+    if written is None:
+        if not must:
+            return row
+        raise TransientError(
+            f"the lease on registration {cmd.registration_id} (org {cmd.org_id!r}) was lost before the outcome "
+            "was recorded; the redelivery will reconcile"
+        )
+    return written
+
+
+def _write_own(
+    ports: RegistrationPorts, cmd: RegistrationCommand, entry: LedgerEntry, *, release: bool = False
+) -> LedgerEntry | None:
+    """Write a row this delivery holds the lease on (``release``: and drop the lease).
+
+    A write that lost only to a metrics-hash update (the lease is still ours) is repeated on the fresh
+    version. Returns None when the lease is no longer ours.
+    """
+    lease_id = entry.lease_id
+    for _ in range(5):
+        written = ports.ledger.write(replace(entry, lease_id=None) if release else entry)
+        if written is not None:
+            return written
+        fresh = ports.ledger.get(cmd.org_id, cmd.registration_id)
+        if fresh is None or fresh.lease_id != lease_id:
+            return None
+        entry = replace(entry, metrics_hash=fresh.metrics_hash, etag=fresh.etag)
+    return None
+
+
+def _tell_crm(
+    cmd: RegistrationCommand, crm: CrmRegistrations | None, entry: LedgerEntry, *, failed: bool, removed: bool
+) -> bool:
+    """Write the ON24 outcome onto the CRM registration. False when there is no CRM to write to.
+
+    A skip is written only when it removed a registrant (the CRM row then no longer carries its ON24 id).
+
+    Raises:
+        TransientError: CRM could not be reached (the outcome is recorded; the redelivery retries this write).
+    """
     if crm is None:
         return False
+    if failed:
+        webinar_id, synced, publishing = entry.current and entry.event_user_id, False, _PROVIDER_ERROR
+    elif entry.state in ("registered", "cancelled"):
+        webinar_id, synced, publishing = entry.event_user_id, True, PUBLISHING_STATE_PUBLISHED
+    elif removed:
+        webinar_id, synced, publishing = None, False, None
+    else:
+        return True
     try:
         crm.update_registration_sync(
             cmd.registration_id,
-            webinar_registration_id=entry.event_user_id,
-            synced=not failed and entry.state in ("registered", "cancelled"),
-            publishing_state=PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR if failed else PUBLISHING_STATE_PUBLISHED,
+            webinar_registration_id=webinar_id or None,
+            synced=synced,
+            publishing_state=publishing,
         )
     except NotFoundError:
         _log.warning(
@@ -363,61 +652,54 @@ def _sync_crm(crm: CrmRegistrations | None, cmd: RegistrationCommand, entry: Led
     return True
 
 
-def _release(ports: RegistrationPorts, entry: LedgerEntry, *, quiet: bool = False) -> LedgerEntry:
-    written = ports.ledger.write(entry)
-    if written is None:
-        if quiet:
-            return entry
-        raise TransientError(
-            f"the lease on registration {entry.registration_id} (org {entry.org_id!r}) expired before the outcome "
-            "was recorded; the redelivery will reconcile"
-        )
-    return written
+_PROVIDER_ERROR = PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR
 
 
-def _note(ports: RegistrationPorts, cmd: RegistrationCommand, message_at: datetime, outcome: Outcome) -> Outcome:
-    """Record a skip in the ledger without touching the effect state (retried on etag races)."""
-    for _ in range(5):
-        entry = ports.ledger.get(cmd.org_id, cmd.registration_id)
-        base = entry or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id, state="skipped")
-        last = max(message_at, base.last_message_at) if base.last_message_at else message_at
-        if (
-            ports.ledger.write(
-                replace(
-                    base,
-                    last_outcome=f"{outcome.status}: {outcome.reason}",
-                    reason=outcome.reason,
-                    last_message_at=last,
-                )
-            )
-            is not None
-        ):
-            return outcome
-    raise TransientError(f"could not record the outcome of registration {cmd.registration_id}: too many races")
-
-
-def _fail_without_lease(
-    ports: RegistrationPorts,
-    cmd: RegistrationCommand,
-    crm: CrmRegistrations | None,
-    entry: LedgerEntry | None,
-    message_at: datetime,
-    reason: str,
+def _retry_crm_write(
+    ports: RegistrationPorts, cmd: RegistrationCommand, crm: CrmRegistrations | None, entry: LedgerEntry
 ) -> Outcome:
-    """A permanent failure found before any ON24 call: record it in the ledger and CRM."""
-    failed = Outcome("failed", reason)
-    for _ in range(5):
-        current = ports.ledger.get(cmd.org_id, cmd.registration_id) if entry is None else entry
+    """A redelivery of a change whose ON24 effect is recorded but CRM was not told: only tell CRM."""
+    _tell_crm(cmd, crm, entry, failed=False, removed=False)
+
+    def change(current: LedgerEntry | None) -> LedgerEntry | None:
+        same = current is not None and current.last_message_at == entry.last_message_at and current.state == entry.state
+        return replace(current, crm_synced=True) if same and current is not None else None
+
+    _guarded(ports, cmd, entry, change)
+    return Outcome("duplicate", None, entry.on24_event_id, entry.event_user_id)
+
+
+def _note_skip(ports: RegistrationPorts, cmd: RegistrationCommand, reason: str) -> Outcome:
+    """Record a skip (the integration is off) without changing the effect state or the message order, so a
+    replay after the org is switched on again is applied."""
+
+    def change(current: LedgerEntry | None) -> LedgerEntry:
+        base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id, state="skipped")
+        return replace(base, last_outcome=f"skipped: {reason}", reason=reason)
+
+    _guarded(ports, cmd, ports.ledger.get(cmd.org_id, cmd.registration_id), change)
+    return Outcome("skipped", reason)
+
+
+def _record_failure(
+    ports: RegistrationPorts, cmd: RegistrationCommand, crm: CrmRegistrations | None, rank: Rank, reason: str
+) -> Outcome:
+    """A permanent failure found before any ON24 call: record it in the ledger, then flag CRM.
+
+    Raises:
+        TransientError: CRM could not be flagged; the redelivery finds the failure and tries again.
+    """
+
+    def change(current: LedgerEntry | None) -> LedgerEntry | _NoOp:
+        kind = no_op(current, rank, crm_known=crm is not None)
+        if kind is not None and current is not None:
+            return _NoOp(kind, current)
         base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
-        state = base.state if base.state == "registered" else "failed"
-        written = ports.ledger.write(
-            replace(base, state=state, reason=reason, last_outcome="failed", last_message_at=message_at)
-        )
-        if written is not None:
-            try:
-                _sync_crm(crm, cmd, written, failed=True)
-            except TransientError:
-                _log.warning("could not flag registration %s in CRM (will not retry)", cmd.registration_id)
-            return failed
-        entry = None
-    raise TransientError(f"could not record the failure of registration {cmd.registration_id}: too many races")
+        state: LedgerState = "registered" if base.state == "registered" else "failed"
+        return _with_rank(replace(base, state=state, reason=reason, last_outcome="failed"), rank)
+
+    written = _guarded(ports, cmd, ports.ledger.get(cmd.org_id, cmd.registration_id), change)
+    if isinstance(written, _NoOp):
+        return _no_op_outcome(ports, cmd, crm, written.entry, written.kind)
+    _tell_crm(cmd, crm, written, failed=True, removed=False)
+    return Outcome("failed", reason)

@@ -36,6 +36,8 @@ class Settings:
     """Table Storage connection string: STATE_STORAGE_CONNECTION, else AzureWebJobsStorage."""
     state_account_url: str | None
     """Table endpoint for identity-based access (AzureWebJobsStorage__accountName), when no connection string."""
+    state_blob_url: str | None = None
+    """Blob endpoint for identity-based access (large rejected message bodies), when no connection string."""
     table_prefix: str = DEFAULT_TABLE_PREFIX
     registrations_queue: str = DEFAULT_QUEUE
     pull_metrics_schedule: str = DEFAULT_SCHEDULE
@@ -55,7 +57,21 @@ class Settings:
     metrics_lookback_hours: int = 48
     metrics_budget_seconds: float = 240.0
     retry_budget_seconds: float = 15.0
+    on24_timeout_seconds: float = 10.0
+    registration_lease_seconds: float = 90.0
+    registration_lease_margin_seconds: float = 5.0
     on24_attendee_calls_per_minute: int = 100
+
+    @property
+    def on24_call_seconds(self) -> float:
+        """The longest one ON24 call can take: retries within the budget, then one more attempt, whose pool
+        wait, connect, send and read are each bounded by the timeout."""
+        return self.retry_budget_seconds + 4 * self.on24_timeout_seconds
+
+    @property
+    def on24_linger_seconds(self) -> float:
+        """How long after we stop waiting an unanswered ON24 request is assumed to possibly still be applied."""
+        return self.on24_timeout_seconds
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +88,9 @@ class Settings:
         account = env.text("AzureWebJobsStorage__accountName")
         state_account_url = f"https://{account}.table.core.windows.net" if account else None
         state_account_url = env.url("STATE_STORAGE_TABLE_ENDPOINT") or state_account_url
+        state_blob_url = env.url("STATE_STORAGE_BLOB_ENDPOINT") or (
+            f"https://{account}.blob.core.windows.net" if account else None
+        )
         if not state_connection and not state_account_url:
             raise ConfigError(
                 "setting AzureWebJobsStorage (or STATE_STORAGE_CONNECTION) is missing: "
@@ -88,12 +107,24 @@ class Settings:
         dataverse_auth = env.auth_mode("DATAVERSE_AUTH")
         if dataverse_url and dataverse_auth == "none" and not is_loopback_url(dataverse_url):
             raise ConfigError("setting DATAVERSE_AUTH=none is accepted only for a loopback DATAVERSE_URL (sandbox)")
+        retry_budget = env.number("RETRY_BUDGET_SECONDS", 15.0, low=0, high=600)
+        on24_timeout = env.number("ON24_TIMEOUT_SECONDS", 10.0, low=0.05, high=120)
+        lease = env.number("REGISTRATION_LEASE_SECONDS", 90.0, low=0.5, high=3600)
+        margin = env.number("REGISTRATION_LEASE_MARGIN_SECONDS", 5.0, low=0, high=600)
+        shortest = retry_budget + 5 * on24_timeout + margin
+        if lease < shortest:
+            raise ConfigError(
+                f"setting REGISTRATION_LEASE_SECONDS must be at least {shortest:g}: RETRY_BUDGET_SECONDS plus "
+                "5 x ON24_TIMEOUT_SECONDS (one ON24 call and the time an unanswered request may still land) "
+                "plus REGISTRATION_LEASE_MARGIN_SECONDS"
+            )
         table_prefix = env.text("STATE_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
         if not (table_prefix.isalnum() and table_prefix[0].isalpha() and len(table_prefix) <= 40):
             raise ConfigError("setting STATE_TABLE_PREFIX must be 1-40 letters and digits, starting with a letter")
         return cls(
             state_connection=state_connection,
             state_account_url=None if state_connection else state_account_url,
+            state_blob_url=None if state_connection else state_blob_url,
             table_prefix=table_prefix,
             registrations_queue=env.text("REGISTRATIONS_QUEUE") or DEFAULT_QUEUE,
             pull_metrics_schedule=env.text("PULL_METRICS_SCHEDULE") or DEFAULT_SCHEDULE,
@@ -112,7 +143,10 @@ class Settings:
             metrics_grace_days=int(env.number("METRICS_GRACE_DAYS", 30, low=0, high=3650)),
             metrics_lookback_hours=int(env.number("METRICS_LOOKBACK_HOURS", 48, low=0, high=24 * 180)),
             metrics_budget_seconds=env.number("PULL_METRICS_BUDGET_SECONDS", 240.0, low=5),
-            retry_budget_seconds=env.number("RETRY_BUDGET_SECONDS", 15.0, low=0, high=600),
+            retry_budget_seconds=retry_budget,
+            on24_timeout_seconds=on24_timeout,
+            registration_lease_seconds=lease,
+            registration_lease_margin_seconds=margin,
             on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
         )
 

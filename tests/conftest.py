@@ -27,7 +27,7 @@ def random_key() -> str:
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    with Azurite(("table",)) as emulator:
+    with Azurite(("blob", "table")) as emulator:
         yield emulator
 
 

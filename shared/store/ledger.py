@@ -1,9 +1,12 @@
-"""The registration ledger: one row per (org, CRM registration id) recording the effect applied in ON24.
+"""The registration ledger: one row per (org, CRM registration id) recording what ON24 holds for it.
 
 Every change to a row is conditional on its etag, which is what makes redelivery, duplicates and races
-safe: a delivery first takes a short *lease* on the row (an etag-guarded write), performs its ON24 call,
-then writes the outcome and drops the lease under the same etag. A second delivery that finds a live
-lease waits briefly or retries later; one that finds the effect already recorded does nothing.
+safe. A delivery that will call ON24 first *claims* the row: one etag-guarded write that takes a short
+lease and records its intent (the action, ON24 event and email it is about to apply) and adds the target
+to the row's *pending* registrants. Only then does it call ON24; it finishes with one more write that
+records the outcome and drops the lease. The row therefore always knows every ON24 registrant that may
+exist for the registration: the confirmed one (``state == "registered"``: ``on24_event_id``/``email``)
+and the pending ones an interrupted delivery may have left behind, which the next delivery removes.
 
 The row stores the attendee's email because ON24 keys updates and soft deletes by email; it never
 stores credentials.
@@ -11,6 +14,7 @@ stores credentials.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +24,7 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.errors import ConfigError
 from shared.store.tables import read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
@@ -27,14 +32,72 @@ _log = logging.getLogger(__name__)
 LedgerState = Literal["new", "registered", "cancelled", "skipped", "failed"]
 _STATES: tuple[LedgerState, ...] = ("new", "registered", "cancelled", "skipped", "failed")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-REJECTED_PARTITION = "~rejected"
-MAX_KEPT_BODY = 60 * 1024
 TRANSACTION_SIZE = 100  # Table Storage's limit of operations in one entity group transaction
+MAX_PENDING = 200  # far above any real history; a row never holds more than Table Storage's 64 KiB per column
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrantRef:
+    """An ON24 registrant as the ledger knows it: ON24 keys registrants by (event, email)."""
+
+    on24_event_id: str
+    email: str
+
+    def same(self, other: RegistrantRef) -> bool:
+        """ON24 compares emails case-insensitively within an event."""
+        return self.on24_event_id == other.on24_event_id and self.email.casefold() == other.email.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What the delivery holding the lease is about to do in ON24, recorded before it does it.
+
+    ``target`` is None for a removal (cancel, moved out of the webinar, deleted in CRM).
+    """
+
+    action: str
+    target: RegistrantRef | None
+    message_at: datetime
+    priority: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "action": self.action,
+                "event": self.target.on24_event_id if self.target else None,
+                "email": self.target.email if self.target else None,
+                "at": self.message_at.isoformat(),
+                "priority": self.priority,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Intent | None:
+        try:
+            data = json.loads(text)
+            target = RegistrantRef(str(data["event"]), str(data["email"])) if data.get("event") else None
+            return cls(str(data["action"]), target, datetime.fromisoformat(data["at"]), int(data["priority"]))
+        except (ValueError, KeyError, TypeError):
+            _log.error("ledger intent column is unreadable; treating the row as having no recorded intent")
+            return None
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """A registration's recorded state. ``etag`` is the version the row was read at (None: not stored)."""
+    """A registration's recorded state. ``etag`` is the version the row was read at (None: not stored).
+
+    Attributes:
+        state: ``registered`` means ON24 holds the confirmed registrant (``on24_event_id``, ``email``,
+            ``event_user_id``); the other states mean it holds no confirmed one.
+        pending: registrants that may exist in ON24 besides the confirmed one (an interrupted delivery's
+            target, a delete that did not complete): the next delivery that acts removes or confirms them.
+        intent: what the lease holder is about to do; it stays after a crash (the lease then expires).
+        last_message_at, last_priority: the rank of the newest message decided; older ones are stale.
+        lease_id, lease_until: the delivery that holds the row, and until when.
+        quiet_until: no ON24 call for this registration before then: a request that went unanswered may
+            still be applied by ON24 until that time.
+    """
 
     org_id: str
     registration_id: str
@@ -45,19 +108,42 @@ class LedgerEntry:
     crm_event_id: str | None = None
     contact_id: str | None = None
     last_message_at: datetime | None = None
+    last_priority: int = 0
     last_outcome: str | None = None
     reason: str | None = None
     crm_synced: bool = False
+    pending: tuple[RegistrantRef, ...] = ()
+    intent: Intent | None = None
     lease_id: str | None = None
     lease_until: datetime | None = None
+    quiet_until: datetime | None = None
     metrics_hash: str | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
-    def leased_by_other(self, lease_id: str, now: datetime) -> bool:
-        return bool(self.lease_id and self.lease_id != lease_id and self.lease_until and self.lease_until > now)
+    def busy_for(self, lease_id: str | None, now: datetime) -> bool:
+        """Another delivery holds a live lease, or an unanswered ON24 request may still land."""
+        leased = bool(self.lease_id and self.lease_id != lease_id and self.lease_until and self.lease_until > now)
+        return leased or bool(self.quiet_until and self.quiet_until > now and self.lease_id != lease_id)
+
+    @property
+    def current(self) -> RegistrantRef | None:
+        """The confirmed ON24 registrant, when there is one."""
+        if self.state == "registered" and self.on24_event_id and self.email:
+            return RegistrantRef(self.on24_event_id, self.email)
+        return None
+
+    def known_registrants(self) -> tuple[RegistrantRef, ...]:
+        """Every ON24 registrant that may exist for this registration: the confirmed one, then the pending."""
+        known: list[RegistrantRef] = []
+        for ref in (self.current, *self.pending):
+            if ref is not None and not any(ref.same(k) for k in known):
+                known.append(ref)
+        return tuple(known)
 
     def to_entity(self) -> dict[str, Any]:
+        if len(self.pending) > MAX_PENDING:
+            raise ValueError(f"registration {self.registration_id} has more than {MAX_PENDING} pending registrants")
         return {
             "PartitionKey": self.org_id,
             "RowKey": self.registration_id,
@@ -68,11 +154,17 @@ class LedgerEntry:
             "CrmEventId": self.crm_event_id or "",
             "ContactId": self.contact_id or "",
             "LastMessageAt": self.last_message_at or _EPOCH,
+            "LastPriority": self.last_priority,
             "LastOutcome": self.last_outcome or "",
             "Reason": (self.reason or "")[:1000],
             "CrmSynced": self.crm_synced,
+            "Pending": json.dumps([[p.on24_event_id, p.email] for p in self.pending], separators=(",", ":"))
+            if self.pending
+            else "",
+            "Intent": self.intent.to_json() if self.intent else "",
             "LeaseId": self.lease_id or "",
             "LeaseUntil": self.lease_until or _EPOCH,
+            "QuietUntil": self.quiet_until or _EPOCH,
             "MetricsHash": self.metrics_hash or "",
             "UpdatedAt": self.updated_at or datetime.now(UTC),
         }
@@ -89,6 +181,8 @@ class LedgerEntry:
 
         raw_state = entity.get("State")
         state: LedgerState = raw_state if raw_state in _STATES else "new"
+        intent_text = text("Intent")
+        priority = entity.get("LastPriority")
         return cls(
             org_id=entity["PartitionKey"],
             registration_id=entity["RowKey"],
@@ -99,15 +193,31 @@ class LedgerEntry:
             crm_event_id=text("CrmEventId"),
             contact_id=text("ContactId"),
             last_message_at=when("LastMessageAt"),
+            last_priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
             last_outcome=text("LastOutcome"),
             reason=text("Reason"),
             crm_synced=bool(entity.get("CrmSynced")),
+            pending=_pending(text("Pending"), entity["PartitionKey"], entity["RowKey"]),
+            intent=Intent.from_json(intent_text) if intent_text else None,
             lease_id=text("LeaseId"),
             lease_until=when("LeaseUntil"),
+            quiet_until=when("QuietUntil"),
             metrics_hash=text("MetricsHash"),
             updated_at=when("UpdatedAt"),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
+
+
+def _pending(text: str | None, org_id: str, registration_id: str) -> tuple[RegistrantRef, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(RegistrantRef(str(event), str(email)) for event, email in json.loads(text))
+    except (ValueError, TypeError):
+        # Never silently forget a registrant ON24 may hold: an unreadable column is a fault to fix by hand.
+        raise ConfigError(
+            f"the ledger row of registration {registration_id} (org {org_id!r}) has an unreadable Pending column"
+        ) from None
 
 
 class Ledger:
@@ -146,31 +256,6 @@ class Ledger:
         with table_errors(f"listing ledger rows of org {org_id!r}"):
             for entity in self._table.query_entities(query, parameters=parameters, select=select):
                 yield LedgerEntry.from_entity(entity)
-
-    def record_rejected(self, message_id: str, reason: str, body: bytes, *, delivery_count: int | None) -> None:
-        """Keep a message that could not be parsed (no org or registration to file it under).
-
-        Stored in partition ``~rejected`` keyed by message id, with the reason and the first 60 KB of the body,
-        so nothing is lost when the message completes; an operator can inspect and replay it.
-        """
-        entity = {
-            "PartitionKey": REJECTED_PARTITION,
-            "RowKey": _row_key(message_id),
-            "Reason": reason[:1000],
-            "Body": body[:MAX_KEPT_BODY],
-            "BodyTruncated": len(body) > MAX_KEPT_BODY,
-            "BodyBytes": len(body),
-            "DeliveryCount": delivery_count or 0,
-            "RejectedAt": datetime.now(UTC),
-        }
-        with table_errors(f"recording rejected message {message_id!r}"):
-            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-
-    def rejected(self) -> Iterator[dict[str, Any]]:
-        """Messages kept by ``record_rejected`` (for operators and tests)."""
-        with table_errors("listing rejected messages"):
-            for entity in self._table.query_entities(f"PartitionKey eq '{REJECTED_PARTITION}'"):
-                yield dict(entity)
 
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
         """ON24 event ids of the org's ledger rows written by registrations since ``since`` (all when None).
@@ -211,11 +296,3 @@ class Ledger:
                             self._table.update_entity(entity, **options)
                         except ResourceNotFoundError:
                             continue
-
-
-def _row_key(value: str) -> str:
-    """Table keys may not hold / \\ # ? or control characters; message ids are opaque strings."""
-    cleaned = "".join(ch if ch.isprintable() and ch not in "/\\#?" else "_" for ch in value)[:200]
-    return cleaned or "no-message-id"
-
-

@@ -51,6 +51,7 @@ class FakeOn24:
         self.calls: list[tuple[str, str, str]] = []
         self.fail: Exception | None = None
         self.missing_on_update = False
+        self.last_unanswered_at: float | None = None
 
     def _record(self, op: str, event_id: int | str, email: str) -> None:
         self.calls.append((op, str(event_id), email))

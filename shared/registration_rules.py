@@ -1,0 +1,136 @@
+"""The registration state machine's rules, as pure functions of (ledger row, message): no I/O here.
+
+Order. Every message has a rank: its time (Dataverse ``OperationCreatedOn``, canonical ``occurredAt``, else
+the Service Bus enqueue time; a time more than ``MAX_CLOCK_SKEW`` after the enqueue time is clamped to it),
+then its action's priority: cancel > update > register. A message ranked below the last one decided is
+stale; one ranked equal is a redelivery of it. So cancel@T and register@T end cancelled in either order.
+
+Effect. A message says what ON24 should hold for the registration: one registrant (event, email), or none.
+The plan removes every registrant the ledger knows may exist, except that one, then creates or updates it.
+Deletes and creates are idempotent in ON24, so replaying a plan after a crash is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from shared.store.ledger import LedgerEntry, RegistrantRef
+
+Action = Literal["register", "update", "cancel"]
+PRIORITY: dict[str, int] = {"register": 0, "update": 1, "cancel": 2}
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+NoOp = Literal["stale", "duplicate", "crm_pending"]
+
+
+@dataclass(frozen=True, order=True)
+class Rank:
+    """A message's place in the order of a registration's changes."""
+
+    at: datetime
+    priority: int
+
+
+def message_time(occurred_at: datetime | None, enqueued_at: datetime) -> tuple[datetime, bool]:
+    """The time that orders a message, and whether it had to be clamped to the enqueue time.
+
+    A producer's clock running ahead (or a hostile ``occurredAt`` of 9999-12-31) would otherwise make every
+    later message stale for good.
+    """
+    if occurred_at is None:
+        return enqueued_at, False
+    if occurred_at > enqueued_at + MAX_CLOCK_SKEW:
+        return enqueued_at, True
+    return occurred_at, False
+
+
+def last_rank(entry: LedgerEntry) -> Rank | None:
+    """The rank of the newest message decided for the row, or None when none was."""
+    if entry.last_message_at is None:
+        return None
+    return Rank(entry.last_message_at, entry.last_priority)
+
+
+def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | None:
+    """What a message that needs no ON24 call is, or None when it must be applied.
+
+    * ranked below the last decided message: ``stale`` (or ``duplicate`` at the same time);
+    * ranked equal: ``duplicate``, unless that message failed (a retry may find fixed data in CRM, so it is
+      applied again) or CRM has not been told its outcome yet (``crm_pending``: only the CRM write is redone).
+    """
+    if entry is None:
+        return None
+    last = last_rank(entry)
+    if last is None or rank > last:
+        return None
+    if rank < last:
+        return "duplicate" if rank.at == last.at else "stale"
+    if entry.last_outcome == "failed":
+        return None
+    if crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled"):
+        return "crm_pending"
+    return "duplicate"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ON24 calls that bring ON24 to the desired state, in order: deletes first, then the upsert.
+
+    ``patch`` means the target is the confirmed registrant, so an update in place is enough.
+    """
+
+    deletes: tuple[RegistrantRef, ...]
+    upsert: RegistrantRef | None
+    patch: bool = False
+
+    @property
+    def calls(self) -> int:
+        return len(self.deletes) + (1 if self.upsert is not None else 0)
+
+
+def plan(entry: LedgerEntry | None, target: RegistrantRef | None) -> Plan:
+    """Remove every registrant the row knows may exist except ``target``; then create or update ``target``.
+
+    Args:
+        entry: the row as read (None: never seen).
+        target: the registrant ON24 should hold, or None for none.
+    """
+    known = entry.known_registrants() if entry is not None else ()
+    deletes = tuple(ref for ref in known if target is None or not ref.same(target))
+    if target is None:
+        return Plan(deletes, None)
+    current = entry.current if entry is not None else None
+    in_pending = entry is not None and any(target.same(ref) for ref in entry.pending)
+    patch = current is not None and current.same(target) and not in_pending
+    return Plan(deletes, target, patch)
+
+
+def remaining_after(
+    entry: LedgerEntry | None, done: Plan, deleted: tuple[RegistrantRef, ...], confirmed: bool
+) -> tuple[RegistrantRef | None, tuple[RegistrantRef, ...]]:
+    """What ON24 may hold once (part of) a plan ran: the confirmed registrant and the pending ones.
+
+    Args:
+        entry: the row the plan was made from.
+        done: the plan.
+        deleted: the registrants whose delete ON24 confirmed.
+        confirmed: whether ON24 confirmed the upsert.
+
+    Returns:
+        ``(current, pending)``: ``current`` is the registrant ON24 holds for sure (the target when the upsert
+        was confirmed, else the old confirmed one if it was not deleted); ``pending`` is every other
+        registrant that may exist, the unconfirmed target included.
+    """
+    known = entry.known_registrants() if entry is not None else ()
+    left = [ref for ref in known if not any(ref.same(d) for d in deleted)]
+    if done.upsert is not None and not any(done.upsert.same(ref) for ref in left):
+        left.append(done.upsert)
+    if confirmed and done.upsert is not None:
+        current: RegistrantRef | None = done.upsert
+    else:
+        old = entry.current if entry is not None else None
+        current = old if old is not None and any(old.same(ref) for ref in left) else None
+    pending = tuple(ref for ref in left if current is None or not ref.same(current))
+    return current, pending

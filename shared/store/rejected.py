@@ -1,0 +1,162 @@
+"""Queue messages that could not be parsed, kept whole so that nothing is lost when they complete.
+
+One row per distinct (message id, body) in the ledger table's ``~rejected`` partition, keyed by a hash of
+both: two bodies without a message id, or ids that differ only in characters a table key cannot hold
+("a/b", "a_b"), never overwrite each other, while a redelivery of the same message lands on its own row.
+Bodies up to ``INLINE_BODY_BYTES`` sit in the row; larger ones go whole to a blob in the
+``<prefix>rejected`` container, named after the row key, and the row points to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+from azure.storage.blob import ContainerClient
+
+from shared.errors import ConfigError, TransientError
+from shared.store.tables import table_errors
+
+_log = logging.getLogger(__name__)
+
+REJECTED_PARTITION = "~rejected"
+INLINE_BODY_BYTES = 48 * 1024  # a binary table property holds at most 64 KiB
+_MAX_ID_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class RejectedMessage:
+    """A kept message: its id, why it was rejected and its whole body."""
+
+    key: str
+    message_id: str
+    sequence_number: int | None
+    reason: str
+    body: bytes
+    delivery_count: int
+    rejected_at: datetime | None
+
+
+class RejectedMessages:
+    """Keep and list rejected queue messages (rows in ``table``, large bodies as blobs).
+
+    Args:
+        table: the ledger table (the rows live in partition ``~rejected``).
+        container: a callable returning the blob container for large bodies, built on first use so that
+            a deployment without large bodies never needs Blob Storage.
+    """
+
+    def __init__(self, table: TableClient, container: Callable[[], ContainerClient]) -> None:
+        self._table = table
+        self._container = container
+        self._container_ready = False
+
+    def record(
+        self,
+        message_id: str,
+        reason: str,
+        body: bytes,
+        *,
+        sequence_number: int | None = None,
+        delivery_count: int | None = None,
+    ) -> str:
+        """Keep a rejected message whole. Idempotent for a redelivery of the same message.
+
+        Returns:
+            The row key it is kept under.
+
+        Raises:
+            TransientError: storage is unavailable (the message is redelivered and kept on a later attempt).
+            ConfigError: the app's identity may not write to storage.
+        """
+        key = rejection_key(message_id, body)
+        entity: dict[str, Any] = {
+            "PartitionKey": REJECTED_PARTITION,
+            "RowKey": key,
+            "MessageId": message_id[:_MAX_ID_CHARS],
+            "SequenceNumber": EntityProperty(sequence_number if sequence_number is not None else -1, EdmType.INT64),
+            "Reason": reason[:1000],
+            "BodyBytes": len(body),
+            "BodySha256": hashlib.sha256(body).hexdigest(),
+            "DeliveryCount": delivery_count or 0,
+            "RejectedAt": datetime.now(UTC),
+        }
+        if len(body) <= INLINE_BODY_BYTES:
+            entity["Body"] = body
+        else:
+            self._upload(key, body)
+            entity["BodyBlob"] = key
+        with table_errors(f"keeping rejected message {key}"):
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        return key
+
+    def list(self) -> Iterator[RejectedMessage]:
+        """Every kept message with its whole body (for operators, replay and tests)."""
+        with table_errors("listing rejected messages"):
+            rows = list(self._table.query_entities("PartitionKey eq @p", parameters={"p": REJECTED_PARTITION}))
+        for row in rows:
+            body = bytes(row.get("Body") or b"")
+            if row.get("BodyBlob"):
+                body = self._download(str(row["BodyBlob"]))
+            sequence = row.get("SequenceNumber")
+            sequence = sequence.value if isinstance(sequence, EntityProperty) else sequence
+            yield RejectedMessage(
+                key=str(row["RowKey"]),
+                message_id=str(row.get("MessageId") or ""),
+                sequence_number=sequence if isinstance(sequence, int) and sequence >= 0 else None,
+                reason=str(row.get("Reason") or ""),
+                body=body,
+                delivery_count=int(row.get("DeliveryCount") or 0),
+                rejected_at=row.get("RejectedAt"),
+            )
+
+    def _upload(self, key: str, body: bytes) -> None:
+        with _blob_errors(f"keeping the body of rejected message {key}"):
+            container = self._container()
+            if not self._container_ready:
+                with suppress(ResourceExistsError):
+                    container.create_container()
+                self._container_ready = True
+            container.upload_blob(key, body, overwrite=True)
+
+    def _download(self, key: str) -> bytes:
+        with _blob_errors(f"reading the body of rejected message {key}"):
+            return bytes(self._container().download_blob(key).readall())
+
+
+def rejection_key(message_id: str, body: bytes) -> str:
+    """A table-safe key unique to (message id, body): the SHA-256 of both, hex."""
+    digest = hashlib.sha256()
+    digest.update(message_id.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _blob_errors(what: str) -> Iterator[None]:
+    """Map azure-core errors of Blob Storage onto the integration's error tree."""
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        raise ConfigError(f"Blob Storage rejected the app's identity while {what}") from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"Blob Storage unreachable while {what}: {type(exc).__name__}") from exc
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        if status in (401, 403):
+            raise ConfigError(f"Blob Storage refused access while {what} (HTTP {status})") from exc
+        raise TransientError(f"Blob Storage failed while {what} (HTTP {status})") from exc
