@@ -347,6 +347,11 @@ class DataverseStandIn(StandIn):
             self._tables[entity_set][row_id] = self._apply(table, current, body, row_id, check_targets=False)
         return row_id
 
+    def delete_row(self, entity_set: str, row_id: str) -> None:
+        """Remove a row, as a CRM user deleting it would."""
+        with self._data_lock:
+            self._tables[entity_set].pop(row_id.lower(), None)
+
     def rows(self, entity_set: str) -> list[dict[str, Any]]:
         """All rows of a table in read form (lookups as ``_<col>_value``)."""
         table = self._table(entity_set)

@@ -67,6 +67,41 @@ class Fault:
         return not (self.path_contains and self.path_contains not in request.path)
 
 
+class Gate:
+    """Holds one matching request at a chosen point until the test releases it (an interleaving, not a sleep).
+
+    ``arrived`` is set when the request reached the gate: before the handler runs (``after=False``), or after
+    it ran and before the reply is sent (``after=True``: the effect happened, the answer is held back).
+    """
+
+    def __init__(self, method: str | None, path_contains: str | None, after: bool, body_contains: bytes | None) -> None:
+        self.method, self.path_contains, self.after = method, path_contains, after
+        self.body_contains = body_contains
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+        self.drop_reply = False
+
+    def matches(self, request: Request) -> bool:
+        if self.method and self.method != request.method:
+            return False
+        if self.body_contains is not None and self.body_contains not in request.body:
+            return False
+        return not (self.path_contains and self.path_contains not in request.path)
+
+    def release(self, *, drop_reply: bool = False) -> None:
+        """Let the request go on; ``drop_reply`` closes the connection instead of answering."""
+        self.drop_reply = drop_reply
+        self._released.set()
+
+    def wait_arrived(self, timeout: float = 30.0) -> None:
+        if not self.arrived.wait(timeout):
+            raise TimeoutError("no request reached the gate")
+
+    def _pass(self) -> None:
+        self.arrived.set()
+        self._released.wait(120)
+
+
 class StandIn:
     """Base of the stand-in servers. Start with ``start()`` or as a context manager."""
 
@@ -80,6 +115,7 @@ class StandIn:
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
+        self._gates: list[Gate] = []
         self.latency = 0.0
         self.requests: list[Request] = []
 
@@ -142,9 +178,26 @@ class StandIn:
             for _ in range(count):
                 self._faults.append(Fault(response, delay, drop, method, path_contains))
 
+    def hold_next(
+        self,
+        method: str | None = None,
+        path_contains: str | None = None,
+        *,
+        after: bool = False,
+        body_contains: bytes | None = None,
+    ) -> Gate:
+        """Hold the next matching request at a gate (see ``Gate``) until the test releases it."""
+        gate = Gate(method, path_contains, after, body_contains)
+        with self._lock:
+            self._gates.append(gate)
+        return gate
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            gates, self._gates = self._gates, []
+        for gate in gates:
+            gate.release()
 
     def reset_log(self) -> None:
         with self._lock:
@@ -170,11 +223,23 @@ class StandIn:
                     return self._faults.pop(index)
         return None
 
+    def _take_gate(self, request: Request) -> Gate | None:
+        with self._lock:
+            for index, gate in enumerate(self._gates):
+                if gate.matches(request):
+                    return self._gates.pop(index)
+        return None
+
     def _serve(self, request: Request) -> Response | None:
         with self._lock:
             self.requests.append(request)
         if self.latency:
             time.sleep(self.latency)
+        gate = self._take_gate(request)
+        if gate is not None and not gate.after:
+            gate._pass()
+            if gate.drop_reply:
+                return None
         fault = self._take_fault(request)
         if fault is not None:
             if fault.delay:
@@ -184,9 +249,14 @@ class StandIn:
             if fault.response is not None:
                 return fault.response
         try:
-            return self.handle(request)
+            response = self.handle(request)
         except Exception as exc:  # a stand-in bug must show up as a 500, not a hung client
-            return Response.json(500, {"message": f"stand-in error: {type(exc).__name__}: {exc}"})
+            response = Response.json(500, {"message": f"stand-in error: {type(exc).__name__}: {exc}"})
+        if gate is not None and gate.after:
+            gate._pass()
+            if gate.drop_reply:
+                return None
+        return response
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -7,6 +7,7 @@ Service Bus (DataContractJsonSerializer: compact, ``\\/`` escapes, ``\\/Date(ms)
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ import azure.functions as func
 from azure.functions import meta
 from azure.functions.servicebus import ServiceBusMessageInConverter
 
+_SEQUENCE = itertools.count(1)  # Service Bus numbers the messages of an entity uniquely and in order
 CREDENTIALS_ROUTE = "http://localhost:7071/api/orgs/{org}/webinar/credentials"
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
 
@@ -49,6 +51,7 @@ def service_bus_message(
     enqueued_time: datetime | None = None,
     content_type: str | None = "application/json",
     application_properties: dict[str, Any] | None = None,
+    sequence_number: int | None = None,
 ) -> func.ServiceBusMessage:
     """A Service Bus message exactly as the worker builds it: ``ServiceBusMessageInConverter.decode``
     over a body ``Datum`` and the PascalCase trigger metadata the host sends."""
@@ -57,10 +60,10 @@ def service_bus_message(
     raw = body.encode("utf-8") if isinstance(body, str) else body
     enqueued = enqueued_time or datetime.now(UTC)
     metadata: dict[str, meta.Datum] = {
-        "MessageId": meta.Datum(message_id or uuid.uuid4().hex, "string"),
+        "MessageId": meta.Datum(uuid.uuid4().hex if message_id is None else message_id, "string"),
         "DeliveryCount": meta.Datum(delivery_count, "int"),
         "EnqueuedTimeUtc": meta.Datum(enqueued.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z", "string"),
-        "SequenceNumber": meta.Datum(int(enqueued.timestamp() * 1000), "int"),
+        "SequenceNumber": meta.Datum(next(_SEQUENCE) if sequence_number is None else sequence_number, "int"),
         "LockToken": meta.Datum(str(uuid.uuid4()), "string"),
         "UserProperties": meta.Datum(json.dumps(application_properties or {}), "json"),
         "ApplicationProperties": meta.Datum(json.dumps(application_properties or {}), "json"),

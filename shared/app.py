@@ -133,6 +133,7 @@ class App:
             call_seconds=s.on24_call_seconds,
             linger_seconds=s.on24_linger_seconds,
             lease_margin_seconds=s.registration_lease_margin_seconds,
+            lease_wait_seconds=s.registration_lease_wait_seconds,
         )
 
     # ---- crypto ------------------------------------------------------------------------------

@@ -352,7 +352,7 @@ def _guarded(
     deadline = time.monotonic() + ports.lease_wait_seconds
     current = entry
     while True:
-        if current is not None and current.busy_for(None, ports.clock()):
+        if current is not None and current.busy(ports.clock()):
             if time.monotonic() >= deadline:
                 raise TransientError(
                     f"registration {cmd.registration_id} (org {cmd.org_id!r}) is being processed by another delivery"

@@ -60,6 +60,7 @@ class Settings:
     on24_timeout_seconds: float = 10.0
     registration_lease_seconds: float = 90.0
     registration_lease_margin_seconds: float = 5.0
+    registration_lease_wait_seconds: float = 5.0
     on24_attendee_calls_per_minute: int = 100
 
     @property
@@ -147,6 +148,7 @@ class Settings:
             on24_timeout_seconds=on24_timeout,
             registration_lease_seconds=lease,
             registration_lease_margin_seconds=margin,
+            registration_lease_wait_seconds=env.number("REGISTRATION_LEASE_WAIT_SECONDS", 5.0, low=0, high=120),
             on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
         )
 

@@ -121,10 +121,10 @@ class LedgerEntry:
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
-    def busy_for(self, lease_id: str | None, now: datetime) -> bool:
-        """Another delivery holds a live lease, or an unanswered ON24 request may still land."""
-        leased = bool(self.lease_id and self.lease_id != lease_id and self.lease_until and self.lease_until > now)
-        return leased or bool(self.quiet_until and self.quiet_until > now and self.lease_id != lease_id)
+    def busy(self, now: datetime) -> bool:
+        """A delivery holds a live lease, or an unanswered ON24 request may still land: nobody else may write."""
+        leased = bool(self.lease_id and self.lease_until and self.lease_until > now)
+        return leased or bool(self.quiet_until and self.quiet_until > now)
 
     @property
     def current(self) -> RegistrantRef | None:
