@@ -140,3 +140,25 @@ def test_local_key_provider_names_a_key_mismatch() -> None:
     sealed = CredentialCipher(LocalKeyProvider(random_key())).seal("org-a", b"payload")
     with pytest.raises(DecryptionError, match="not the configured local key"):
         CredentialCipher(LocalKeyProvider(random_key())).open("org-a", sealed)
+
+
+def test_a_disabled_key_version_is_a_decryption_error_not_an_access_problem(
+    keyvault: KeyVaultStandIn, source: KeyVaultSecretSource, secret_name: str
+) -> None:
+    sealed = CredentialCipher(KeyVaultKeyProvider(source, secret_name)).seal("org-a", b"payload")
+    old_version = keyvault.versions(secret_name)[-1]
+    keyvault.set_secret(secret_name, random_key())  # rotated, then the old version disabled by an admin
+    keyvault.set_enabled(secret_name, old_version, False)
+    fresh = CredentialCipher(KeyVaultKeyProvider(source, secret_name))  # a new worker: nothing cached
+    with pytest.raises(DecryptionError, match="is disabled in Key Vault"):
+        fresh.open("org-a", sealed)
+    keyvault.set_enabled(secret_name, old_version, True)
+    assert fresh.open("org-a", sealed) == b"payload"
+
+
+def test_key_vault_reads_are_bounded_well_inside_a_registration_lease(keyvault: KeyVaultStandIn) -> None:
+    source = KeyVaultSecretSource.connect(keyvault.url, StaticTokenCredential())
+    generated = source._client._client  # the SDK pipeline as the app builds it (private, pinned SDK version)
+    assert generated._config.retry_policy.total_retries <= 2, "the SDK default is 10"
+    connection = generated._client._pipeline._transport.connection_config
+    assert connection.timeout <= 5 and connection.read_timeout <= 10, "the SDK default read timeout is 300 s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,8 +54,12 @@ class FakeOn24:
         self.missing_on_update = False
         self.last_unanswered_at: float | None = None
 
+        self.on_call: Any = None  # called before each call is answered (advance a clock, switch the org off)
+
     def _record(self, op: str, event_id: int | str, email: str) -> None:
         self.calls.append((op, str(event_id), email))
+        if self.on_call is not None:
+            self.on_call(op)
         if self.fail is not None:
             raise self.fail
 
@@ -104,12 +109,13 @@ class World:
     def __init__(self, **crm: Any) -> None:
         self.ledger, self.on24, self.crm, self.orgs = FakeLedger(), FakeOn24(), FakeCrm(**crm), FakeOrgs()
         self.sleeps: list[float] = []
+        self.now = T0
         self.ports = RegistrationPorts(
             credentials=self.orgs,
             ledger=self.ledger,
             on24_for=lambda org: self.on24,
             crm_for=lambda org: self.crm,
-            clock=lambda: T0,
+            clock=lambda: self.now,
             sleep=self.sleeps.append,
             lease_wait_seconds=0.0,
         )
@@ -266,3 +272,80 @@ def test_an_expired_lease_is_taken_over() -> None:
         LedgerEntry(org_id=ORG, registration_id=REG, lease_id="crashed", lease_until=T0 - timedelta(seconds=1))
     )
     assert w.handle().status == "registered"
+
+
+# ---- the lease, the quiet period and the off switch ------------------------------------------------------------
+def test_the_lease_is_extended_before_a_call_it_might_not_outlast() -> None:
+    w = World()
+    w.handle(at=T0)
+    w.crm.email = "ada@new.example"  # a move: delete the old registrant, then create the new one
+
+    def slow_first_call(op: str) -> None:
+        if op == "delete":
+            w.now += timedelta(seconds=30)  # 60 s of the 90 s lease left: less than one call (55) + linger (10) + 5
+
+    w.on24.on_call = slow_first_call
+    writes = w.ledger.writes
+    assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "updated"
+    assert [c[0] for c in w.on24.calls[-2:]] == ["delete", "create"]
+    assert w.ledger.writes == writes + 3, "claim, extension, release"
+
+
+def test_a_lease_taken_over_during_a_call_stops_the_next_call() -> None:
+    w = World()
+    w.handle(at=T0)
+    w.crm.email = "ada@new.example"
+
+    def taken_over(op: str) -> None:
+        if op == "delete":
+            w.now += timedelta(seconds=120)  # the lease expired and another delivery took the row
+            w.ledger.write(replace(w.entry, lease_id="other", lease_until=w.now + timedelta(seconds=90)))
+
+    w.on24.on_call = taken_over
+    with pytest.raises(TransientError, match="taken over"):
+        w.handle("update", at=T0 + timedelta(minutes=1))
+    assert [c[0] for c in w.on24.calls] == ["create", "delete"], "no create after the lease was lost"
+    assert w.entry.lease_id == "other", "the other delivery's lease is untouched"
+
+
+def test_an_unanswered_call_keeps_the_row_quiet_until_it_can_no_longer_land() -> None:
+    w = World()
+    w.on24.fail = TransientError("ON24 create_registrant: timed out (ReadTimeout)")
+    w.on24.last_unanswered_at = time.monotonic()
+    with pytest.raises(TransientError):
+        w.handle()
+    assert w.entry.quiet_until is not None and w.entry.quiet_until > T0 and w.entry.lease_id is None
+    w.on24.fail = None
+    with pytest.raises(TransientError, match="another delivery"):
+        w.handle("cancel", at=T0 + timedelta(minutes=1))
+    w.now = w.entry.quiet_until + timedelta(seconds=1)
+    assert w.handle("cancel", at=T0 + timedelta(minutes=1)).status == "cancelled"
+    assert w.on24.calls[-1] == ("delete", "777", "ada@example.com"), "the possibly created registrant is removed"
+
+
+def test_an_unexpected_error_during_the_call_releases_the_lease() -> None:
+    w = World()
+    w.on24.fail = RuntimeError("a bug")
+    with pytest.raises(RuntimeError):
+        w.handle()
+    assert w.entry.lease_id is None and w.entry.pending, "released, and the target is still known"
+    w.on24.fail = None
+    assert w.handle().status == "registered"
+
+
+def test_switching_the_org_off_between_two_calls_stops_the_second() -> None:
+    w = World()
+    w.handle(at=T0)
+    w.crm.email = "ada@new.example"
+    w.on24.on_call = lambda op: setattr(w.orgs, "configured", False) if op == "delete" else None
+    outcome = w.handle("update", at=T0 + timedelta(minutes=1))
+    assert outcome.status == "skipped" and "disabled" in (outcome.reason or "")
+    assert [c[0] for c in w.on24.calls] == ["create", "delete"]
+    assert w.entry.lease_id is None and w.entry.state == "new"
+    assert [p.email for p in w.entry.pending] == ["ada@new.example"]
+
+
+def test_a_lease_shorter_than_one_call_is_refused() -> None:
+    w = World()
+    with pytest.raises(ValueError, match="lease_seconds"):
+        replace(w.ports, lease_seconds=60.0)

@@ -1,0 +1,125 @@
+"""The pure registration rules, table by table: message order, no-ops, the ON24 plan and what remains after it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.registration_rules import (
+    MAX_CLOCK_SKEW,
+    Plan,
+    Rank,
+    message_time,
+    no_op,
+    plan,
+    remaining_after,
+)
+from shared.store.ledger import LedgerEntry, RegistrantRef
+
+T = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+A = RegistrantRef("100", "a@example.com")
+A_UPPER = RegistrantRef("100", "A@Example.com")
+B = RegistrantRef("100", "b@example.com")
+A_ELSEWHERE = RegistrantRef("200", "a@example.com")
+
+
+def row(**fields: Any) -> LedgerEntry:
+    return LedgerEntry(org_id="org", registration_id="reg", **fields)
+
+
+def registered(ref: RegistrantRef = A, **fields: Any) -> LedgerEntry:
+    return row(state="registered", on24_event_id=ref.on24_event_id, email=ref.email, **fields)
+
+
+@pytest.mark.parametrize(
+    ("occurred", "enqueued", "expected", "clamped"),
+    [
+        (None, T, T, False),
+        (T - timedelta(days=3), T, T - timedelta(days=3), False),
+        (T + MAX_CLOCK_SKEW, T, T + MAX_CLOCK_SKEW, False),
+        (T + MAX_CLOCK_SKEW + timedelta(seconds=1), T, T, True),
+        (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), T, T, True),
+    ],
+)
+def test_message_time_is_clamped_to_the_enqueue_time_when_far_ahead(
+    occurred: datetime | None, enqueued: datetime, expected: datetime, clamped: bool
+) -> None:
+    assert message_time(occurred, enqueued) == (expected, clamped)
+
+
+def test_ranks_order_by_time_then_cancel_over_update_over_register() -> None:
+    assert Rank(T, 2) > Rank(T, 1) > Rank(T, 0)
+    assert Rank(T + timedelta(milliseconds=1), 0) > Rank(T, 2)
+
+
+NO_OP_CASES = [
+    # (row, message rank, crm known, expected)
+    (None, Rank(T, 0), True, None),
+    (row(), Rank(T, 0), True, None),  # a row without a decided message (e.g. only a skip note)
+    (registered(last_message_at=T, last_priority=0, crm_synced=True), Rank(T, 0), True, "duplicate"),
+    (registered(last_message_at=T, last_priority=0, crm_synced=True), Rank(T, 1), True, None),
+    (registered(last_message_at=T, last_priority=1, crm_synced=True), Rank(T, 0), True, "duplicate"),
+    (registered(last_message_at=T, last_priority=0), Rank(T - timedelta(seconds=1), 2), True, "stale"),
+    (row(state="cancelled", last_message_at=T, last_priority=2), Rank(T, 0), True, "duplicate"),
+    (registered(last_message_at=T, last_priority=0, crm_synced=False), Rank(T, 0), True, "crm_pending"),
+    (registered(last_message_at=T, last_priority=0, crm_synced=False), Rank(T, 0), False, "duplicate"),
+    (row(state="failed", last_message_at=T, last_priority=0, last_outcome="failed"), Rank(T, 0), True, None),
+    (registered(last_message_at=T, last_priority=1, last_outcome="failed"), Rank(T, 1), True, None),
+    (registered(last_message_at=T, last_priority=1, last_outcome="failed"), Rank(T, 0), True, "duplicate"),
+]
+
+
+@pytest.mark.parametrize(("entry", "rank", "crm_known", "expected"), NO_OP_CASES)
+def test_no_op(entry: LedgerEntry | None, rank: Rank, crm_known: bool, expected: str | None) -> None:
+    assert no_op(entry, rank, crm_known=crm_known) == expected
+
+
+PLAN_CASES = [
+    # (row, target, expected plan)
+    (None, A, Plan((), A, patch=False)),
+    (None, None, Plan((), None)),
+    (registered(A), A, Plan((), A, patch=True)),
+    (registered(A), A_UPPER, Plan((), A_UPPER, patch=True)),  # ON24 compares emails case-insensitively
+    (registered(A), B, Plan((A,), B)),  # a new email: remove the old registrant
+    (registered(A), A_ELSEWHERE, Plan((A,), A_ELSEWHERE)),  # moved to another webinar
+    (registered(A), None, Plan((A,), None)),
+    (registered(A, pending=(B,)), None, Plan((A, B), None)),  # a crash left b behind: the cancel removes it too
+    (registered(A, pending=(B,)), A, Plan((B,), A, patch=True)),
+    (registered(A, pending=(A,)), A, Plan((), A, patch=False)),  # a may be half-done: create again
+    (row(state="cancelled", on24_event_id="100", email="a@example.com"), A, Plan((), A, patch=False)),
+    (row(state="failed", pending=(B,)), A, Plan((B,), A)),
+]
+
+
+@pytest.mark.parametrize(("entry", "target", "expected"), PLAN_CASES)
+def test_plan_removes_everything_but_the_target(
+    entry: LedgerEntry | None, target: RegistrantRef | None, expected: Plan
+) -> None:
+    assert plan(entry, target) == expected
+
+
+REMAINING_CASES = [
+    # (row, target, deleted, confirmed, expected current, expected pending)
+    (registered(A, pending=(B,)), B, (A,), True, B, ()),  # a move that completed
+    (registered(A, pending=(B,)), B, (A,), False, None, (B,)),  # the create of b failed: b may exist
+    (registered(A, pending=(B,)), B, (), False, A, (B,)),  # stopped before anything: nothing forgotten
+    (registered(A, pending=(B,)), None, (A, B), False, None, ()),  # a completed cancel
+    (registered(A, pending=(B,)), None, (A,), False, None, (B,)),  # a cancel stopped half-way
+    (registered(A), A, (), True, A, ()),  # an update in place
+    (registered(A), A, (), False, A, ()),  # a failed update in place: a is still there
+]
+
+
+@pytest.mark.parametrize(("entry", "target", "deleted", "confirmed", "current", "pending"), REMAINING_CASES)
+def test_what_remains_after_a_plan_keeps_every_registrant_that_may_exist(
+    entry: LedgerEntry,
+    target: RegistrantRef | None,
+    deleted: tuple[RegistrantRef, ...],
+    confirmed: bool,
+    current: RegistrantRef | None,
+    pending: tuple[RegistrantRef, ...],
+) -> None:
+    done = plan(entry, target)
+    assert remaining_after(entry, done, deleted, confirmed) == (current, pending)
