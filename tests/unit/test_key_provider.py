@@ -82,5 +82,5 @@ def test_a_disabled_or_missing_key_version_is_a_decryption_error_an_admin_can_ac
     with pytest.raises(DecryptionError, match="no longer exists in Key Vault: recover"):
         provider.key(f"kv:{NAME}/v9")
     vault.disabled = {"v1"}
-    with pytest.raises(ConfigError, match="latest version .* is disabled"):
+    with pytest.raises(ConfigError, match=r"latest version .* is disabled"):
         provider.current_key()
