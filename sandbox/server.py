@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import ssl
 import threading
@@ -67,6 +68,38 @@ class Fault:
         return not (self.path_contains and self.path_contains not in request.path)
 
 
+@dataclass
+class Chaos:
+    """Random faults for a soak: a share ``rate`` of requests gets one of ``kinds``, chosen by ``weights``.
+
+    Kinds: ``5xx`` (an error answer instead of the real one), ``429`` (with Retry-After), ``throttle403`` (ON24's
+    documented 403), ``drop`` (the connection closes before the request is handled), ``lost_reply`` (handled,
+    then the connection closes: the effect happened, the answer is lost), ``slow`` (answered after a delay
+    shorter than the client's timeout) and ``late`` (handled only after the client gave up waiting).
+    """
+
+    rate: float
+    weights: dict[str, float]
+    seed: int = 0
+    slow: tuple[float, float] = (0.05, 0.3)
+    late: tuple[float, float] = (0.6, 0.9)
+    throttle_body: Any = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def pick(self) -> tuple[str, float] | None:
+        with self._lock:
+            if self._rng.random() >= self.rate:
+                return None
+            kind = self._rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
+            low, high = self.late if kind == "late" else self.slow
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            return kind, self._rng.uniform(low, high)
+
+
 class Gate:
     """Holds one matching request at a chosen point until the test releases it (an interleaving, not a sleep).
 
@@ -116,6 +149,7 @@ class StandIn:
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
         self._gates: list[Gate] = []
+        self.chaos: Chaos | None = None
         self.latency = 0.0
         self.requests: list[Request] = []
 
@@ -240,6 +274,10 @@ class StandIn:
             gate._pass()
             if gate.drop_reply:
                 return None
+        if self.chaos is not None:
+            picked = self.chaos.pick()
+            if picked is not None:
+                return self._chaotic(request, *picked)
         fault = self._take_fault(request)
         if fault is not None:
             if fault.delay:
@@ -257,6 +295,25 @@ class StandIn:
             if gate.drop_reply:
                 return None
         return response
+
+
+    def _chaotic(self, request: Request, kind: str, delay: float) -> Response | None:
+        if kind == "5xx":
+            status = random.choice((500, 502, 503, 504))
+            return Response.json(status, {"message": "injected fault"})
+        if kind == "429":
+            return Response.json(429, {"message": "injected throttling"}, {"Retry-After": "0.1"})
+        if kind == "throttle403":
+            return Response.json(403, self.chaos.throttle_body if self.chaos else {})
+        if kind == "drop":
+            return None
+        if kind in ("slow", "late"):
+            time.sleep(delay)
+        try:
+            response = self.handle(request)
+        except Exception as exc:
+            response = Response.json(500, {"message": f"stand-in error: {type(exc).__name__}: {exc}"})
+        return None if kind == "lost_reply" else response
 
 
 class _QuietServer(ThreadingHTTPServer):

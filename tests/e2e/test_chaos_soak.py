@@ -1,0 +1,34 @@
+"""The chaos soak (benchmarks/chaos.py), small enough for every test run: 500 registrations, at least 10 kills.
+
+Separate worker processes are SIGKILLed at random times and right after ON24 answered a registrant write; ON24
+and Dataverse fail a fifth and a tenth of their requests in every way the soak knows. The run must end with
+every registration exactly as its newest change says, no orphan registrant and nothing dead-lettered.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_chaos_soak_with_worker_kills_ends_exactly_as_the_newest_changes_say() -> None:
+    run = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "benchmarks.chaos", "--registrations", "500", "--min-kills", "10",
+         "--kill-every", "1.5", "--seed", "7"],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
+    report = run.stdout + run.stderr[-3000:]
+    assert run.returncode == 0, report
+    assert "wrong final states .......... 0" in run.stdout
+    assert "orphan registrants .......... 0" in run.stdout
+    assert "dead-lettered ............... 0" in run.stdout
