@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
-import json
 import logging
 import multiprocessing
 import os
@@ -200,7 +199,9 @@ class SoakStandIns(StandInServers):
         self.vault.set_secret(KEY_SECRET_NAME, random_key())
         return self.vault.url, str(self.ca.ca_path)
 
-    def seed(self, client: tuple[str, str, str], webinars: list[int], registrations: list[dict[str, Any]]) -> dict[int, str]:
+    def seed(
+        self, client: tuple[str, str, str], webinars: list[int], registrations: list[dict[str, Any]]
+    ) -> dict[int, str]:
         """The ON24 account and events, and CRM holding every registration's final state. Returns CRM event ids."""
         self.on24.add_client(*client)
         events = {}
@@ -208,7 +209,11 @@ class SoakStandIns(StandInServers):
             self.on24.add_event(client[0], webinar, title=f"Soak webinar {webinar}")
             events[webinar] = self.dataverse.add_row(
                 "msevtmgt_events",
-                {"msevtmgt_name": f"Soak {webinar}", "msevtmgt_webinarid": str(webinar), "msevtmgt_eventformat": 100000002},
+                {
+                    "msevtmgt_name": f"Soak {webinar}",
+                    "msevtmgt_webinarid": str(webinar),
+                    "msevtmgt_eventformat": 100000002,
+                },
             )
         for item in registrations:
             contact = self.dataverse.add_row(
@@ -276,7 +281,9 @@ def _stand_ins_signals() -> None:
 
 
 # ---- worker processes ---------------------------------------------------------------------------------------------
-def worker_main(conn: Connection, env: dict[str, str], threads: int, on24_port: int, kill_share: float, seed: int) -> None:
+def worker_main(
+    conn: Connection, env: dict[str, str], threads: int, on24_port: int, kill_share: float, seed: int
+) -> None:
     """One Functions worker: runs RegisterAttendee.main for the messages it is handed, ``threads`` at a time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(env)
@@ -519,7 +526,8 @@ def verify(registrations: list[Registration], registrants: list[dict[str, Any]],
         if unsettled:
             verdict.ledger_unsettled.append(f"{reg}: ledger row {entry!r}")
         elif (entry.state == "registered") != (expected is not None):
-            verdict.wrong.append(f"{reg}: ledger state {entry.state}, expected {'registered' if expected else 'cancelled'}")
+            wanted = "registered" if expected else "cancelled"
+            verdict.wrong.append(f"{reg}: ledger state {entry.state}, expected {wanted}")
         if expected is not None and held == want:
             registrant_id = active[reg][0]["eventuserid"]
             if crm_ids.get(reg) != registrant_id:
@@ -594,7 +602,8 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     registrations = plan_registrations(args, rng, datetime.now(UTC) - timedelta(days=2))
     seed_rows = [{"registration_id": r.registration_id, "email": r.final.email, "webinar": r.final.webinar,
                   "cancelled": r.final.action == "cancel"} for r in registrations]  # fmt: skip
-    events = {int(k): v for k, v in stand_ins.seed((ON24_CLIENT_ID, ON24_KEY, ON24_SECRET), webinars, seed_rows).items()}
+    seeded = stand_ins.seed((ON24_CLIENT_ID, ON24_KEY, ON24_SECRET), webinars, seed_rows)
+    events = {int(k): v for k, v in seeded.items()}
     for registration in registrations:
         registration.crm_event_ids = events
     response = store_main(http_request("PUT", ORG, credentials_body()))

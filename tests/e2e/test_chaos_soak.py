@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_chaos_soak_with_worker_kills_ends_exactly_as_the_newest_changes_say() -> None:
+    command = [sys.executable, "-m", "benchmarks.chaos", "--registrations", "500", "--min-kills", "10"]
     run = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "benchmarks.chaos", "--registrations", "500", "--min-kills", "10",
-         "--kill-every", "1.5", "--seed", "7"],  # fmt: skip
+        [*command, "--kill-every", "1.5", "--seed", "7"],
         cwd=ROOT,
         capture_output=True,
         text=True,
