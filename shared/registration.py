@@ -433,30 +433,32 @@ def _act(
     confirmed: Registrant | None = None
     lease = leased
     calls = 0
+    where: str | None = None  # the ON24 event of the call under way
 
-    def before_call() -> None:
-        nonlocal lease, calls, org_read_at
+    def before_call(ref: RegistrantRef) -> None:
+        nonlocal lease, calls, org_read_at, where
         lease = _keep_lease(ports, cmd, lease)
         if calls > 0 or time.monotonic() - org_read_at > ports.org_recheck_seconds:
             if ports.credentials.get(cmd.org_id) is None:
                 raise _Disabled
             org_read_at = time.monotonic()
         calls += 1
+        where = ref.on24_event_id
 
     try:
         for ref in steps.deletes:
-            before_call()
+            before_call(ref)
             on24.delete_registrant(ref.on24_event_id, ref.email)
             deleted.append(ref)
         if steps.upsert is not None:
             assert desired.attendee is not None
             fields = _registrant_fields(desired.attendee, cmd.registration_id)
-            before_call()
+            before_call(steps.upsert)
             if steps.patch:
                 try:
                     confirmed = on24.update_registrant(steps.upsert.on24_event_id, fields)
                 except NotFoundError:  # ON24 lost it (or it was forgotten): register again
-                    before_call()
+                    before_call(steps.upsert)
                     confirmed = on24.create_registrant(steps.upsert.on24_event_id, fields)
             else:
                 confirmed = on24.create_registrant(steps.upsert.on24_event_id, fields)
@@ -466,8 +468,6 @@ def _act(
         _release(ports, cmd, on24, lease, replace(stopped, last_outcome=f"skipped: {DISABLED}", reason=DISABLED))
         return Outcome("skipped", DISABLED, lease.on24_event_id, lease.event_user_id)
     except (PermanentError, ValueError) as exc:
-        where = steps.upsert.on24_event_id if steps.upsert else deleted[-1].on24_event_id if deleted else None
-        where = where or (steps.deletes[0].on24_event_id if steps.deletes else None)
         reason = f"ON24 refused the change in event {where}: {exc}"
         current, pending = remaining_after(leased, steps, tuple(deleted), False)
         failed = _with_rank(replace(_interrupted(lease, current, pending, failed=True), reason=reason), rank)
