@@ -17,6 +17,7 @@ from pathlib import Path
 from sandbox.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL_SERVICES = frozenset({"blob", "queue", "table"})
 # The emulator's documented, public development account (the same in every Azurite install).
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -55,7 +56,10 @@ class Azurite:
                 "--silent",
                 "--disableTelemetry",
             ]
-            for service, port in self.ports.items():
+            # The all-services binary starts every service: each gets a free port, or a second Azurite on the
+            # machine (another test run, the demo) would collide on a default port.
+            unused = () if len(self.services) == 1 else tuple(ALL_SERVICES - set(self.services))
+            for service, port in (*self.ports.items(), *((name, free_port()) for name in unused)):
                 args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
             self._process = subprocess.Popen(
                 args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True

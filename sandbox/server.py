@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -135,6 +135,9 @@ class Gate:
         self._released.wait(120)
 
 
+_Scripted = TypeVar("_Scripted", Fault, Gate)
+
+
 class StandIn:
     """Base of the stand-in servers. Start with ``start()`` or as a context manager."""
 
@@ -250,18 +253,12 @@ class StandIn:
     def handle(self, request: Request) -> Response:
         raise NotImplementedError
 
-    def _take_fault(self, request: Request) -> Fault | None:
+    def _take(self, scripted: list[_Scripted], request: Request) -> _Scripted | None:
+        """Remove and return the first scripted fault or gate that matches ``request``."""
         with self._lock:
-            for index, fault in enumerate(self._faults):
-                if fault.matches(request):
-                    return self._faults.pop(index)
-        return None
-
-    def _take_gate(self, request: Request) -> Gate | None:
-        with self._lock:
-            for index, gate in enumerate(self._gates):
-                if gate.matches(request):
-                    return self._gates.pop(index)
+            for index, item in enumerate(scripted):
+                if item.matches(request):
+                    return scripted.pop(index)
         return None
 
     def _serve(self, request: Request) -> Response | None:
@@ -269,7 +266,7 @@ class StandIn:
             self.requests.append(request)
         if self.latency:
             time.sleep(self.latency)
-        gate = self._take_gate(request)
+        gate = self._take(self._gates, request)
         if gate is not None and not gate.after:
             gate._pass()
             if gate.drop_reply:
@@ -278,7 +275,7 @@ class StandIn:
             picked = self.chaos.pick()
             if picked is not None:
                 return self._chaotic(request, *picked)
-        fault = self._take_fault(request)
+        fault = self._take(self._faults, request)
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
