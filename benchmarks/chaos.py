@@ -236,7 +236,7 @@ class SoakStandIns(StandInServers):
         from sandbox.on24 import MSG_THROTTLED
         from sandbox.server import Chaos
 
-        self.on24.chaos = Chaos(on24_rate, dict(ON24_FAULTS), seed, late=(0.6, 0.9),
+        self.on24.chaos = Chaos(on24_rate, dict(ON24_FAULTS), seed, late=(0.55, 0.75),
                                 throttle_body={"message": MSG_THROTTLED}) if on24_rate else None  # fmt: skip
         self.dataverse.chaos = Chaos(dataverse_rate, dict(DATAVERSE_FAULTS), seed + 1) if dataverse_rate else None
 

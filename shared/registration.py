@@ -434,6 +434,7 @@ def _act(
     lease = leased
     calls = 0
     where: str | None = None  # the ON24 event of the call under way
+    deleting: RegistrantRef | None = None  # the registrant whose delete is under way
 
     def before_call(ref: RegistrantRef) -> None:
         nonlocal lease, calls, org_read_at, where
@@ -448,7 +449,9 @@ def _act(
     try:
         for ref in steps.deletes:
             before_call(ref)
+            deleting = ref
             on24.delete_registrant(ref.on24_event_id, ref.email)
+            deleting = None
             deleted.append(ref)
         if steps.upsert is not None:
             assert desired.attendee is not None
@@ -469,14 +472,14 @@ def _act(
         return Outcome("skipped", DISABLED, lease.on24_event_id, lease.event_user_id)
     except (PermanentError, ValueError) as exc:
         reason = f"ON24 refused the change in event {where}: {exc}"
-        current, pending = remaining_after(leased, steps, tuple(deleted), False)
+        current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
         failed = _with_rank(replace(_interrupted(lease, current, pending, failed=True), reason=reason), rank)
         failed = _release(ports, cmd, on24, lease, replace(failed, last_outcome="failed"))
         _tell_crm(cmd, crm, failed, failed=True, removed=False)
         return Outcome("failed", reason, where, lease.event_user_id)
     except BaseException:
         # Transient faults and anything unexpected: give the row back, knowing what ON24 may now hold.
-        current, pending = remaining_after(leased, steps, tuple(deleted), False)
+        current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
         _release(ports, cmd, on24, lease, _interrupted(lease, current, pending, failed=False), must=False)
         raise
 

@@ -108,7 +108,12 @@ def plan(entry: LedgerEntry | None, target: RegistrantRef | None) -> Plan:
 
 
 def remaining_after(
-    entry: LedgerEntry | None, done: Plan, deleted: tuple[RegistrantRef, ...], confirmed: bool
+    entry: LedgerEntry | None,
+    done: Plan,
+    deleted: tuple[RegistrantRef, ...],
+    confirmed: bool,
+    *,
+    unsure: RegistrantRef | None = None,
 ) -> tuple[RegistrantRef | None, tuple[RegistrantRef, ...]]:
     """What ON24 may hold once (part of) a plan ran: the confirmed registrant and the pending ones.
 
@@ -117,11 +122,14 @@ def remaining_after(
         done: the plan.
         deleted: the registrants whose delete ON24 confirmed.
         confirmed: whether ON24 confirmed the upsert.
+        unsure: a registrant whose delete failed: ON24 may have applied it all the same (an answer lost, or
+            a request applied after the client gave up), so it is no longer known to exist.
 
     Returns:
         ``(current, pending)``: ``current`` is the registrant ON24 holds for sure (the target when the upsert
-        was confirmed, else the old confirmed one if it was not deleted); ``pending`` is every other
-        registrant that may exist, the unconfirmed target included.
+        was confirmed, else the old confirmed one if no delete touched it); ``pending`` is every other
+        registrant that may exist, the unconfirmed target included. A pending target is created again
+        rather than updated in place, which also brings back one that a lost delete removed.
     """
     known = entry.known_registrants() if entry is not None else ()
     left = [ref for ref in known if not any(ref.same(d) for d in deleted)]
@@ -131,6 +139,7 @@ def remaining_after(
         current: RegistrantRef | None = done.upsert
     else:
         old = entry.current if entry is not None else None
-        current = old if old is not None and any(old.same(ref) for ref in left) else None
+        kept = old is not None and any(old.same(ref) for ref in left) and not (unsure and old.same(unsure))
+        current = old if kept else None
     pending = tuple(ref for ref in left if current is None or not ref.same(current))
     return current, pending

@@ -246,6 +246,22 @@ def test_a_create_that_on24_applies_after_the_client_gave_up_is_still_removed_by
     assert after_timeout.quiet_until is not None and after_timeout.lease_id is None, "quiet, not leased"
 
 
+def test_a_delete_that_on24_applies_after_the_client_gave_up_does_not_leave_the_wanted_registrant_deleted(
+    crm: CrmOrg, on24: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ON24_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("REGISTRATION_LEASE_SECONDS", "11")
+    reset_app()
+    reg = str(uuid.uuid4())
+    deliver_until_done(canonical(reg, crm, "register", T0, "a@example.com"))
+    late_delete = on24.hold_next("POST", "/registrant", body_contains=b"isDeleted=Y")
+    with pytest.raises(TransientError, match="timed out"):  # a -> b: the delete of a goes unanswered
+        deliver(canonical(reg, crm, "update", T0 + timedelta(minutes=1), "b@example.com"))
+    late_delete.release()  # ... and ON24 applies it afterwards
+    deliver_until_done(canonical(reg, crm, "update", T0 + timedelta(minutes=2), "a@example.com"))  # back to a
+    assert active(on24, reg) == [(WEBINAR, "a@example.com")], "a is registered again, not updated while deleted"
+
+
 # ---- order ----------------------------------------------------------------------------------------------------
 def test_a_far_future_message_time_is_clamped_to_the_enqueue_time(
     crm: CrmOrg, on24: Any, caplog: pytest.LogCaptureFixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,6 +111,14 @@ REMAINING_CASES = [
     (registered(A), A, (), True, A, ()),  # an update in place
     (registered(A), A, (), False, A, ()),  # a failed update in place: a is still there
 ]
+
+
+def test_a_confirmed_registrant_whose_delete_failed_is_no_longer_known_to_exist() -> None:
+    entry = registered(A)
+    move = plan(entry, B)
+    # The delete of a timed out: ON24 may apply it later. a must then be created again, not updated in place.
+    assert remaining_after(entry, move, (), False, unsure=A) == (None, (A, B))
+    assert plan(replace(entry, state="new", pending=(A, B)), A) == Plan((B,), A, patch=False)
 
 
 @pytest.mark.parametrize(("entry", "target", "deleted", "confirmed", "current", "pending"), REMAINING_CASES)
