@@ -1,0 +1,290 @@
+"""A small reader for the repository's Bicep files (no Bicep CLI here): params, vars, resources, app settings.
+
+It understands the subset infra/ uses: ``param``/``var``/``resource``/``output`` declarations at column 0, blocks
+delimited by braces (strings, ``'''`` strings and ``//`` comments skipped), ``name: value`` properties, and arrays of
+``{ name: 'X' value: <expr> }`` objects. Expressions are kept as text; ``evaluate`` turns the few shapes the app
+settings use into plausible runtime values, so the settings can be fed to ``Settings.from_environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+
+_DECL = re.compile(r"^(param|var|resource|output|module)\s+(\w+)\s*(.*)$")
+_RESOURCE_HEAD = re.compile(r"^'([^'@]+)@([^']+)'\s*(existing)?\s*=\s*(.*)$")
+
+
+@dataclass
+class Resource:
+    symbol: str
+    type: str
+    api_version: str
+    existing: bool
+    body: str
+    """The text between the resource's outer braces."""
+    comments: list[str] = field(default_factory=list)
+    """The ``//`` comment lines directly above the declaration."""
+    line: int = 0
+
+    def prop(self, name: str) -> str | None:
+        """The expression of a top-level property of the body (``name: value`` on one line), or None."""
+        return top_level_props(self.body).get(name)
+
+
+@dataclass
+class Param:
+    name: str
+    type: str
+    default: str | None
+    decorators: list[str]
+
+
+@dataclass
+class BicepFile:
+    path: Path
+    text: str
+    params: dict[str, Param]
+    variables: dict[str, str]
+    resources: dict[str, Resource]
+    outputs: dict[str, str]
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return [r for r in self.resources.values() if r.type == resource_type]
+
+
+def _skip_string(text: str, i: int) -> int:
+    """Index just past the string starting at ``i`` (``'...'`` with ``\\'`` escapes, or ``'''...'''``)."""
+    if text.startswith("'''", i):
+        end = text.index("'''", i + 3)
+        return end + 3
+    j = i + 1
+    while j < len(text):
+        if text[j] == "\\":
+            j += 2
+            continue
+        if text[j] == "'":
+            return j + 1
+        j += 1
+    raise ValueError(f"unterminated string at {i}")
+
+
+def matching(text: str, start: int) -> int:
+    """Index of the bracket closing the one at ``start`` (``{``/``[``/``(``), skipping strings and comments."""
+    pairs = {"{": "}", "[": "]", "(": ")"}
+    stack = [pairs[text[start]]]
+    i = start + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            i = _skip_string(text, i)
+            continue
+        if text.startswith("//", i):
+            i = text.index("\n", i)
+            continue
+        if ch in pairs:
+            stack.append(pairs[ch])
+        elif ch in "}])":
+            if ch != stack.pop():
+                raise ValueError(f"unbalanced {ch!r} at {i}")
+            if not stack:
+                return i
+        i += 1
+    raise ValueError(f"unclosed bracket at {start}")
+
+
+def top_level_props(body: str) -> dict[str, str]:
+    """``name: value`` pairs at nesting depth 0 of a block body; a value opening a bracket spans to its close."""
+    props: dict[str, str] = {}
+    i = 0
+    while i < len(body):
+        m = re.compile(r"\s*(?://[^\n]*\n\s*)*([A-Za-z_][\w]*|'[^']*')\s*:\s*").match(body, i)
+        if not m:
+            nl = body.find("\n", i)
+            if nl == -1:
+                break
+            i = nl + 1
+            continue
+        key = m.group(1).strip("'")
+        j = m.end()
+        end = _value_end(body, j)
+        props[key] = body[j:end].strip()
+        i = end
+    return props
+
+
+def _value_end(text: str, j: int) -> int:
+    """End of the expression starting at ``j``: the end of its line, extended over brackets and strings."""
+    i = j
+    while i < len(text) and text[i] != "\n":
+        ch = text[i]
+        if ch == "'":
+            i = _skip_string(text, i)
+            continue
+        if text.startswith("//", i):
+            break
+        if ch in "{[(":
+            i = matching(text, i) + 1
+            continue
+        i += 1
+    return i
+
+
+def parse(path: Path) -> BicepFile:
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    params: dict[str, Param] = {}
+    variables: dict[str, str] = {}
+    resources: dict[str, Resource] = {}
+    outputs: dict[str, str] = {}
+    decorators: list[str] = []
+    comments: list[str] = []
+    n = 0
+    while n < len(lines):
+        line = lines[n]
+        if line.startswith("@"):
+            start = offsets[n]
+            end = _value_end(text, start)
+            decorators.append(text[start:end])
+            n = text.count("\n", 0, end) + 1
+            continue
+        if line.startswith("//"):
+            comments.append(line[2:].strip())
+            n += 1
+            continue
+        m = _DECL.match(line)
+        if not m:
+            if not line.strip():
+                comments = []
+            n += 1
+            continue
+        kind, name, rest = m.groups()
+        start = offsets[n] + len(line) - len(rest)
+        if kind == "param":
+            pm = re.match(r"(\w+)(?:\s*=\s*)?", rest)
+            assert pm, line
+            default_start = start + pm.end()
+            has_default = "=" in rest.split("//")[0]
+            default = text[default_start : _value_end(text, default_start)].strip() if has_default else None
+            params[name] = Param(name, pm.group(1), default, decorators)
+            end = _value_end(text, start)
+        elif kind == "var":
+            eq = text.index("=", start) + 1
+            end = _value_end(text, eq)
+            variables[name] = text[eq:end].strip()
+        elif kind == "output":
+            eq = text.index("=", start) + 1
+            end = _value_end(text, eq)
+            outputs[name] = text[eq:end].strip()
+        elif kind == "resource":
+            rm = _RESOURCE_HEAD.match(rest)
+            assert rm, line
+            brace = text.index("{", start + rm.start(4))
+            end = matching(text, brace)
+            resources[name] = Resource(
+                name, rm.group(1), rm.group(2), bool(rm.group(3)), text[brace + 1 : end], list(comments), n + 1
+            )
+            end += 1
+        else:  # module
+            brace = text.index("{", start)
+            end = matching(text, brace) + 1
+        decorators = []
+        comments = []
+        n = text.count("\n", 0, end) + 1
+    return BicepFile(path, text, params, variables, resources, outputs)
+
+
+def objects_in_array(array_text: str) -> list[dict[str, str]]:
+    """The ``{ ... }`` objects of an array expression, each as its top-level properties."""
+    assert array_text.startswith("["), array_text[:40]
+    found = []
+    i = 1
+    while i < len(array_text) - 1:
+        ch = array_text[i]
+        if ch == "'":
+            i = _skip_string(array_text, i)
+            continue
+        if array_text.startswith("//", i):
+            i = array_text.index("\n", i)
+            continue
+        if ch == "{":
+            end = matching(array_text, i)
+            found.append(top_level_props(array_text[i + 1 : end]))
+            i = end + 1
+            continue
+        i += 1
+    return found
+
+
+def unquote(expr: str) -> str | None:
+    """The value of a plain string literal (no interpolation), else None."""
+    if len(expr) >= 2 and expr[0] == expr[-1] == "'" and "${" not in expr:
+        return expr[1:-1].replace("\\'", "'")
+    return None
+
+
+def app_settings(bicep: BicepFile, site_symbol: str = "functionApp") -> dict[str, str]:
+    """The function app's ``siteConfig.appSettings`` as name -> expression text."""
+    site = bicep.resources[site_symbol]
+    props = top_level_props(site.body)
+    site_config = top_level_props(top_level_props(props["properties"][1:-1])["siteConfig"][1:-1])
+    settings: dict[str, str] = {}
+    for entry in objects_in_array(site_config["appSettings"]):
+        name = unquote(entry["name"])
+        assert name, f"app setting names must be literals: {entry}"
+        assert name not in settings, f"app setting {name} is set twice"
+        settings[name] = entry["value"]
+    return settings
+
+
+def load() -> BicepFile:
+    return parse(INFRA / "resources.bicep")
+
+
+FAKE_CLIENT_ID = "0f3c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a0f9"
+
+
+def evaluate(expr: str, bicep: BicepFile, depth: int = 0) -> str:
+    """A plausible runtime value for an app-setting expression (the shapes infra/ uses), for feeding the app."""
+    if depth > 8:
+        raise ValueError(f"expression too deep: {expr}")
+    expr = expr.strip()
+    literal = unquote(expr)
+    if literal is not None:
+        return literal
+    if expr.startswith("'") and expr.endswith("'"):
+        return re.sub(r"\$\{([^}]*)\}", lambda m: evaluate(m.group(1), bicep, depth + 1), expr[1:-1])
+    if expr in bicep.params:
+        default = bicep.params[expr].default
+        if default is None:
+            return f"{expr}-value"
+        return evaluate(default, bicep, depth + 1)
+    if expr in bicep.variables:
+        return evaluate(bicep.variables[expr], bicep, depth + 1)
+    if re.fullmatch(r"toLower\((.*)\)", expr):
+        return evaluate(expr[len("toLower(") : -1], bicep, depth + 1).lower()
+    if re.fullmatch(r"toLower\(uniqueString\(.*\)\)|uniqueString\(.*\)", expr):
+        return "abc123def456g"
+    m = re.fullmatch(r"(\w+)\.(name|properties\.(\w+))", expr)
+    if m and m.group(1) in bicep.resources:
+        resource = bicep.resources[m.group(1)]
+        name_expr = resource.prop("name")
+        name = evaluate(name_expr, bicep, depth + 1) if name_expr else m.group(1)
+        attribute = m.group(3)
+        if attribute is None:
+            return name
+        if attribute == "clientId":
+            return FAKE_CLIENT_ID
+        if attribute == "vaultUri":
+            return f"https://{name}.vault.azure.net/"
+        if attribute == "ConnectionString":
+            return "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/"
+        return f"{name}-{attribute}"
+    raise ValueError(f"cannot evaluate Bicep expression {expr!r}")
