@@ -274,6 +274,22 @@ resource registrationsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-p
   }
 }
 
+// The namespace's metrics (DeadletteredMessages, ActiveMessages, ...) in Log Analytics, for the dead-letter alert in
+// docs/queries.kql (table AzureMetrics).
+resource serviceBusMetrics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'metrics-to-log-analytics'
+  scope: serviceBus
+  properties: {
+    workspaceId: logAnalytics.id
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
 // Dataverse's Service Bus service endpoint signs in with SAS. Send only, and scoped to this queue: the key can post
 // registrations and nothing else. Its key is never a template output; see README "Dataverse service endpoint".
 resource dataverseSendRule 'Microsoft.ServiceBus/namespaces/queues/authorizationRules@2022-10-01-preview' = if (createDataverseSendRule) {

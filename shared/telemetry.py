@@ -71,6 +71,11 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> State
         return _state
 
 
+def state() -> State | None:
+    """What the first ``configure`` call found or did; None before it ran."""
+    return _state
+
+
 def _logger_provider_installed() -> bool:
     """True when an OpenTelemetry SDK logger provider is already the global one (the worker configured it)."""
     sdk_logs = sys.modules.get("opentelemetry.sdk._logs")
