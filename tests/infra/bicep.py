@@ -288,3 +288,42 @@ def evaluate(expr: str, bicep: BicepFile, depth: int = 0) -> str:
             return "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/"
         return f"{name}-{attribute}"
     raise ValueError(f"cannot evaluate Bicep expression {expr!r}")
+
+
+# Built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+BUILT_IN_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
+    "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
+    "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+}
+
+
+def props(resource: Resource) -> dict[str, str]:
+    return top_level_props(top_level_props(resource.body)["properties"][1:-1])
+
+
+def role_assignments() -> list[tuple[Resource, str, str, str]]:
+    """(resource, role name, scope symbol, principal symbol) of every role assignment."""
+    bicep = load()
+    roles = top_level_props(bicep.variables["roles"][1:-1])
+    found = []
+    for assignment in bicep.of_type("Microsoft.Authorization/roleAssignments"):
+        values = props(assignment)
+        key = re.fullmatch(
+            r"subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions', roles\.(\w+)\)",
+            values["roleDefinitionId"],
+        )
+        assert key, f"{assignment.symbol}: role ids come from the roles variable"
+        guid = unquote(roles[key.group(1)])
+        assert guid in BUILT_IN_ROLES, f"{assignment.symbol}: unknown role id {guid}"
+        principal = re.fullmatch(r"(\w+)\.properties\.principalId", values["principalId"])
+        assert principal, assignment.symbol
+        assert values["principalType"] == "'ServicePrincipal'"
+        found.append((assignment, BUILT_IN_ROLES[guid], assignment.prop("scope") or "", principal.group(1)))
+    return found

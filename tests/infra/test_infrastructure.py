@@ -12,20 +12,8 @@ import re
 import subprocess
 import sys
 
-from tests.infra.bicep import INFRA, ROOT, Resource, load, parse, top_level_props, unquote
+from tests.infra.bicep import INFRA, ROOT, load, parse, props, role_assignments, top_level_props, unquote
 
-# Built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
-BUILT_IN_ROLES = {
-    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
-    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
-    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
-    "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
-    "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
-    "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
-    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
-    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
-    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
-}
 # Settings Flex Consumption deprecates (functions-app-settings#flex-consumption-plan-deprecations).
 FLEX_DEPRECATED_SETTINGS = {
     "FUNCTIONS_WORKER_RUNTIME",
@@ -45,40 +33,15 @@ FLEX_DEPRECATED_SETTINGS = {
 SAFE_OUTPUT = r"\w+\.(name|id|properties\.(clientId|principalId|defaultHostName))|resources\.outputs\.\w+"
 
 
-def _props(resource: Resource) -> dict[str, str]:
-    return top_level_props(top_level_props(resource.body)["properties"][1:-1])
-
-
-def _role_assignments() -> list[tuple[Resource, str, str, str]]:
-    """(resource, role name, scope symbol, principal symbol) of every role assignment."""
-    bicep = load()
-    roles = top_level_props(bicep.variables["roles"][1:-1])
-    found = []
-    for assignment in bicep.of_type("Microsoft.Authorization/roleAssignments"):
-        props = _props(assignment)
-        key = re.fullmatch(
-            r"subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions', roles\.(\w+)\)",
-            props["roleDefinitionId"],
-        )
-        assert key, f"{assignment.symbol}: role ids come from the roles variable"
-        guid = unquote(roles[key.group(1)])
-        assert guid in BUILT_IN_ROLES, f"{assignment.symbol}: unknown role id {guid}"
-        principal = re.fullmatch(r"(\w+)\.properties\.principalId", props["principalId"])
-        assert principal, assignment.symbol
-        assert props["principalType"] == "'ServicePrincipal'"
-        found.append((assignment, BUILT_IN_ROLES[guid], assignment.prop("scope") or "", principal.group(1)))
-    return found
-
-
 def test_every_role_assignment_says_why_it_is_needed() -> None:
-    for assignment, role, _, _ in _role_assignments():
+    for assignment, role, _, _ in role_assignments():
         why = " ".join(assignment.comments)
         assert role in why, f"{assignment.symbol}: the comment above it must name the role ({role})"
         assert len(why) > len(role) + 60, f"{assignment.symbol}: the comment must say why {role} is needed"
 
 
 def test_roles_are_exactly_the_least_privilege_set() -> None:
-    granted = {(role, scope, principal) for _, role, scope, principal in _role_assignments()}
+    granted = {(role, scope, principal) for _, role, scope, principal in role_assignments()}
     assert granted == {
         ("Storage Blob Data Owner", "storage", "appIdentity"),  # host storage, app package, rejected bodies
         ("Storage Table Data Contributor", "storage", "appIdentity"),  # state tables
@@ -101,7 +64,7 @@ def test_function_app_is_flex_consumption_python_311_on_one_user_assigned_identi
     assert site.prop("kind") == "'functionapp,linux'"
     identity = top_level_props(site.prop("identity")[1:-1])  # type: ignore[index]
     assert identity["type"] == "'UserAssigned'" and "appIdentity.id" in identity["userAssignedIdentities"]
-    config = top_level_props(_props(site)["functionAppConfig"][1:-1])
+    config = top_level_props(props(site)["functionAppConfig"][1:-1])
     runtime = top_level_props(config["runtime"][1:-1])
     assert runtime == {"name": "'python'", "version": "'3.11'"}
     scale = top_level_props(config["scaleAndConcurrency"][1:-1])
@@ -112,7 +75,7 @@ def test_function_app_is_flex_consumption_python_311_on_one_user_assigned_identi
     assert "type: 'blobContainer'" in deployment and "deploymentContainerName" in deployment
     assert "type: 'UserAssignedIdentity'" in deployment
     assert "userAssignedIdentityResourceId: appIdentity.id" in deployment
-    assert _props(site)["httpsOnly"] == "true"
+    assert props(site)["httpsOnly"] == "true"
 
 
 def test_no_flex_deprecated_setting_and_thread_pool_matches_service_bus_concurrency() -> None:
@@ -139,7 +102,7 @@ def _settings_default(name: str, fallback: float) -> float:
 
 def test_queue_lock_outlasts_one_delivery_and_dead_letters_expired_messages() -> None:
     bicep = load()
-    queue = _props(bicep.resources["registrationsQueue"])
+    queue = props(bicep.resources["registrationsQueue"])
     assert queue["lockDuration"] == "'PT${queueLockDurationSeconds}S'"
     lock = int(bicep.params["queueLockDurationSeconds"].default or 0)
     lease = _settings_default("REGISTRATION_LEASE_SECONDS", 90)
@@ -157,7 +120,7 @@ def test_dataverse_gets_a_send_only_queue_scoped_sas_rule_whose_key_is_never_out
     rule = bicep.resources["dataverseSendRule"]
     assert rule.type == "Microsoft.ServiceBus/namespaces/queues/authorizationRules"
     assert rule.prop("parent") == "registrationsQueue"
-    assert re.sub(r"\s+", " ", _props(rule)["rights"]) == "[ 'Send' ]"
+    assert re.sub(r"\s+", " ", props(rule)["rights"]) == "[ 'Send' ]"
     assert len(bicep.of_type("Microsoft.ServiceBus/namespaces/authorizationRules")) == 0, "no namespace-wide rule"
     for path in (INFRA / "resources.bicep", INFRA / "main.bicep"):
         text = path.read_text(encoding="utf-8")
@@ -169,7 +132,7 @@ def test_dataverse_gets_a_send_only_queue_scoped_sas_rule_whose_key_is_never_out
 
 def test_key_vault_uses_rbac_soft_delete_and_purge_protection_and_the_key_is_generated_once() -> None:
     bicep = load()
-    vault = _props(bicep.resources["keyVault"])
+    vault = props(bicep.resources["keyVault"])
     assert vault["enableRbacAuthorization"] == "true"
     assert vault["enableSoftDelete"] == "true" and vault["enablePurgeProtection"] == "true"
     assert "accessPolicies" not in vault
@@ -189,7 +152,7 @@ def test_state_tables_and_rejected_container_match_what_the_app_uses() -> None:
     suffixes = re.findall(r"'(\w+)'", bicep.variables["stateTableSuffixes"])
     assert tuple(suffixes) == TABLE_SUFFIXES
     assert bicep.variables["rejectedContainerName"] == "toLower('${stateTablePrefix}rejected')"
-    storage = _props(bicep.resources["storage"])
+    storage = props(bicep.resources["storage"])
     assert storage["allowSharedKeyAccess"] == "false" and storage["allowBlobPublicAccess"] == "false"
     assert storage["minimumTlsVersion"] == "'TLS1_2'"
 
