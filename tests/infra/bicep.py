@@ -99,7 +99,7 @@ def matching(text: str, start: int) -> int:
 
 def top_level_props(body: str) -> dict[str, str]:
     """``name: value`` pairs at nesting depth 0 of a block body; a value opening a bracket spans to its close."""
-    props: dict[str, str] = {}
+    found: dict[str, str] = {}
     i = 0
     while i < len(body):
         m = re.compile(r"\s*(?://[^\n]*\n\s*)*([A-Za-z_][\w]*|'[^']*')\s*:\s*").match(body, i)
@@ -112,9 +112,9 @@ def top_level_props(body: str) -> dict[str, str]:
         key = m.group(1).strip("'")
         j = m.end()
         end = _value_end(body, j)
-        props[key] = body[j:end].strip()
+        found[key] = body[j:end].strip()
         i = end
-    return props
+    return found
 
 
 def _value_end(text: str, j: int) -> int:
@@ -233,8 +233,7 @@ def unquote(expr: str) -> str | None:
 def app_settings(bicep: BicepFile, site_symbol: str = "functionApp") -> dict[str, str]:
     """The function app's ``siteConfig.appSettings`` as name -> expression text."""
     site = bicep.resources[site_symbol]
-    props = top_level_props(site.body)
-    site_config = top_level_props(top_level_props(props["properties"][1:-1])["siteConfig"][1:-1])
+    site_config = top_level_props(props(site)["siteConfig"][1:-1])
     settings: dict[str, str] = {}
     for entry in objects_in_array(site_config["appSettings"]):
         name = unquote(entry["name"])
@@ -305,6 +304,7 @@ BUILT_IN_ROLES = {
 
 
 def props(resource: Resource) -> dict[str, str]:
+    """The top-level properties of a resource's ``properties`` object."""
     return top_level_props(top_level_props(resource.body)["properties"][1:-1])
 
 
