@@ -31,6 +31,8 @@ CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 APP_LOGGER = "shared"
 """The logger namespace of the app's structured lines (shared.inbox, shared.metrics_job, ...)."""
 
+_log = logging.getLogger(__name__)
+
 State = Literal["off", "worker", "app"]
 _lock = threading.Lock()
 _state: State | None = None
@@ -45,9 +47,11 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> State
             collects the root logger, as the Functions worker does.
 
     Returns:
-        ``"off"`` without ``APPLICATIONINSIGHTS_CONNECTION_STRING``; ``"worker"`` when the Functions worker had
-        already installed an OpenTelemetry logger provider (``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true``);
-        ``"app"`` when this call configured it. Later calls return the first answer.
+        ``"off"`` without ``APPLICATIONINSIGHTS_CONNECTION_STRING``, or when the distro cannot be configured (a
+        malformed connection string: logged as an error, the functions keep working); ``"worker"`` when the
+        Functions worker had already installed an OpenTelemetry logger provider
+        (``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true``); ``"app"`` when this call configured it. Later calls
+        return the first answer.
     """
     global _state
     with _lock:
@@ -60,9 +64,19 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> State
         if _logger_provider_installed():
             _state = "worker"
         else:
-            from azure.monitor.opentelemetry import configure_azure_monitor
+            try:
+                from azure.monitor.opentelemetry import configure_azure_monitor
 
-            configure_azure_monitor(**{"logger_name": "", **options})
+                configure_azure_monitor(**{"logger_name": "", **options})
+            except Exception as exc:  # telemetry must never stop the functions; say why it is off instead
+                _log.error(
+                    "OpenTelemetry export is off: configuring azure-monitor-opentelemetry failed (%s: %s); check %s",
+                    type(exc).__name__,
+                    exc,
+                    CONNECTION_STRING_SETTING,
+                )
+                _state = "off"
+                return _state
             _state = "app"
         # The app's outcome lines are INFO: make sure a stricter inherited level does not drop them before export.
         app_logger = logging.getLogger(APP_LOGGER)

@@ -79,7 +79,7 @@ def main(mode: str, plan_path: str) -> None:
     get_app()  # the composition root configures telemetry on first use
     state = telemetry.state()
 
-    if mode == "app":
+    if mode == "app" and state == "app":
         from opentelemetry import trace
         from opentelemetry._logs import get_logger_provider
         from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -103,7 +103,7 @@ def main(mode: str, plan_path: str) -> None:
 
     logs: list[dict[str, Any]] = []
     spans: list[dict[str, Any]] = []
-    if mode == "app":
+    if mode == "app" and state == "app":
         from opentelemetry import trace
         from opentelemetry._logs import get_logger_provider
 

@@ -40,6 +40,16 @@ FAILING_EMAIL = "xavier.long@fabrikam.example"
 UNKNOWN_WEBINAR = 880399  # ON24 answers 404: a permanent failure of that registration
 
 
+# What the template sets, minus what needs Azure: no Entra token, no statsbeat, no control plane, and no Azure VM
+# resource detector (it asks the instance metadata service at 169.254.169.254).
+OFFLINE = {
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests,urllib,urllib3",
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+}
+
+
 class Ingestion(StandIn):
     """Application Insights' ingestion endpoint: accepts ``POST /v2.1/track`` envelopes and keeps them."""
 
@@ -152,14 +162,7 @@ def test_registration_outcomes_are_exported_with_their_ids_as_attributes_and_no_
         "app",
         world,
         tmp_path,
-        {
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": connection,
-            # What the template sets, minus what needs Azure: no Entra token, statsbeat, control plane or IMDS.
-            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests,urllib,urllib3",
-            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-            "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-        },
+        {"APPLICATIONINSIGHTS_CONNECTION_STRING": connection, **OFFLINE},
     )
     assert result["state"] == "app", "get_app() configured azure-monitor-opentelemetry"
     assert result["network"] == [], "nothing may leave this machine"
@@ -213,6 +216,24 @@ def test_when_the_functions_worker_configured_opentelemetry_the_app_does_not_con
     assert not [m for m in result["imported"] if m.startswith("azure.monitor")], "no second pipeline"
     registered = outcome_line(result["logs"], world["registration"])
     assert registered["attributes"]["org_id"] == ORG and registered["attributes"]["outcome"] == "registered"
+    assert result["network"] == []
+
+
+def test_a_malformed_connection_string_turns_telemetry_off_and_the_functions_keep_working(
+    world: Any, tmp_path: Path
+) -> None:
+    result = run_worker(
+        "app", world, tmp_path, {"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=oops", **OFFLINE}
+    )
+    assert result["state"] == "off"
+    assert (
+        "OpenTelemetry export is off" in result["stderr"]
+        and "APPLICATIONINSIGHTS_CONNECTION_STRING" in result["stderr"]
+    )
+    from shared.app import get_app
+
+    entry = get_app().ledger.get(ORG, world["registration"])
+    assert entry is not None and entry.state == "registered", "the registration went through regardless"
     assert result["network"] == []
 
 
