@@ -9,6 +9,7 @@ settings use into plausible runtime values, so the settings can be fed to ``Sett
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,19 +74,25 @@ def _skip_string(text: str, i: int) -> int:
     raise ValueError(f"unterminated string at {i}")
 
 
+def _code_positions(text: str, start: int, stop: int | None = None) -> Iterator[int]:
+    """Indices of the characters from ``start`` that are outside strings and ``//`` comments."""
+    i, end = start, len(text) if stop is None else stop
+    while i < end:
+        if text[i] == "'":
+            i = _skip_string(text, i)
+        elif text.startswith("//", i):
+            i = text.index("\n", i)
+        else:
+            yield i
+            i += 1
+
+
 def matching(text: str, start: int) -> int:
     """Index of the bracket closing the one at ``start`` (``{``/``[``/``(``), skipping strings and comments."""
     pairs = {"{": "}", "[": "]", "(": ")"}
-    stack = [pairs[text[start]]]
-    i = start + 1
-    while i < len(text):
+    stack: list[str] = []
+    for i in _code_positions(text, start):
         ch = text[i]
-        if ch == "'":
-            i = _skip_string(text, i)
-            continue
-        if text.startswith("//", i):
-            i = text.index("\n", i)
-            continue
         if ch in pairs:
             stack.append(pairs[ch])
         elif ch in "}])":
@@ -93,7 +100,6 @@ def matching(text: str, start: int) -> int:
                 raise ValueError(f"unbalanced {ch!r} at {i}")
             if not stack:
                 return i
-        i += 1
     raise ValueError(f"unclosed bracket at {start}")
 
 
@@ -204,22 +210,17 @@ def parse(path: Path) -> BicepFile:
 def objects_in_array(array_text: str) -> list[dict[str, str]]:
     """The ``{ ... }`` objects of an array expression, each as its top-level properties."""
     assert array_text.startswith("["), array_text[:40]
-    found = []
-    i = 1
-    while i < len(array_text) - 1:
+    found: list[dict[str, str]] = []
+    depth = start = 0
+    for i in _code_positions(array_text, 1, len(array_text) - 1):
         ch = array_text[i]
-        if ch == "'":
-            i = _skip_string(array_text, i)
-            continue
-        if array_text.startswith("//", i):
-            i = array_text.index("\n", i)
-            continue
-        if ch == "{":
-            end = matching(array_text, i)
-            found.append(top_level_props(array_text[i + 1 : end]))
-            i = end + 1
-            continue
-        i += 1
+        if ch in "{[(":
+            start = i if depth == 0 else start
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+            if depth == 0 and ch == "}":
+                found.append(top_level_props(array_text[start + 1 : i]))
     return found
 
 
