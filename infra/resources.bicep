@@ -391,6 +391,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP endpoint (the package comes from the deployment blob container) and ARM rejects siteConfig.ftpsState on Flex sites (error 51021), so it is left unset.
   // checkov:skip=CKV_AZURE_17: client certificates are not how admins authenticate here (function keys, optionally Entra via App Service authentication).
   // checkov:skip=CKV_AZURE_222: the admin routes and the Functions host must be reachable without a virtual network; every admin request needs a function key.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function from zero; there is no instance count to pin for failover.
@@ -410,9 +411,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // No ftpsState, alwaysOn, linuxFxVersion or other classic siteConfig runtime properties: Flex Consumption has no
+    // FTP endpoint or always-on instances, takes the runtime from functionAppConfig, and ARM rejects those properties
+    // for Flex sites in newer regions (error 51021).
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       // Every setting the code (shared/settings.py) and the bindings (function.json %NAME% and connection prefixes)
       // need; tests/infra/test_settings_coverage.py fails if one is missing. Flex Consumption rejects or ignores the

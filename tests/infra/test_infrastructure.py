@@ -33,6 +33,28 @@ FLEX_DEPRECATED_SETTINGS = {
 SAFE_OUTPUT = r"\w+\.(name|id|properties\.(clientId|principalId|defaultHostName))|resources\.outputs\.\w+"
 
 
+# siteConfig properties ARM refuses for Flex Consumption sites (error 51021; the runtime and scale live in
+# functionAppConfig). List from the Azure Verified Modules function-app module's FC1 tests.
+FLEX_REJECTED_SITE_CONFIG = {
+    "linuxFxVersion",
+    "windowsFxVersion",
+    "netFrameworkVersion",
+    "phpVersion",
+    "pythonVersion",
+    "nodeVersion",
+    "javaVersion",
+    "javaContainer",
+    "javaContainerVersion",
+    "powerShellVersion",
+    "alwaysOn",
+    "ftpsState",
+    "use32BitWorkerProcess",
+    "preWarmedInstanceCount",
+    "functionsRuntimeScaleMonitoringEnabled",
+    "functionAppScaleLimit",
+}
+
+
 def test_every_role_assignment_says_why_it_is_needed() -> None:
     for assignment, role, _, _ in role_assignments():
         why = " ".join(assignment.comments)
@@ -76,6 +98,9 @@ def test_function_app_is_flex_consumption_python_311_on_one_user_assigned_identi
     assert "type: 'UserAssignedIdentity'" in deployment
     assert "userAssignedIdentityResourceId: appIdentity.id" in deployment
     assert props(site)["httpsOnly"] == "true"
+    site_config = top_level_props(props(site)["siteConfig"][1:-1])
+    rejected = FLEX_REJECTED_SITE_CONFIG & set(site_config)
+    assert not rejected, f"ARM rejects these siteConfig properties on Flex Consumption sites: {rejected}"
 
 
 def test_no_flex_deprecated_setting_and_thread_pool_matches_service_bus_concurrency() -> None:
