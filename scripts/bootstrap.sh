@@ -3,12 +3,49 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Python 3.11 exactly: the deployed app runs Python 3.11 (infra/resources.bicep, functionAppConfig.runtime), and the
+# pinned azure-functions 1.26.0 declares Requires-Python >=3.10,<3.13, so a 3.13 interpreter cannot even install it.
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && [ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "3.11" ]; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
 PYTHON=${PYTHON:-python3}
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  echo "bootstrap: $PYTHON not found; install Python 3.11+" >&2; exit 1
+  echo "bootstrap: Python 3.11 not found. Install it (python.org, 'apt install python3.11 python3.11-venv'," >&2
+  echo "           'brew install python@3.11' or 'pyenv install 3.11'), or point PYTHON= at a 3.11 interpreter." >&2
+  exit 1
 fi
-if ! command -v npm >/dev/null 2>&1; then
-  echo "bootstrap: npm not found; install Node.js 18+ (Azurite, the storage emulator, comes from npm)" >&2; exit 1
+python_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo unknown)
+if [ "$python_version" != "3.11" ]; then
+  echo "bootstrap: $PYTHON is Python $python_version; this project needs Python 3.11 (the version deployed to" >&2
+  echo "           Azure; azure-functions 1.26.0 does not install on 3.13+). Install Python 3.11 (python.org," >&2
+  echo "           'apt install python3.11 python3.11-venv', 'brew install python@3.11' or 'pyenv install 3.11')" >&2
+  echo "           and run again, or set PYTHON=/path/to/python3.11." >&2
+  exit 1
+fi
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "3.11" ]; then
+  echo "bootstrap: .venv was made with another Python; delete it (rm -rf .venv) and run again." >&2; exit 1
+fi
+
+# Node.js: Azurite 3.37 (package-lock.json) declares "engines": {"node": ">=22"}. It runs on Node 20 here (the whole
+# suite passes), but 22+ is what it supports; below 18 it does not start.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "bootstrap: Node.js with npm not found; install Node.js 22 LTS (nodejs.org, or 'nvm install 22'):" >&2
+  echo "           Azurite, the storage emulator the tests use, comes from npm." >&2
+  exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+  echo "bootstrap: Node.js $(node --version) is too old for Azurite; install Node.js 22 LTS (nodejs.org, or 'nvm install 22')." >&2
+  exit 1
+fi
+if [ "$node_major" -lt 22 ]; then
+  echo "bootstrap: note: Node.js $(node --version); Azurite 3.37 declares node >=22. It works on 18-21 in practice;" >&2
+  echo "           install Node.js 22 LTS (nodejs.org, or 'nvm install 22') to be within what it supports." >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then

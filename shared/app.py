@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from azure.core.credentials import TokenCredential
 
+from shared import telemetry
 from shared.admin import open_credentials
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
@@ -246,6 +247,7 @@ def get_app() -> App:
     if _app is None:
         with _app_lock:
             if _app is None:
+                telemetry.configure()  # OpenTelemetry export, only with APPLICATIONINSIGHTS_CONNECTION_STRING
                 _app = App(Settings.from_environ())
     return _app
 

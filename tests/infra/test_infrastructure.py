@@ -1,0 +1,246 @@
+"""infra/ (Bicep) and azure.yaml say what the README promises: Flex Consumption, one user-assigned identity for every
+connection, least-privilege roles that each say why, a queue that outlasts a delivery, a vault that keeps the key,
+no secret in any output, and a checkov scan with nothing failed and every skip explained.
+
+There is no Bicep CLI here: the templates are read with tests/infra/bicep.py and scanned with checkov (PyPI).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from tests.infra.bicep import INFRA, ROOT, load, parse, props, role_assignments, top_level_props, unquote
+
+# Settings Flex Consumption deprecates (functions-app-settings#flex-consumption-plan-deprecations).
+FLEX_DEPRECATED_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+    "WEBSITE_TIME_ZONE",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+}
+
+
+# What an output may reference: names, ids, the identity's ids, the host name, and other outputs of the module.
+SAFE_OUTPUT = r"\w+\.(name|id|properties\.(clientId|principalId|defaultHostName))|resources\.outputs\.\w+"
+
+
+# siteConfig properties ARM refuses for Flex Consumption sites (error 51021; the runtime and scale live in
+# functionAppConfig). List from the Azure Verified Modules function-app module's FC1 tests.
+FLEX_REJECTED_SITE_CONFIG = {
+    "linuxFxVersion",
+    "windowsFxVersion",
+    "netFrameworkVersion",
+    "phpVersion",
+    "pythonVersion",
+    "nodeVersion",
+    "javaVersion",
+    "javaContainer",
+    "javaContainerVersion",
+    "powerShellVersion",
+    "alwaysOn",
+    "ftpsState",
+    "use32BitWorkerProcess",
+    "preWarmedInstanceCount",
+    "functionsRuntimeScaleMonitoringEnabled",
+    "functionAppScaleLimit",
+}
+
+
+def test_every_role_assignment_says_why_it_is_needed() -> None:
+    for assignment, role, _, _ in role_assignments():
+        why = " ".join(assignment.comments)
+        assert role in why, f"{assignment.symbol}: the comment above it must name the role ({role})"
+        assert len(why) > len(role) + 60, f"{assignment.symbol}: the comment must say why {role} is needed"
+
+
+def test_roles_are_exactly_the_least_privilege_set() -> None:
+    granted = {(role, scope, principal) for _, role, scope, principal in role_assignments()}
+    assert granted == {
+        ("Storage Blob Data Owner", "storage", "appIdentity"),  # host storage, app package, rejected bodies
+        ("Storage Table Data Contributor", "storage", "appIdentity"),  # state tables
+        ("Azure Service Bus Data Receiver", "registrationsQueue", "appIdentity"),  # the trigger
+        ("Azure Service Bus Data Owner", "registrationsQueue", "appIdentity"),  # scale controller: queue length
+        ("Key Vault Secrets User", "credentialsKeySecret", "appIdentity"),  # read the key, one secret only
+        ("Key Vault Secrets Officer", "keyVault", "keygenIdentity"),  # deployment script creates the key
+        ("Monitoring Metrics Publisher", "appInsights", "appIdentity"),  # Entra-authenticated telemetry
+    }
+    names = {role for role, _, _ in granted}
+    assert "Storage Queue Data Contributor" not in names, "no queue triggers: the host needs no queue role"
+    assert "Azure Service Bus Data Sender" not in names, "the app never sends to Service Bus"
+
+
+def test_function_app_is_flex_consumption_python_311_on_one_user_assigned_identity() -> None:
+    bicep = load()
+    plan = bicep.resources["plan"]
+    assert "name: 'FC1'" in plan.body and "tier: 'FlexConsumption'" in plan.body
+    site = bicep.resources["functionApp"]
+    assert site.prop("kind") == "'functionapp,linux'"
+    identity = top_level_props(site.prop("identity")[1:-1])  # type: ignore[index]
+    assert identity["type"] == "'UserAssigned'" and "appIdentity.id" in identity["userAssignedIdentities"]
+    config = top_level_props(props(site)["functionAppConfig"][1:-1])
+    runtime = top_level_props(config["runtime"][1:-1])
+    assert runtime == {"name": "'python'", "version": "'3.11'"}
+    scale = top_level_props(config["scaleAndConcurrency"][1:-1])
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount", "the scale limit is a parameter"
+    param = bicep.params["maximumInstanceCount"]
+    assert param.type == "int" and "@minValue(40)" in param.decorators and "@maxValue(1000)" in param.decorators
+    deployment = config["deployment"]
+    assert "type: 'blobContainer'" in deployment and "deploymentContainerName" in deployment
+    assert "type: 'UserAssignedIdentity'" in deployment
+    assert "userAssignedIdentityResourceId: appIdentity.id" in deployment
+    assert props(site)["httpsOnly"] == "true"
+    site_config = top_level_props(props(site)["siteConfig"][1:-1])
+    rejected = FLEX_REJECTED_SITE_CONFIG & set(site_config)
+    assert not rejected, f"ARM rejects these siteConfig properties on Flex Consumption sites: {rejected}"
+
+
+def test_no_flex_deprecated_setting_and_thread_pool_matches_service_bus_concurrency() -> None:
+    from tests.infra.bicep import app_settings
+
+    settings = app_settings(load())
+    assert not FLEX_DEPRECATED_SETTINGS & set(settings), "Flex Consumption rejects or ignores these settings"
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    concurrent = host["extensions"]["serviceBus"]["maxConcurrentCalls"]
+    threads = int(unquote(settings["PYTHON_THREADPOOL_THREAD_COUNT"]) or 0)
+    assert threads >= concurrent, "a sync main runs on the worker's thread pool: one thread per concurrent delivery"
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert unquote(settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"]) == "true"
+    assert "Authorization=AAD" in settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+    assert "DisableLocalAuth: true" in load().resources["appInsights"].body
+
+
+def _settings_default(name: str, fallback: float) -> float:
+    """The default shared/settings.py gives a numeric setting (the fallback when this branch does not read it)."""
+    source = (ROOT / "shared" / "settings.py").read_text(encoding="utf-8")
+    m = re.search(r'env\.number\(\s*"' + name + r'",\s*([0-9.]+)', source)
+    return float(m.group(1)) if m else fallback
+
+
+def test_queue_lock_outlasts_one_delivery_and_dead_letters_expired_messages() -> None:
+    bicep = load()
+    queue = props(bicep.resources["registrationsQueue"])
+    assert queue["lockDuration"] == "'PT${queueLockDurationSeconds}S'"
+    lock = int(bicep.params["queueLockDurationSeconds"].default or 0)
+    lease = _settings_default("REGISTRATION_LEASE_SECONDS", 90)
+    budget = _settings_default("RETRY_BUDGET_SECONDS", 15)
+    timeout = _settings_default("ON24_TIMEOUT_SECONDS", 10)
+    assert lease + budget + timeout < lock <= 300, "lease + retry budget + one ON24 call must fit in the lock"
+    assert "@maxValue(300)" in bicep.params["queueLockDurationSeconds"].decorators, "Service Bus allows 5 minutes"
+    assert queue["maxDeliveryCount"] == "maxDeliveryCount" and bicep.params["maxDeliveryCount"].default == "10"
+    assert queue["deadLetteringOnMessageExpiration"] == "true"
+    assert queue["requiresSession"] == "false"
+
+
+def test_dataverse_gets_a_send_only_queue_scoped_sas_rule_whose_key_is_never_output() -> None:
+    bicep = load()
+    rule = bicep.resources["dataverseSendRule"]
+    assert rule.type == "Microsoft.ServiceBus/namespaces/queues/authorizationRules"
+    assert rule.prop("parent") == "registrationsQueue"
+    assert re.sub(r"\s+", " ", props(rule)["rights"]) == "[ 'Send' ]"
+    assert len(bicep.of_type("Microsoft.ServiceBus/namespaces/authorizationRules")) == 0, "no namespace-wide rule"
+    for path in (INFRA / "resources.bicep", INFRA / "main.bicep"):
+        text = path.read_text(encoding="utf-8")
+        assert "listKeys" not in text and "listkeys" not in text.lower(), f"{path.name} must never read a key"
+        for name, expr in parse(path).outputs.items():
+            for reference in re.findall(r"\b\w+(?:\.\w+)+", expr):
+                assert re.fullmatch(SAFE_OUTPUT, reference), f"output {name} exposes {reference}"
+
+
+def test_key_vault_uses_rbac_soft_delete_and_purge_protection_and_the_key_is_generated_once() -> None:
+    bicep = load()
+    vault = props(bicep.resources["keyVault"])
+    assert vault["enableRbacAuthorization"] == "true"
+    assert vault["enableSoftDelete"] == "true" and vault["enablePurgeProtection"] == "true"
+    assert "accessPolicies" not in vault
+    script = bicep.resources["generateCredentialsKey"]
+    assert "loadTextContent('scripts/generate-credentials-key.sh')" in script.body
+    assert "outputs" not in script.body and "AZ_SCRIPTS_OUTPUT_PATH" not in (
+        INFRA / "scripts" / "generate-credentials-key.sh"
+    ).read_text(encoding="utf-8")
+    assert bicep.resources["credentialsKeySecret"].existing, "the template never holds the key's value"
+    assert bicep.of_type("Microsoft.KeyVault/vaults/secrets") == [bicep.resources["credentialsKeySecret"]]
+
+
+def test_state_tables_and_rejected_container_match_what_the_app_uses() -> None:
+    from shared.store.tables import TABLE_SUFFIXES
+
+    bicep = load()
+    suffixes = re.findall(r"'(\w+)'", bicep.variables["stateTableSuffixes"])
+    assert tuple(suffixes) == TABLE_SUFFIXES
+    assert bicep.variables["rejectedContainerName"] == "toLower('${stateTablePrefix}rejected')"
+    storage = props(bicep.resources["storage"])
+    assert storage["allowSharedKeyAccess"] == "false" and storage["allowBlobPublicAccess"] == "false"
+    assert storage["minimumTlsVersion"] == "'TLS1_2'"
+
+
+def test_main_passes_its_parameters_and_azd_parameters_exist() -> None:
+    main = parse(INFRA / "main.bicep")
+    resources = load()
+    module_params = re.search(r"params: \{(.*?)\n  \}", main.text, re.S)
+    assert module_params
+    for name in top_level_props(module_params.group(1)):
+        assert name in resources.params and name in main.params, name
+    azd_params = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert set(azd_params) <= set(main.params)
+    for name, output in main.outputs.items():
+        assert output == f"resources.outputs.{name}" or name in {"AZURE_RESOURCE_GROUP", "AZURE_LOCATION"}
+        if output.startswith("resources.outputs."):
+            assert name in resources.outputs
+
+
+def test_azure_yaml_publishes_the_repository_root_as_the_tagged_function_app() -> None:
+    text = (ROOT / "azure.yaml").read_text(encoding="utf-8")
+    service = re.search(r"^services:\n  (\w+):\n((?:    .*\n|\s*\n)+)", text, re.M)
+    assert service, "one service"
+    name, body = service.group(1), service.group(2)
+    assert re.search(r"^    project: \.$", body, re.M) and "language: python" in body and "host: function" in body
+    assert f"'azd-service-name': '{name}'" in load().resources["functionApp"].body
+    assert re.search(r"^infra:\n  provider: bicep\n  path: infra\n  module: main$", text, re.M)
+
+
+def test_funcignore_keeps_tooling_out_and_the_app_in() -> None:
+    patterns = {p.strip().rstrip("/") for p in (ROOT / ".funcignore").read_text().splitlines() if p.strip()}
+    assert {"infra", "docs", "azure.yaml", ".azure", "tests", "sandbox", "scripts", "benchmarks"} <= patterns
+    app = {"host.json", "requirements.txt", "shared", *(p.parent.name for p in ROOT.glob("*/function.json"))}
+    assert not app & patterns
+
+
+def test_checkov_passes_and_every_skip_is_justified_and_still_needed() -> None:
+    skips: dict[str, str] = {}
+    for path in INFRA.rglob("*.bicep"):
+        for check, reason in re.findall(r"//\s*checkov:skip=(CKV2?_AZURE_\d+):\s*(.*)", path.read_text()):
+            assert len(reason) > 60, f"{check}: the skip needs a real reason, got {reason!r}"
+            skips[check] = reason
+    run = subprocess.run(  # noqa: S603 - checkov from this venv on the repository's own templates
+        [
+            sys.executable,
+            "-m",
+            "checkov.main",
+            "-d",
+            str(INFRA),
+            "--framework",
+            "bicep",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    results = json.loads(run.stdout)["results"]
+    failed = [(c["check_id"], c["resource"]) for c in results["failed_checks"]]
+    assert not failed and run.returncode == 0, failed
+    skipped = {c["check_id"] for c in results["skipped_checks"]}
+    assert skipped == set(skips), f"stale skips: {set(skips) - skipped}"
+    assert len(results["passed_checks"]) >= 20
