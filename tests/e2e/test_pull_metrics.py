@@ -26,6 +26,10 @@ CLIENT_B = "2002"
 CHECKINS = "msevtmgt_checkins"
 
 
+class WorkerKilled(BaseException):
+    """The host killing the worker mid-run (timeout, scale-in): nothing in the app can catch it."""
+
+
 def run_timer() -> None:
     pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
 
@@ -241,7 +245,7 @@ def test_crash_mid_run_loses_nothing_and_the_next_run_finishes_without_duplicate
         def batch_upsert(self, *args: Any, **kwargs: Any) -> Any:
             batches["n"] += 1
             if batches["n"] == 3:
-                raise RuntimeError("worker killed")
+                raise WorkerKilled("worker killed")
             return self.inner.batch_upsert(*args, **kwargs)
 
     ports = MetricsPorts(
@@ -252,7 +256,7 @@ def test_crash_mid_run_loses_nothing_and_the_next_run_finishes_without_duplicate
         crm_for=lambda org: CrashingCrm(app.dataverse_for(org)),
     )
     options = MetricsOptions(**{**metrics_options(app).__dict__, "chunk_rows": 100})
-    with pytest.raises(RuntimeError, match="worker killed"):
+    with pytest.raises(WorkerKilled, match="worker killed"):
         pull_metrics(ports, options)
     assert 0 < len(dataverse.rows(CHECKINS)) < 250
     mid = app.sync_state.get(ORG_A, "7001")
