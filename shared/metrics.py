@@ -444,9 +444,11 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
     since = ports.sync.discovery_mark(org.org_id)
     found = ports.ledger.webinars_touched_since(org.org_id, since) | set(org.webinar_ids)
     problems = [f"webinar {w!r}: ON24 event id must be a positive number" for w in sorted(found) if not _is_event_id(w)]
-    for webinar_id in found - known.keys():
+    for webinar_id in sorted(found - known.keys()):
         if _is_event_id(webinar_id):
-            known[webinar_id] = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
+            # Saved before the discovery mark moves on: a webinar this run does not reach is still known next run.
+            fresh = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
+            known[webinar_id] = ports.sync.save(fresh) or ports.sync.get(org.org_id, webinar_id) or fresh
     ports.sync.set_discovery_mark(org.org_id, signpost - DISCOVERY_OVERLAP)
     due = [state for state in known.values() if _is_event_id(state.webinar_id) and is_due(state, signpost)]
     return due, problems
