@@ -798,20 +798,31 @@ class World:
     step: Callable[[str], None]
 
 
-def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    step = stepper()
+@dataclass
+class Parts:
+    """What both scenarios start: the stand-ins' process, Azurite, Key Vault, the worker environment, logging."""
+
+    stand_ins: Any
+    azurite: Any
+    env: dict[str, str]
+    on24_url: str
+    dataverse_url: str
+    log_handler: DiscardingHandler
+
+
+def start_parts(stack: contextlib.ExitStack, log_level: str, **settings: str) -> Parts:
+    """Start everything (stopped by ``stack``) and set the worker environment with ``settings`` added."""
     # The stand-ins' process first, before this process starts any thread (fork safety).
     manager = _StandInManager(ctx=multiprocessing.get_context("fork"))
     manager.start(_ignore_sigint)
     stack.callback(manager.shutdown)
     stand_ins: Any = manager.StandIns()  # type: ignore[attr-defined]
     stack.callback(stand_ins.close)
-    stand_ins.instrument()
 
     from sandbox.azurite import Azurite
     from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
     from shared.app import reset_app
-    from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, random_key
+    from tests.conftest import random_key
 
     azurite = Azurite(("table",))
     stack.callback(azurite.stop)
@@ -822,21 +833,30 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.callback(vault.close)
     vault.set_secret(KEY_SECRET_NAME, random_key())
     on24_url, dataverse_url = stand_ins.urls()
-    step("started Azurite, Key Vault (HTTPS), ON24 and Dataverse stand-ins")
-
     for name in list(os.environ):
         if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_",
                             "PULL_METRICS_", "METRICS_")):
             del os.environ[name]
     env = worker_environment(azurite.connection_string, vault.url, str(ca.ca_path), on24_url, dataverse_url,
-                             ON24_ATTENDEE_CALLS_PER_MINUTE=str(args.calls_per_minute),
-                             PULL_METRICS_BUDGET_SECONDS=f"{args.budget:g}")
+                             **settings)
     stack.callback(reset_app)  # closes the App's clients before the servers stop
-
-    logging.getLogger().setLevel(args.log_level)
+    logging.getLogger().setLevel(log_level)
     log_handler = DiscardingHandler()
     logging.getLogger().addHandler(log_handler)
     stack.callback(logging.getLogger().removeHandler, log_handler)
+    return Parts(stand_ins, azurite, env, on24_url, dataverse_url, log_handler)
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    step = stepper()
+    parts = start_parts(stack, args.log_level, ON24_ATTENDEE_CALLS_PER_MINUTE=str(args.calls_per_minute),
+                        PULL_METRICS_BUDGET_SECONDS=f"{args.budget:g}")
+    stand_ins, azurite, env, log_handler = parts.stand_ins, parts.azurite, parts.env, parts.log_handler
+    on24_url, dataverse_url = parts.on24_url, parts.dataverse_url
+    stand_ins.instrument()
+    step("started Azurite, Key Vault (HTTPS), ON24 and Dataverse stand-ins")
+
+    from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET
 
     n = args.attendees
     started = time.perf_counter()
@@ -938,48 +958,22 @@ def run_orgs(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     """Many tenants: every org its own ON24 account; timer runs with the production budget and ON24 pacing until
     every webinar is synced, then one more run with nothing changed."""
     step = stepper()
-    manager = _StandInManager(ctx=multiprocessing.get_context("fork"))
-    manager.start(_ignore_sigint)
-    stack.callback(manager.shutdown)
-    stand_ins: Any = manager.StandIns()  # type: ignore[attr-defined]
-    stack.callback(stand_ins.close)
+    parts = start_parts(stack, "INFO", ON24_ATTENDEE_CALLS_PER_MINUTE=str(PRODUCTION_CALLS_PER_MINUTE),
+                        PULL_METRICS_BUDGET_SECONDS=f"{PRODUCTION_BUDGET_SECONDS:g}")
+    stand_ins, azurite, env = parts.stand_ins, parts.azurite, parts.env
+    on24_url, dataverse_url = parts.on24_url, parts.dataverse_url
+    os.environ.update(env)
 
     from azure.data.tables import TableClient
     from azure.functions.timer import TimerRequest
 
     from PullMetrics import main as pull_main
-    from sandbox.azurite import Azurite
-    from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
     from sandbox.triggers import http_request
     from shared.app import get_app, reset_app
     from shared.store.ledger import LedgerEntry
     from StoreCredentials import main as store_main
-    from tests.conftest import random_key
 
-    azurite = Azurite(("table",))
-    stack.callback(azurite.stop)
-    azurite.start()
-    ca = TestCertificateAuthority()
-    vault = KeyVaultStandIn(ca)
-    vault.start()
-    stack.callback(vault.close)
-    vault.set_secret(KEY_SECRET_NAME, random_key())
-    on24_url, dataverse_url = stand_ins.urls()
-    for name in list(os.environ):
-        if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_",
-                            "PULL_METRICS_", "METRICS_")):
-            del os.environ[name]
-    env = worker_environment(azurite.connection_string, vault.url, str(ca.ca_path), on24_url, dataverse_url,
-                             ON24_ATTENDEE_CALLS_PER_MINUTE=str(PRODUCTION_CALLS_PER_MINUTE),
-                             PULL_METRICS_BUDGET_SECONDS=f"{PRODUCTION_BUDGET_SECONDS:g}")
-    os.environ.update(env)
     reset_app()
-    stack.callback(reset_app)
-    log_handler = DiscardingHandler()
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger().addHandler(log_handler)
-    stack.callback(logging.getLogger().removeHandler, log_handler)
-
     seeded = stand_ins.seed_orgs(args.orgs, args.webinars, args.org_attendees)
     now = datetime.now(UTC)
     ledger = TableClient.from_connection_string(azurite.connection_string, env["STATE_TABLE_PREFIX"] + "ledger")

@@ -21,48 +21,24 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from azure.functions.timer import TimerRequest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from CredentialsStatus import main as status_main
 from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
-from RemoveCredentials import main as remove_main
 from sandbox.capture import CaptureServer
 from shared.app import App, get_app, reset_app, set_app
 from shared.errors import DecryptionError
 from shared.settings import Settings
-from StoreCredentials import main as store_main
 from tests.builders import canonical_body
 from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, credentials_body
-from tests.functions import http_request, json_body, service_bus_message
+from tests.e2e.test_admin_functions import delete, put, raw_org_rows, status
+from tests.functions import service_bus_message
 
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
 OTHER = "1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b6"
 
 
-def put(org: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
-    response = store_main(http_request("PUT", org, body, **kwargs))
-    return response.status_code, json_body(response)
-
-
-def status(org: str, **kwargs: Any) -> tuple[int, Any]:
-    response = status_main(http_request("GET", org, **kwargs))
-    return response.status_code, json_body(response)
-
-
-def delete(org: str, **kwargs: Any) -> tuple[int, Any]:
-    response = remove_main(http_request("DELETE", org, **kwargs))
-    return response.status_code, json_body(response)
-
-
 def org_table(env: dict[str, str]) -> Any:
     service = TableServiceClient.from_connection_string(env["AzureWebJobsStorage"])
     return service.get_table_client(env["STATE_TABLE_PREFIX"] + "orgs")
-
-
-def raw_org_rows(env: dict[str, str]) -> list[dict[str, Any]]:
-    try:
-        return [dict(entity) for entity in org_table(env).list_entities()]
-    except Exception:  # table not created yet
-        return []
 
 
 class RecordingCredential:

@@ -8,14 +8,15 @@ that resumes by page index alone then never sees the attendee that slid onto the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from shared.app import get_app
-from shared.metrics import MetricsOptions, MetricsPorts, RunReport, checkin_id, pull_metrics
-from shared.metrics_job import metrics_options
+from shared.metrics import MetricsOptions, RunReport, checkin_id, pull_metrics
+from shared.metrics_job import metrics_options, metrics_ports
 from tests.e2e.test_pull_metrics import ORG_A, Webinars
 
 CHECKINS = "msevtmgt_checkins"
@@ -36,15 +37,7 @@ def run(*, at: datetime, budget: float | None = None, lookback: timedelta | None
     else:
         ticks = iter(range(100_000))
         monotonic = lambda: float(next(ticks))  # noqa: E731
-    ports = MetricsPorts(
-        orgs=app.credentials,
-        ledger=app.ledger,
-        sync=app.sync_state,
-        on24_for=app.on24_for,
-        crm_for=app.dataverse_for,
-        clock=lambda: at,
-        monotonic=monotonic,
-    )
+    ports = replace(metrics_ports(app), clock=lambda: at, monotonic=monotonic)
     options = metrics_options(app)
     if budget is not None:
         options = MetricsOptions(**{**options.__dict__, "budget_seconds": budget})

@@ -9,6 +9,7 @@ org waits behind another. Timings are for the benchmark (``benchmarks/pull_metri
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +19,8 @@ from azure.functions.timer import TimerRequest
 from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from shared.app import get_app
-from shared.metrics import MetricsOptions, MetricsPorts, checkin_id, pull_metrics
-from shared.metrics_job import metrics_options
+from shared.metrics import MetricsOptions, checkin_id, pull_metrics
+from shared.metrics_job import metrics_options, metrics_ports
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body
 from tests.functions import http_request, service_bus_message
@@ -88,14 +89,10 @@ def test_a_budget_too_small_for_all_serves_every_webinar_once_before_any_twice(
     while len(served) < ORGS * WEBINARS and runs < 40:
         runs += 1
         ticks = iter(range(1_000_000))
-        ports = MetricsPorts(
-            orgs=app.credentials,
-            ledger=app.ledger,
-            sync=app.sync_state,
-            on24_for=app.on24_for,
-            crm_for=app.dataverse_for,
-            clock=lambda at=clock + timedelta(minutes=15 * runs): at,  # type: ignore[misc]
-            monotonic=lambda ticks=ticks: float(next(ticks)),  # type: ignore[misc]
+        ports = replace(
+            metrics_ports(app),
+            clock=lambda at=clock + timedelta(minutes=15 * runs): at,
+            monotonic=lambda ticks=ticks: float(next(ticks)),
         )
         # Every look at the clock costs a second: a 60-second budget serves about 25 webinars a run.
         report = pull_metrics(ports, MetricsOptions(**{**metrics_options(app).__dict__, "budget_seconds": 60}))
