@@ -28,7 +28,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from shared.crypto import CredentialCipher
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError
 from shared.on24 import On24Credentials
 from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
@@ -270,7 +270,6 @@ __all__ = [
     "CredentialsInput",
     "CredentialsRefusedError",
     "InputError",
-    "TransientError",
     "credentials_status",
     "open_credentials",
     "parse_credentials_input",
