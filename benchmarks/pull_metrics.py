@@ -47,9 +47,17 @@ ON24's rate limit
     100,000) to measure the code rather than the pacing, and prints how many timer runs the production settings
     would need, simulated with the real ``RateLimiter`` on a virtual clock and the per-page cost measured in (a).
 
+Many orgs (``--scenario orgs``)
+    ``--orgs`` orgs (50), each its own ON24 account, with ``--webinars`` webinars (4) of ``--org-attendees``
+    attendees (50); the ledger rows are seeded directly, the credentials through ``StoreCredentials.main``. Timer
+    runs use the production budget and ON24 pacing, with ``--on24-latency-ms``/``--dataverse-latency-ms`` (100)
+    added to every stand-in request, until every webinar is synced; then one more run with nothing changed.
+    Prints wall and CPU time, webinars synced, and ON24, Dataverse and Table Storage calls per timer run.
+
 How to run (from the repository root; needs ``npm ci`` done for Azurite):
 
     .venv/bin/python -m benchmarks.pull_metrics [--attendees 100000] [--changed-ratio 0.01] [--profile]
+    .venv/bin/python -m benchmarks.pull_metrics --scenario orgs [--orgs 50] [--webinars 4] [--org-attendees 50]
 
     ``--profile`` runs every phase under cProfile (this process' main thread, and the stand-ins' request handlers)
     and prints the hot spots; wall times are then inflated, so use it on a smaller run (``--attendees 20000``).
@@ -192,6 +200,49 @@ class StandIns(StandInServers):
             )
             event_user_ids.append(int(row["eventuserid"]))
         return crm_event_id, event_user_ids
+
+    def seed_orgs(self, orgs: int, webinars: int, attendees: int) -> list[dict[str, Any]]:
+        """``orgs`` ON24 accounts with ``webinars`` webinars of ``attendees`` attendees each, and their CRM rows.
+
+        Returns:
+            Per org: ``client``, ``key``, ``secret``, ``webinars`` = [(webinar, crm event id, [(registration id,
+            eventuserid, email)])].
+        """
+        live = self.live_start
+        seeded: list[dict[str, Any]] = []
+        for n in range(orgs):
+            client = str(70_000 + n)
+            key, secret = f"key-{client}", f"Secret-{client}-bench"
+            self.on24.add_client(client, key, secret)
+            entry: dict[str, Any] = {"client": client, "key": key, "secret": secret, "webinars": []}
+            for w in range(webinars):
+                webinar = 900_000 + n * 100 + w
+                self.on24.add_event(client, webinar, livestart=live, liveend=live + timedelta(hours=1))
+                crm_event = self.dataverse.add_row(
+                    "msevtmgt_events", {"msevtmgt_name": f"Webinar {webinar}", "msevtmgt_webinarid": str(webinar)}
+                )
+                people = []
+                for a in range(attendees):
+                    registration = str(uuid.uuid5(REGISTRATION_NAMESPACE, f"org{n}-webinar{w}-{a}"))
+                    self.dataverse.add_row(
+                        REGISTRATIONS,
+                        {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": f"REG-{n}-{w}-{a}",
+                         "msevtmgt_eventid": crm_event, "msevtmgt_iscanceled": False, "statecode": 0},
+                    )
+                    email = f"a{a}.w{w}@org{n}.example"
+                    row = self.on24.set_attendee(
+                        webinar, email, exteventusercd=registration, liveminutes=1 + a % 50,
+                        firstliveactivity=live + timedelta(minutes=1),
+                        lastliveactivity=live + timedelta(minutes=2 + a % 50),
+                    )
+                    people.append((registration, int(row["eventuserid"]), email))
+                entry["webinars"].append((webinar, crm_event, people))
+            seeded.append(entry)
+        return seeded
+
+    def set_latency(self, on24_seconds: float, dataverse_seconds: float) -> None:
+        self.on24.latency = on24_seconds
+        self.dataverse.latency = dataverse_seconds
 
     def grow(self, indices: Sequence[int]) -> None:
         """These attendees watched the recording too: archive minutes and activity are added."""
@@ -693,6 +744,16 @@ def _ignore_sigint() -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pull_metrics",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--scenario", choices=("webinar", "orgs"), default="webinar",
+                        help="webinar: one webinar of --attendees attendees (default); orgs: --orgs orgs x "
+                             "--webinars webinars of --org-attendees attendees each, production pacing and budget")
+    parser.add_argument("--orgs", type=int, default=50, help="orgs in the orgs scenario (50)")
+    parser.add_argument("--webinars", type=int, default=4, help="webinars per org in the orgs scenario (4)")
+    parser.add_argument("--org-attendees", type=int, default=50, help="attendees per webinar in the orgs scenario (50)")
+    parser.add_argument("--on24-latency-ms", type=float, default=100.0,
+                        help="added ON24 stand-in latency per request in the orgs scenario (100)")
+    parser.add_argument("--dataverse-latency-ms", type=float, default=100.0,
+                        help="added Dataverse stand-in latency per request in the orgs scenario (100)")
     parser.add_argument("--attendees", type=int, default=100_000, help="attendees of the webinar (100000)")
     parser.add_argument("--changed-ratio", type=float, default=0.01,
                         help="share of attendees whose minutes grow before run (c) (0.01)")
@@ -718,7 +779,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_with_cleanup(run, parse_args(argv))
+    args = parse_args(argv)
+    return run_with_cleanup(run_orgs if args.scenario == "orgs" else run, args)
 
 
 @dataclass
@@ -736,20 +798,31 @@ class World:
     step: Callable[[str], None]
 
 
-def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    step = stepper()
+@dataclass
+class Parts:
+    """What both scenarios start: the stand-ins' process, Azurite, Key Vault, the worker environment, logging."""
+
+    stand_ins: Any
+    azurite: Any
+    env: dict[str, str]
+    on24_url: str
+    dataverse_url: str
+    log_handler: DiscardingHandler
+
+
+def start_parts(stack: contextlib.ExitStack, log_level: str, **settings: str) -> Parts:
+    """Start everything (stopped by ``stack``) and set the worker environment with ``settings`` added."""
     # The stand-ins' process first, before this process starts any thread (fork safety).
     manager = _StandInManager(ctx=multiprocessing.get_context("fork"))
     manager.start(_ignore_sigint)
     stack.callback(manager.shutdown)
     stand_ins: Any = manager.StandIns()  # type: ignore[attr-defined]
     stack.callback(stand_ins.close)
-    stand_ins.instrument()
 
     from sandbox.azurite import Azurite
     from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
     from shared.app import reset_app
-    from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, random_key
+    from tests.conftest import random_key
 
     azurite = Azurite(("table",))
     stack.callback(azurite.stop)
@@ -760,21 +833,30 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.callback(vault.close)
     vault.set_secret(KEY_SECRET_NAME, random_key())
     on24_url, dataverse_url = stand_ins.urls()
-    step("started Azurite, Key Vault (HTTPS), ON24 and Dataverse stand-ins")
-
     for name in list(os.environ):
         if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_",
                             "PULL_METRICS_", "METRICS_")):
             del os.environ[name]
     env = worker_environment(azurite.connection_string, vault.url, str(ca.ca_path), on24_url, dataverse_url,
-                             ON24_ATTENDEE_CALLS_PER_MINUTE=str(args.calls_per_minute),
-                             PULL_METRICS_BUDGET_SECONDS=f"{args.budget:g}")
+                             **settings)
     stack.callback(reset_app)  # closes the App's clients before the servers stop
-
-    logging.getLogger().setLevel(args.log_level)
+    logging.getLogger().setLevel(log_level)
     log_handler = DiscardingHandler()
     logging.getLogger().addHandler(log_handler)
     stack.callback(logging.getLogger().removeHandler, log_handler)
+    return Parts(stand_ins, azurite, env, on24_url, dataverse_url, log_handler)
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    step = stepper()
+    parts = start_parts(stack, args.log_level, ON24_ATTENDEE_CALLS_PER_MINUTE=str(args.calls_per_minute),
+                        PULL_METRICS_BUDGET_SECONDS=f"{args.budget:g}")
+    stand_ins, azurite, env, log_handler = parts.stand_ins, parts.azurite, parts.env, parts.log_handler
+    on24_url, dataverse_url = parts.on24_url, parts.dataverse_url
+    stand_ins.instrument()
+    step("started Azurite, Key Vault (HTTPS), ON24 and Dataverse stand-ins")
+
+    from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET
 
     n = args.attendees
     started = time.perf_counter()
@@ -869,6 +951,94 @@ def run_pass(
     if stored != n:
         problems.append(f"(c): {stored} check-ins in Dataverse, expected {n} (upserts must not duplicate)")
     return phases, [f"{label} pass: {problem}" for problem in problems]
+
+
+# ---- many orgs ---------------------------------------------------------------------------------------------------
+def run_orgs(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    """Many tenants: every org its own ON24 account; timer runs with the production budget and ON24 pacing until
+    every webinar is synced, then one more run with nothing changed."""
+    step = stepper()
+    parts = start_parts(stack, "INFO", ON24_ATTENDEE_CALLS_PER_MINUTE=str(PRODUCTION_CALLS_PER_MINUTE),
+                        PULL_METRICS_BUDGET_SECONDS=f"{PRODUCTION_BUDGET_SECONDS:g}")
+    stand_ins, azurite, env = parts.stand_ins, parts.azurite, parts.env
+    on24_url, dataverse_url = parts.on24_url, parts.dataverse_url
+    os.environ.update(env)
+
+    from azure.data.tables import TableClient
+    from azure.functions.timer import TimerRequest
+
+    from PullMetrics import main as pull_main
+    from sandbox.triggers import http_request
+    from shared.app import get_app, reset_app
+    from shared.store.ledger import LedgerEntry
+    from StoreCredentials import main as store_main
+
+    reset_app()
+    seeded = stand_ins.seed_orgs(args.orgs, args.webinars, args.org_attendees)
+    now = datetime.now(UTC)
+    ledger = TableClient.from_connection_string(azurite.connection_string, env["STATE_TABLE_PREFIX"] + "ledger")
+    for n, org in enumerate(seeded):
+        org_id = f"{n:08x}-0b5e-4c00-8000-{n:012x}"
+        org["org_id"] = org_id
+        body = {"clientId": org["client"], "accessTokenKey": org["key"], "accessTokenSecret": org["secret"]}
+        response = store_main(http_request("PUT", org_id, body))
+        if response.status_code != 200:
+            raise RuntimeError(f"StoreCredentials answered {response.status_code}: {response.get_body()[:300]!r}")
+        get_app().tables.table("ledger")
+        for webinar, crm_event, people in org["webinars"]:
+            operations: list[Any] = []
+            for registration, event_user_id, email in people:
+                entry = LedgerEntry(org_id=org_id, registration_id=registration, state="registered",
+                                    on24_event_id=str(webinar), event_user_id=str(event_user_id), email=email,
+                                    crm_event_id=crm_event, last_message_at=now, crm_synced=True, updated_at=now)
+                operations.append(("create", entry.to_entity()))
+            for start in range(0, len(operations), TRANSACTION_SIZE):
+                ledger.submit_transaction(operations[start : start + TRANSACTION_SIZE])
+    total_webinars = args.orgs * args.webinars
+    step(f"seeded {args.orgs} orgs x {args.webinars} webinars x {args.org_attendees} attendees; credentials stored")
+    stand_ins.set_latency(args.on24_latency_ms / 1000, args.dataverse_latency_ms / 1000)
+    ports = {"table_port": azurite.ports["table"], "on24_port": port_of(on24_url),
+             "dataverse_port": port_of(dataverse_url)}
+    stack.enter_context(counting_calls(**ports))
+
+    rows: list[tuple[str, float, float, int, int, dict[str, int], int]] = []
+    problems: list[str] = []
+    for label in ("first sync", "nothing changed"):
+        for run_index in range(1, MAX_TIMER_RUNS + 1):
+            stand_ins.reset_logs()
+            CALLS.reset()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            with CALLS.paused():
+                states = [get_app().sync_state.get(org["org_id"], str(w)) for org in seeded
+                          for w, _, _ in org["webinars"]]
+            done = sum(1 for s in states if s is not None and s.status == "ok" and s.pending_end is None)
+            logs = stand_ins.log_counts()
+            tables = sum(v for k, v in CALLS.counts.items() if k.startswith("table"))
+            rows.append((f"{label}, run {run_index}", wall, cpu, done, logs["on24"], logs, tables))
+            step(f"{label}: timer run {run_index} in {wall:.1f} s, {done}/{total_webinars} webinars synced")
+            if done == total_webinars:
+                break
+        else:
+            problems.append(f"{label}: not every webinar synced within {MAX_TIMER_RUNS} timer runs")
+    checkins = stand_ins.checkin_count()
+    expected = total_webinars * args.org_attendees
+    if checkins != expected:
+        problems.append(f"{checkins} check-ins in Dataverse, expected {expected}")
+
+    print()
+    print(f"PullMetrics benchmark, many orgs: {args.orgs} orgs x {args.webinars} webinars x {args.org_attendees} "
+          f"attendees ({total_webinars} webinars, {expected} check-ins); every org its own ON24 account")
+    print(f"production settings: PULL_METRICS_BUDGET_SECONDS={PRODUCTION_BUDGET_SECONDS:g}, "
+          f"ON24_ATTENDEE_CALLS_PER_MINUTE={PRODUCTION_CALLS_PER_MINUTE}; stand-in latency per request: ON24 "
+          f"{args.on24_latency_ms:g} ms, Dataverse {args.dataverse_latency_ms:g} ms; functionTimeout 600 s")
+    print(f"{'run':<26}{'wall s':>8}{'cpu s':>7}{'synced':>8}{'ON24':>6}{'DV $batch':>10}{'Table':>7}")
+    for label, wall, cpu, done, on24_calls, logs, tables in rows:
+        print(f"{label:<26}{wall:8.1f}{cpu:7.1f}{done:>8}{on24_calls:6d}{logs['dataverse_batch']:10d}{tables:7d}")
+    print(f"check-ins stored: {checkins}")
+    print("correctness: " + ("FAILED\n  - " + "\n  - ".join(problems) if problems else "OK"))
+    return 1 if problems else 0
 
 
 # ---- report ------------------------------------------------------------------------------------------------------

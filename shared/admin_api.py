@@ -1,12 +1,14 @@
 """The admin HTTP surface: request checks, caller identity, and error-to-status mapping.
 
-Routes (function-level keys; with App Service authentication on, also the ``ADMIN_ROLE`` app role):
+Routes (function-level keys; with App Service authentication on, also an app role, see ``_authorize``):
 
     PUT    /api/orgs/{orgId}/webinar/credentials   StoreCredentials
     GET    /api/orgs/{orgId}/webinar/credentials   CredentialsStatus
     DELETE /api/orgs/{orgId}/webinar/credentials   RemoveCredentials
 
-Every answer is JSON; none echoes a secret (pydantic errors are rendered without input values).
+``orgId`` is normalised here, once (``shared.ids.canonical_org_id``: GUIDs lower-case), and every use case
+gets the canonical id. Every answer is JSON; none echoes a secret (pydantic errors are rendered without
+input values) or what ON24 said about a credential check (a fixed message; the detail is logged).
 """
 
 from __future__ import annotations
@@ -20,24 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
-from pydantic import ValidationError as PydanticValidationError
 
 from shared import admin
 from shared.app import App
-from shared.errors import (
-    ConfigError,
-    CredentialsRejectedError,
-    IntegrationError,
-    NotFoundError,
-    PermanentError,
-    TransientError,
-)
-from shared.ids import is_org_id
+from shared.errors import ConfigError, IntegrationError, TransientError
+from shared.ids import canonical_org_id
+from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024
-_ROLE_CLAIMS = {"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+_ROLE_CLAIMS = frozenset({"roles", "role", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """StoreCredentials: validate, check with ON24, seal and save."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
-        body = _parse_body(req.get_body())
+        body = _parse_body(req.get_body(), sandbox=app.settings.dataverse_auth == "none")
         return admin.store_credentials(
             org_id,
             body,
@@ -75,7 +70,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
 def get_credentials_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """CredentialsStatus: the non-secret status of an org's integration."""
-    return _respond(req, app, "GET", lambda org_id, _caller: admin.status_view(org_id, app.credentials.get(org_id)))
+    return _respond(req, app, "GET", lambda org_id, _caller: admin.credentials_status(org_id, store=app.credentials))
 
 
 def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -91,31 +86,35 @@ def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
 def _respond(
     req: func.HttpRequest, app: App, method: str, operation: Callable[[str, Caller], dict[str, Any]]
 ) -> func.HttpResponse:
-    org_id = req.route_params.get("orgId", "")
+    raw_org = req.route_params.get("orgId", "")
+    org_id = canonical_org_id(raw_org)
+    log_org = org_id or "(invalid)"
     try:
         if req.method.upper() != method:
             raise ApiError(405, "method_not_allowed", f"use {method} on this route")
-        if not is_org_id(org_id):
+        if org_id is None:
             raise ApiError(400, "invalid_org_id", "orgId must be 1-64 letters, digits, '.', '_' or '-'", "orgId")
-        caller = _authorize(req.headers, app.settings.app_service_auth_enabled, app.settings.admin_role)
+        caller = _authorize(req.headers, app.settings, org_id)
         return _json(200, operation(org_id, caller))
     except ApiError as exc:
         return _error(exc)
-    except CredentialsRejectedError as exc:
-        return _error(ApiError(422, "on24_rejected_credentials", f"ON24 rejected the credentials: {exc}"))
-    except NotFoundError as exc:
-        return _error(ApiError(422, "on24_account_not_found", f"ON24 does not know this client: {exc}"))
+    except admin.CredentialsRefusedError as exc:
+        return _error(ApiError(422, "on24_rejected_credentials", str(exc)))
     except TransientError as exc:
-        _log.warning("admin %s for org %s failed transiently: %s", method, org_id, exc, extra={"org_id": org_id})
-        return _error(ApiError(503, "unavailable", f"a dependency is unavailable, nothing was changed: {exc}"))
+        _log.warning("admin %s for org %s failed transiently: %s", method, log_org, exc, extra={"org_id": org_id})
+        return _error(ApiError(503, "unavailable", admin.UNAVAILABLE_MESSAGE))
     except ConfigError as exc:
-        _log.error("admin %s for org %s: configuration error: %s", method, org_id, exc, extra={"org_id": org_id})
+        _log.error("admin %s for org %s: configuration error: %s", method, log_org, exc, extra={"org_id": org_id})
         return _error(ApiError(500, "configuration_error", str(exc)))
-    except (PermanentError, IntegrationError) as exc:
-        return _error(ApiError(422, "rejected", str(exc)))
+    except IntegrationError as exc:
+        _log.error("admin %s for org %s refused: %s", method, log_org, exc, extra={"org_id": org_id})
+        return _error(ApiError(422, "rejected", "the request could not be carried out; nothing was changed"))
+    except Exception:
+        _log.exception("admin %s for org %s failed unexpectedly", method, log_org, extra={"org_id": org_id})
+        return _error(ApiError(500, "internal_error", "unexpected error; nothing was changed"))
 
 
-def _parse_body(raw: bytes | None) -> admin.CredentialsInput:
+def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
     if not raw:
         raise ApiError(400, "invalid_body", "a JSON body is required", "body")
     if len(raw) > MAX_BODY_BYTES:
@@ -127,35 +126,58 @@ def _parse_body(raw: bytes | None) -> admin.CredentialsInput:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object", "body")
     try:
-        return admin.CredentialsInput.model_validate(data)
-    except PydanticValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        message = first["msg"] if first["type"] != "extra_forbidden" else "unknown field"
-        raise ApiError(400, "invalid_field", f"{field}: {message}", field) from None
+        return admin.parse_credentials_input(data, sandbox=sandbox)
+    except admin.InputError as exc:
+        raise ApiError(400, "invalid_field", str(exc), exc.field) from None
 
 
-def _authorize(headers: Mapping[str, str], auth_enabled: bool, admin_role: str) -> Caller:
-    """With App Service authentication on, require a principal holding ``admin_role``.
+def _authorize(headers: Mapping[str, str], settings: Settings, org_id: str) -> Caller:
+    """With App Service authentication on, require a principal holding ``ADMIN_ROLE`` (every org) or, when
+    ``ADMIN_ORG_SCOPE`` is on, the app role ``<ADMIN_ROLE>.<orgId>`` naming this org (GUIDs in any case).
 
-    Without it the platform does not set (or strip) the ``X-MS-CLIENT-PRINCIPAL*`` headers, so they are
-    not trusted: the function key is the only credential and the caller is recorded as such.
+    Without App Service authentication the platform does not set (or strip) the ``X-MS-CLIENT-PRINCIPAL*``
+    headers, so they are not trusted: the function key is the only credential and it acts on every org. A
+    per-org scope cannot be enforced then, so it fails closed (500, configuration error).
     """
-    if not auth_enabled:
+    if not settings.app_service_auth_enabled:
+        if settings.admin_org_scope:
+            raise ConfigError(
+                "setting ADMIN_ORG_SCOPE=true needs App Service authentication (WEBSITE_AUTH_ENABLED=true): "
+                "without it the caller's roles cannot be trusted"
+            )
         return Caller("function-key holder", frozenset())
     encoded = headers.get("x-ms-client-principal")
     if not encoded:
         raise ApiError(401, "unauthenticated", "sign in: App Service authentication is on and no principal was sent")
+    roles = _roles(encoded)
+    name = headers.get("x-ms-client-principal-name") or headers.get("x-ms-client-principal-id") or "unknown principal"
+    caller = Caller(name[:200], roles)
+    admin_role = settings.admin_role
+    if admin_role in roles:
+        return caller
+    if settings.admin_org_scope and any(_scoped_org(role, admin_role) == org_id for role in roles):
+        return caller
+    required = f"{admin_role!r}" + (f" or {admin_role + '.' + org_id!r}" if settings.admin_org_scope else "")
+    raise ApiError(403, "forbidden", f"the app role {required} is required")
+
+
+def _roles(encoded: str) -> frozenset[str]:
+    """The app roles in an ``X-MS-CLIENT-PRINCIPAL`` header (base64 JSON with ``claims`` and ``role_typ``)."""
     try:
         principal = json.loads(base64.b64decode(encoded, validate=False))
         claims = principal.get("claims") or []
-        roles = frozenset(str(c.get("val")) for c in claims if isinstance(c, dict) and c.get("typ") in _ROLE_CLAIMS)
-    except (ValueError, binascii.Error, AttributeError, TypeError):
+        role_typ = principal.get("role_typ")
+        types = _ROLE_CLAIMS | ({role_typ} if isinstance(role_typ, str) else set())
+        return frozenset(
+            str(c.get("val")) for c in claims if isinstance(c, dict) and c.get("typ") in types and c.get("val")
+        )
+    except (ValueError, binascii.Error, AttributeError, TypeError, RecursionError):
         raise ApiError(401, "unauthenticated", "the client principal header is malformed") from None
-    name = headers.get("x-ms-client-principal-name") or headers.get("x-ms-client-principal-id") or "unknown principal"
-    if admin_role not in roles:
-        raise ApiError(403, "forbidden", f"the app role {admin_role!r} is required")
-    return Caller(name, roles)
+
+
+def _scoped_org(role: str, admin_role: str) -> str | None:
+    prefix = admin_role + "."
+    return canonical_org_id(role[len(prefix) :]) if role.startswith(prefix) else None
 
 
 def _json(status: int, payload: dict[str, Any]) -> func.HttpResponse:

@@ -1,13 +1,20 @@
 """Envelope encryption of an org's ON24 credentials (AES-256-GCM), keyed from Key Vault or a local key.
 
 Each record gets a fresh 256-bit data key; the payload is sealed with it, and the data key is sealed with
-the key-encryption key (KEK) from a ``KeyProvider``. Both seals use the org id as associated data, so a
-blob copied to another org's row fails to open. The envelope names the KEK version it was sealed with:
-rotating the Key Vault secret adds a version, new writes use it, and old rows still open with theirs.
+the key-encryption key (KEK) from a ``KeyProvider``. Both seals use the same associated data: the org id
+and the record's clear columns (``bound``: the ON24 client id, region and Dataverse URL stored beside the
+envelope), so a blob copied to another org's row fails to open, and so does a row whose clear columns were
+edited in the table. The envelope names the KEK version it was sealed with: rotating the Key Vault secret
+adds a version, new writes use it, and old rows still open with theirs.
 
 Envelope (compact JSON, all binary fields base64)::
 
-    {"v": 1, "kid": "kv:<secret name>/<version>", "dk": <nonce|sealed data key>, "n": <nonce>, "ct": <sealed payload>}
+    {"v": 2, "kid": "kv:<secret name>/<version>", "dk": <nonce|sealed data key>, "n": <nonce>, "ct": <sealed payload>}
+
+Version 1 envelopes bound only the org id. They are refused with a message asking to store the credentials
+again (one admin PUT per org): the product was not yet deployed to customers when the binding came, so no
+silent upgrade path is kept, and a v1 row whose clear columns had been edited can never be mistaken for a
+good one.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,7 +38,8 @@ from shared.errors import ConfigError, DecryptionError
 
 _log = logging.getLogger(__name__)
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
+_AAD_PREFIX = b"on24-credentials/v2\n"
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
 
@@ -190,19 +198,30 @@ class KeyVaultKeyProvider:
 
 
 class CredentialCipher:
-    """Seals and opens credential records for one org at a time."""
+    """Seals and opens credential records for one org at a time, bound to the record's clear columns."""
 
     def __init__(self, keys: KeyProvider) -> None:
         self._keys = keys
 
     @staticmethod
-    def _aad(org_id: str) -> bytes:
-        return b"on24-credentials/v1|org=" + org_id.encode("utf-8")
+    def _aad(org_id: str, bound: Mapping[str, str] | None) -> bytes:
+        context = dict(bound or {})
+        if "org" in context:
+            raise ValueError("'org' is reserved in the associated data")
+        context["org"] = org_id
+        return _AAD_PREFIX + json.dumps(context, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
-    def seal(self, org_id: str, plaintext: bytes) -> str:
-        """Encrypt ``plaintext`` for ``org_id`` and return the envelope text."""
+    def seal(self, org_id: str, plaintext: bytes, *, bound: Mapping[str, str] | None = None) -> str:
+        """Encrypt ``plaintext`` for ``org_id`` and return the envelope text.
+
+        Args:
+            org_id: the org the record belongs to.
+            plaintext: the secret payload.
+            bound: clear values stored beside the envelope that must not change without the envelope failing to
+                open (authenticated, not encrypted); ``open`` must be given the same mapping.
+        """
         kek = self._keys.current_key()
-        aad = self._aad(org_id)
+        aad = self._aad(org_id, bound)
         data_key = AESGCM.generate_key(bit_length=256)
         dk_nonce, nonce = os.urandom(_NONCE_BYTES), os.urandom(_NONCE_BYTES)
         sealed_key = dk_nonce + AESGCM(kek.secret).encrypt(dk_nonce, data_key, aad)
@@ -216,32 +235,40 @@ class CredentialCipher:
         }
         return json.dumps(envelope, separators=(",", ":"))
 
-    def open(self, org_id: str, envelope: str) -> bytes:
-        """Decrypt an envelope sealed for ``org_id``.
+    def open(self, org_id: str, envelope: str, *, bound: Mapping[str, str] | None = None) -> bytes:
+        """Decrypt an envelope sealed for ``org_id`` with the same ``bound`` values.
 
         Raises:
-            DecryptionError: malformed, tampered, sealed for another org, or under an unknown key version.
+            DecryptionError: malformed, tampered, sealed for another org, bound values changed, a v1 envelope
+                (re-store the credentials), or an unknown key version.
             TransientError: Key Vault could not be reached to fetch the key version.
         """
         try:
             fields = json.loads(envelope)
-            if not isinstance(fields, dict) or fields.get("v") != ENVELOPE_VERSION:
+            version = fields.get("v") if isinstance(fields, dict) else None
+            if version == 1:
+                raise DecryptionError(
+                    f"stored credentials of org {org_id!r} use envelope format v1, which does not bind the client "
+                    "id, region and Dataverse URL: re-store the credentials (PUT /api/orgs/{orgId}/webinar/credentials)"
+                )
+            if version != ENVELOPE_VERSION:
                 raise ValueError("unsupported envelope version")
             key_id = str(fields["kid"])
             sealed_key = base64.b64decode(fields["dk"], validate=True)
             nonce = base64.b64decode(fields["n"], validate=True)
             ciphertext = base64.b64decode(fields["ct"], validate=True)
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise DecryptionError(f"stored credentials of org {org_id!r} are not a readable envelope ({exc})") from None
         kek = self._keys.key(key_id)
-        aad = self._aad(org_id)
+        aad = self._aad(org_id, bound)
         try:
             data_key = AESGCM(kek.secret).decrypt(sealed_key[:_NONCE_BYTES], sealed_key[_NONCE_BYTES:], aad)
             return AESGCM(data_key).decrypt(nonce, ciphertext, aad)
         except (InvalidTag, ValueError):
             raise DecryptionError(
-                f"stored credentials of org {org_id!r} failed authentication under key {key_id!r}: "
-                "the envelope was altered, belongs to another org, or names the wrong key version"
+                f"stored credentials of org {org_id!r} failed authentication under key {key_id!r}: the envelope "
+                "was altered, belongs to another org, its clear columns (client id, region, Dataverse URL) were "
+                "changed in the table, or it names the wrong key version; re-store the credentials"
             ) from None
 
     @staticmethod

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.errors import (
     ConfigError,
+    IntegrationError,
     NotFoundError,
     PermanentError,
     ThrottledError,
@@ -44,6 +45,7 @@ from shared.errors import (
     ValidationError,
 )
 from shared.retry import RetryPolicy, call_with_retry
+from shared.settings import DATAVERSE_HOST_SUFFIXES, is_dataverse_host
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -108,6 +110,33 @@ _NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _QUERY_SAFE: Final = "$',()=/:@*;"
 _BOUNDARY_RE: Final = re.compile(r'boundary="?([^";,\s]+)"?', re.IGNORECASE)
 _TRANSIENT_STATUSES: Final = frozenset({408, 500, 502, 503, 504})
+_OWN_IDENTITY_401: Final = (
+    "Dataverse rejected the app's token for {what} (HTTP 401): is the application user missing or disabled in this org?"
+)
+_OWN_IDENTITY_403: Final = (
+    "Dataverse refused {what} ({detail}): the app's application user lacks a privilege; check its security role"
+)
+_REFUSED: Final = "Dataverse refused {what} ({detail})"
+_FAILED: Final = "Dataverse {what} failed ({detail})"
+STATUS_ERRORS: Final[Mapping[int, tuple[type[IntegrationError], str]]] = {
+    400: (ValidationError, _REFUSED),
+    401: (ConfigError, _OWN_IDENTITY_401),  # our own identity refused: configuration, retried and alerted
+    403: (ConfigError, _OWN_IDENTITY_403),  # ... never a permanent failure of someone's registration
+    404: (NotFoundError, "Dataverse row {target} not found ({detail})"),
+    408: (TransientError, _FAILED),
+    409: (ValidationError, _REFUSED),
+    412: (ValidationError, _REFUSED),
+    413: (ValidationError, _REFUSED),
+    422: (ValidationError, _REFUSED),
+    429: (ThrottledError, "Dataverse throttled {what} ({detail})"),
+    500: (TransientError, _FAILED),
+    501: (PermanentError, _FAILED),
+    502: (TransientError, _FAILED),
+    503: (TransientError, _FAILED),
+    504: (TransientError, _FAILED),
+}
+"""Every status Dataverse answers, mapped in one place to the error class callers act on (other 5xx: transient,
+other 4xx: permanent). ``$batch`` parts use the same table for the rows Dataverse refused."""
 
 
 # ---- models -------------------------------------------------------------------------------------------------------
@@ -231,15 +260,17 @@ class DataverseClient:
 
     Args:
         url: org URL, e.g. ``https://contoso.crm.dynamics.com``; the API base is ``{url}/api/data/v9.2/``.
-        credential: azure-identity credential; the token is requested for ``{url}/.default``. ``None`` sends no
-            Authorization header: only for the loopback sandbox (``DATAVERSE_AUTH=none``, enforced by settings).
+        credential: azure-identity credential; the token is requested for ``{url}/.default``, and only when ``url``
+            is the https origin of an allowlisted Dataverse host (``shared.settings.dataverse_origin``). ``None``
+            sends no Authorization header: only for the loopback sandbox (``DATAVERSE_AUTH=none``).
         timeout: seconds per HTTP exchange.
         transport: httpx transport (tests); ignored when ``http_client`` is given.
         retry: budget and backoff for transient faults.
         http_client: a shared ``httpx.Client``; the caller owns it and ``close()`` leaves it open.
 
     Raises:
-        ValueError: ``url`` is not an absolute http(s) URL without query, or both transport and http_client given.
+        ValueError: ``url`` is not an absolute http(s) URL without query; a credential with a host outside the
+            allowlist; or both transport and http_client given.
     """
 
     def __init__(
@@ -259,6 +290,11 @@ class DataverseClient:
             raise ValueError("pass either transport or http_client, not both")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if credential is not None and not is_dataverse_host(url.strip()):
+            raise ValueError(
+                f"refusing to request a token for {parts.hostname!r}: tokens of the app's identity go only to "
+                f"Dataverse hosts on the allowlist (*.{', *.'.join(DATAVERSE_HOST_SUFFIXES)})"
+            )
         self._url = url.strip().rstrip("/")
         self._api = self._url + API_PATH
         self._api_path = (parts.path.rstrip("/") or "") + API_PATH
@@ -314,7 +350,7 @@ class DataverseClient:
             ValueError: malformed entity set, GUID or column name (before any I/O).
             NotFoundError: no such row (or no such table).
             ValidationError: Dataverse refused the query (e.g. an unknown column).
-            PermanentError: 401 after a token refresh, 403.
+            ConfigError: the app's own identity refused (401 after a token refresh, 403, a refused token request).
             TransientError: throttling, 5xx, timeouts, connection errors, after the retry budget.
         """
         _check_set(entity_set)
@@ -354,7 +390,8 @@ class DataverseClient:
         Raises:
             ValueError: malformed arguments (before any I/O).
             ValidationError: Dataverse refused the query.
-            PermanentError: a nextLink that leaves the org URL or repeats; 401/403.
+            PermanentError: a nextLink that leaves the org URL or repeats.
+            ConfigError: the app's own identity refused (401/403).
             TransientError: as for ``get_row``.
         """
         _check_set(entity_set)
@@ -407,7 +444,7 @@ class DataverseClient:
             ValueError: malformed arguments or a naive datetime (before any I/O).
             NotFoundError: the row does not exist (must_exist).
             ValidationError: Dataverse refused the data (400/412), with its error code and message.
-            PermanentError: 401 after a token refresh, 403.
+            ConfigError: the app's own identity refused (401 after a token refresh, 403, a refused token request).
             TransientError: as for ``get_row``.
         """
         _check_set(entity_set)
@@ -435,7 +472,8 @@ class DataverseClient:
         Raises:
             ValueError: malformed arguments (before any I/O).
             ValidationError: Dataverse refused the data.
-            PermanentError: 401 after a token refresh, 403, 404 (unknown table or missing lookup target).
+            PermanentError: 404 (unknown table or missing lookup target).
+            ConfigError: the app's own identity refused (401 after a token refresh, 403).
             TransientError: as for ``get_row``.
         """
         _check_set(entity_set)
@@ -479,7 +517,8 @@ class DataverseClient:
             ValueError: malformed arguments, duplicate ids, naive datetimes (before any I/O).
             TransientError: a batch stayed throttled/failing beyond the retry budget (upserts are idempotent, so a
                 later rerun is safe); batches not yet started are cancelled.
-            PermanentError: a whole batch was refused (401 after refresh, 403, 400 for the request as a whole).
+            ValidationError: a whole batch was refused (400 for the request as a whole).
+            ConfigError: the app's own identity refused (401 after refresh, 403).
         """
         _check_set(entity_set)
         if not 1 <= batch_size <= MAX_BATCH_OPERATIONS:
@@ -844,8 +883,11 @@ class DataverseClient:
         try:
             return credential.get_token(self._scope)
         except ClientAuthenticationError as exc:
+            said = _truncate(str(exc).splitlines()[0] if str(exc) else "")
             raise ConfigError(
-                f"could not get a Dataverse token for {self._scope} ({type(exc).__name__}): check the app's identity"
+                f"could not get a Dataverse token for {self._scope} ({type(exc).__name__}"
+                + (f": {said}" if said else "")
+                + "): check the app's identity and that it has an application user in this org"
             ) from exc
         except AzureError as exc:
             raise TransientError(f"token request for {self._scope} failed ({type(exc).__name__})") from exc
@@ -977,24 +1019,12 @@ def _raise_for_status(response: httpx.Response, what: str, *, entity_set: str, r
         return
     code, message = _error_detail(response.content)
     detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
-    if status == 429:
-        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-        raise ThrottledError(f"Dataverse throttled {what} ({detail})", retry_after=retry_after)
-    if status in _TRANSIENT_STATUSES or (status >= 500 and status != 501):
-        raise TransientError(f"Dataverse {what} failed ({detail})")
-    if status == 401:
-        raise PermanentError(
-            f"Dataverse rejected the app's token for {what} (HTTP 401): is the application user missing or disabled "
-            "in this org?"
-        )
-    if status == 403:
-        raise PermanentError(f"Dataverse refused {what} ({detail}): check the application user's security role")
-    if status == 404:
-        target = f"{entity_set}({row_id})" if row_id else entity_set
-        raise NotFoundError(f"Dataverse row {target} not found ({detail})")
-    if status in (400, 409, 412, 413, 422):
-        raise ValidationError(f"Dataverse refused {what} ({detail})")
-    raise PermanentError(f"Dataverse {what} failed ({detail})")
+    error_class, template = STATUS_ERRORS.get(status, (TransientError if status >= 500 else PermanentError, _FAILED))
+    target = f"{entity_set}({row_id})" if row_id else entity_set
+    text = template.format(what=what, detail=detail, target=target)
+    if error_class is ThrottledError:
+        raise ThrottledError(text, retry_after=_parse_retry_after(response.headers.get("Retry-After")))
+    raise error_class(text)
 
 
 def _part_reason(part: _Part) -> str:

@@ -2,6 +2,10 @@
 
 An org id becomes a Table Storage PartitionKey and part of a URL route, so it is restricted to a safe
 alphabet (no ``/ \\ # ?``, no control characters). Dataverse's OrganizationId is a GUID, which fits.
+
+Org ids are normalised once, at the edge (admin routes, queue messages, the store): a GUID in its
+hyphenated 8-4-4-4-12 form is lower-cased, so ``7D1F...`` and ``7d1f...`` are the same org everywhere;
+any other id is kept exactly as given. ``shared.messages`` applies the same rule to queue messages.
 """
 
 from __future__ import annotations
@@ -11,11 +15,28 @@ import uuid
 
 ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ON24_EVENT_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
+_GUID_PATTERN = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 
 
 def is_org_id(value: str) -> bool:
     """True when ``value`` is an acceptable org id (1-64 chars of letters, digits, ``. _ -``)."""
     return bool(ORG_ID_PATTERN.fullmatch(value))
+
+
+def canonical_org_id(value: str) -> str | None:
+    """The one spelling of an org id used for keys and comparisons, or None when ``value`` is not an org id.
+
+    A hyphenated GUID is lower-cased (Dataverse and people write GUIDs in either case); any other id is
+    returned unchanged.
+    """
+    if not isinstance(value, str) or not is_org_id(value):
+        return None
+    return value.lower() if _GUID_PATTERN.fullmatch(value) else value
+
+
+def is_canonical_org_id(value: str) -> bool:
+    """True when ``value`` is an org id already in its canonical spelling (see ``canonical_org_id``)."""
+    return canonical_org_id(value) == value
 
 
 def normalize_guid(value: str) -> str | None:

@@ -7,6 +7,18 @@ window, because ON24 data arrives late. Attendees are matched to CRM registratio
 registration is upserted at an id derived from (org, registration), in ``$batch`` requests. Rows whose
 metrics hash did not change since the last write are not sent again.
 
+Tenants are isolated: any failure of one org or one webinar (bad stored data, credentials ON24 refuses, a
+Dataverse that refuses the app's identity, a token request Entra ID refuses, an ON24 error) is recorded on
+that webinar's sync state and on the org (``CredentialsStatus`` shows it), and the run goes on with the
+others. The run raises only when it cannot work at all: Table Storage unreachable or refusing the app, or
+the app's own configuration (e.g. no credentials key).
+
+A pull too large for one run resumes at its recorded page, re-reading the page before it and continuing
+after the last attendee written there (the list can shift between runs); after a pull that spanned runs the
+bookmark is set to the start of the window it resumed, so the next pull re-reads that window and catches
+attendees that moved into it behind the cursor. Check-in upserts are idempotent and unchanged rows are not
+written again, so re-reading costs ON24 calls, never duplicates.
+
 The pure parts (windows, due-ness, matching, check-in fields) are separate functions, tested with dicts.
 """
 
@@ -24,6 +36,7 @@ from typing import Any, Protocol
 
 from shared.dataverse import CHECKIN_TYPE_EVENT, BatchResult
 from shared.errors import (
+    ConfigError,
     CredentialsRejectedError,
     DecryptionError,
     IntegrationError,
@@ -31,11 +44,13 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
+from shared.ids import ON24_EVENT_ID_PATTERN
 from shared.on24 import Attendee, On24Event
 from shared.ratelimit import RateLimiter
-from shared.store.credentials import OrgRecord, OrgStatus
+from shared.store.credentials import MetricsStatus, OrgRecord, OrgStatus
 from shared.store.ledger import LedgerEntry
 from shared.store.sync_state import WebinarSyncState
+from shared.store.tables import StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +64,8 @@ COLD_REFRESH = timedelta(hours=1)
 START_MARGIN = timedelta(days=1)
 DISCOVERY_OVERLAP = timedelta(minutes=10)
 MIN_SLICE_SECONDS = 30.0
+MAX_STEP_BACK_PAGES = 3  # how far back a resumed pull looks for its anchor before re-reading its window
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # What matching and check-in fields need of a ledger row (reading 100,000 whole rows costs twice as much).
 MATCH_COLUMNS = ("State", "EventUserId", "Email", "CrmEventId", "ContactId", "MetricsHash")
 
@@ -71,6 +88,7 @@ class OrgDirectory(Protocol):
     def list_orgs(self) -> Iterator[OrgRecord]: ...
     def get(self, org_id: str) -> OrgRecord | None: ...
     def set_status(self, org_id: str, status: OrgStatus, reason: str | None) -> bool: ...
+    def set_metrics_health(self, org_id: str, status: MetricsStatus, reason: str | None, at: datetime) -> bool: ...
 
 
 class LedgerIndex(Protocol):
@@ -233,16 +251,35 @@ def is_due(state: WebinarSyncState, now: datetime) -> bool:
     return recently_live or now - state.last_success_at >= COLD_REFRESH
 
 
-def priority(state: WebinarSyncState) -> tuple[int, float]:
-    """Sort key: unfinished pulls first, then the most recent webinar first."""
+def priority(state: WebinarSyncState) -> tuple[int, float, float]:
+    """Sort key: unfinished pulls first, then the one attempted longest ago (never: first), then the most recent
+    webinar. Webinars a run did not reach come first in the next run, so many orgs share runs fairly."""
     started = state.live_start.timestamp() if state.live_start else float("inf")
-    return (0 if state.pending_end is not None else 1, -started)
+    attempted = (state.last_attempt_at or _EPOCH).timestamp()
+    return (0 if state.pending_end is not None else 1, attempted, -started)
+
+
+def attendee_key(attendee: Attendee) -> str:
+    """A short, stable, non-reversible key of an attendee (for resume anchors; no email is stored)."""
+    identity = attendee.eventuserid or (attendee.email or "").casefold() or (attendee.exteventusercd or "").lower()
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12] if identity else ""
+
+
+def anchor_position(page: Sequence[Attendee], anchor: Sequence[str]) -> int | None:
+    """Index just after the last attendee of ``page`` that the anchor (the last page written) holds; None if none.
+
+    The relative order of the attendees that stay in the list does not change between runs, so everything after
+    that attendee is new to the pull, whatever moved in or out before it.
+    """
+    wanted = set(anchor) - {""}
+    positions = [index for index, attendee in enumerate(page) if attendee_key(attendee) in wanted]
+    return positions[-1] + 1 if positions else None
 
 
 def pull_window(
     state: WebinarSyncState, *, signpost: datetime, lookback: timedelta
 ) -> tuple[datetime | None, datetime, int]:
-    """(start, end, first page) of the next pull: the pending one if a run stopped midway, else a new one
+    """(start, end, next page) of the next pull: the pending one if a run stopped midway, else a new one
     from the bookmark minus the look-back (or the webinar's start) up to the run's signpost."""
     if state.pending_end is not None:
         return state.pending_start, state.pending_end, state.pending_page
@@ -255,27 +292,71 @@ def pull_window(
     return start, signpost, 0
 
 
+def bookmark_after(state: WebinarSyncState, start: datetime | None, end: datetime, *, resumed: bool) -> datetime | None:
+    """The bookmark once a pull over [start, end] completed: its end, or, when the pull spanned runs (attendees
+    may have moved in behind its cursor), no later than the start of the window it resumed."""
+    if resumed:
+        return start
+    return max(end, state.replication_key_value or end)
+
+
 # ---- the use case -----------------------------------------------------------------------------------------------
 class _OutOfTime(Exception):
     pass
 
 
-def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
-    """One timer run: every due webinar of every configured org, most recent first, within the budget.
+class _AppFault(Exception):
+    """A failure of the app itself met while serving one org (e.g. no credentials key): the run stops."""
 
-    One org's failure (revoked token, ON24 down, unreadable credentials) never stops the others.
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _is_run_failure(exc: BaseException) -> bool:
+    """Storage unreachable or refusing the app: no org can be served, so the run fails (and is retried)."""
+    return isinstance(exc, StoreError) and not isinstance(exc, PermanentError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, IntegrationError) else f"{type(exc).__name__}: {exc}"
+    return text[:900]
+
+
+@dataclass
+class _OrgOutcome:
+    failures: list[str] = field(default_factory=list)
+    served: bool = False
+
+
+def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
+    """One timer run: every due webinar of every configured org, fairly ordered, within the budget.
+
+    One org's or webinar's failure is recorded on it (sync state, org health) and never stops the others.
+
+    Raises:
+        StoreError: Table Storage is unreachable or refuses the app (a TransientError or ConfigError).
+        ConfigError: the app cannot open any credentials (no key configured, Key Vault refuses the app).
     """
     deadline = ports.monotonic() + options.budget_seconds
     signpost = ports.clock()
     report = RunReport()
     limiters: dict[str, RateLimiter] = {}
+    outcomes: dict[str, _OrgOutcome] = {}
     queue: list[tuple[WebinarSyncState, str]] = []
     for org in ports.orgs.list_orgs():
+        outcome = outcomes.setdefault(org.org_id, _OrgOutcome())
         try:
-            queue.extend((state, org.org_id) for state in _plan_org(ports, org, signpost))
-        except IntegrationError as exc:
-            report.orgs_failed[org.org_id] = f"planning failed: {exc}"
-            _log.error("metrics: cannot plan org %s: %s", org.org_id, exc, extra={"org_id": org.org_id})
+            states, problems = _plan_org(ports, org, signpost)
+        except Exception as exc:
+            if _is_run_failure(exc):
+                raise
+            _org_failed(report, outcome, org.org_id, f"planning failed: {_describe(exc)}")
+            continue
+        for problem in problems:
+            outcome.failures.append(problem)
+            report.webinars.append(WebinarReport(org.org_id, "", "error", error=problem))
+        queue.extend((state, org.org_id) for state in states)
     queue.sort(key=lambda item: priority(item[0]))
 
     for index, (state, org_id) in enumerate(queue):
@@ -286,8 +367,10 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
             break
         current = ports.orgs.get(org_id)  # read per use: a removed org gets no further ON24 call
         if current is None:
+            outcomes.pop(org_id, None)
             continue
         org = current
+        outcome = outcomes.setdefault(org_id, _OrgOutcome())
         limiter = limiters.setdefault(org.client_id, RateLimiter(options.attendee_calls_per_minute, 60.0))
         # A fair share of what is left, so one huge webinar cannot starve the others; it resumes next run.
         now_mono = ports.monotonic()
@@ -295,10 +378,12 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
         slice_deadline = min(deadline, now_mono + share)
         try:
             result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=slice_deadline)
+        except _AppFault as fault:
+            raise fault.error from None
         except CredentialsRejectedError as exc:
             reason = f"ON24 rejected the org's credentials: {exc}"
             ports.orgs.set_status(org_id, "rejected", reason)
-            report.orgs_failed[org_id] = reason
+            _org_failed(report, outcome, org_id, reason)
             _log.error(
                 "metrics: org %s disabled until its credentials are fixed: %s",
                 org_id,
@@ -306,37 +391,109 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
                 extra={"org_id": org_id, "on24_event_id": state.webinar_id},
             )
             continue
-        except DecryptionError as exc:
-            report.orgs_failed[org_id] = str(exc)
-            _log.error("metrics: %s", exc, extra={"org_id": org_id})
+        except Exception as exc:
+            if _is_run_failure(exc):
+                raise
+            reason = f"webinar {state.webinar_id}: {_describe(exc)}"
+            _save_error(ports, state, reason, signpost)
+            report.webinars.append(WebinarReport(org_id, state.webinar_id, "error", error=reason))
+            if _org_wide(exc):  # the org's credentials, Dataverse or ON24 account: its other webinars wait
+                _org_failed(report, outcome, org_id, reason)
+            else:
+                outcome.failures.append(reason)
+            _log.error(
+                "metrics: webinar %s of org %s failed: %s",
+                state.webinar_id,
+                org_id,
+                reason,
+                extra={"org_id": org_id, "on24_event_id": state.webinar_id, "error": type(exc).__name__},
+            )
             continue
-        except TransientError as exc:
-            # ON24 or Dataverse is down for this org: leave its other webinars for the next run.
-            report.orgs_failed[org_id] = f"unavailable: {exc}"
-            report.webinars.append(WebinarReport(org_id, state.webinar_id, "retry", error=str(exc)))
-            _save_error(ports, state, str(exc), signpost)
-            continue
+        outcome.served = True
         report.webinars.append(result)
+        if result.status == "error" and result.error:
+            outcome.failures.append(f"webinar {state.webinar_id}: {result.error}")
         if org.status == "rejected" and result.status in ("ok", "partial"):
             ports.orgs.set_status(org_id, "active", None)
+
+    for org_id, outcome in outcomes.items():
+        if outcome.failures:
+            ports.orgs.set_metrics_health(org_id, "error", "; ".join(outcome.failures), signpost)
+        elif outcome.served:
+            ports.orgs.set_metrics_health(org_id, "ok", None, signpost)
     return report
 
 
-def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> list[WebinarSyncState]:
+def _org_wide(exc: BaseException) -> bool:
+    """Failures that concern the whole org (not one webinar): its credentials, its Dataverse, reachability."""
+    return isinstance(exc, TransientError | ConfigError | DecryptionError) or not isinstance(
+        exc, PermanentError | ValueError
+    )
+
+
+def _org_failed(report: RunReport, outcome: _OrgOutcome, org_id: str, reason: str) -> None:
+    report.orgs_failed[org_id] = reason
+    outcome.failures.append(reason)
+    _log.error("metrics: org %s failed this run: %s", org_id, reason, extra={"org_id": org_id})
+
+
+def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[list[WebinarSyncState], list[str]]:
     """The org's due webinars: those it has state for, those the admin listed, and new ones found in the
-    ledger since the last scan."""
+    ledger since the last scan; plus a problem for each listed webinar id ON24 cannot have."""
     known = {state.webinar_id: state for state in ports.sync.list(org.org_id)}
     since = ports.sync.discovery_mark(org.org_id)
     found = ports.ledger.webinars_touched_since(org.org_id, since) | set(org.webinar_ids)
-    for webinar_id in found - known.keys():
-        known[webinar_id] = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
+    problems = [f"webinar {w!r}: ON24 event id must be a positive number" for w in sorted(found) if not _is_event_id(w)]
+    for webinar_id in sorted(found - known.keys()):
+        if _is_event_id(webinar_id):
+            # Saved before the discovery mark moves on: a webinar this run does not reach is still known next run.
+            fresh = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
+            known[webinar_id] = ports.sync.save(fresh) or ports.sync.get(org.org_id, webinar_id) or fresh
     ports.sync.set_discovery_mark(org.org_id, signpost - DISCOVERY_OVERLAP)
-    return [state for state in known.values() if is_due(state, signpost)]
+    due = [state for state in known.values() if _is_event_id(state.webinar_id) and is_due(state, signpost)]
+    return due, problems
+
+
+def _is_event_id(value: str) -> bool:
+    return bool(ON24_EVENT_ID_PATTERN.fullmatch(value)) and int(value) > 0
 
 
 def _save_error(ports: MetricsPorts, state: WebinarSyncState, error: str, now: datetime) -> None:
     current = ports.sync.get(state.org_id, state.webinar_id) or state
     ports.sync.save(replace(current, status="error", last_error=error, last_attempt_at=now))
+
+
+def _on24_for(ports: MetricsPorts, org: OrgRecord, limiter: RateLimiter) -> On24Metrics:
+    try:
+        return ports.on24_for(org, limiter)
+    except ConfigError as exc:  # the key configuration: the same for every org
+        raise _AppFault(exc) from exc
+
+
+def _resume(
+    on24: On24Metrics, state: WebinarSyncState, start: datetime | None, end: datetime
+) -> tuple[int, list[Attendee], int]:
+    """Where a resumed pull picks up: (page index, that page's attendees, how many of them were written).
+
+    Re-reads the page before the recorded one (and up to ``MAX_STEP_BACK_PAGES`` more, if the list moved up
+    by more than a page) and continues after the last anchored attendee found. Without an anchor, or when none
+    is found, the pending window is read again from page 0 (idempotent writes; unchanged rows are skipped).
+    """
+    if state.pending_anchor:
+        last = state.pending_page - 1
+        for page_index in range(last, max(-1, last - 1 - MAX_STEP_BACK_PAGES), -1):
+            pages = on24.iter_attendee_pages(state.webinar_id, start=start, end=end, first_page=page_index)
+            page = next(iter(pages), None)
+            position = anchor_position(page[1], state.pending_anchor) if page is not None else None
+            if page is not None and position is not None:
+                return page[0], page[1], position
+        _log.info(
+            "metrics: webinar %s of org %s: the list moved too far since the last run; re-reading its window",
+            state.webinar_id,
+            state.org_id,
+            extra={"org_id": state.org_id, "on24_event_id": state.webinar_id},
+        )
+    return -1, [], 0
 
 
 def _sync_webinar(
@@ -352,7 +509,7 @@ def _sync_webinar(
     crm = ports.crm_for(org)
     if crm is None:
         return WebinarReport(org.org_id, state.webinar_id, "skipped", error="no Dataverse URL for the org")
-    on24 = ports.on24_for(org, limiter)
+    on24 = _on24_for(ports, org, limiter)
     now = ports.clock()
     if state.meta_fetched_at is None or now - state.meta_fetched_at >= META_REFRESH:
         try:
@@ -376,9 +533,10 @@ def _sync_webinar(
     if not is_due(state, signpost):
         return WebinarReport(org.org_id, state.webinar_id, "not due")
 
-    start, end, first_page = pull_window(state, signpost=signpost, lookback=options.lookback)
+    resumed = state.pending_end is not None
+    start, end, _ = pull_window(state, signpost=signpost, lookback=options.lookback)
     counts = dict.fromkeys(("pulled", "matched", "written", "unchanged", "unmatched", "failed"), 0)
-    if first_page:
+    if resumed:
         counts.update({k: v for k, v in state.counts.items() if k in counts})  # resumed pull: keep its tally
     matcher = Matcher(ports.ledger.entries(org.org_id, on24_event_id=state.webinar_id, columns=MATCH_COLUMNS))
     pending: dict[str, dict[str, Any]] = {}
@@ -387,54 +545,74 @@ def _sync_webinar(
     def flush() -> None:
         if not pending:
             return
-        result = crm.batch_upsert(CHECKIN_SET, list(pending.items()), max_parallel=options.max_parallel)
-        written = {cid: hashes[cid] for cid in result.succeeded}
+        batch, batch_hashes = list(pending.items()), dict(hashes)
+        pending.clear()  # a failed batch is not sent again by this run: the next pull re-reads its attendees
+        hashes.clear()
+        result = crm.batch_upsert(CHECKIN_SET, batch, max_parallel=options.max_parallel)
+        written = {cid: batch_hashes[cid] for cid in result.succeeded}
         ports.ledger.set_metrics_hashes(org.org_id, dict(written.values()))
         for reg, value in written.values():
             matcher.remember(reg, value)
         counts["written"] += len(result.succeeded)
         counts["failed"] += len(result.failed)
         for cid, reason in list(result.failed.items())[:5]:
+            registration = batch_hashes[cid][0]
             _log.error(
                 "metrics: check-in %s of org %s refused by Dataverse: %s",
                 cid,
                 org.org_id,
                 reason,
-                extra={"org_id": org.org_id, "on24_event_id": state.webinar_id, "registration_id": hashes[cid][0]},
+                extra={"org_id": org.org_id, "on24_event_id": state.webinar_id, "registration_id": registration},
             )
-        pending.clear()
-        hashes.clear()
+
+    def take(attendees: Sequence[Attendee]) -> None:
+        for attendee in attendees:
+            counts["pulled"] += 1
+            entry = matcher.match(attendee)
+            if entry is None:
+                counts["unmatched"] += 1
+                continue
+            counts["matched"] += 1
+            fields = checkin_fields(entry, attendee)
+            digest = fields_hash(fields)
+            if digest == entry.metrics_hash:
+                counts["unchanged"] += 1
+                continue
+            cid = checkin_id(org.org_id, entry.registration_id)
+            pending[cid] = fields
+            hashes[cid] = (entry.registration_id, digest)
+
+    def checkpoint(page: int, attendees: Sequence[Attendee]) -> WebinarSyncState | None:
+        flush()
+        return ports.sync.save(
+            replace(
+                state,
+                pending_start=start,
+                pending_end=end,
+                pending_page=page + 1,
+                pending_anchor=tuple(k for k in map(attendee_key, attendees) if k),
+                counts=dict(counts),
+                status="in progress",
+                last_attempt_at=now,
+            )
+        )
+
+    def pages() -> Iterator[tuple[int, Sequence[Attendee], Sequence[Attendee]]]:
+        """(page index, the attendees on it new to this pull, the whole page), in list order."""
+        first = 0
+        if resumed and state.pending_page > 0:
+            page_index, attendees, position = _resume(on24, state, start, end)
+            if page_index >= 0:
+                yield page_index, attendees[position:], attendees
+                first = page_index + 1
+        for page_index, attendees in on24.iter_attendee_pages(state.webinar_id, start=start, end=end, first_page=first):
+            yield page_index, attendees, attendees
 
     try:
-        for page, attendees in on24.iter_attendee_pages(state.webinar_id, start=start, end=end, first_page=first_page):
-            for attendee in attendees:
-                counts["pulled"] += 1
-                entry = matcher.match(attendee)
-                if entry is None:
-                    counts["unmatched"] += 1
-                    continue
-                counts["matched"] += 1
-                fields = checkin_fields(entry, attendee)
-                digest = fields_hash(fields)
-                if digest == entry.metrics_hash:
-                    counts["unchanged"] += 1
-                    continue
-                cid = checkin_id(org.org_id, entry.registration_id)
-                pending[cid] = fields
-                hashes[cid] = (entry.registration_id, digest)
+        for page, new, whole in pages():
+            take(new)
             if len(pending) >= options.chunk_rows or ports.monotonic() >= deadline:
-                flush()
-                saved = ports.sync.save(
-                    replace(
-                        state,
-                        pending_start=start,
-                        pending_end=end,
-                        pending_page=page + 1,
-                        counts=dict(counts),
-                        status="in progress",
-                        last_attempt_at=now,
-                    )
-                )
+                saved = checkpoint(page, whole)
                 if saved is None:
                     return WebinarReport(org.org_id, state.webinar_id, "busy", counts, "another run took over")
                 state = saved
@@ -450,19 +628,14 @@ def _sync_webinar(
             extra={"org_id": org.org_id, "on24_event_id": state.webinar_id, **counts},
         )
         return WebinarReport(org.org_id, state.webinar_id, "partial", counts)
-    except PermanentError as exc:
-        if isinstance(exc, CredentialsRejectedError):
-            raise
-        flush()
-        _save_error(ports, state, str(exc), now)
-        return WebinarReport(org.org_id, state.webinar_id, "error", counts, str(exc))
 
     done = replace(
         state,
-        replication_key_value=max(end, state.replication_key_value or end),
+        replication_key_value=bookmark_after(state, start, end, resumed=resumed),
         pending_start=None,
         pending_end=None,
         pending_page=0,
+        pending_anchor=(),
         last_success_at=now,
         last_attempt_at=now,
         status="ok",

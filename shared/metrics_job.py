@@ -22,17 +22,21 @@ def metrics_options(app: App) -> MetricsOptions:
     )
 
 
-def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
-    """One timer run. Never raises for one org's trouble; storage or configuration faults do raise."""
-    started = time.perf_counter()
-    ports = MetricsPorts(
+def metrics_ports(app: App) -> MetricsPorts:
+    """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
+    return MetricsPorts(
         orgs=app.credentials,
         ledger=app.ledger,
         sync=app.sync_state,
         on24_for=app.on24_for,
         crm_for=app.dataverse_for,
     )
-    report = pull_metrics(ports, metrics_options(app))
+
+
+def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
+    """One timer run. Never raises for one org's trouble; storage or configuration faults do raise."""
+    started = time.perf_counter()
+    report = pull_metrics(metrics_ports(app), metrics_options(app))
     totals = {name: report.total(name) for name in ("pulled", "matched", "written", "unchanged", "unmatched", "failed")}
     _log.info(
         "metrics run: %d webinars, %s; %d orgs failed; %d webinars left for the next run%s",

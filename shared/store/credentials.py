@@ -1,7 +1,13 @@
 """The org table: one row per CRM org with its sealed ON24 credentials and non-secret status.
 
 Rows are read on every use and never cached, so removing them disables the integration at once for
-every instance. The envelope is opaque here: sealing and opening happen in ``shared.crypto``.
+every instance. The envelope is opaque here: sealing and opening happen in ``shared.crypto``; the clear
+columns ``ClientId``, ``Region`` and ``DataverseUrl`` are bound to it (``OrgRecord.bound``).
+
+Org ids are keys in their canonical spelling (``shared.ids.canonical_org_id``: GUIDs lower-case). The store
+normalises every id it is given. A row stored under another spelling (an upper-case GUID, written before ids
+were normalised) is refused: never listed, never read as the org's row, reported by ``variants`` so the status
+route can say so, and removed together with the canonical row by ``delete``, so the off switch holds.
 """
 
 from __future__ import annotations
@@ -15,12 +21,23 @@ from typing import Any, Literal
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.ids import canonical_org_id
 from shared.store.tables import read_entity, table_errors
 
 _log = logging.getLogger(__name__)
 
 _ROW_KEY = "credentials"
 OrgStatus = Literal["active", "rejected"]
+MetricsStatus = Literal["ok", "error"]
+MAX_REASON = 1000
+
+
+def org_key(org_id: str) -> str:
+    """The canonical key of an org id. Raises ``ValueError`` for a string that is not an org id."""
+    key = canonical_org_id(org_id)
+    if key is None:
+        raise ValueError("not an org id: 1-64 letters, digits, '.', '_' or '-'")
+    return key
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,15 @@ class OrgRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     updated_by: str | None = None
+    metrics_status: MetricsStatus | None = None
+    """How the org's last metrics run went: ``ok``, ``error`` (see ``metrics_reason``), None before any run."""
+    metrics_reason: str | None = None
+    metrics_at: datetime | None = None
+
+    @property
+    def bound(self) -> dict[str, str]:
+        """The clear columns authenticated with the envelope (AES-GCM associated data)."""
+        return {"clientId": self.client_id, "region": self.region, "dataverseUrl": self.dataverse_url or ""}
 
     def to_entity(self) -> dict[str, Any]:
         return {
@@ -56,6 +82,9 @@ class OrgRecord:
             "CreatedAt": self.created_at,
             "UpdatedAt": self.updated_at,
             "UpdatedBy": self.updated_by or "",
+            "MetricsStatus": self.metrics_status or "",
+            "MetricsReason": (self.metrics_reason or "")[:MAX_REASON],
+            "MetricsAt": self.metrics_at,
         }
 
     @classmethod
@@ -74,23 +103,34 @@ class OrgRecord:
             created_at=entity.get("CreatedAt"),
             updated_at=entity.get("UpdatedAt"),
             updated_by=entity.get("UpdatedBy") or None,
+            metrics_status=_metrics_status(entity.get("MetricsStatus")),
+            metrics_reason=entity.get("MetricsReason") or None,
+            metrics_at=entity.get("MetricsAt") if isinstance(entity.get("MetricsAt"), datetime) else None,
         )
 
 
+def _metrics_status(value: Any) -> MetricsStatus | None:
+    if value == "ok":
+        return "ok"
+    return "error" if value == "error" else None
+
+
 class CredentialStore:
-    """Read, write and delete org rows in the ``<prefix>orgs`` table."""
+    """Read, write and delete org rows in the ``<prefix>orgs`` table. Every org id is normalised first."""
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
 
     def get(self, org_id: str) -> OrgRecord | None:
         """The org's row, or None when the integration is not configured (disabled) for it."""
-        entity = read_entity(self._table, org_id, _ROW_KEY, f"reading the credentials of org {org_id!r}")
+        key = org_key(org_id)
+        entity = read_entity(self._table, key, _ROW_KEY, f"reading the credentials of org {key!r}")
         return None if entity is None else OrgRecord.from_entity(dict(entity))
 
     def save(self, record: OrgRecord) -> OrgRecord:
         """Create or replace the org's row; keeps the original ``created_at``."""
         now = datetime.now(UTC)
+        record = replace(record, org_id=org_key(record.org_id))
         existing = self.get(record.org_id)
         record = replace(record, created_at=existing.created_at if existing else now, updated_at=now)
         with table_errors(f"saving the credentials of org {record.org_id!r}"):
@@ -98,25 +138,65 @@ class CredentialStore:
         return record
 
     def delete(self, org_id: str) -> OrgRecord | None:
-        """Delete the org's row. Returns what was removed, or None when there was nothing (idempotent)."""
-        existing = self.get(org_id)
-        with table_errors(f"deleting the credentials of org {org_id!r}"):
-            self._table.delete_entity(org_id, _ROW_KEY)
-        return existing
+        """Delete the org's row and any row stored under another spelling of its id (idempotent).
+
+        Returns:
+            What was removed (the canonical row, else a variant), or None when there was nothing.
+        """
+        key = org_key(org_id)
+        existing = self.get(key)
+        variants = self.variants(key)
+        legacy = next((record for record in map(self._read, variants) if record is not None), None)
+        with table_errors(f"deleting the credentials of org {key!r}"):
+            for partition in (key, *variants):
+                self._table.delete_entity(partition, _ROW_KEY)
+        return existing or legacy
+
+    def variants(self, org_id: str) -> list[str]:
+        """Partition keys of rows stored for this org under a non-canonical spelling (e.g. an upper-case GUID)."""
+        key = org_key(org_id)
+        with table_errors(f"looking for other spellings of org {key!r}"):
+            return [
+                str(entity["PartitionKey"])
+                for entity in self._table.query_entities(f"RowKey eq '{_ROW_KEY}'", select=["PartitionKey"])
+                if entity["PartitionKey"] != key and canonical_org_id(str(entity["PartitionKey"])) == key
+            ]
 
     def set_status(self, org_id: str, status: OrgStatus, reason: str | None) -> bool:
         """Flag the org (e.g. ON24 rejected its token). Never re-creates a removed row; False if gone."""
-        entity = {"PartitionKey": org_id, "RowKey": _ROW_KEY, "Status": status, "StatusReason": reason or ""}
-        with table_errors(f"updating the status of org {org_id!r}"):
+        return self._merge(org_id, {"Status": status, "StatusReason": (reason or "")[:MAX_REASON]}, "status")
+
+    def set_metrics_health(self, org_id: str, status: MetricsStatus, reason: str | None, at: datetime) -> bool:
+        """Record how the org's metrics run went (shown by the status route). False if the row is gone."""
+        columns = {"MetricsStatus": status, "MetricsReason": (reason or "")[:MAX_REASON], "MetricsAt": at}
+        return self._merge(org_id, columns, "metrics health")
+
+    def list_orgs(self) -> Iterator[OrgRecord]:
+        """Every configured org (the metrics run iterates these); rows under a non-canonical id are skipped."""
+        with table_errors("listing configured orgs"):
+            for entity in self._table.query_entities(f"RowKey eq '{_ROW_KEY}'"):
+                record = OrgRecord.from_entity(dict(entity))
+                if canonical_org_id(record.org_id) != record.org_id:
+                    _log.warning(
+                        "org row %r is stored under a non-canonical org id and is ignored: store the "
+                        "credentials again (PUT) and remove it (DELETE)",
+                        record.org_id,
+                        extra={"org_id": record.org_id},
+                    )
+                    continue
+                yield record
+
+    def _read(self, partition: str) -> OrgRecord | None:
+        entity = read_entity(self._table, partition, _ROW_KEY, f"reading the credentials row {partition!r}")
+        return None if entity is None else OrgRecord.from_entity(dict(entity))
+
+    def _merge(self, org_id: str, columns: dict[str, Any], what: str) -> bool:
+        key = org_key(org_id)
+        entity = {"PartitionKey": key, "RowKey": _ROW_KEY, **columns}
+        with table_errors(f"updating the {what} of org {key!r}"):
             try:
                 # Unconditional update = If-Match: *, so a deleted row answers 404 instead of coming back.
                 self._table.update_entity(entity, mode=UpdateMode.MERGE)
             except ResourceNotFoundError:
                 return False
         return True
-
-    def list_orgs(self) -> Iterator[OrgRecord]:
-        """Every configured org (the metrics run iterates these)."""
-        with table_errors("listing configured orgs"):
-            for entity in self._table.query_entities(f"RowKey eq '{_ROW_KEY}'"):
-                yield OrgRecord.from_entity(dict(entity))

@@ -2,8 +2,10 @@
 
 The bookmark follows the Singer SDK's habit: ``replication_key_value`` is the activity time up to which
 attendee metrics are known to be written (it only advances after every write of a pull succeeded, and
-never past the run's signpost). A pull too large for one run keeps its window and the next page to
-fetch (``pending_*``), so the next run resumes instead of starting over.
+never past the run's signpost). A pull too large for one run keeps its window, the next page to fetch and
+an anchor (``pending_*``), so the next run resumes instead of starting over. The anchor is a short hash of
+each attendee on the last page written (no emails are stored here): the resumed pull re-reads that page and
+continues after the last anchored attendee it finds, wherever the list has shifted it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class WebinarSyncState:
     pending_start: datetime | None = None
     pending_end: datetime | None = None
     pending_page: int = 0
+    pending_anchor: tuple[str, ...] = ()
     status: str = "new"
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -54,6 +57,7 @@ class WebinarSyncState:
             "PendingStart": self.pending_start or _EPOCH,
             "PendingEnd": self.pending_end or _EPOCH,
             "PendingPage": self.pending_page,
+            "PendingAnchor": ",".join(self.pending_anchor),
             "Status": self.status,
             "LastError": (self.last_error or "")[:1000],
         }
@@ -79,6 +83,7 @@ class WebinarSyncState:
             pending_start=when("PendingStart"),
             pending_end=when("PendingEnd"),
             pending_page=int(entity.get("PendingPage") or 0),
+            pending_anchor=tuple(a for a in str(entity.get("PendingAnchor") or "").split(",") if a),
             status=str(entity.get("Status") or "new"),
             last_error=entity.get("LastError") or None,
             counts={name: int(entity.get(f"Count{name.capitalize()}") or 0) for name in COUNTERS},

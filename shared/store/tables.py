@@ -10,48 +10,88 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
-from shared.errors import ConfigError, ThrottledError, TransientError
+from shared.errors import ConfigError, IntegrationError, NotFoundError, PermanentError, ThrottledError, TransientError
 
 _log = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = ("orgs", "ledger", "syncstate")
 
 
+class StoreError(IntegrationError):
+    """Marks an error raised by the state store (Table Storage); each concrete class also has its usual base."""
+
+
+class StoreUnavailableError(StoreError, TransientError):
+    """Table Storage could not be reached, timed out, failed (5xx) or a write lost a race: retry later."""
+
+
+class StoreThrottledError(StoreError, ThrottledError):
+    """Table Storage asked us to slow down (ServerBusy)."""
+
+
+class StoreAccessError(StoreError, ConfigError):
+    """Table Storage refused the app's identity (401/403): configuration, not data."""
+
+
+class StoreRequestError(StoreError, PermanentError):
+    """Table Storage refused what we sent (400, 413, ...): retrying the same write cannot help."""
+
+
+class StoreNotFoundError(StoreError, NotFoundError):
+    """A row or table the caller expected is missing, and the caller did not handle it as an outcome."""
+
+
 @contextmanager
 def table_errors(what: str) -> Iterator[None]:
-    """Map azure-core errors raised inside the block onto the integration's error tree.
+    """Map every azure-core error raised inside the block onto the integration's error tree; none escapes.
 
-    ``ResourceNotFoundError``, ``ResourceExistsError`` and ``ResourceModifiedError`` are left alone:
-    callers handle them as outcomes (missing row, lost race), not as faults.
+    Callers that treat ``ResourceNotFoundError`` / ``ResourceExistsError`` / ``ResourceModifiedError`` as outcomes
+    (missing row, lost race) catch them *inside* the block; one that reaches this boundary is translated like the
+    rest: not found -> ``StoreNotFoundError``, exists / modified -> ``StoreUnavailableError`` (re-read and retry).
+
+    Raises:
+        StoreAccessError: the app's identity was refused (a ``ConfigError``).
+        StoreThrottledError, StoreUnavailableError: busy, unreachable, 408/429/5xx, lost race (``TransientError``).
+        StoreRequestError: Table Storage refused the request as invalid (``PermanentError``).
+        StoreNotFoundError: a missing row or table nobody handled (``NotFoundError``).
     """
     try:
         yield
-    except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
-        raise
+    except ResourceNotFoundError as exc:
+        raise StoreNotFoundError(f"Table Storage found no such row or table while {what}") from exc
+    except (ResourceExistsError, ResourceModifiedError) as exc:
+        raise StoreUnavailableError(f"Table Storage row changed concurrently while {what}; retry") from exc
     except ClientAuthenticationError as exc:
-        raise ConfigError(f"Table Storage rejected the app's identity while {what}") from exc
+        raise StoreAccessError(f"Table Storage rejected the app's identity while {what}") from exc
     except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status in (429, 503) and "ServerBusy" in str(getattr(exc, "error_code", "") or ""):
-            raise ThrottledError(f"Table Storage is busy while {what}") from exc
-        if status >= 500 or status in (0, 408, 429):
-            raise TransientError(f"Table Storage failed while {what} (HTTP {status})") from exc
-        if status in (401, 403):
-            raise ConfigError(f"Table Storage refused access while {what} (HTTP {status})") from exc
-        raise
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientError(f"Table Storage unreachable while {what}: {type(exc).__name__}") from exc
+        raise _http_error(exc, what) from exc
+    except AzureError as exc:  # ServiceRequestError, ServiceResponseError, DecodeError, ...
+        raise StoreUnavailableError(f"Table Storage unreachable while {what}: {type(exc).__name__}") from exc
+
+
+def _http_error(exc: HttpResponseError, what: str) -> StoreError:
+    status = exc.status_code or 0
+    raw_code = getattr(exc, "error_code", None)
+    code = str(getattr(raw_code, "value", raw_code) or "")  # TableErrorCode is a str enum
+    if status in (429, 503) and "ServerBusy" in code:
+        return StoreThrottledError(f"Table Storage is busy while {what}")
+    if status >= 500 or status in (0, 408, 409, 412, 429):
+        return StoreUnavailableError(f"Table Storage failed while {what} (HTTP {status} {code})".rstrip())
+    if status in (401, 403):
+        return StoreAccessError(f"Table Storage refused the app's identity while {what} (HTTP {status} {code})")
+    if status == 404:
+        return StoreNotFoundError(f"Table Storage found no such row or table while {what}")
+    return StoreRequestError(f"Table Storage refused the request while {what} (HTTP {status} {code})".rstrip())
 
 
 def read_entity(table: TableClient, partition_key: str, row_key: str, what: str) -> TableEntity | None:

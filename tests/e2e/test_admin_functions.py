@@ -117,7 +117,7 @@ def test_rejected_credentials_get_422_and_nothing_is_stored(on24_env: dict[str, 
     code, body = put(ORG, credentials_body(accessTokenSecret="WrongSecret"))
     assert code == 422
     assert body["error"]["code"] == "on24_rejected_credentials"
-    assert "wrong or invalid" in body["error"]["message"]
+    assert body["error"]["message"].startswith("ON24 did not accept these credentials"), "a fixed message"
     assert raw_org_rows(on24_env) == []
 
 

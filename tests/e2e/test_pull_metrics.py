@@ -3,6 +3,7 @@ RegisterAttendee itself, so the ledger that maps CRM registrations to ON24 regis
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,8 @@ from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
-from shared.metrics import MetricsOptions, MetricsPorts, checkin_id, pull_metrics
-from shared.metrics_job import metrics_options
+from shared.metrics import MetricsOptions, checkin_id, pull_metrics
+from shared.metrics_job import metrics_options, metrics_ports
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body
 from tests.conftest import ON24_CLIENT_ID, credentials_body
@@ -24,6 +25,10 @@ ORG_A = "a0a0a0a0-1111-4222-8333-000000000001"
 ORG_B = "b0b0b0b0-1111-4222-8333-000000000002"
 CLIENT_B = "2002"
 CHECKINS = "msevtmgt_checkins"
+
+
+class WorkerKilled(BaseException):
+    """The host killing the worker mid-run (timeout, scale-in): nothing in the app can catch it."""
 
 
 def run_timer() -> None:
@@ -241,18 +246,12 @@ def test_crash_mid_run_loses_nothing_and_the_next_run_finishes_without_duplicate
         def batch_upsert(self, *args: Any, **kwargs: Any) -> Any:
             batches["n"] += 1
             if batches["n"] == 3:
-                raise RuntimeError("worker killed")
+                raise WorkerKilled("worker killed")
             return self.inner.batch_upsert(*args, **kwargs)
 
-    ports = MetricsPorts(
-        orgs=app.credentials,
-        ledger=app.ledger,
-        sync=app.sync_state,
-        on24_for=app.on24_for,
-        crm_for=lambda org: CrashingCrm(app.dataverse_for(org)),
-    )
+    ports = replace(metrics_ports(app), crm_for=lambda org: CrashingCrm(app.dataverse_for(org)))
     options = MetricsOptions(**{**metrics_options(app).__dict__, "chunk_rows": 100})
-    with pytest.raises(RuntimeError, match="worker killed"):
+    with pytest.raises(WorkerKilled, match="worker killed"):
         pull_metrics(ports, options)
     assert 0 < len(dataverse.rows(CHECKINS)) < 250
     mid = app.sync_state.get(ORG_A, "7001")
@@ -274,14 +273,7 @@ def test_a_run_out_of_time_resumes_where_it_stopped(webinars: Webinars, on24: An
         w.watch(7001, f"r{i:03}@a.example", live=3)
     app = get_app()
     ticks = iter(range(10_000))  # every look at the clock costs a "second": the budget runs out after page one
-    ports = MetricsPorts(
-        orgs=app.credentials,
-        ledger=app.ledger,
-        sync=app.sync_state,
-        on24_for=app.on24_for,
-        crm_for=app.dataverse_for,
-        monotonic=lambda: float(next(ticks)),
-    )
+    ports = replace(metrics_ports(app), monotonic=lambda: float(next(ticks)))
     options = MetricsOptions(**{**metrics_options(app).__dict__, "budget_seconds": 2})
     first = pull_metrics(ports, options)
     assert [r.status for r in first.webinars] == ["partial"]

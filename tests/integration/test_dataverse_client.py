@@ -21,7 +21,7 @@ from shared.dataverse import (
     SYNCED_WITH_PROVIDER_YES,
     DataverseClient,
 )
-from shared.errors import NotFoundError, PermanentError, ThrottledError, TransientError, ValidationError
+from shared.errors import ConfigError, NotFoundError, ThrottledError, TransientError, ValidationError
 from shared.retry import NO_RETRY, RetryPolicy
 
 FAST = RetryPolicy(budget=3.0, base_delay=0.01, max_delay=0.05, max_attempts=6)
@@ -39,6 +39,28 @@ class FakeCredential:
         self.calls.append(scopes)
         token = self.tokens[min(len(self.calls), len(self.tokens)) - 1]
         return AccessToken(token, int(time.time()) + self.lifetime)
+
+
+ORG_URL = "https://contoso.crm.dynamics.com"
+
+
+class ToStandIn(httpx.BaseTransport):
+    """Real sockets to the stand-in for requests addressed to an allowlisted org URL (tokens go only there)."""
+
+    def __init__(self, standin_url: str) -> None:
+        self._target = httpx.URL(standin_url)
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme=self._target.scheme, host=self._target.host, port=self._target.port)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def token_client(standin: DataverseStandIn, credential: Any) -> DataverseClient:
+    return DataverseClient(ORG_URL, credential, transport=ToStandIn(standin.url), retry=FAST)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +342,7 @@ def test_token_is_cached_and_refreshed_once_after_a_401(
     contact_id, _, _ = _seed_registration(standin)
     credential = FakeCredential("token-one-secret", "token-two-secret")
     standin.expected_token = "token-one-secret"
-    with DataverseClient(standin.url, credential, retry=FAST) as client:
+    with token_client(standin, credential) as client:
         client.get_contact(contact_id)
         client.get_contact(contact_id)
         assert len(credential.calls) == 1  # cached
@@ -328,7 +350,7 @@ def test_token_is_cached_and_refreshed_once_after_a_401(
         standin.expected_token = "token-two-secret"  # rotated on the service side
         assert client.get_contact(contact_id).first_name == "Ada"
 
-    assert credential.calls == [(f"{standin.url}/.default",)] * 2
+    assert credential.calls == [(f"{ORG_URL}/.default",)] * 2
     assert "secret" not in caplog.text
 
 
@@ -336,20 +358,20 @@ def test_a_token_close_to_expiry_is_not_reused(standin: DataverseStandIn) -> Non
     contact_id, _, _ = _seed_registration(standin)
     credential = FakeCredential("short-lived", lifetime=60)  # inside the 2-minute margin
     standin.expected_token = "short-lived"
-    with DataverseClient(standin.url, credential, retry=FAST) as client:
+    with token_client(standin, credential) as client:
         client.get_contact(contact_id)
         client.get_contact(contact_id)
     assert len(credential.calls) == 2
 
 
-def test_a_rejected_token_is_a_permanent_error_without_the_token(
+def test_a_rejected_token_is_a_config_error_without_the_token(
     standin: DataverseStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     contact_id, _, _ = _seed_registration(standin)
     credential = FakeCredential("stale-secret-a", "stale-secret-b", "stale-secret-c")
     standin.expected_token = "the-right-one"
-    with DataverseClient(standin.url, credential, retry=FAST) as client, pytest.raises(PermanentError) as caught:
+    with token_client(standin, credential) as client, pytest.raises(ConfigError) as caught:
         client.get_contact(contact_id)
 
     assert "Dataverse rejected the app's token" in str(caught.value)

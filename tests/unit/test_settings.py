@@ -45,6 +45,12 @@ def test_identity_based_storage_account() -> None:
         ({"ON24_BASE_URL": "http://on24.example.com"}, "ON24_BASE_URL"),
         ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com", "DATAVERSE_AUTH": "none"}, "DATAVERSE_AUTH"),
         ({"DATAVERSE_AUTH": "maybe"}, "DATAVERSE_AUTH"),
+        ({"DATAVERSE_URL": "https://management.azure.com"}, "DATAVERSE_URL"),
+        ({"DATAVERSE_URL": "https://169.254.169.254"}, "DATAVERSE_URL"),
+        ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com:8443"}, "DATAVERSE_URL"),
+        ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com.evil.example"}, "DATAVERSE_URL"),
+        ({"DATAVERSE_URL": "http://127.0.0.1:8080"}, "DATAVERSE_URL"),  # loopback only with DATAVERSE_AUTH=none
+        ({"ADMIN_ORG_SCOPE": "sometimes"}, "ADMIN_ORG_SCOPE"),
         (
             {
                 "KEY_VAULT_URL": "https://kv.vault.azure.net",
@@ -79,3 +85,11 @@ def test_sandbox_auth_none_is_accepted_for_loopback_urls() -> None:
         {"AzureWebJobsStorage": STORAGE, "DATAVERSE_URL": "http://127.0.0.1:8080", "DATAVERSE_AUTH": "none"}
     )
     assert s.dataverse_url == "http://127.0.0.1:8080" and s.dataverse_auth == "none"
+
+
+def test_dataverse_url_is_stored_as_its_canonical_origin() -> None:
+    settings = Settings.from_environ(
+        {"AzureWebJobsStorage": STORAGE, "DATAVERSE_URL": "https://Contoso.crm4.dynamics.com/"}
+    )
+    assert settings.dataverse_url == "https://contoso.crm4.dynamics.com"
+    assert settings.admin_org_scope is False
