@@ -178,13 +178,18 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
 
     # A register is usually the first message of its row: the claim tries to create the row before reading it.
     entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
+    try:
+        # Opening the credentials (Key Vault) comes first: it is slow work to do before any lease, and it
+        # authenticates the org row's clear columns, the Dataverse URL among them, before anything uses them.
+        on24 = ports.on24_for(org)
+    except PermanentError as exc:
+        return _record_failure(ports, cmd, None, declared, str(exc))
     crm = ports.crm_for(org)
     early = no_op(entry, declared, crm_known=crm is not None)
     if early is not None and entry is not None:
         return _no_op_outcome(ports, cmd, crm, entry, early)
     try:
         desired = _resolve(cmd, entry, crm, declared.priority)
-        on24 = ports.on24_for(org)  # opens the credentials (Key Vault) now, before any lease is taken
     except PermanentError as exc:
         return _record_failure(ports, cmd, crm, declared, str(exc))
 

@@ -359,6 +359,25 @@ def test_a_registration_deleted_in_crm_leaves_on24(crm: CrmOrg, on24: Any, datav
     assert active(on24, reg) == [] and row(reg).state == "cancelled"
 
 
+def test_an_org_row_edited_in_the_table_is_a_recorded_failure_before_anything_uses_it(
+    crm: CrmOrg, on24: Any, dataverse: Any, env: dict[str, str]
+) -> None:
+    from azure.data.tables import TableServiceClient, UpdateMode
+
+    service = TableServiceClient.from_connection_string(env["AzureWebJobsStorage"])
+    service.get_table_client(env["STATE_TABLE_PREFIX"] + "orgs").update_entity(
+        {"PartitionKey": ORG, "RowKey": "credentials", "DataverseUrl": "https://evil.crm.dynamics.com"},
+        mode=UpdateMode.MERGE,
+    )
+    reset_app()
+    reg = crm.registration(crm.contact("Ada", "Lovelace", "ada@example.com"))
+    dataverse.reset_log()
+    deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
+    entry = row(reg)
+    assert entry.state == "failed" and entry.lease_id is None and "authentication" in (entry.reason or "")
+    assert on24.count() == 0 and dataverse.count() == 0, "the edited URL was never used"
+
+
 # ---- nothing lost ---------------------------------------------------------------------------------------------
 def test_rejected_bodies_are_kept_whole_and_never_overwrite_each_other(env: dict[str, str], on24: Any) -> None:
     big = b'{"schema": "webinar-registration/1", "padding": "' + b"x" * 300_000 + b'"}'
