@@ -16,7 +16,7 @@ import azure.functions as func
 
 from shared.app import App
 from shared.errors import ConfigError, TransientError
-from shared.messages import MessageError, parse_message
+from shared.messages import MessageError, org_id_hint, parse_message
 from shared.registration import Outcome, handle_registration
 
 _log = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
         cmd = parse_message(body, content_type=msg.content_type, application_properties=msg.application_properties)
     except MessageError as exc:
         sequence = getattr(msg, "sequence_number", None)
-        app.rejected.record(message_id, str(exc), body, sequence_number=sequence, delivery_count=delivery)
+        app.rejected.record(
+            message_id, str(exc), body, org_id=org_id_hint(body), sequence_number=sequence, delivery_count=delivery
+        )
         _log.error(
             "registration message %s rejected: %s",
             message_id,

@@ -52,7 +52,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.errors import PermanentError
-from shared.ids import ON24_EVENT_ID_PATTERN, is_org_id
+from shared.ids import ON24_EVENT_ID_PATTERN, canonical_org_id, is_org_id
 
 CANONICAL_SCHEMA = "webinar-registration/1"
 """The only canonical schema version this app reads."""
@@ -192,6 +192,27 @@ def parse_message(
         "unrecognised message format: expected a canonical message with "
         f'"schema": "{CANONICAL_SCHEMA}" or a Dataverse RemoteExecutionContext'
     )
+
+
+def org_id_hint(body: bytes) -> str | None:
+    """The org a body that could not be parsed seems to belong to (``orgId`` or ``OrganizationId``), if any.
+
+    Best effort, for filing a rejected body under its org (so that a purge of the org removes it too): never
+    raises, and returns None for anything that is not a JSON object naming a well-formed org id.
+    """
+    try:
+        data = json.loads(bytes(body).decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key in ("orgId", "OrganizationId"):
+        value = data.get(key)
+        if isinstance(value, str):
+            found = canonical_org_id(value.strip().strip("{}"))
+            if found is not None:
+                return found
+    return None
 
 
 def preview(value: object) -> str:
@@ -765,6 +786,7 @@ __all__ = [
     "MessageError",
     "RegistrationCommand",
     "attendee_from_crm",
+    "org_id_hint",
     "parse_message",
     "preview",
 ]

@@ -43,6 +43,7 @@ class RejectedMessage:
 
     key: str
     message_id: str
+    org_id: str | None
     sequence_number: int | None
     reason: str
     body: bytes
@@ -70,10 +71,13 @@ class RejectedMessages:
         reason: str,
         body: bytes,
         *,
+        org_id: str | None = None,
         sequence_number: int | None = None,
         delivery_count: int | None = None,
     ) -> str:
         """Keep a rejected message whole. Idempotent for a redelivery of the same message.
+
+        ``org_id`` files it under the org it seems to belong to, when the body names one.
 
         Returns:
             The row key it is kept under.
@@ -87,6 +91,7 @@ class RejectedMessages:
             "PartitionKey": REJECTED_PARTITION,
             "RowKey": key,
             "MessageId": message_id[:_MAX_ID_CHARS],
+            "OrgId": org_id or "",
             "SequenceNumber": EntityProperty(sequence_number if sequence_number is not None else -1, EdmType.INT64),
             "Reason": reason[:1000],
             "BodyBytes": len(body),
@@ -116,6 +121,7 @@ class RejectedMessages:
             yield RejectedMessage(
                 key=str(row["RowKey"]),
                 message_id=str(row.get("MessageId") or ""),
+                org_id=str(row.get("OrgId") or "") or None,
                 sequence_number=sequence if isinstance(sequence, int) and sequence >= 0 else None,
                 reason=str(row.get("Reason") or ""),
                 body=body,

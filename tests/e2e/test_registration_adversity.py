@@ -393,6 +393,9 @@ def test_rejected_bodies_are_kept_whole_and_never_overwrite_each_other(env: dict
     deliver(b"not json 1", message_id="", delivery_count=2)  # a redelivery lands on its own row again
     kept = sorted((m.message_id, m.body) for m in get_app().rejected.list())
     assert kept == sorted(sent), "every body is kept whole, once, under its own key"
+    filed = {m.message_id: m.org_id for m in get_app().rejected.list()}
+    deliver(b'{"schema": "webinar-registration/1", "orgId": "' + ORG.upper().encode() + b'"}', message_id="org")
+    assert filed["big"] is None and {m.message_id: m.org_id for m in get_app().rejected.list()}["org"] == ORG
     assert on24.count() == 0
 
 
