@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,7 @@ from shared.dataverse import (
 )
 from shared.errors import NotFoundError, PermanentError, TransientError
 from shared.ids import ON24_EVENT_ID_PATTERN
-from shared.messages import Attendee, RegistrationCommand, attendee_from_crm
+from shared.messages import Attendee, ContactErasure, RegistrationCommand, attendee_from_crm
 from shared.on24 import Registrant, RegistrantFields
 from shared.registration_rules import (
     MAX_CLOCK_SKEW,
@@ -57,7 +58,9 @@ from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
 
 _log = logging.getLogger(__name__)
 
-OutcomeStatus = Literal["registered", "updated", "cancelled", "duplicate", "stale", "skipped", "failed"]
+OutcomeStatus = Literal[
+    "registered", "updated", "cancelled", "forgotten", "duplicate", "stale", "skipped", "failed"
+]
 DISABLED = "integration disabled: no ON24 credentials for org"
 
 
@@ -71,6 +74,7 @@ class On24Registrations(Protocol):
     def create_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
     def update_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
     def delete_registrant(self, event_id: int | str, email: str) -> None: ...
+    def forget_registrant(self, event_id: int | str, email: str) -> None: ...
 
 
 class CrmRegistrations(Protocol):
@@ -89,6 +93,7 @@ class OrgCredentials(Protocol):
 class LedgerRows(Protocol):
     def get(self, org_id: str, registration_id: str) -> LedgerEntry | None: ...
     def write(self, entry: LedgerEntry) -> LedgerEntry | None: ...
+    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,56 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
     return _act(ports, cmd, crm, on24, claimed, rank, desired, org_read_at)
 
 
+def forget_registration(
+    org_id: str, registration_id: str, ports: RegistrationPorts, *, requested_at: datetime, reason: str
+) -> Outcome:
+    """Erase one registration: remove (ON24's forget) every registrant it may have in ON24, then keep only its
+    ids and message order in the ledger. Ordered like a message at ``requested_at`` with the highest priority:
+    older registers stay stale; a register sent later registers the person again.
+
+    Raises:
+        TransientError, ConfigError: as ``handle_registration``.
+    """
+    cmd = RegistrationCommand(
+        org_id=org_id,
+        action="forget",
+        registration_id=registration_id,
+        occurred_at=requested_at,
+        source="admin",
+        reason=reason,
+    )
+    return handle_registration(cmd, ports, received_at=requested_at)
+
+
+def handle_contact_erasure(cmd: ContactErasure, ports: RegistrationPorts, *, received_at: datetime) -> Outcome:
+    """A contact deleted in CRM: forget each of its registrations (found by contact id, or by email).
+
+    Raises:
+        TransientError, ConfigError: as ``handle_registration``; the redelivery repeats the erasures still due
+            (those done are duplicates by then).
+    """
+    at, _ = message_time(cmd.occurred_at, received_at)
+    found = ports.ledger.registrations_of(cmd.org_id, contact_id=cmd.contact_id, email=cmd.email)
+    statuses = Counter(
+        handle_registration(
+            RegistrationCommand(
+                org_id=cmd.org_id,
+                action="forget",
+                registration_id=registration_id,
+                contact_id=cmd.contact_id,
+                occurred_at=at,
+                source="dataverse",
+                reason=f"contact {cmd.contact_id} was deleted in CRM",
+            ),
+            ports,
+            received_at=received_at,
+        ).status
+        for registration_id in found
+    )
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none known"
+    return Outcome("forgotten", f"registrations of contact {cmd.contact_id}: {summary}")
+
+
 # ---- step 1: read and decide ----------------------------------------------------------------------------------
 def _resolve(
     cmd: RegistrationCommand, entry: LedgerEntry | None, crm: CrmRegistrations | None, priority: int
@@ -226,6 +281,8 @@ def _resolve(
     def removal(status: OutcomeStatus, reason: str | None) -> _Desired:
         return _Desired(PRIORITY["cancel"], None, None, status, reason, crm_event_id, contact_id)
 
+    if cmd.action == "forget":
+        return _Desired(PRIORITY["forget"], None, None, "forgotten", cmd.reason, crm_event_id, None)
     if cmd.action == "cancel":
         return removal("cancelled", None)
     on24_event_id, attendee = cmd.on24_event_id, cmd.attendee
@@ -391,9 +448,11 @@ def _decided(
     if current is not None:
         state: LedgerState = "registered"
     elif desired.target is None:
-        state = "cancelled" if desired.status == "cancelled" else "skipped"
+        state = desired.status if desired.status in ("cancelled", "forgotten") else "skipped"
     else:
         state = "failed"
+    if state == "forgotten" and not pending:  # erased: keep the ids and the message order, nothing personal
+        base = replace(base, email=None, contact_id=None)
     row = replace(
         base,
         state=state,
@@ -452,10 +511,11 @@ def _act(
         where = ref.on24_event_id
 
     try:
+        remove = on24.forget_registrant if desired.status == "forgotten" else on24.delete_registrant
         for ref in steps.deletes:
             before_call(ref)
             deleting = ref
-            on24.delete_registrant(ref.on24_event_id, ref.email)
+            remove(ref.on24_event_id, ref.email)
             deleting = None
             deleted.append(ref)
         if steps.upsert is not None:
@@ -627,6 +687,8 @@ def _tell_crm(
     """
     if crm is None:
         return False
+    if entry.state == "forgotten":
+        return True  # the person asked to be forgotten: CRM keeps (or has deleted) its own row
     if failed:
         webinar_id, synced, publishing = entry.current and entry.event_user_id, False, _PROVIDER_ERROR
     elif entry.state in ("registered", "cancelled"):

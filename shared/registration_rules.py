@@ -2,7 +2,7 @@
 
 Order. Every message has a rank: its time (Dataverse ``OperationCreatedOn``, canonical ``occurredAt``, else
 the Service Bus enqueue time; a time more than ``MAX_CLOCK_SKEW`` after the enqueue time is clamped to it),
-then its action's priority: cancel > update > register. A message ranked below the last one decided is
+then its action's priority: forget > cancel > update > register. A message ranked below the last one decided is
 stale; one ranked equal is a redelivery of it. So cancel@T and register@T end cancelled in either order.
 
 Effect. A message says what ON24 should hold for the registration: one registrant (event, email), or none.
@@ -18,8 +18,7 @@ from typing import Literal
 
 from shared.store.ledger import LedgerEntry, RegistrantRef
 
-Action = Literal["register", "update", "cancel"]
-PRIORITY: dict[str, int] = {"register": 0, "update": 1, "cancel": 2}
+PRIORITY: dict[str, int] = {"register": 0, "update": 1, "cancel": 2, "forget": 3}
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 NoOp = Literal["stale", "duplicate", "crm_pending"]
