@@ -47,6 +47,7 @@ from shared.registration_rules import (
     PRIORITY,
     NoOp,
     Rank,
+    after_interruption,
     last_rank,
     message_time,
     no_op,
@@ -378,6 +379,8 @@ def _claim(
     kind = no_op(current, rank, crm_known=crm is not None)
     if kind is not None and current is not None:
         return _NoOp(kind, current)
+    if current is not None:
+        current = after_interruption(current)  # the row is not busy: an intent left on it was never confirmed
     base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
     if plan(current, desired.target).calls == 0:
         return _decided(base, rank, desired, current=None, pending=(), status=desired.status)

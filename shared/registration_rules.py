@@ -12,7 +12,7 @@ Deletes and creates are idempotent in ON24, so replaying a plan after a crash is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -71,6 +71,20 @@ def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | N
     if crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled"):
         return "crm_pending"
     return "duplicate"
+
+
+def after_interruption(entry: LedgerEntry) -> LedgerEntry:
+    """The row as the next delivery must see it when the one that held it died with its intent unconfirmed.
+
+    That delivery's plan may have deleted the confirmed registrant (anything but its own target), so the
+    registrant is only known to *maybe* exist: it moves to the pending ones, and wanting it again means
+    creating it again (which also undeletes it), never updating it in place.
+    """
+    current, intent = entry.current, entry.intent
+    if intent is None or current is None or (intent.target is not None and intent.target.same(current)):
+        return entry
+    pending = entry.pending if any(current.same(ref) for ref in entry.pending) else (current, *entry.pending)
+    return replace(entry, state="new", pending=pending)
 
 
 @dataclass(frozen=True)
