@@ -146,6 +146,8 @@ class Outcome:
     reason: str | None = None
     on24_event_id: str | None = None
     event_user_id: str | None = None
+    on24_answered: bool = False
+    """ON24 answered this delivery's calls (a probe of an org that was unreachable got through)."""
 
 
 @dataclass(frozen=True)
@@ -625,7 +627,7 @@ def _act(
         failed = _with_rank(replace(_interrupted(lease, current, pending, failed=True), reason=reason), rank)
         failed = _release(ports, cmd, on24, lease, replace(failed, last_outcome="failed"))
         _tell_crm(cmd, crm, failed, failed=True, removed=False)
-        return Outcome("failed", reason, where, lease.event_user_id)
+        return Outcome("failed", reason, where, lease.event_user_id, on24_answered=True)
     except BaseException:
         # Transient faults and anything unexpected: give the row back, knowing what ON24 may now hold.
         current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
@@ -651,7 +653,7 @@ def _act(
         _release(ports, cmd, on24, lease, done, must=False)
         raise
     final = _release(ports, cmd, on24, lease, replace(done, crm_synced=synced))
-    return Outcome(status, desired.reason, final.on24_event_id, final.event_user_id)
+    return Outcome(status, desired.reason, final.on24_event_id, final.event_user_id, on24_answered=True)
 
 
 def _keep_lease(ports: RegistrationPorts, cmd: RegistrationCommand, lease: LedgerEntry) -> LedgerEntry:
