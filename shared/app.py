@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -20,6 +21,7 @@ from shared.admin import open_credentials
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
+from shared.health import ParkedCounts
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
 from shared.ratelimit import RateLimiter
@@ -27,7 +29,9 @@ from shared.registration import RegistrationPorts
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
+from shared.store.health import HealthStore
 from shared.store.ledger import Ledger
+from shared.store.pacing import SharedRateLimiter
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
 
@@ -62,6 +66,7 @@ class App:
         self._closers: list[Any] = []
         self._dataverse: dict[str, DataverseClient] = {}
         self._blob_container: Any = None
+        self._limiters: dict[str, SharedRateLimiter] = {}
 
     # ---- identity ----------------------------------------------------------------------------
     @cached_property
@@ -121,6 +126,29 @@ class App:
                 self._closers.append(service)
                 self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
             return self._blob_container
+
+    @cached_property
+    def health(self) -> HealthStore:
+        """Each org's health summary (for the status route), kept by PullMetrics."""
+        return HealthStore(self.tables.table("syncstate"))
+
+    def attendee_limiter(self, org: OrgRecord) -> RateLimiter:
+        """The ON24 account's attendee-list pacing, shared with every instance (one per account per process)."""
+        with self._lock:
+            limiter = self._limiters.get(org.client_id)
+            if limiter is None:
+                limiter = SharedRateLimiter(
+                    self.tables.table("syncstate"), org.client_id, self.settings.on24_attendee_calls_per_minute
+                )
+                self._limiters[org.client_id] = limiter
+            return limiter
+
+    def parked(self, org_id: str, now: datetime) -> ParkedCounts:
+        """STUB (issue 11, until shared/store/parked.py lands in main): the org's parked registrations.
+
+        Always zero: parking is being built in main. Not to be merged as is; replaced by the real count.
+        """
+        return ParkedCounts()
 
     def registration_ports(self) -> RegistrationPorts:
         """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""
