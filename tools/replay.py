@@ -234,7 +234,8 @@ def _age(text: str) -> timedelta:
 
 # ---- the command -----------------------------------------------------------------------------------------------------
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.replay", description=__doc__.split("\n\n")[0].replace("``", ""))
+    summary = (__doc__ or "").split("\n\n")[0].replace("``", "")
+    parser = argparse.ArgumentParser(prog="python -m tools.replay", description=summary)
     commands = parser.add_subparsers(dest="command", required=True)
     dead = commands.add_parser("dead-letters", help="move dead-lettered messages back to the queue")
     kept = commands.add_parser("rejected", help="re-submit kept rejected bodies after a fix")
