@@ -170,6 +170,16 @@ def on24_contact(state: WebinarSyncState) -> datetime | None:
     return max(times) if times else None
 
 
+def token_last_use(
+    org: OrgRecord, counts: RegistrationCounts | None, states: Iterable[WebinarSyncState]
+) -> datetime | None:
+    """The newest successful use of the org's token this app knows of: the credentials' check at ``PUT``, the
+    newest registration ON24 accepted, the newest pull ON24 answered."""
+    contacts = [on24_contact(state) for state in states]
+    uses = [t for t in (org.updated_at, counts.last_on24_success if counts else None, *contacts) if t is not None]
+    return max(uses) if uses else None
+
+
 def token_view(org: OrgRecord, last_use: datetime | None, now: datetime) -> dict[str, Any]:
     """The ON24 token's state: ON24 disables a token unused for 60 days; warn from 45."""
     idle = (now - last_use).days if last_use is not None else None
@@ -265,9 +275,7 @@ def status_view(
         },
     }
     if org is not None:
-        contacts = [on24_contact(state) for state in states]
-        uses = [t for t in (org.updated_at, counts.last_on24_success if counts else None, *contacts) if t is not None]
-        view["token"] = token_view(org, max(uses) if uses else None, now)
+        view["token"] = token_view(org, token_last_use(org, counts, states), now)
     view["warnings"] = _warnings(view)
     return view
 
@@ -394,6 +402,7 @@ class HealthPorts:
     ledger: HealthLedger
     rejected: HealthRejected
     rows: HealthRows
+    sync: StatusSync
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -403,6 +412,8 @@ class HealthReport:
     unchanged: list[str] = field(default_factory=list)
     rejected_counted: bool = False
     failed: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Orgs whose ON24 token needs an admin (``token_view`` of each: warning, expired, rejected)."""
 
 
 def refresh_health(ports: HealthPorts) -> HealthReport:
@@ -420,10 +431,12 @@ def refresh_health(ports: HealthPorts) -> HealthReport:
     if mark is None or ports.rejected.changed_since(mark - CHANGE_OVERLAP):
         rejected = count_rejected(ports.rejected.summary_rows(), now)
         report.rejected_counted = True
-    configured = {org.org_id for org in ports.orgs.list_orgs()}
-    for org_id in sorted(configured | set(rejected or {})):
+    configured = {org.org_id: org for org in ports.orgs.list_orgs()}
+    for org_id in sorted(configured.keys() | set(rejected or {})):
         try:
-            _refresh_org(ports, org_id, org_id in configured, rejected, now, report)
+            health = _refresh_org(ports, org_id, org_id in configured, rejected, now, report)
+            if org_id in configured:
+                _check_token(ports, configured[org_id], health, now, report)
         except StoreError as exc:
             report.failed[org_id] = str(exc)
             _log.warning("health: summary of org %s not refreshed: %s", org_id, exc, extra={"org_id": org_id})
@@ -439,7 +452,7 @@ def _refresh_org(
     rejected: dict[str, RejectedCounts] | None,
     now: datetime,
     report: HealthReport,
-) -> None:
+) -> OrgHealth:
     current = ports.rows.get(org_id)
     base = current or OrgHealth(org_id=org_id)
     updated = base
@@ -455,9 +468,17 @@ def _refresh_org(
         report.counted.append(org_id)
     if current is not None and updated == current:
         report.unchanged.append(org_id)
-        return
+        return current
     if ports.rows.save(updated) is None:
         raise _LostRace(f"another pass changed the health summary of org {org_id!r} first")
+    return updated
+
+
+def _check_token(ports: HealthPorts, org: OrgRecord, health: OrgHealth, now: datetime, report: HealthReport) -> None:
+    """Note an org whose token needs an admin, for the run's log line (what the token alert reads)."""
+    token = token_view(org, token_last_use(org, health.registrations, ports.sync.list(org.org_id)), now)
+    if token["state"] in ("warning", "expired", "rejected"):
+        report.tokens[org.org_id] = token
 
 
 class _LostRace(StoreError):

@@ -62,7 +62,9 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
 
 # ---- the health summaries the status route reads (after the pulls, in the same timer run) --------------------------
 def health_ports(app: App) -> HealthPorts:
-    return HealthPorts(orgs=app.credentials, ledger=app.ledger, rejected=app.rejected, rows=app.health)
+    return HealthPorts(
+        orgs=app.credentials, ledger=app.ledger, rejected=app.rejected, rows=app.health, sync=app.sync_state
+    )
 
 
 def refresh_org_health(app: App) -> HealthReport | None:
@@ -74,6 +76,14 @@ def refresh_org_health(app: App) -> HealthReport | None:
     except IntegrationError as exc:
         _log.error("health: summaries not refreshed: %s", exc, extra={"error": type(exc).__name__})
         return None
+    for org_id, token in sorted(report.tokens.items()):
+        _log.warning(
+            "health: the ON24 token of org %s needs an admin (%s): %s",
+            org_id,
+            token["state"],
+            token["message"],
+            extra={"org_id": org_id, "token_state": token["state"], "idle_days": token["idleDays"]},
+        )
     _log.info(
         "health: %d org summaries counted, %d unchanged, rejected messages %s%s",
         len(report.counted),
@@ -82,7 +92,10 @@ def refresh_org_health(app: App) -> HealthReport | None:
         f"; {len(report.failed)} orgs left for the next run" if report.failed else "",
         extra={
             "orgs_counted": len(report.counted),
-            "orgs_failed": sorted(report.failed),
+            "health_orgs_failed": sorted(report.failed),
+            "tokens_attention": [
+                f"{org}:{token['state']}:{token['idleDays']}" for org, token in sorted(report.tokens.items())
+            ],
             "duration_ms": round((time.perf_counter() - started) * 1000),
         },
     )

@@ -232,8 +232,25 @@ class FakeRows:
         self.mark = counted_at
 
 
-def ports(orgs: FakeOrgs, ledger: FakeLedger, rejected: FakeRejected, rows: FakeRows, now: datetime) -> HealthPorts:
-    return HealthPorts(orgs=orgs, ledger=ledger, rejected=rejected, rows=rows, clock=lambda: now)
+class FakeSync:
+    def __init__(self) -> None:
+        self.states: dict[str, list[WebinarSyncState]] = {}
+
+    def list(self, org_id: str) -> list[WebinarSyncState]:
+        return self.states.get(org_id, [])
+
+
+def ports(
+    orgs: FakeOrgs,
+    ledger: FakeLedger,
+    rejected: FakeRejected,
+    rows: FakeRows,
+    now: datetime,
+    sync: FakeSync | None = None,
+) -> HealthPorts:
+    return HealthPorts(
+        orgs=orgs, ledger=ledger, rejected=rejected, rows=rows, sync=sync or FakeSync(), clock=lambda: now
+    )
 
 
 def test_the_pass_counts_again_only_orgs_whose_ledger_changed() -> None:
@@ -280,3 +297,26 @@ def test_a_lost_race_leaves_the_org_and_the_rejected_mark_for_the_next_pass() ->
     report = refresh_health(ports(orgs, ledger, rejected, rows, NOW))
     assert list(report.failed) == ["a"] and rows.saves == ["b"], "the other org is still served"
     assert rows.mark is None, "the rejected messages are counted again next pass"
+
+
+def test_the_pass_names_orgs_whose_token_needs_an_admin() -> None:
+    orgs, ledger, rejected, rows, sync = (
+        FakeOrgs("idle", "pulled", "refused"),
+        FakeLedger(),
+        FakeRejected(),
+        FakeRows(),
+        FakeSync(),
+    )
+    long_ago = NOW - timedelta(days=50)
+    orgs.orgs = [
+        org(org_id="idle", updated_at=long_ago),
+        org(org_id="pulled", updated_at=long_ago),
+        org(org_id="refused", status="rejected"),
+    ]
+    sync.states["pulled"] = [WebinarSyncState("pulled", "1", last_success_at=NOW - timedelta(days=1), status="ok")]
+    report = refresh_health(ports(orgs, ledger, rejected, rows, NOW, sync))
+    assert {org_id: token["state"] for org_id, token in report.tokens.items()} == {
+        "idle": "warning",
+        "refused": "rejected",
+    }
+    assert report.tokens["idle"]["idleDays"] == 50
