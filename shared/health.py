@@ -366,7 +366,8 @@ def org_status(org_id: str, ports: StatusPorts) -> dict[str, Any]:
     now = ports.clock()
     record = ports.credentials.get(org_id)
     credentials = admin.status_view(org_id, record, legacy_ids=None if record else ports.credentials.variants(org_id))
-    credentials.pop("orgId", None)
+    for repeated in ("orgId", "configured"):  # at the top of the answer
+        credentials.pop(repeated, None)
     return status_view(
         org_id, record, credentials, ports.sync.list(org_id), ports.rows.get(org_id), ports.parked(org_id, now), now
     )
