@@ -7,7 +7,6 @@ Dataverse stand-ins; registrations made by RegisterAttendee itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,12 +27,6 @@ PULL = "orgs/{orgId}/webinars/{webinarId}/pull"
 def pull(org: str, webinar: str, **kwargs: Any) -> tuple[int, Any, Any]:
     response = pull_main(admin_request("POST", PULL, {"orgId": org, "webinarId": webinar}, **kwargs))
     return response.status_code, json_body(response), response.headers
-
-
-@pytest.fixture
-def webinars(app_env: dict[str, str], on24: Any, dataverse: Any) -> Iterator[Webinars]:
-    yield Webinars(on24, dataverse)
-    on24.reactivate(CLIENT_B)
 
 
 def test_pulls_one_webinar_of_one_org_and_writes_only_its_checkins(

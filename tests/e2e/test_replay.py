@@ -9,26 +9,17 @@ is handed to RegisterAttendee the way the host would deliver it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from RegisterAttendee import main as register_main
 from sandbox.servicebus import InMemoryServiceBus
 from shared.app import get_app
 from tests.builders import canonical_body
-from tests.e2e.test_pull_metrics import CLIENT_B, ORG_A, Webinars
+from tests.e2e.test_pull_metrics import ORG_A, Webinars
 from tests.functions import service_bus_message
 from tests.unit.test_replay_shell import QUEUE, Operator
 from tools.replay import main as replay
-
-
-@pytest.fixture
-def webinars(app_env: dict[str, str], on24: Any, dataverse: Any) -> Iterator[Webinars]:
-    yield Webinars(on24, dataverse)
-    on24.reactivate(CLIENT_B)
 
 
 def replay_with(*args: str, bus: InMemoryServiceBus | None = None, answer: str = "y") -> tuple[int, Operator]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,12 +29,6 @@ STATUS = "orgs/{orgId}/webinar/status"
 def status(org: str, **kwargs: Any) -> tuple[int, Any]:
     response = status_main(admin_request("GET", STATUS, {"orgId": org}, **kwargs))
     return response.status_code, json_body(response)
-
-
-@pytest.fixture
-def webinars(app_env: dict[str, str], on24: Any, dataverse: Any) -> Iterator[Webinars]:
-    yield Webinars(on24, dataverse)
-    on24.reactivate(CLIENT_B)
 
 
 @pytest.fixture
