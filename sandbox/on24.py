@@ -63,8 +63,8 @@ PHONE_FIELDS = ("workphone", "homephone", "fax")
 POST_FIELDS = {*FIELD_MAX, *YES_NO_FIELDS, "isdeleted"}
 PATCH_FIELDS = {*FIELD_MAX, *YES_NO_FIELDS, "isblocked"}
 
-PathKind = Literal["registrant", "event", "event_list", "attendee", "registrant_list"]
-PATH_KINDS: tuple[str, ...] = ("registrant", "event", "event_list", "attendee", "registrant_list")
+PathKind = Literal["registrant", "event", "event_list", "attendee", "registrant_list", "forget"]
+PATH_KINDS: tuple[str, ...] = ("registrant", "event", "event_list", "attendee", "registrant_list", "forget")
 PagingMode = Literal["zero", "one", "ignore"]
 
 _PREFIX = re.compile(r"/v2/client/([^/]+)(/.*)?")
@@ -382,6 +382,10 @@ class On24StandIn(StandIn):
 
     def _route(self, request: Request, client_id: str, rest: str) -> Response:
         method = request.method
+        if rest in ("/forget", "/forget/"):
+            if method != "POST":
+                return _message(405, "Method not allowed.")
+            return self._throttled("forget") or self._forget(request, client_id)
         if rest in ("/event", "/event/"):
             if method != "GET":
                 return _message(405, "Method not allowed.")
@@ -491,6 +495,38 @@ class On24StandIn(StandIn):
         if blocked is not None:
             existing["isblocked"] = blocked
         return _json(200, self._render_registrant(existing))
+
+    def _forget(self, request: Request, client_id: str) -> Response:
+        """GDPR forget (DOC-fgt): anonymise every registrant with one of the emails, in one event or all."""
+        content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return _message(415, "Content-Type must be application/x-www-form-urlencoded.")
+        form = {name.strip().lower(): value for name, value in parse_qsl(request.body.decode("utf-8", "replace"))}
+        emails = {e.strip().lower() for e in form.get("email", "").split(",") if e.strip()}
+        if not emails:
+            return _message(400, "Email is required.")
+        raw_event = form.get("eventid", "").strip()
+        if raw_event and not raw_event.isdigit():
+            return _message(400, "eventid must be a number.")
+        events = [e for e in self._events.values() if e.client_id == client_id
+                  and (not raw_event or e.event_id == int(raw_event))]  # fmt: skip
+        forgotten: list[int] = []
+        for event in events:
+            for email in emails & set(event.registrants):
+                record = event.registrants.pop(email)
+                anonymised = f"{record['eventuserid']}-deleted"
+                for name in list(record):
+                    if name in FIELD_MAX and name != "email":
+                        record[name] = None
+                record.update(email=anonymised, firstname="deleted", lastname="deleted", isdeleted=True)
+                event.registrants[anonymised] = record
+                if email in event.attendees:
+                    event.attendees[anonymised] = event.attendees.pop(email)
+                forgotten.append(int(record["eventuserid"]))
+                event.touch()
+        if not forgotten:
+            return _message(404, "No registrants found for the given email.")
+        return _json(200, {"deletedregistrants": {"eventuserids": forgotten}})
 
     def _new_registrant(self, event: _Event, form: dict[str, str]) -> dict[str, Any]:
         eventuserid = next(self._ids)

@@ -190,6 +190,34 @@ def dataverse_body(
     return json.dumps(context, separators=(",", ":")).replace("/", "\\/").encode("utf-8")
 
 
+def dataverse_delete_body(
+    *, org_id: str, entity: str, row_id: str, at: datetime | None = None, email: str | None = None
+) -> bytes:
+    """A RemoteExecutionContext for the Delete of a registration or a contact (Target is an EntityReference);
+    ``email`` adds a pre-image with the contact's ``emailaddress1``, as a step registered with one sends."""
+    at = at or datetime.now(UTC)
+    pre = []
+    if email is not None:
+        image = {"Attributes": [{"key": "emailaddress1", "value": email}], "Id": row_id, "LogicalName": entity}
+        pre = [{"key": "PreImage", "value": image}]
+    context = {
+        "BusinessUnitId": str(uuid.uuid4()),
+        "CorrelationId": str(uuid.uuid4()),
+        "Depth": 1,
+        "InputParameters": [{"key": "Target", "value": _ref(entity, row_id)}],
+        "MessageName": "Delete",
+        "Mode": 1,
+        "OperationCreatedOn": _date(at)[:-2] + "+0000)/",
+        "OrganizationId": org_id,
+        "PostEntityImages": [],
+        "PreEntityImages": pre,
+        "PrimaryEntityId": row_id,
+        "PrimaryEntityName": entity,
+        "Stage": 40,
+    }
+    return json.dumps(context, separators=(",", ":")).replace("/", "\\/").encode("utf-8")
+
+
 def canonical_body(
     *,
     org_id: str,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -21,17 +23,18 @@ from shared.admin import open_credentials
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
-from shared.health import ParkedCounts
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts
+from shared.registration_rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
 from shared.store.health import HealthStore
 from shared.store.ledger import Ledger
 from shared.store.pacing import SharedRateLimiter
+from shared.store.parked import ParkedMessages
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
 
@@ -57,8 +60,10 @@ class App:
         key_provider: KeyProvider | None = None,
         azure_credential: TokenCredential | None = None,
         http_client: httpx.Client | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        self._clock = clock  # tests run RegisterAttendee and RetryParked on a virtual clock
         self._key_provider = key_provider
         self._azure_credential = azure_credential
         self._http_client = http_client
@@ -105,6 +110,11 @@ class App:
         return Ledger(self.tables.table("ledger"))
 
     @cached_property
+    def parked(self) -> ParkedMessages:
+        """Registrations parked during an outage (``shared.parking`` re-drives them)."""
+        return ParkedMessages(self.tables.table("ledger"))
+
+    @cached_property
     def rejected(self) -> RejectedMessages:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
         return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
@@ -143,17 +153,10 @@ class App:
                 self._limiters[org.client_id] = limiter
             return limiter
 
-    def parked(self, org_id: str, now: datetime) -> ParkedCounts:
-        """STUB (issue 11, until shared/store/parked.py lands in main): the org's parked registrations.
-
-        Always zero: parking is being built in main. Not to be merged as is; replaced by the real count.
-        """
-        return ParkedCounts()
-
     def registration_ports(self) -> RegistrationPorts:
         """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""
         s = self.settings
-        return RegistrationPorts(
+        ports = RegistrationPorts(
             credentials=self.credentials,
             ledger=self.ledger,
             on24_for=self.on24_for,
@@ -163,7 +166,11 @@ class App:
             linger_seconds=s.on24_linger_seconds,
             lease_margin_seconds=s.registration_lease_margin_seconds,
             lease_wait_seconds=s.registration_lease_wait_seconds,
+            parked=self.parked,
+            park_after_deliveries=s.park_after_deliveries,
+            backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
         )
+        return ports if self._clock is None else replace(ports, clock=self._clock)
 
     # ---- crypto ------------------------------------------------------------------------------
     @cached_property

@@ -46,6 +46,7 @@ from shared.store.health import (
     RejectedCounts,
 )
 from shared.store.ledger import LedgerEntry
+from shared.store.parked import ParkedMessage
 from shared.store.rejected import RejectedSummaryRow
 from shared.store.sync_state import COUNTERS, WebinarSyncState
 from shared.store.tables import StoreError
@@ -221,6 +222,20 @@ class ParkedCounts:
     last_24h: int = 0
 
 
+class ParkedStore(Protocol):
+    def for_org(self, org_id: str) -> list[ParkedMessage]: ...
+
+
+def parked_counts(store: ParkedStore, org_id: str, now: datetime) -> ParkedCounts:
+    """How many of the org's registrations are parked now, and how many of them were parked in the last 24 h.
+
+    One range query over the org's parked rows (``shared.store.parked``): as long as their number, normally none.
+    """
+    parked = store.for_org(org_id)
+    since = now - WINDOW
+    return ParkedCounts(total=len(parked), last_24h=sum(1 for m in parked if m.parked_at and m.parked_at >= since))
+
+
 def webinar_view(state: WebinarSyncState, now: datetime) -> dict[str, Any]:
     """One webinar's sync state as the status route shows it."""
     pending = None
@@ -259,6 +274,7 @@ def status_view(
     rejected = health.rejected if health else RejectedCounts()
     latest = {"at": _iso(rejected.latest_at), "reason": rejected.latest_reason} if rejected.latest_at else None
     registrations = _registrations_view(counts, parked, now)
+    registrations["parking"] = _parking_view(org)
     view: dict[str, Any] = {
         "orgId": org_id,
         "asOf": _iso(now),
@@ -304,6 +320,13 @@ def _registrations_view(counts: RegistrationCounts | None, parked: ParkedCounts,
     }
 
 
+def _parking_view(org: OrgRecord | None) -> dict[str, Any] | None:
+    """The org's parking state (RetryParked): ON24 or CRM unreachable, new registrations parked at once."""
+    if org is None or not org.parking:
+        return None
+    return {"failedAttempts": org.park_failures, "nextAttempt": _iso(org.park_until)}
+
+
 def _warnings(view: dict[str, Any]) -> list[str]:
     """What needs an admin, in words (empty when all is well)."""
     found: list[str] = []
@@ -326,6 +349,11 @@ def _warnings(view: dict[str, Any]) -> list[str]:
     registrations = view["registrations"]
     if registrations["last24h"].get("failed"):
         found.append(f"{registrations['last24h']['failed']} registrations failed in the last 24 hours")
+    if registrations["parking"]:
+        found.append(
+            f"ON24 or CRM did not answer {registrations['parking']['failedAttempts']} attempts in a row: new "
+            f"registrations are parked; next attempt at {registrations['parking']['nextAttempt']}"
+        )
     if registrations["total"].get("parked"):
         found.append(f"{registrations['total']['parked']} registrations are parked until ON24 answers again")
     if view["rejectedMessages"]["waiting"]:
@@ -356,7 +384,7 @@ class StatusPorts:
     credentials: StatusCredentials
     sync: StatusSync
     rows: StatusRows
-    parked: Callable[[str, datetime], ParkedCounts]
+    parked: ParkedStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -368,9 +396,8 @@ def org_status(org_id: str, ports: StatusPorts) -> dict[str, Any]:
     credentials = admin.status_view(org_id, record, legacy_ids=None if record else ports.credentials.variants(org_id))
     for repeated in ("orgId", "configured"):  # at the top of the answer
         credentials.pop(repeated, None)
-    return status_view(
-        org_id, record, credentials, ports.sync.list(org_id), ports.rows.get(org_id), ports.parked(org_id, now), now
-    )
+    parked = parked_counts(ports.parked, org_id, now)
+    return status_view(org_id, record, credentials, ports.sync.list(org_id), ports.rows.get(org_id), parked, now)
 
 
 # ---- the pass PullMetrics runs -----------------------------------------------------------------------------------

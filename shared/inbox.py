@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import azure.functions as func
 
 from shared.app import App
 from shared.errors import ConfigError, TransientError
-from shared.messages import MessageError, org_id_hint, parse_message
-from shared.registration import Outcome, handle_registration
+from shared.messages import ContactErasure, MessageError, org_id_hint, parse_message
+from shared.registration import Outcome, handle_contact_erasure, handle_registration
 
 _log = logging.getLogger(__name__)
 
@@ -50,15 +51,25 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
         )
         return Outcome("failed", f"rejected message: {exc}")
 
-    context |= {"org_id": cmd.org_id, "registration_id": cmd.registration_id, "action": cmd.action}
+    ports = app.registration_ports()
+    if isinstance(cmd, ContactErasure):
+        subject = f"contact {cmd.contact_id}"
+        context |= {"org_id": cmd.org_id, "contact_id": cmd.contact_id, "action": "forget"}
+        run: Callable[[], Outcome] = lambda: handle_contact_erasure(  # noqa: E731
+            cmd, ports, received_at=received_at, delivery_count=delivery
+        )
+    else:
+        subject = f"registration {cmd.registration_id}"
+        context |= {"org_id": cmd.org_id, "registration_id": cmd.registration_id, "action": cmd.action}
+        run = lambda: handle_registration(cmd, ports, received_at=received_at, delivery_count=delivery)  # noqa: E731
     try:
-        outcome = handle_registration(cmd, app.registration_ports(), received_at=received_at)
+        outcome = run()
     except (TransientError, ConfigError) as exc:
         _log.warning(
-            "registration %s (org %s, %s) will be retried: %s",
-            cmd.registration_id,
+            "%s (org %s, %s) will be retried: %s",
+            subject,
             cmd.org_id,
-            cmd.action,
+            context["action"],
             exc,
             extra={**context, "outcome": "retry", "error_type": type(exc).__name__, "duration_ms": _ms(started)},
         )
@@ -66,8 +77,8 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
     level = logging.ERROR if outcome.status == "failed" else logging.INFO
     _log.log(
         level,
-        "registration %s (org %s, ON24 event %s): %s%s",
-        cmd.registration_id,
+        "%s (org %s, ON24 event %s): %s%s",
+        subject,
         cmd.org_id,
         outcome.on24_event_id,
         outcome.status,

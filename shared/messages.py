@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -67,7 +67,10 @@ MAX_EMAIL_CHARS = 100
 """ON24's limit for ``email``."""
 
 REGISTRATION_ENTITY = "msevtmgt_eventregistration"
-"""The only Dataverse table whose messages are handled."""
+"""The Dataverse table whose Create, Update and Delete messages are handled."""
+
+CONTACT_ENTITY = "contact"
+"""The Dataverse table whose Delete messages are handled (erasure of a person)."""
 
 _PREVIEW_CHARS = 60
 _MAX_INT_DIGITS = 64
@@ -136,7 +139,8 @@ class RegistrationCommand(BaseModel):
 
     Attributes:
         org_id: the CRM organization (canonical ``orgId``; Dataverse ``OrganizationId``, lower-case GUID).
-        action: ``register``, ``update`` or ``cancel``.
+        action: ``register``, ``update``, ``cancel`` or ``forget`` (erase: remove the ON24 registrant and the
+            personal data kept for it).
         registration_id: the ``msevtmgt_eventregistrationid``, lower-case GUID.
         event_id: the ``msevtmgt_event`` id (lower-case GUID) when the message carries it.
         contact_id: the registrant's contact id (Dataverse format) when carried.
@@ -146,20 +150,41 @@ class RegistrationCommand(BaseModel):
         source: which format the message used.
         size_exceeded: the payload lacks the row's columns (Dataverse trimmed it, ``MessageMaxSizeExceeded``,
             or sent no Target): the caller must re-read the registration before acting.
+        reason: why, when the change does not come from a person's registration (e.g. an erasure request).
     """
 
     model_config = ConfigDict(frozen=True)
 
     org_id: str
-    action: Literal["register", "update", "cancel"]
+    action: Literal["register", "update", "cancel", "forget"]
     registration_id: str
     event_id: str | None = None
     contact_id: str | None = None
     on24_event_id: str | None = None
     attendee: Attendee | None = None
     occurred_at: datetime | None = None
-    source: Literal["canonical", "dataverse"]
+    source: Literal["canonical", "dataverse", "admin"]
     size_exceeded: bool = False
+    reason: str | None = None
+
+
+class ContactErasure(BaseModel):
+    """A CRM contact was deleted (Dataverse ``Delete`` of ``contact``): forget every registration of it.
+
+    Attributes:
+        org_id: the CRM organization (lower-case GUID).
+        contact_id: the deleted contact (lower-case GUID).
+        email: the contact's ``emailaddress1``, when the step sent a pre-image with it (registrations made from
+            canonical messages are known by email only).
+        occurred_at: when it was deleted (aware, UTC), when known.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str
+    contact_id: str
+    email: str | None = None
+    occurred_at: datetime | None = None
 
 
 def parse_message(
@@ -167,7 +192,7 @@ def parse_message(
     *,
     content_type: str | None = None,
     application_properties: Mapping[str, object] | None = None,
-) -> RegistrationCommand:
+) -> RegistrationCommand | ContactErasure:
     """Parse a queue message body in either supported format.
 
     Args:
@@ -177,7 +202,7 @@ def parse_message(
             ``MessageMaxSizeExceeded`` (bare or with a claims prefix) is read.
 
     Returns:
-        The command the message carries.
+        The command the message carries: a registration change, or the erasure of a deleted contact.
 
     Raises:
         MessageError: the body is too large, not UTF-8 JSON, not a known format, or a field is invalid.
@@ -463,9 +488,15 @@ class _CanonicalMessage(BaseModel):
 
     schema_: Literal["webinar-registration/1"] = Field(alias="schema")
     org_id: Annotated[str, AfterValidator(_org_id)] = Field(alias="orgId")
-    action: Literal["register", "update", "cancel"]
+    action: Literal["register", "update", "cancel", "forget"]
     registration_id: _Guid = Field(alias="registrationId")
-    event_id: _Guid = Field(alias="eventId")
+    event_id: _Guid | None = Field(default=None, alias="eventId")
+
+    @model_validator(mode="after")
+    def _event_required(self) -> _CanonicalMessage:
+        if self.event_id is None and self.action != "forget":
+            raise PydanticCustomError("event_required", "eventId is required unless action is 'forget'")
+        return self
     on24_event_id: Annotated[str | None, BeforeValidator(_on24_event_id)] = Field(default=None, alias="on24EventId")
     attendee: _CanonicalAttendee | None = None
     occurred_at: Annotated[datetime | None, BeforeValidator(_occurred_at)] = Field(default=None, alias="occurredAt")
@@ -573,7 +604,9 @@ def _from_pydantic(errors: list[ErrorDetails]) -> MessageError:
     field = ".".join(str(part) for part in first["loc"]) or None
     reason = _PYDANTIC_REASONS.get(first["type"], first["msg"])
     if first["type"] == "literal_error" and field == "action":
-        reason = "must be 'register', 'update' or 'cancel'"
+        reason = "must be 'register', 'update', 'cancel' or 'forget'"
+    if first["type"] == "event_required":
+        field, reason = "eventId", "is required unless action is 'forget'"
     if len(errors) > 1:
         reason += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return MessageError(reason, field=field)
@@ -603,13 +636,15 @@ def _truthy(value: object) -> bool:
     return bool(value)
 
 
-def _parse_dataverse(data: dict[str, Any], *, size_exceeded: bool) -> RegistrationCommand:
+def _parse_dataverse(data: dict[str, Any], *, size_exceeded: bool) -> RegistrationCommand | ContactErasure:
     message_name = _dv_string(data, "MessageName")
     entity_name = _dv_string(data, "PrimaryEntityName")
+    if message_name.lower() == "delete" and entity_name.lower() in {REGISTRATION_ENTITY, CONTACT_ENTITY}:
+        return _parse_dataverse_delete(data, entity_name.lower())
     if entity_name.lower() != REGISTRATION_ENTITY or message_name.lower() not in {"create", "update"}:
         raise MessageError(
             f"Dataverse message {preview(message_name)} on entity {preview(entity_name)} is not handled: "
-            f"only Create and Update of {REGISTRATION_ENTITY}"
+            f"only Create, Update and Delete of {REGISTRATION_ENTITY}, and Delete of {CONTACT_ENTITY}"
         )
     is_create = message_name.lower() == "create"
     org_id = _dv_guid(data.get("OrganizationId"), "OrganizationId")
@@ -671,6 +706,35 @@ def _parse_dataverse(data: dict[str, Any], *, size_exceeded: bool) -> Registrati
         occurred_at=occurred_at,
         source="dataverse",
         size_exceeded=size_exceeded,
+    )
+
+
+def _parse_dataverse_delete(data: dict[str, Any], entity: str) -> RegistrationCommand | ContactErasure:
+    """A deleted registration is forgotten; a deleted contact has every registration of it forgotten.
+
+    Delete's ``Target`` is an EntityReference (no attributes); ``PrimaryEntityId`` names the row.
+    """
+    org_id = _dv_guid(data.get("OrganizationId"), "OrganizationId")
+    if org_id is None:
+        raise MessageError("is required (a GUID)", field="OrganizationId")
+    target = _key_values(data.get("InputParameters"), "InputParameters").get("Target")
+    target_id = _dv_reference_id(target, "InputParameters.Target") if target is not None else None
+    primary_id = _dv_guid(data.get("PrimaryEntityId"), "PrimaryEntityId", allow_nil=True)
+    if primary_id is not None and target_id is not None and primary_id != target_id:
+        raise MessageError("names a different row than InputParameters.Target.Id", field="PrimaryEntityId")
+    row_id = primary_id or target_id
+    if row_id is None:
+        raise MessageError("is required (the deleted row's GUID)", field="PrimaryEntityId")
+    occurred_at = _dv_date(data.get("OperationCreatedOn"), "OperationCreatedOn")
+    if entity == CONTACT_ENTITY:
+        email = _image_attributes(data.get("PreEntityImages"), "PreEntityImages").get("emailaddress1")
+        try:
+            email = _email(email) if isinstance(email, str) else None
+        except PydanticCustomError:
+            email = None  # a malformed address cannot have been registered
+        return ContactErasure(org_id=org_id, contact_id=row_id, email=email, occurred_at=occurred_at)
+    return RegistrationCommand(
+        org_id=org_id, action="forget", registration_id=row_id, occurred_at=occurred_at, source="dataverse"
     )
 
 
@@ -783,6 +847,7 @@ __all__ = [
     "CANONICAL_SCHEMA",
     "MAX_BODY_BYTES",
     "Attendee",
+    "ContactErasure",
     "MessageError",
     "RegistrationCommand",
     "attendee_from_crm",

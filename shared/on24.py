@@ -566,6 +566,29 @@ class On24Client:
             done_when=lambda status, message: status == 412 and "soft delete" in message.lower(),
         )
 
+    def forget_registrant(self, event_id: int | str, email: str) -> None:
+        """Erase a registrant's personal data in one event (``POST /forget`` with ``email`` and ``eventid``).
+
+        ON24 anonymises the record: the email becomes ``{eventuserid}-deleted``, names ``deleted``, other
+        personal fields null. Idempotent: a 404 (no such registrant, e.g. already forgotten) means done.
+
+        Raises:
+            ValueError: a malformed event id or an empty email (before any I/O).
+            ValidationError: the email exceeds 100 characters, or ON24 refused the call.
+            CredentialsRejectedError: the credentials were refused.
+            TransientError: unreachable, 5xx, or throttled beyond the retry budget (the limit is 30 a minute).
+        """
+        eid = _check_event_id(event_id)
+        address = _check_email(email)
+        self._call(
+            "forget_registrant",
+            "POST",
+            "/forget",
+            eid,
+            form={"email": address, "eventid": eid},
+            done_when=lambda status, message: status == 404,
+        )
+
     def get_event(self, event_id: int | str) -> On24Event:
         """Read an event's metadata (``GET /event/{id}``): title, schedule, audience URL.
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
@@ -37,15 +38,17 @@ from shared.dataverse import (
     CrmEvent,
     CrmRegistration,
 )
-from shared.errors import NotFoundError, PermanentError, TransientError
+from shared.errors import BusyError, NotFoundError, PermanentError, TransientError
 from shared.ids import ON24_EVENT_ID_PATTERN
-from shared.messages import Attendee, RegistrationCommand, attendee_from_crm
+from shared.messages import Attendee, ContactErasure, RegistrationCommand, attendee_from_crm
 from shared.on24 import Registrant, RegistrantFields
 from shared.registration_rules import (
     MAX_CLOCK_SKEW,
     PRIORITY,
+    Backoff,
     NoOp,
     Rank,
+    after_interruption,
     last_rank,
     message_time,
     no_op,
@@ -54,10 +57,13 @@ from shared.registration_rules import (
 )
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
+from shared.store.parked import ParkedMessage
 
 _log = logging.getLogger(__name__)
 
-OutcomeStatus = Literal["registered", "updated", "cancelled", "duplicate", "stale", "skipped", "failed"]
+OutcomeStatus = Literal[
+    "registered", "updated", "cancelled", "forgotten", "duplicate", "stale", "skipped", "failed", "parked"
+]
 DISABLED = "integration disabled: no ON24 credentials for org"
 
 
@@ -71,6 +77,7 @@ class On24Registrations(Protocol):
     def create_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
     def update_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
     def delete_registrant(self, event_id: int | str, email: str) -> None: ...
+    def forget_registrant(self, event_id: int | str, email: str) -> None: ...
 
 
 class CrmRegistrations(Protocol):
@@ -84,16 +91,24 @@ class CrmRegistrations(Protocol):
 
 class OrgCredentials(Protocol):
     def get(self, org_id: str) -> OrgRecord | None: ...
+    def set_parking(self, org_id: str, failures: int, until: datetime | None) -> bool: ...
+
+
+class ParkedStore(Protocol):
+    def park(self, message: ParkedMessage) -> ParkedMessage: ...
 
 
 class LedgerRows(Protocol):
     def get(self, org_id: str, registration_id: str) -> LedgerEntry | None: ...
     def write(self, entry: LedgerEntry) -> LedgerEntry | None: ...
+    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
 class RegistrationPorts:
     """What the use case needs, and its timing.
+
+    A delivery that fails transiently for the ``park_after_deliveries``-th time is parked (see ``park``).
 
     ``on24_for`` opens the org's credentials (may raise DecryptionError); ``crm_for`` returns None when no
     Dataverse URL is known for the org. ``call_seconds`` bounds one ON24 call (retry budget plus one
@@ -113,6 +128,10 @@ class RegistrationPorts:
     linger_seconds: float = 10.0
     lease_margin_seconds: float = 5.0
     org_recheck_seconds: float = 1.0
+    parked: ParkedStore | None = None
+    """Where registrations that keep failing are parked; None: they are only ever redelivered."""
+    park_after_deliveries: int = 3
+    backoff: Backoff = field(default_factory=lambda: Backoff())
 
     def __post_init__(self) -> None:
         if self.lease_seconds < self.call_seconds + self.linger_seconds + self.lease_margin_seconds:
@@ -147,7 +166,14 @@ class _Disabled(Exception):
 
 
 # ---- the use case ---------------------------------------------------------------------------------------------
-def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, received_at: datetime) -> Outcome:
+def handle_registration(
+    cmd: RegistrationCommand,
+    ports: RegistrationPorts,
+    *,
+    received_at: datetime,
+    delivery_count: int | None = None,
+    redrive: bool = False,
+) -> Outcome:
     """Apply ``cmd`` (idempotently) and return what happened.
 
     Args:
@@ -155,6 +181,10 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
         ports: clients, stores and timing.
         received_at: when Service Bus accepted the message: orders messages that carry no time of their own,
             and caps those whose time lies too far ahead of it.
+        delivery_count: Service Bus's count of this delivery: from ``ports.park_after_deliveries`` on, a
+            transient failure parks the message instead of raising.
+        redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
+            registrations are being parked, and a transient failure raises for the caller to reschedule.
 
     Raises:
         TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
@@ -175,7 +205,61 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
     org_read_at = time.monotonic()
     if org is None:
         return _note_skip(ports, cmd, DISABLED)
+    if org.parking and not redrive and ports.parked is not None:
+        return park(ports, org, cmd, received_at, declared, "ON24 or CRM did not answer the org's last attempts")
+    try:
+        return _apply_message(ports, org, org_read_at, cmd, at, declared)
+    except BusyError:
+        raise  # another delivery is at it: not an outage
+    except TransientError as exc:
+        if redrive or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
+            raise
+        return park(ports, org, cmd, received_at, declared, str(exc), attempts=delivery_count or 0)
 
+
+def park(
+    ports: RegistrationPorts,
+    org: OrgRecord,
+    cmd: RegistrationCommand,
+    received_at: datetime,
+    rank: Rank,
+    error: str,
+    *,
+    attempts: int = 0,
+) -> Outcome:
+    """Keep the message durably for a later attempt, and park the org's next registrations at once.
+
+    The message then completes: an outage of hours dead-letters nothing. ``shared.parking`` re-drives parked
+    messages with exponential backoff, one probe per org while it stays unreachable.
+    """
+    assert ports.parked is not None
+    now = ports.clock()
+    if org.parking:  # the org already waits for its next probe: this message joins it
+        failures, next_at = org.park_failures, org.park_until or now
+    else:
+        failures, next_at = 1, now + ports.backoff.delay(1)
+        ports.credentials.set_parking(cmd.org_id, failures, next_at)
+    kept = ports.parked.park(
+        ParkedMessage(
+            org_id=cmd.org_id,
+            key=cmd.registration_id,
+            command=cmd.model_dump_json(),
+            received_at=received_at,
+            message_at=rank.at,
+            priority=rank.priority,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            parked_at=now,
+            last_error=error,
+        )
+    )
+    return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
+
+
+def _apply_message(
+    ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
+) -> Outcome:
+    """``handle_registration`` for an org that is enabled and not parking."""
     # A register is usually the first message of its row: the claim tries to create the row before reading it.
     entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
     try:
@@ -208,6 +292,59 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
     return _act(ports, cmd, crm, on24, claimed, rank, desired, org_read_at)
 
 
+def forget_registration(
+    org_id: str, registration_id: str, ports: RegistrationPorts, *, requested_at: datetime, reason: str
+) -> Outcome:
+    """Erase one registration: remove (ON24's forget) every registrant it may have in ON24, then keep only its
+    ids and message order in the ledger. Ordered like a message at ``requested_at`` with the highest priority:
+    older registers stay stale; a register sent later registers the person again.
+
+    Raises:
+        TransientError, ConfigError: as ``handle_registration``.
+    """
+    cmd = RegistrationCommand(
+        org_id=org_id,
+        action="forget",
+        registration_id=registration_id,
+        occurred_at=requested_at,
+        source="admin",
+        reason=reason,
+    )
+    return handle_registration(cmd, ports, received_at=requested_at)
+
+
+def handle_contact_erasure(
+    cmd: ContactErasure, ports: RegistrationPorts, *, received_at: datetime, delivery_count: int | None = None
+) -> Outcome:
+    """A contact deleted in CRM: forget each of its registrations (found by contact id, or by email).
+
+    Raises:
+        TransientError, ConfigError: as ``handle_registration``; the redelivery repeats the erasures still due
+            (those done are duplicates by then).
+    """
+    at, _ = message_time(cmd.occurred_at, received_at)
+    found = ports.ledger.registrations_of(cmd.org_id, contact_id=cmd.contact_id, email=cmd.email)
+    statuses = Counter(
+        handle_registration(
+            RegistrationCommand(
+                org_id=cmd.org_id,
+                action="forget",
+                registration_id=registration_id,
+                contact_id=cmd.contact_id,
+                occurred_at=at,
+                source="dataverse",
+                reason=f"contact {cmd.contact_id} was deleted in CRM",
+            ),
+            ports,
+            received_at=received_at,
+            delivery_count=delivery_count,
+        ).status
+        for registration_id in found
+    )
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none known"
+    return Outcome("forgotten", f"registrations of contact {cmd.contact_id}: {summary}")
+
+
 # ---- step 1: read and decide ----------------------------------------------------------------------------------
 def _resolve(
     cmd: RegistrationCommand, entry: LedgerEntry | None, crm: CrmRegistrations | None, priority: int
@@ -226,6 +363,8 @@ def _resolve(
     def removal(status: OutcomeStatus, reason: str | None) -> _Desired:
         return _Desired(PRIORITY["cancel"], None, None, status, reason, crm_event_id, contact_id)
 
+    if cmd.action == "forget":
+        return _Desired(PRIORITY["forget"], None, None, "forgotten", cmd.reason, crm_event_id, None)
     if cmd.action == "cancel":
         return removal("cancelled", None)
     on24_event_id, attendee = cmd.on24_event_id, cmd.attendee
@@ -321,6 +460,8 @@ def _claim(
     kind = no_op(current, rank, crm_known=crm is not None)
     if kind is not None and current is not None:
         return _NoOp(kind, current)
+    if current is not None:
+        current = after_interruption(current)  # the row is not busy: an intent left on it was never confirmed
     base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
     if plan(current, desired.target).calls == 0:
         return _decided(base, rank, desired, current=None, pending=(), status=desired.status)
@@ -359,7 +500,7 @@ def _guarded(
     while True:
         if current is not None and current.busy(ports.clock()):
             if time.monotonic() >= deadline:
-                raise TransientError(
+                raise BusyError(
                     f"registration {cmd.registration_id} (org {cmd.org_id!r}) is being processed by another delivery"
                 )
             ports.sleep(0.05)
@@ -391,9 +532,11 @@ def _decided(
     if current is not None:
         state: LedgerState = "registered"
     elif desired.target is None:
-        state = "cancelled" if desired.status == "cancelled" else "skipped"
+        state = desired.status if desired.status in ("cancelled", "forgotten") else "skipped"
     else:
         state = "failed"
+    if state == "forgotten" and not pending:  # erased: keep the ids and the message order, nothing personal
+        base = replace(base, email=None, contact_id=None)
     row = replace(
         base,
         state=state,
@@ -452,10 +595,11 @@ def _act(
         where = ref.on24_event_id
 
     try:
+        remove = on24.forget_registrant if desired.status == "forgotten" else on24.delete_registrant
         for ref in steps.deletes:
             before_call(ref)
             deleting = ref
-            on24.delete_registrant(ref.on24_event_id, ref.email)
+            remove(ref.on24_event_id, ref.email)
             deleting = None
             deleted.append(ref)
         if steps.upsert is not None:
@@ -627,6 +771,8 @@ def _tell_crm(
     """
     if crm is None:
         return False
+    if entry.state == "forgotten":
+        return True  # the person asked to be forgotten: CRM keeps (or has deleted) its own row
     if failed:
         webinar_id, synced, publishing = entry.current and entry.event_user_id, False, _PROVIDER_ERROR
     elif entry.state in ("registered", "cancelled"):

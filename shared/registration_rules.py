@@ -2,7 +2,7 @@
 
 Order. Every message has a rank: its time (Dataverse ``OperationCreatedOn``, canonical ``occurredAt``, else
 the Service Bus enqueue time; a time more than ``MAX_CLOCK_SKEW`` after the enqueue time is clamped to it),
-then its action's priority: cancel > update > register. A message ranked below the last one decided is
+then its action's priority: forget > cancel > update > register. A message ranked below the last one decided is
 stale; one ranked equal is a redelivery of it. So cancel@T and register@T end cancelled in either order.
 
 Effect. A message says what ON24 should hold for the registration: one registrant (event, email), or none.
@@ -12,14 +12,15 @@ Deletes and creates are idempotent in ON24, so replaying a plan after a crash is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.store.ledger import LedgerEntry, RegistrantRef
 
-Action = Literal["register", "update", "cancel"]
-PRIORITY: dict[str, int] = {"register": 0, "update": 1, "cancel": 2}
+PRIORITY: dict[str, int] = {"register": 0, "update": 1, "cancel": 2, "forget": 3}
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 NoOp = Literal["stale", "duplicate", "crm_pending"]
@@ -31,6 +32,27 @@ class Rank:
 
     at: datetime
     priority: int
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter, capped: the wait before the next try after ``failures`` failed ones.
+
+    Half the step is fixed and half random ("equal jitter"), so parked registrations spread out but a retry
+    never comes sooner than half the schedule.
+    """
+
+    base_seconds: float = 60.0
+    max_seconds: float = 1800.0
+    jitter: Callable[[float, float], float] = random.uniform
+
+    def delay(self, failures: int) -> timedelta:
+        step = min(self.max_seconds, self.base_seconds * 2 ** max(failures - 1, 0))
+        return timedelta(seconds=step / 2 + self.jitter(0.0, step / 2))
+
+    def longest(self, failures: int) -> timedelta:
+        """The longest ``delay(failures)`` can be (tests and capacity figures)."""
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** max(failures - 1, 0)))
 
 
 def message_time(occurred_at: datetime | None, enqueued_at: datetime) -> tuple[datetime, bool]:
@@ -72,6 +94,20 @@ def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | N
     if crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled"):
         return "crm_pending"
     return "duplicate"
+
+
+def after_interruption(entry: LedgerEntry) -> LedgerEntry:
+    """The row as the next delivery must see it when the one that held it died with its intent unconfirmed.
+
+    That delivery's plan may have deleted the confirmed registrant (anything but its own target), so the
+    registrant is only known to *maybe* exist: it moves to the pending ones, and wanting it again means
+    creating it again (which also undeletes it), never updating it in place.
+    """
+    current, intent = entry.current, entry.intent
+    if intent is None or current is None or (intent.target is not None and intent.target.same(current)):
+        return entry
+    pending = entry.pending if any(current.same(ref) for ref in entry.pending) else (current, *entry.pending)
+    return replace(entry, state="new", pending=pending)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from shared.store.tables import read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
 
-LedgerState = Literal["new", "registered", "cancelled", "skipped", "failed"]
-_STATES: tuple[LedgerState, ...] = ("new", "registered", "cancelled", "skipped", "failed")
+LedgerState = Literal["new", "registered", "cancelled", "skipped", "failed", "forgotten"]
+_STATES: tuple[LedgerState, ...] = ("new", "registered", "cancelled", "skipped", "failed", "forgotten")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TRANSACTION_SIZE = 100  # Table Storage's limit of operations in one entity group transaction
 MAX_PENDING = 200  # far above any real history; a row never holds more than Table Storage's 64 KiB per column
@@ -256,6 +256,22 @@ class Ledger:
         with table_errors(f"listing ledger rows of org {org_id!r}"):
             for entity in self._table.query_entities(query, parameters=parameters, select=select):
                 yield LedgerEntry.from_entity(entity)
+
+    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]:
+        """The org's registrations of one person: by CRM contact id, or by email (confirmed or pending, compared
+        case-insensitively, as ON24 does). Reads the org's partition: for erasure, not for every message."""
+        wanted = email.casefold() if email else None
+        found = []
+        with table_errors(f"finding the registrations of a person in org {org_id!r}"):
+            rows = self._table.query_entities(
+                "PartitionKey eq @org", parameters={"org": org_id}, select=["RowKey", "ContactId", "Email", "Pending"]
+            )
+            for row in rows:
+                emails = {str(row.get("Email") or "").casefold()}
+                emails |= {ref.email.casefold() for ref in _pending(row.get("Pending"), org_id, row["RowKey"])}
+                if (contact_id and row.get("ContactId") == contact_id) or (wanted and wanted in emails):
+                    found.append(str(row["RowKey"]))
+        return found
 
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
         """ON24 event ids of the org's ledger rows written by registrations since ``since`` (all when None).

@@ -212,6 +212,24 @@ def test_a_worker_killed_after_the_on24_create_leaves_no_orphan(
     )
 
 
+def test_a_worker_killed_after_deleting_the_registrant_does_not_leave_it_deleted_when_it_is_wanted_again(
+    crm: CrmOrg, on24: Any, tmp_path: Path
+) -> None:
+    reg = str(uuid.uuid4())
+    deliver_until_done(canonical(reg, crm, "register", T0, "a@example.com"))
+    deleted_a = on24.hold_next("POST", "/registrant", after=True, body_contains=b"isDeleted=Y")
+    child = _deliver_in_child(tmp_path, canonical(reg, crm, "update", T0 + timedelta(minutes=1), "b@example.com"))
+    try:
+        deleted_a.wait_arrived()  # ON24 soft-deleted a; the worker dies before it can say so
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        deleted_a.release(drop_reply=True)
+    assert active(on24, reg) == []
+    deliver_until_done(canonical(reg, crm, "update", T0 + timedelta(minutes=2), "a@example.com"))  # a after all
+    assert active(on24, reg) == [(WEBINAR, "a@example.com")], "a is registered again, not updated while deleted"
+
+
 def test_a_lost_reply_after_a_move_to_another_webinar_leaves_no_orphan(crm: CrmOrg, on24: Any) -> None:
     reg = str(uuid.uuid4())
     deliver_until_done(canonical(reg, crm, "register", T0, "a@example.com"))

@@ -7,6 +7,7 @@ Real parts: Azurite, the HTTPS Key Vault stand-in, the ON24 and Dataverse stand-
 from __future__ import annotations
 
 import json
+import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from PullWebinar import main as pull_main
 from RegisterAttendee import main as register_main
 from shared.app import get_app, reset_app
+from tests.builders import canonical_body
 from tests.conftest import ON24_KEY, ON24_SECRET
 from tests.e2e.test_admin_security import user_principal
 from tests.e2e.test_pull_metrics import CLIENT_B, ORG_A, ORG_B, Webinars, run_timer
@@ -133,9 +135,10 @@ def test_a_status_call_reads_no_ledger_and_no_rejected_messages(webinars: Webina
     table_requests.clear()
     assert status(ORG_A)[0] == 200
     prefix = get_app().settings.table_prefix
-    assert len(table_requests) <= 4, table_requests
-    assert not [r for r in table_requests if f"{prefix}ledger" in r], "no ledger query per call"
-    assert not [r for r in table_requests if "PartitionKey%20eq" in r and "syncstate" not in r], table_requests
+    assert len(table_requests) == 4, table_requests
+    ledger = [r for r in table_requests if f"{prefix}ledger" in r]
+    assert len(ledger) == 1 and "~parked" in urllib.parse.unquote(ledger[0]), ledger
+    assert f"RowKey ge '{ORG_A}|'" in urllib.parse.unquote(ledger[0]), "only the org's parked rows, no ledger rows"
 
 
 def test_a_token_idle_for_45_days_warns_and_a_pull_clears_it(webinars: Webinars, app_env: dict[str, str]) -> None:
@@ -210,3 +213,26 @@ def test_unattributed_rejections_are_not_shown_to_any_org(webinars: Webinars) ->
     assert status(ORG_A)[1]["rejectedMessages"]["total"] == 0
     assert status(ORG_B)[1]["rejectedMessages"]["total"] == 1
     assert uuid.UUID(ORG_B)
+
+
+def test_parked_registrations_and_the_orgs_parking_are_shown(
+    webinars: Webinars, on24: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_BUDGET_SECONDS", "0")
+    reset_app()
+    on24.fail_next(50, status=503, path_contains="/registrant")  # ON24 is down
+    crm = webinars.crm[7001]
+    for i in range(2):
+        reg = crm.registration(crm.contact("Par", "Ked", f"parked{i}@a.example"))
+        body = canonical_body(
+            org_id=ORG_A, registration_id=reg, event_id=crm.event_id, on24_event_id="7001",
+            attendee={"email": f"parked{i}@a.example", "firstName": "Par", "lastName": "Ked"},
+        )  # fmt: skip
+        register_main(service_bus_message(body, delivery_count=3))  # the third delivery parks it
+    answer = status(ORG_A)[1]
+    registrations = answer["registrations"]
+    assert registrations["total"]["parked"] == 2 and registrations["last24h"]["parked"] == 2
+    assert registrations["parking"]["failedAttempts"] == 1 and registrations["parking"]["nextAttempt"]
+    assert "2 registrations are parked until ON24 answers again" in answer["warnings"]
+    assert any(w.startswith("ON24 or CRM did not answer 1 attempts in a row") for w in answer["warnings"])
+    assert status(ORG_B)[1]["registrations"]["total"]["parked"] == 0, "parked rows are counted per org"

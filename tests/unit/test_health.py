@@ -20,6 +20,7 @@ from shared.health import (
     last_day,
     on24_contact,
     outcome_of,
+    parked_counts,
     refresh_health,
     status_view,
     token_view,
@@ -28,6 +29,7 @@ from shared.metrics import is_due, next_due
 from shared.store.credentials import OrgRecord
 from shared.store.health import OrgHealth, RegistrationCounts
 from shared.store.ledger import LedgerEntry
+from shared.store.parked import ParkedMessage
 from shared.store.rejected import RejectedSummaryRow
 from shared.store.sync_state import WebinarSyncState
 
@@ -89,6 +91,22 @@ def test_count_rejected_per_org_leaves_out_messages_that_name_none() -> None:
     assert counts["org"].total == 3 and counts["org"].waiting == 2
     assert counts["org"].latest_reason == "bad guid"
     assert sum(counts["org"].hours.values()) == 2
+
+
+class FakeParked:
+    def __init__(self, *parked_at: datetime | None) -> None:
+        self.asked: list[str] = []
+        self.rows = [ParkedMessage("org", f"r{i}", "{}", NOW, NOW, 0, parked_at=at) for i, at in enumerate(parked_at)]
+
+    def for_org(self, org_id: str) -> list[ParkedMessage]:
+        self.asked.append(org_id)
+        return self.rows
+
+
+def test_parked_counts_now_and_parked_in_the_last_24_hours() -> None:
+    store = FakeParked(NOW - timedelta(hours=30), NOW - timedelta(hours=2), NOW, None)
+    assert parked_counts(store, "org", NOW) == ParkedCounts(total=4, last_24h=2)
+    assert store.asked == ["org"]
 
 
 # ---- the token ------------------------------------------------------------------------------------------------------

@@ -13,7 +13,14 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared import messages
 from shared.errors import PermanentError
-from shared.messages import MAX_BODY_BYTES, Attendee, MessageError, RegistrationCommand, parse_message
+from shared.messages import (
+    MAX_BODY_BYTES,
+    Attendee,
+    ContactErasure,
+    MessageError,
+    RegistrationCommand,
+    parse_message,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "messages"
 
@@ -526,7 +533,10 @@ HOSTILE_BODIES: list[Any] = [
     pytest.param(_body(canonical(orgId="x" * 65)), None, "orgId", id="org-id-too-long"),
     pytest.param(_body(canonical(orgId="")), None, "orgId", id="org-id-empty"),
     pytest.param(_body(dataverse(PrimaryEntityName="contact")), None, "contact", id="dataverse-wrong-entity"),
-    pytest.param(_body(dataverse("Delete")), None, "Delete", id="dataverse-wrong-message"),
+    pytest.param(_body(dataverse("Assign")), None, "Assign", id="dataverse-wrong-message"),
+    pytest.param(
+        _body(dataverse("Delete", PrimaryEntityName="account")), None, "account", id="dataverse-delete-account"
+    ),
     pytest.param(_body(dataverse(MessageName=_DELETE)), None, "MessageName", id="dataverse-no-message-name"),
     pytest.param(_body(dataverse(MessageName=5)), None, "MessageName", id="dataverse-message-name-int"),
     pytest.param(
@@ -661,3 +671,46 @@ def test_the_preview_helper_never_renders_a_container() -> None:
 def test_a_non_bytes_body_is_a_programming_error() -> None:
     with pytest.raises(TypeError):
         parse_message("{}")  # type: ignore[arg-type]
+
+
+# --- erasure --------------------------------------------------------------------------------------------
+
+
+def test_a_canonical_forget_needs_no_event_and_no_attendee() -> None:
+    data = canonical(action="forget", eventId=_DELETE, attendee=_DELETE, on24EventId=_DELETE)
+    command = parse_message(dumps(data))
+    assert isinstance(command, RegistrationCommand)
+    assert (command.action, command.registration_id, command.event_id) == ("forget", REG, None)
+
+
+def test_other_canonical_actions_still_need_the_event() -> None:
+    with pytest.raises(MessageError) as caught:
+        parse_message(dumps(canonical(action="cancel", eventId=_DELETE)))
+    assert caught.value.field == "eventId"
+
+
+def test_a_dataverse_delete_of_a_registration_is_a_forget() -> None:
+    data = dataverse("Delete")
+    data["InputParameters"] = kv({"Target": {"Id": REG, "LogicalName": "msevtmgt_eventregistration"}})
+    command = parse_message(dumps(data))
+    assert isinstance(command, RegistrationCommand)
+    assert (command.action, command.registration_id, command.source) == ("forget", REG, "dataverse")
+    assert command.occurred_at is not None
+
+
+def test_a_dataverse_delete_of_a_contact_erases_the_person_with_the_pre_image_email() -> None:
+    contact = "c4d5e6f7-0819-4a2b-9c3d-4e5f60718293"
+    data = dataverse("Delete", PrimaryEntityName="contact", PrimaryEntityId=contact.upper())
+    data["InputParameters"] = kv({"Target": {"Id": contact, "LogicalName": "contact"}})
+    data["PreEntityImages"] = kv({"PreImage": {"Attributes": kv({"emailaddress1": "Ada@Example.com"})}})
+    command = parse_message(dumps(data))
+    assert isinstance(command, ContactErasure)
+    assert (command.org_id, command.contact_id, command.email) == (ORG, contact, "Ada@Example.com")
+
+
+def test_a_contact_pre_image_with_a_malformed_email_is_ignored_not_fatal() -> None:
+    data = dataverse("Delete", PrimaryEntityName="contact")
+    data["InputParameters"] = []
+    data["PreEntityImages"] = kv({"PreImage": {"Attributes": kv({"emailaddress1": "not an email\r\n"})}})
+    command = parse_message(dumps(data))
+    assert isinstance(command, ContactErasure) and command.email is None

@@ -12,12 +12,13 @@ from shared.registration_rules import (
     MAX_CLOCK_SKEW,
     Plan,
     Rank,
+    after_interruption,
     message_time,
     no_op,
     plan,
     remaining_after,
 )
-from shared.store.ledger import LedgerEntry, RegistrantRef
+from shared.store.ledger import Intent, LedgerEntry, RegistrantRef
 
 T = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 A = RegistrantRef("100", "a@example.com")
@@ -132,3 +133,22 @@ def test_what_remains_after_a_plan_keeps_every_registrant_that_may_exist(
 ) -> None:
     done = plan(entry, target)
     assert remaining_after(entry, done, deleted, confirmed) == (current, pending)
+
+
+INTERRUPTION_CASES = [
+    # (row as the dead delivery left it, expected state, expected pending)
+    (registered(A), "registered", ()),  # no intent: nothing was under way
+    (registered(A, intent=Intent("update", A, T, 1)), "registered", ()),  # it only updated a in place
+    (registered(A, pending=(B,), intent=Intent("update", B, T, 1)), "new", (A, B)),  # it may have deleted a
+    (registered(A, intent=Intent("remove", None, T, 2)), "new", (A,)),  # a cancel under way
+    (row(state="cancelled", intent=Intent("register", A, T, 0), pending=(A,)), "cancelled", (A,)),
+]
+
+
+@pytest.mark.parametrize(("entry", "state", "pending"), INTERRUPTION_CASES)
+def test_after_an_interruption_a_registrant_the_plan_may_have_deleted_is_no_longer_confirmed(
+    entry: LedgerEntry, state: str, pending: tuple[RegistrantRef, ...]
+) -> None:
+    seen = after_interruption(entry)
+    assert (seen.state, seen.pending) == (state, pending)
+    assert set(seen.known_registrants()) == set(entry.known_registrants()), "nothing is forgotten"
