@@ -9,32 +9,38 @@ Bodies up to ``INLINE_BODY_BYTES`` sit in the row; larger ones go whole to a blo
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 from azure.storage.blob import ContainerClient
 
 from shared.errors import ConfigError, TransientError
-from shared.store.tables import table_errors
+from shared.store.tables import TRANSACTION_SIZE, delete_matching, table_errors
 
 _log = logging.getLogger(__name__)
 
 REJECTED_PARTITION = "~rejected"
 INLINE_BODY_BYTES = 48 * 1024  # a binary table property holds at most 64 KiB
 _MAX_ID_CHARS = 1024
+BLOB_SWEEP_MARGIN = timedelta(hours=1)  # a body blob is written just before its row: never sweep a live one
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,116 @@ class RejectedMessages:
     def _download(self, key: str) -> bytes:
         with _blob_errors(f"reading the body of rejected message {key}"):
             return bytes(self._container().download_blob(key).readall())
+
+
+    # ---- privacy: expiry, erasure and purge (issue 14) ---------------------------------------------------------
+    def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
+        """Delete up to ``limit`` messages rejected before ``cutoff``, with their blobs.
+
+        Each row is deleted only if it is still at the version read: a redelivery that kept the same message
+        again just now (a fresh ``RejectedAt``) is not deleted. A blob goes after its row, and only if it was not
+        written since ``cutoff`` (the same redelivery uploads it again first).
+
+        Returns:
+            (messages deleted, whether none older than ``cutoff`` is left).
+        """
+        with table_errors("listing expired rejected messages"):
+            rows = list(
+                islice(
+                    self._table.query_entities(
+                        "PartitionKey eq @p and RejectedAt lt @cutoff",
+                        parameters={"p": REJECTED_PARTITION, "cutoff": cutoff},
+                        select=["PartitionKey", "RowKey", "BodyBlob"],
+                    ),
+                    limit,
+                )
+            )
+        deleted: builtins.list[Any] = []
+        for start in range(0, len(rows), TRANSACTION_SIZE):
+            chunk = rows[start : start + TRANSACTION_SIZE]
+            operations: builtins.list[Any] = [
+                (
+                    "delete",
+                    {"PartitionKey": REJECTED_PARTITION, "RowKey": row["RowKey"]},
+                    {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+                )
+                for row in chunk
+            ]
+            with table_errors("deleting expired rejected messages"):
+                try:
+                    self._table.submit_transaction(operations)
+                    deleted.extend(chunk)
+                except TableTransactionError:  # one row was kept again or deleted meanwhile: row by row
+                    for row, (_, entity, options) in zip(chunk, operations, strict=True):
+                        try:
+                            self._table.delete_entity(entity, **options)
+                        except ResourceModifiedError:
+                            continue
+                        deleted.append(row)
+        for row in deleted:
+            if row.get("BodyBlob"):
+                self._delete_blob(str(row["BodyBlob"]), unmodified_since=cutoff)
+        return len(deleted), len(rows) < limit
+
+    def expire_blobs(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` body blobs last written before ``cutoff`` (an hour's margin): bodies whose row
+        expired but whose blob a crash left behind. Returns how many were deleted."""
+        before = cutoff - BLOB_SWEEP_MARGIN
+        try:
+            container = self._container()
+        except ConfigError:  # no Blob Storage configured: no body was ever kept there
+            return 0
+        with _blob_errors("listing the bodies of rejected messages"):
+            try:
+                old = [blob.name for blob in container.list_blobs() if blob.last_modified < before]
+            except ResourceNotFoundError:  # the container is created with the first large body
+                return 0
+        for name in old[:limit]:
+            self._delete_blob(name, unmodified_since=before)
+        return min(len(old), limit)
+
+    def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
+        """The kept messages filed under ``org_id``, with their bodies."""
+        return (message for message in self.list() if message.org_id == org_id)
+
+    def delete(self, messages: Sequence[RejectedMessage]) -> int:
+        """Delete these kept messages, body blobs first (an erasure). Idempotent. Returns how many."""
+        for message in messages:
+            if len(message.body) > INLINE_BODY_BYTES:
+                self._delete_blob(message.key)
+            with table_errors(f"deleting rejected message {message.key}"):
+                self._table.delete_entity(REJECTED_PARTITION, message.key)
+        return len(messages)
+
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int:
+        """Delete up to ``limit`` of the messages filed under ``org_id`` and their blobs (a purge).
+
+        Returns:
+            How many; fewer than ``limit`` means none is left.
+        """
+
+        def blobs_first(rows: builtins.list[Any]) -> None:
+            for row in rows:
+                if row.get("BodyBlob"):
+                    self._delete_blob(str(row["BodyBlob"]))
+
+        return delete_matching(
+            self._table,
+            "PartitionKey eq @p and OrgId eq @org",
+            {"p": REJECTED_PARTITION, "org": org_id},
+            limit=limit,
+            what=f"deleting the rejected messages of org {org_id!r}",
+            select=("BodyBlob",),
+            before_delete=blobs_first,
+        )
+
+    def _delete_blob(self, key: str, *, unmodified_since: datetime | None = None) -> None:
+        """Delete a body blob; gone already, or written since ``unmodified_since``, is left as it is."""
+        with _blob_errors(f"deleting the body of rejected message {key}"):
+            try:
+                self._container().delete_blob(key, if_unmodified_since=unmodified_since)
+            except (ResourceNotFoundError, ResourceModifiedError):
+                return
 
 
 def rejection_key(message_id: str, body: bytes) -> str:
