@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -22,12 +23,14 @@ from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
+from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
-from shared.registration import RegistrationPorts
+from shared.registration import RegistrationPorts, forget_registration
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
 from shared.store.ledger import Ledger
+from shared.store.purges import PurgeRequests
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
 
@@ -135,6 +138,34 @@ class App:
             linger_seconds=s.on24_linger_seconds,
             lease_margin_seconds=s.registration_lease_margin_seconds,
             lease_wait_seconds=s.registration_lease_wait_seconds,
+        )
+
+    # ---- privacy: retention, erasure, purge -----------------------------------------------------
+    @cached_property
+    def purges(self) -> PurgeRequests:
+        """Open purge requests (orgs that left), beside the credentials rows."""
+        return PurgeRequests(self.tables.table("orgs"))
+
+    def privacy_ports(self) -> PrivacyPorts:
+        """The privacy use cases' stores; one person's registrations are forgotten by RegisterAttendee's own code."""
+        registration = self.registration_ports()
+
+        def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome:
+            return forget_registration(org_id, registration_id, registration, requested_at=requested_at, reason=reason)
+
+        return PrivacyPorts(
+            ledger=self.ledger,
+            sync=self.sync_state,
+            rejected=self.rejected,
+            purges=self.purges,
+            orgs=self.credentials,
+            forget=forget,
+        )
+
+    def privacy_options(self) -> PrivacyOptions:
+        s = self.settings
+        return PrivacyOptions(
+            grace=timedelta(days=s.metrics_grace_days), rejected_retention=timedelta(days=s.rejected_retention_days)
         )
 
     # ---- crypto ------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ class Settings:
     registration_lease_margin_seconds: float = 5.0
     registration_lease_wait_seconds: float = 5.0
     on24_attendee_calls_per_minute: int = 100
+    rejected_retention_days: int = 30
+    """REJECTED_RETENTION_DAYS: how long an unparseable queue message is kept whole before it is deleted."""
 
     @property
     def on24_call_seconds(self) -> float:
@@ -223,6 +225,7 @@ class Settings:
             registration_lease_margin_seconds=margin,
             registration_lease_wait_seconds=env.number("REGISTRATION_LEASE_WAIT_SECONDS", 5.0, low=0, high=120),
             on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
+            rejected_retention_days=int(env.number("REJECTED_RETENTION_DAYS", 30, low=1, high=3650)),
         )
 
 
