@@ -12,13 +12,14 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import azure.functions as func
 from azure.functions import meta
 from azure.functions.servicebus import ServiceBusMessageInConverter
 
 _SEQUENCE = itertools.count(1)  # Service Bus numbers the messages of an entity uniquely and in order
-CREDENTIALS_ROUTE = "http://localhost:7071/api/orgs/{org}/webinar/credentials"
+ADMIN_ROUTE = "http://localhost:7071/api/orgs/{org}/webinar/{path}"
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
 
 
@@ -31,13 +32,29 @@ def http_request(
     headers: dict[str, str] | None = None,
 ) -> func.HttpRequest:
     """An admin request on the credentials route; ``body`` is JSON-encoded unless ``raw`` is given."""
+    return admin_request(method, org_id, "credentials", body, raw=raw, headers=headers)
+
+
+def admin_request(
+    method: str,
+    org_id: str,
+    path: str,
+    body: Any = None,
+    *,
+    params: dict[str, str] | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    """An admin request on ``/api/orgs/{org}/webinar/<path>`` with query ``params``; ``body`` is JSON-encoded
+    unless ``raw`` is given."""
     if raw is None:
         raw = b"" if body is None else json.dumps(body).encode("utf-8")
+    query = "?" + urlencode(params) if params else ""
     return func.HttpRequest(
         method=method,
-        url=CREDENTIALS_ROUTE.format(org=org_id),
+        url=ADMIN_ROUTE.format(org=org_id, path=path) + query,
         headers={"Content-Type": "application/json", **(headers or {})},
-        params={},
+        params=dict(params or {}),
         route_params={"orgId": org_id},
         body=raw,
     )

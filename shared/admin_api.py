@@ -4,7 +4,8 @@ Routes (function-level keys; with App Service authentication on, also an app rol
 
     PUT    /api/orgs/{orgId}/webinar/credentials   StoreCredentials
     GET    /api/orgs/{orgId}/webinar/credentials   CredentialsStatus
-    DELETE /api/orgs/{orgId}/webinar/credentials   RemoveCredentials
+    DELETE /api/orgs/{orgId}/webinar/credentials   RemoveCredentials (``?purge=true``: also delete the org's state)
+    POST   /api/orgs/{orgId}/webinar/forget        ForgetAttendee (erase one person, by email)
 
 ``orgId`` is normalised here, once (``shared.ids.canonical_org_id``: GUIDs lower-case), and every use case
 gets the canonical id. Every answer is JSON; none echoes a secret (pydantic errors are rendered without
@@ -23,7 +24,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import admin
+from shared import admin, privacy
 from shared.app import App
 from shared.errors import ConfigError, IntegrationError, TransientError
 from shared.ids import canonical_org_id
@@ -56,6 +57,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
         body = _parse_body(req.get_body(), sandbox=app.settings.dataverse_auth == "none")
+        _refuse_during_purge(app, org_id)
         return admin.store_credentials(
             org_id,
             body,
@@ -69,22 +71,35 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
 
 def get_credentials_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """CredentialsStatus: the non-secret status of an org's integration."""
-    return _respond(req, app, "GET", lambda org_id, _caller: admin.credentials_status(org_id, store=app.credentials))
+    """CredentialsStatus: the non-secret status of an org's integration (and its purge, while one runs)."""
+
+    def run(org_id: str, _caller: Caller) -> dict[str, Any]:
+        return _with_purge(app, org_id, admin.credentials_status(org_id, store=app.credentials))
+
+    return _respond(req, app, "GET", run)
 
 
 def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """RemoveCredentials: disable the integration for the org (idempotent)."""
-    return _respond(
-        req,
-        app,
-        "DELETE",
-        lambda org_id, caller: admin.remove_credentials(org_id, store=app.credentials, actor=caller.name),
-    )
+    """RemoveCredentials: disable the integration for the org (idempotent); ``?purge=true`` also deletes its
+    state (200 when all is gone, 202 when the timer finishes it)."""
+
+    def run(org_id: str, caller: Caller) -> dict[str, Any] | tuple[int, dict[str, Any]]:
+        purge = _purge_flag(req.params.get("purge"))
+        answer = admin.remove_credentials(org_id, store=app.credentials, actor=caller.name)
+        if not purge:
+            return answer
+        outcome = privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name)
+        return (200 if outcome.finished else 202), {**answer, "purge": outcome.view()}
+
+    return _respond(req, app, "DELETE", run)
+
+
+Answer = dict[str, Any] | tuple[int, dict[str, Any]]
+"""A 200 answer's JSON, or (status, JSON) for another 2xx."""
 
 
 def _respond(
-    req: func.HttpRequest, app: App, method: str, operation: Callable[[str, Caller], dict[str, Any]]
+    req: func.HttpRequest, app: App, method: str, operation: Callable[[str, Caller], Answer]
 ) -> func.HttpResponse:
     raw_org = req.route_params.get("orgId", "")
     org_id = canonical_org_id(raw_org)
@@ -95,7 +110,8 @@ def _respond(
         if org_id is None:
             raise ApiError(400, "invalid_org_id", "orgId must be 1-64 letters, digits, '.', '_' or '-'", "orgId")
         caller = _authorize(req.headers, app.settings, org_id)
-        return _json(200, operation(org_id, caller))
+        answer = operation(org_id, caller)
+        return _json(*answer) if isinstance(answer, tuple) else _json(200, answer)
     except ApiError as exc:
         return _error(exc)
     except admin.CredentialsRefusedError as exc:
@@ -115,6 +131,15 @@ def _respond(
 
 
 def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
+    data = _json_object(raw)
+    try:
+        return admin.parse_credentials_input(data, sandbox=sandbox)
+    except admin.InputError as exc:
+        raise ApiError(400, "invalid_field", str(exc), exc.field) from None
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what is wrong with it (never quoting it)."""
     if not raw:
         raise ApiError(400, "invalid_body", "a JSON body is required", "body")
     if len(raw) > MAX_BODY_BYTES:
@@ -125,10 +150,7 @@ def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
         raise ApiError(400, "invalid_body", "body is not valid UTF-8 JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object", "body")
-    try:
-        return admin.parse_credentials_input(data, sandbox=sandbox)
-    except admin.InputError as exc:
-        raise ApiError(400, "invalid_field", str(exc), exc.field) from None
+    return data
 
 
 def _authorize(headers: Mapping[str, str], settings: Settings, org_id: str) -> Caller:
@@ -189,3 +211,66 @@ def _error(exc: ApiError) -> func.HttpResponse:
     if exc.field:
         error["field"] = exc.field
     return _json(exc.status, {"error": error})
+
+
+# ---- privacy routes: erasure of one person, leaving (issue 14) --------------------------------------------------
+MAX_EMAIL_CHARS = 320  # RFC 5321: 64 for the local part, 255 for the domain
+
+
+def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """ForgetAttendee: erase one person (by email) from the org's state and from ON24. Idempotent; audited
+    without the email, which no answer or log line contains."""
+
+    def run(org_id: str, caller: Caller) -> dict[str, Any]:
+        email = _forget_email(_json_object(req.get_body()))
+        try:
+            report = privacy.forget_person(org_id, email, app.privacy_ports(), actor=caller.name)
+        except privacy.ErasureIncompleteError:
+            raise ApiError(
+                503,
+                "erasure_incomplete",
+                "ON24 or storage failed part-way; what was erased stays erased: send the same request again to finish",
+            ) from None
+        return report.view(org_id)
+
+    return _respond(req, app, "POST", run)
+
+
+def _forget_email(data: dict[str, Any]) -> str:
+    """The ``email`` of a forget body: the only field; an address of printable characters with one ``@``."""
+    unknown = sorted(set(data) - {"email"})
+    if unknown:
+        raise ApiError(400, "invalid_field", f"{unknown[0]}: unknown field", unknown[0][:64])
+    email = data.get("email")
+    if not isinstance(email, str):
+        raise ApiError(400, "invalid_field", "email: a string is required", "email")
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    printable = all(ch.isprintable() and not ch.isspace() for ch in email)
+    if not (at and local and domain and printable and len(email) <= MAX_EMAIL_CHARS):
+        raise ApiError(400, "invalid_field", "email: must be an email address (at most 320 characters)", "email")
+    return email
+
+
+def _purge_flag(value: str | None) -> bool:
+    if value is None or value.lower() in ("", "false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise ApiError(400, "invalid_parameter", "purge: must be true or false", "purge")
+
+
+def _refuse_during_purge(app: App, org_id: str) -> None:
+    request = app.purges.get(org_id)
+    if request is not None:
+        raise ApiError(
+            409,
+            "purge_in_progress",
+            f"the org's data is being purged (requested {request.requested_at.isoformat()}); store credentials "
+            "again once the purge has finished (the credentials status shows it until then)",
+        )
+
+
+def _with_purge(app: App, org_id: str, view: dict[str, Any]) -> dict[str, Any]:
+    request = app.purges.get(org_id)
+    return view if request is None else {**view, "purge": privacy.purge_view(request)}

@@ -8,10 +8,17 @@ from typing import Any
 
 import azure.functions as func
 
-from sandbox.triggers import dataverse_properties, http_request, service_bus_message
+from sandbox.triggers import admin_request, dataverse_properties, http_request, service_bus_message
 from tests.logscan import allow_in_logs
 
-__all__ = ["dataverse_properties", "http_request", "json_body", "principal_headers", "service_bus_message"]
+__all__ = [
+    "admin_request",
+    "dataverse_properties",
+    "http_request",
+    "json_body",
+    "principal_headers",
+    "service_bus_message",
+]
 
 
 def principal_headers(name: str, roles: list[str]) -> dict[str, str]:
