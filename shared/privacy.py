@@ -52,6 +52,7 @@ INLINE_PURGE_ROWS = 1000  # what DELETE ?purge=true deletes itself (10 transacti
 BATCH_ROWS = 1000  # rows per query of the timer's work (purge, expiry); each then goes in transactions of 100
 CLEAR_BATCH = 100  # ledger rows cleared per entity group transaction
 ERASURE_REASON = "erasure requested through the admin API"
+ERASED = ("forgotten", "duplicate", "stale")  # stale: a newer forget (or change) of the row was decided already
 
 
 # ---- ports ----------------------------------------------------------------------------------------------------
@@ -203,16 +204,22 @@ def purge_view(request: PurgeRequest) -> dict[str, object]:
 @dataclass(frozen=True)
 class ErasureReport:
     erasure_id: str
-    registrations: list[tuple[str, str]]
-    """(registration id, outcome status) per registration found."""
+    registrations: list[tuple[str, ErasureOutcome]]
+    """(registration id, what RegisterAttendee's forget did) per registration found."""
     rejected_deleted: int
 
     def view(self, org_id: str) -> dict[str, object]:
+        def one(registration_id: str, outcome: ErasureOutcome) -> dict[str, object]:
+            item: dict[str, object] = {"registrationId": registration_id, "outcome": outcome.status}
+            if outcome.status not in ERASED and outcome.reason:
+                item["reason"] = outcome.reason  # e.g. the integration is disabled: ON24 cannot be reached
+            return item
+
         return {
             "orgId": org_id,
             "erasureId": self.erasure_id,
             "registrationsFound": len(self.registrations),
-            "registrations": [{"registrationId": reg, "outcome": status} for reg, status in self.registrations],
+            "registrations": [one(reg, outcome) for reg, outcome in self.registrations],
             "rejectedMessagesDeleted": self.rejected_deleted,
         }
 
@@ -232,13 +239,14 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
     """
     erasure_id = uuid.uuid4().hex
     requested_at = ports.clock()
-    found = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
-    done: list[tuple[str, str]] = []
+    found: list[str] = []
+    done: list[tuple[str, ErasureOutcome]] = []
     rejected_deleted = 0
     try:
+        found = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
         for registration_id in found:
             outcome = ports.forget(org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON)
-            done.append((registration_id, outcome.status))
+            done.append((registration_id, outcome))
         rejected_deleted = ports.rejected.delete(
             [m for m in ports.rejected.list_for_org(org_id) if mentions(m.body, email)]
         )
@@ -247,6 +255,9 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
         raise ErasureIncompleteError(
             f"erasure {erasure_id} in org {org_id!r} stopped after {len(done)} of {len(found)} registrations: {exc}"
         ) from exc
+    except BaseException:  # every attempt is audited, also one stopped by a configuration fault
+        _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, complete=False)
+        raise
     _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, complete=True)
     return ErasureReport(erasure_id, done, rejected_deleted)
 
@@ -282,7 +293,7 @@ def _audit_erasure(
     actor: str,
     erasure_id: str,
     found: Sequence[str],
-    done: Sequence[tuple[str, str]],
+    done: Sequence[tuple[str, ErasureOutcome]],
     rejected_deleted: int,
     *,
     complete: bool,
@@ -294,7 +305,7 @@ def _audit_erasure(
         erasure_id,
         org_id,
         actor,
-        sum(1 for _, status in done if status in ("forgotten", "duplicate")),
+        sum(1 for _, outcome in done if outcome.status in ERASED),
         len(found),
         rejected_deleted,
         "" if complete else " (stopped by a fault; repeat the request)",

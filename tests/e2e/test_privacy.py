@@ -184,6 +184,18 @@ def test_forget_removes_the_on24_registrant_and_the_rows_personal_data_and_leave
     assert on24.count() == 0, "idempotent: nothing left to erase, no ON24 call"
 
 
+def test_forget_in_a_disabled_org_says_which_rows_it_could_not_erase(crm: CrmOrg, on24: Any) -> None:
+    reg = str(uuid.uuid4())
+    deliver_until_done(canonical(reg, crm, "register", T0, "still.here@people.example"))
+    assert delete(ORG)[0] == 200  # the integration is switched off: ON24 cannot be reached for the org
+    on24.reset_log()
+    code, answer = forget(ORG, {"email": "still.here@people.example"})
+    assert code == 200 and answer["registrations"] == [
+        {"registrationId": reg, "outcome": "skipped", "reason": "integration disabled: no ON24 credentials for org"}
+    ]
+    assert on24.count() == 0
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
@@ -331,3 +343,6 @@ def test_delete_without_purge_behaves_as_before(env: dict[str, str], crm: CrmOrg
         {"error": {"code": "invalid_parameter", "message": "purge: must be true or false", "field": "purge"}},
     )
     assert get_app().purges.get(ORG) is None
+    code, answer = delete(ORG, purge="true")  # an org switched off earlier can still leave
+    assert code == 200 and answer["removed"] is False and answer["purge"]["deleted"]["ledger"] == 1
+    assert row(reg) is None

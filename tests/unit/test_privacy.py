@@ -338,6 +338,10 @@ def test_forget_person_forgets_every_row_with_the_email_in_any_case_and_is_idemp
     assert "ada@" not in caplog.text.lower()
     again = privacy.forget_person(ORG, "ada@x.example", ports(ledger, rejected=rejected), actor="admin")
     assert again.registrations == [] and again.rejected_deleted == 0
+    assert report.view(ORG)["registrations"] == [
+        {"registrationId": "r1", "outcome": "forgotten"},
+        {"registrationId": "r2", "outcome": "forgotten"},
+    ]
 
 
 def test_an_erasure_stopped_by_a_fault_says_so_and_a_repeat_finishes_it(caplog: pytest.LogCaptureFixture) -> None:
