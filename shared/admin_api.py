@@ -237,7 +237,7 @@ def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
 
 def _forget_email(data: dict[str, Any]) -> str:
-    """The ``email`` of a forget body: the only field; an address of printable characters with one ``@``."""
+    """The ``email`` of a forget body (its only field): printable, no spaces, something on both sides of an ``@``."""
     unknown = sorted(set(data) - {"email"})
     if unknown:
         raise ApiError(400, "invalid_field", f"{unknown[0]}: unknown field", unknown[0][:64])
