@@ -26,7 +26,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConfigError
-from shared.store.tables import delete_matching, read_entity, table_errors, write_entity
+from shared.store.tables import delete_matching, delete_partition, read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
 
@@ -377,13 +377,7 @@ class Ledger:
 
     def delete_org_rows(self, org_id: str, *, limit: int) -> int:
         """Delete up to ``limit`` of the org's ledger rows (a purge). Returns how many; fewer: none left."""
-        return delete_matching(
-            self._table,
-            "PartitionKey eq @org",
-            {"org": org_id},
-            limit=limit,
-            what=f"deleting the ledger rows of org {org_id!r}",
-        )
+        return delete_partition(self._table, org_id, limit=limit, what=f"deleting the ledger rows of org {org_id!r}")
 
     def delete_parked(self, org_id: str, *, limit: int) -> int:
         """Delete up to ``limit`` of the org's parked registrations (partition ``~parked``, row keys

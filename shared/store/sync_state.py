@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.store.tables import delete_matching, read_entity, table_errors, write_entity
+from shared.store.tables import delete_partition, read_entity, table_errors, write_entity
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DISCOVERY_ROW = "~discovery"
@@ -150,10 +150,4 @@ class SyncStateStore:
 
     def delete_org_rows(self, org_id: str, *, limit: int) -> int:
         """Delete up to ``limit`` of the org's sync-state rows (a purge). Returns how many; fewer: none left."""
-        return delete_matching(
-            self._table,
-            "PartitionKey eq @org",
-            {"org": org_id},
-            limit=limit,
-            what=f"deleting the sync state of org {org_id!r}",
-        )
+        return delete_partition(self._table, org_id, limit=limit, what=f"deleting the sync state of org {org_id!r}")

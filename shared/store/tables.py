@@ -159,6 +159,11 @@ def delete_matching(
     return len(rows)
 
 
+def delete_partition(table: TableClient, partition: str, *, limit: int, what: str) -> int:
+    """Delete up to ``limit`` rows of one partition (see ``delete_matching``)."""
+    return delete_matching(table, "PartitionKey eq @pk", {"pk": partition}, limit=limit, what=what)
+
+
 def _groups(rows: list[TableEntity]) -> Iterator[list[TableEntity]]:
     """Rows in groups of one partition and at most ``TRANSACTION_SIZE`` (a query lists a partition's rows together)."""
     group: list[TableEntity] = []
