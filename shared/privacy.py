@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -263,16 +264,19 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
 
 
 def mentions(body: bytes, email: str) -> bool:
-    """Whether a kept message body contains ``email`` (any case), as raw text or inside a JSON string."""
-    wanted = email.casefold()
+    """Whether a kept message body holds the address ``email`` (any case), as raw text or inside a JSON string.
+
+    The whole address must match: ``ann@x.example`` is not found in ``joann@x.example`` or ``ann@x.example.org``.
+    """
+    address = re.compile(r"(?<![\w.%+\-])" + re.escape(email) + r"(?![\w\-]|\.\w)", re.IGNORECASE)
     text = body.decode("utf-8", "replace")
-    if wanted in text.casefold():
+    if address.search(text):
         return True
     try:
         data = json.loads(text.lstrip("\ufeff"))
     except (ValueError, RecursionError):
         return False
-    return any(wanted in value.casefold() for value in _strings(data))
+    return any(address.search(value) for value in _strings(data))
 
 
 def _strings(value: object) -> Iterator[str]:

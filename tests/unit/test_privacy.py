@@ -361,6 +361,11 @@ def test_an_erasure_stopped_by_a_fault_says_so_and_a_repeat_finishes_it(caplog: 
         (b'{"attendee":{"email":"ada\\u0040x.example"}}', True),  # escaped in JSON: found in the decoded string
         (b"not json but ADA@X.EXAMPLE inside", True),
         (b'{"attendee":{"email":"bob@x.example"}}', False),
+        (b'{"attendee":{"email":"joann.ada@x.example"}}', False),  # another person whose address ends alike
+        (b'{"attendee":{"email":"bada@x.example"}}', False),
+        (b'{"attendee":{"email":"ada@x.example.org"}}', False),
+        (b'{"emails":"ada@x.example, bob@x.example"}', True),
+        (b"<p>ada@x.example.</p>", True),
         (b"\xff\xfe broken bytes", False),
     ],
 )
