@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -182,6 +183,35 @@ def test_forget_removes_the_on24_registrant_and_the_rows_personal_data_and_leave
     code, again = forget(ORG, {"email": "grace.hopper@people.example"}, headers=officer)
     assert code == 200 and again["registrationsFound"] == 0 and again["rejectedMessagesDeleted"] == 0
     assert on24.count() == 0, "idempotent: nothing left to erase, no ON24 call"
+
+
+def test_forget_meeting_a_delivery_under_way_answers_503_and_a_repeat_finishes_it(
+    crm: CrmOrg, on24: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reg = str(uuid.uuid4())
+    create = on24.hold_next("POST", "/registrant")
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            deliver_until_done(canonical(reg, crm, "register", T0, "in.flight@people.example"))
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+
+    holder = threading.Thread(target=register)
+    holder.start()
+    create.wait_arrived()  # the registration holds the row (its email is pending) and is inside ON24's create
+    with caplog.at_level(logging.INFO):
+        code, answer = forget(ORG, {"email": "In.Flight@people.example"})
+    assert code == 503 and answer["error"]["code"] == "erasure_incomplete"
+    partial = [r for r in caplog.records if getattr(r, "audit", None) == "person.forgotten"]
+    assert len(partial) == 1 and partial[0].complete is False and partial[0].registrations == 1
+    create.release()
+    holder.join(10)
+    assert not errors and active(on24, reg) == [(WEBINAR, "in.flight@people.example")]
+    code, answer = forget(ORG, {"email": "in.flight@people.example"})
+    assert code == 200 and answer["registrations"] == [{"registrationId": reg, "outcome": "forgotten"}]
+    assert active(on24, reg) == [] and row(reg).email is None
 
 
 def test_forget_in_a_disabled_org_says_which_rows_it_could_not_erase(crm: CrmOrg, on24: Any) -> None:
