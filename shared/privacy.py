@@ -75,7 +75,6 @@ class SyncStatePrivacy(Protocol):
 
 class RejectedPrivacy(Protocol):
     def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]: ...
-    def expire_blobs(self, cutoff: datetime, *, limit: int) -> int: ...
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]: ...
     def delete(self, messages: Sequence[RejectedMessage]) -> int: ...
     def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
@@ -168,7 +167,6 @@ class HousekeepingReport:
     """org -> rows deleted this run, per part."""
     purges_closed: list[str] = field(default_factory=list)
     rejected_expired: int = 0
-    blobs_expired: int = 0
     rows_cleared: int = 0
     rows_kept: dict[str, int] = field(default_factory=dict)
     """why_kept reason -> rows that keep personal data for now."""
@@ -450,16 +448,12 @@ def _expire_rejected(ports: PrivacyPorts, options: PrivacyOptions, deadline: flo
             break
     else:
         report.out_of_time = True
-        return
-    if ports.monotonic() < deadline:
-        report.blobs_expired += ports.rejected.expire_blobs(cutoff, limit=BATCH_ROWS)
-    if report.rejected_expired or report.blobs_expired:
+    if report.rejected_expired:
         _log.info(
-            "housekeeping: %d rejected messages and %d body blobs kept longer than %d days deleted",
+            "housekeeping: %d rejected messages (with their body blobs) kept longer than %d days deleted",
             report.rejected_expired,
-            report.blobs_expired,
             options.rejected_retention.days,
-            extra={"rejected_expired": report.rejected_expired, "blobs_expired": report.blobs_expired},
+            extra={"rejected_expired": report.rejected_expired},
         )
 
 

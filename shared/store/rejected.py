@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -40,7 +40,6 @@ _log = logging.getLogger(__name__)
 REJECTED_PARTITION = "~rejected"
 INLINE_BODY_BYTES = 48 * 1024  # a binary table property holds at most 64 KiB
 _MAX_ID_CHARS = 1024
-BLOB_SWEEP_MARGIN = timedelta(hours=1)  # a body blob is written just before its row: never sweep a live one
 
 
 @dataclass(frozen=True)
@@ -153,9 +152,10 @@ class RejectedMessages:
     def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
         """Delete up to ``limit`` messages rejected before ``cutoff``, with their blobs.
 
-        Each row is deleted only if it is still at the version read: a redelivery that kept the same message
-        again just now (a fresh ``RejectedAt``) is not deleted. A blob goes after its row, and only if it was not
-        written since ``cutoff`` (the same redelivery uploads it again first).
+        A redelivery may keep the same message again meanwhile (it uploads the blob again, then writes the row
+        with a fresh ``RejectedAt``): so a blob goes only if it was not written since ``cutoff``, and a row only
+        if it is still at the version read. The blob goes first: a crash in between leaves an expired row whose
+        blob is gone, which the next pass deletes; never a blob without a row.
 
         Returns:
             (messages deleted, whether none older than ``cutoff`` is left).
@@ -171,9 +171,12 @@ class RejectedMessages:
                     limit,
                 )
             )
-        deleted: builtins.list[Any] = []
+        deleted = 0
         for start in range(0, len(rows), TRANSACTION_SIZE):
             chunk = rows[start : start + TRANSACTION_SIZE]
+            for row in chunk:
+                if row.get("BodyBlob"):
+                    self._delete_blob(str(row["BodyBlob"]), unmodified_since=cutoff)
             operations: builtins.list[Any] = [
                 (
                     "delete",
@@ -185,35 +188,15 @@ class RejectedMessages:
             with table_errors("deleting expired rejected messages"):
                 try:
                     self._table.submit_transaction(operations)
-                    deleted.extend(chunk)
+                    deleted += len(chunk)
                 except TableTransactionError:  # one row was kept again or deleted meanwhile: row by row
-                    for row, (_, entity, options) in zip(chunk, operations, strict=True):
+                    for _, entity, options in operations:
                         try:
                             self._table.delete_entity(entity, **options)
                         except ResourceModifiedError:
                             continue
-                        deleted.append(row)
-        for row in deleted:
-            if row.get("BodyBlob"):
-                self._delete_blob(str(row["BodyBlob"]), unmodified_since=cutoff)
-        return len(deleted), len(rows) < limit
-
-    def expire_blobs(self, cutoff: datetime, *, limit: int) -> int:
-        """Delete up to ``limit`` body blobs last written before ``cutoff`` (an hour's margin): bodies whose row
-        expired but whose blob a crash left behind. Returns how many were deleted."""
-        before = cutoff - BLOB_SWEEP_MARGIN
-        try:
-            container = self._container()
-        except ConfigError:  # no Blob Storage configured: no body was ever kept there
-            return 0
-        with _blob_errors("listing the bodies of rejected messages"):
-            try:
-                old = [blob.name for blob in container.list_blobs() if blob.last_modified < before]
-            except ResourceNotFoundError:  # the container is created with the first large body
-                return 0
-        for name in old[:limit]:
-            self._delete_blob(name, unmodified_since=before)
-        return min(len(old), limit)
+                        deleted += 1
+        return deleted, len(rows) < limit
 
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
         """The kept messages filed under ``org_id``, with their bodies."""

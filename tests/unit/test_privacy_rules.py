@@ -151,9 +151,6 @@ class FakeRejected:
         self.messages = [m for m in self.messages if m not in old]
         return len(old), len(old) < limit
 
-    def expire_blobs(self, cutoff: datetime, *, limit: int) -> int:
-        return 0
-
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
         return (m for m in self.messages if m.org_id == org_id)
 
