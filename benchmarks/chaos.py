@@ -66,6 +66,11 @@ SOAK_SETTINGS = {
     "REGISTRATION_LEASE_MARGIN_SECONDS": "0.2",
     "REGISTRATION_LEASE_SECONDS": "3",
     "REGISTRATION_LEASE_WAIT_SECONDS": "1",
+    # A third failed delivery parks the message; RetryParked (run by this process) re-drives it within seconds.
+    "PARK_AFTER_DELIVERIES": "3",
+    "PARK_BACKOFF_BASE_SECONDS": "1",
+    "PARK_BACKOFF_MAX_SECONDS": "4",
+    "RETRY_PARKED_BUDGET_SECONDS": "2",
 }
 ON24_FAULTS = {"5xx": 3, "429": 2, "throttle403": 2, "drop": 2, "lost_reply": 3, "slow": 3, "late": 1}
 DATAVERSE_FAULTS = {"5xx": 3, "429": 3, "drop": 2, "lost_reply": 2, "slow": 3}
@@ -240,6 +245,9 @@ class SoakStandIns(StandInServers):
                                 throttle_body={"message": MSG_THROTTLED}) if on24_rate else None  # fmt: skip
         self.dataverse.chaos = Chaos(dataverse_rate, dict(DATAVERSE_FAULTS), seed + 1) if dataverse_rate else None
 
+    def set_on24_down(self, status: int | None) -> None:
+        self.on24.down = status
+
     def fault_counts(self) -> dict[str, dict[str, int]]:
         return {
             "on24": dict(self.on24.chaos.counts) if self.on24.chaos else {},
@@ -247,7 +255,8 @@ class SoakStandIns(StandInServers):
         }
 
     def request_counts(self) -> dict[str, int]:
-        return {"on24": self.on24.count(), "dataverse": self.dataverse.count()}
+        return {"on24": self.on24.count() - self.on24.down_answered, "dataverse": self.dataverse.count(),
+                "on24_outage": self.on24.down_answered}  # fmt: skip
 
     def registrants(self, webinars: list[int]) -> list[dict[str, Any]]:
         return [
@@ -386,11 +395,13 @@ class ServiceBusSimulation:
         if not worker.ready:
             raise RuntimeError("a worker process did not start")
 
-    def run(self, report: Any) -> None:
+    def run(self, report: Any, tick: Any = None) -> None:
         total = len(self.messages)
         last_report = time.monotonic()
         while len(self.done) + len(self.stats.dead_lettered) < total:
             now = time.monotonic()
+            if tick is not None:
+                tick(len(self.done) / total)
             while self.returning and self.returning[0][0] <= now:
                 self.available.append(heapq.heappop(self.returning)[1])
             self._dispatch()
@@ -495,6 +506,64 @@ class ServiceBusSimulation:
                 worker.process.kill()
 
 
+class Outage:
+    """ON24 answers every request with 503 for ``seconds``, starting when a third of the messages are done."""
+
+    def __init__(self, stand_ins: Any, seconds: float, report: Any) -> None:
+        self._stand_ins, self._seconds, self._report = stand_ins, seconds, report
+        self._ends: float | None = None
+        self.happened = False
+
+    def tick(self, done: float) -> None:
+        now = time.monotonic()
+        if self._seconds > 0 and not self.happened and done >= 1 / 3:
+            self.happened, self._ends = True, now + self._seconds
+            self._stand_ins.set_on24_down(503)
+            self._report(f"ON24 outage: every request answered 503 for {self._seconds:g} s")
+        elif self._ends is not None and now >= self._ends:
+            self.end()
+
+    def end(self) -> None:
+        if self._ends is not None:
+            self._ends = None
+            self._stand_ins.set_on24_down(None)
+            self._report("ON24 is back")
+
+
+class ParkedRetries:
+    """RetryParked, run by the soak's own process every half second (the timer runs it every minute)."""
+
+    def __init__(self) -> None:
+        self.redriven: Counter[str] = Counter()
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retry-parked", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from shared.app import get_app
+        from shared.parking import run_retry_parked
+
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(Exception):  # storage hiccups: the next run tries again, as the timer would
+                self.redriven.update(run_retry_parked(get_app()).outcomes)
+                self.runs += 1
+
+    def drain(self, report: Any, timeout: float = 300.0) -> None:
+        from shared.app import get_app
+
+        deadline = time.monotonic() + timeout
+        while get_app().parked.org_ids() and time.monotonic() < deadline:
+            time.sleep(1.0)
+        report(f"parking drained: {sum(self.redriven.values())} parked messages re-driven in {self.runs} runs")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 # ---- checking the end state ---------------------------------------------------------------------------------------
 @dataclass
 class Verdict:
@@ -556,6 +625,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--kill-every", type=float, default=4.0, help="mean seconds between external SIGKILLs, 0 for none (4)")
     add("--kill-after-write", type=float, default=0.002,
         help="share of ON24 registrant writes after which the worker is killed before recording it (0.002)")
+    add("--outage-seconds", type=float, default=20.0,
+        help="ON24 down (503) this long, a third of the way through: deliveries park, RetryParked re-drives (20)")
     add("--min-kills", type=int, default=50, help="fail unless at least this many kills happened (50)")
     add("--seed", type=int, default=1, help="random seed (1)")
     args = parser.parse_args(argv)
@@ -633,7 +704,16 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stand_ins.set_chaos(args.on24_faults, args.dataverse_faults, args.seed)
     step("faults on; delivering")
     delivering = time.monotonic()
-    bus.run(step)
+    retrying = ParkedRetries()
+    retrying.start()
+    outage = Outage(stand_ins, args.outage_seconds, step)
+    try:
+        bus.run(step, outage.tick)
+        step("all messages settled; re-driving what is still parked")
+        retrying.drain(step)
+    finally:
+        retrying.stop()
+        outage.end()
     delivered_in = time.monotonic() - delivering
     faults = stand_ins.fault_counts()
     requests = stand_ins.request_counts()
@@ -643,6 +723,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     verdict = verify(registrations, stand_ins.registrants(webinars), stand_ins.crm_registration_ids(),
                      get_app().ledger, ORG)  # fmt: skip
+    still_parked = len(get_app().parked.for_org(ORG))
     stats = bus.stats
     kills = stats.kills_external + stats.kills_after_write
     on24_faults, dataverse_faults = sum(faults["on24"].values()), sum(faults["dataverse"].values())
@@ -657,13 +738,16 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
           f"({stats.deliveries / max(delivered_in, 0.001):.0f}/s), {args.workers} processes x {args.threads}, "
           f"{args.concurrency} in flight")
     print(f"  redeliveries ................ {stats.abandoned} after a raise, {stats.lock_expired} after a lock expired")
-    print(f"  faults: ON24 ................ {on24_faults} of {requests['on24']} requests "
+    print(f"  faults: ON24 ................ {on24_faults} of {requests['on24']} requests outside the outage "
           f"({on24_faults / max(requests['on24'], 1):.0%}): {_counts(faults['on24'])}")
     print(f"  faults: Dataverse ........... {dataverse_faults} of {requests['dataverse']} requests "
           f"({dataverse_faults / max(requests['dataverse'], 1):.0%}): {_counts(faults['dataverse'])}")
     print(f"  kills (SIGKILL) ............. {kills}: {stats.kills_external} at random times, "
           f"{stats.kills_after_write} between an ON24 write and its ledger record")
+    print(f"  ON24 outage ................. {args.outage_seconds:g} s, {requests['on24_outage']} requests answered 503")
     print(f"  dead-lettered ............... {len(stats.dead_lettered)}")
+    print(f"  parked, then re-driven ...... {sum(retrying.redriven.values())} ({_counts(dict(retrying.redriven))}); "
+          f"{still_parked} still parked")
     print(f"  unexpected exceptions ....... {sum(stats.unexpected.values())} {dict(stats.unexpected) or ''}")
     print(f"  wrong final states .......... {len(verdict.wrong)}")
     print(f"  orphan registrants .......... {verdict.orphans}")
@@ -673,7 +757,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     for line in (verdict.wrong + verdict.ledger_unsettled + verdict.crm_out_of_step)[:20]:
         print(f"    {line}")
     failed = (verdict.wrong or verdict.orphans or verdict.ledger_unsettled or verdict.crm_out_of_step
-              or stats.dead_lettered or stats.unexpected)  # fmt: skip
+              or stats.dead_lettered or stats.unexpected or still_parked)  # fmt: skip
     if failed:
         print("FAIL: the soak found a broken promise")
         return 1

@@ -60,6 +60,9 @@ param serviceBusSku string = 'Standard'
 @description('NCRONTAB schedule of PullMetrics (app setting PULL_METRICS_SCHEDULE; UTC).')
 param pullMetricsSchedule string = '0 */15 * * * *'
 
+@description('NCRONTAB schedule of RetryParked, which re-drives parked registrations (app setting RETRY_PARKED_SCHEDULE; UTC).')
+param retryParkedSchedule string = '0 * * * * *'
+
 @minLength(1)
 @maxLength(40)
 @description('Prefix of the state tables and of the rejected-messages container (app setting STATE_TABLE_PREFIX): letters and digits.')
@@ -461,6 +464,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PULL_METRICS_SCHEDULE'
           value: pullMetricsSchedule
+        }
+        {
+          name: 'RETRY_PARKED_SCHEDULE'
+          value: retryParkedSchedule
         }
         // The app's own settings (shared/settings.py).
         {

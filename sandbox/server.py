@@ -153,6 +153,8 @@ class StandIn:
         self._faults: list[Fault] = []
         self._gates: list[Gate] = []
         self.chaos: Chaos | None = None
+        self.down: int | None = None  # an outage: every request answered with this status
+        self.down_answered = 0
         self.latency = 0.0
         self.requests: list[Request] = []
 
@@ -266,6 +268,10 @@ class StandIn:
             self.requests.append(request)
         if self.latency:
             time.sleep(self.latency)
+        if self.down is not None:
+            with self._lock:
+                self.down_answered += 1
+            return Response.json(self.down, {"message": "service unavailable (stand-in outage)"})
         gate = self._take(self._gates, request)
         if gate is not None and not gate.after:
             gate._pass()

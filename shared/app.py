@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -26,10 +28,12 @@ from shared.on24 import On24Client, On24Credentials
 from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts, forget_registration
+from shared.registration_rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
 from shared.store.ledger import Ledger
+from shared.store.parked import ParkedMessages
 from shared.store.purges import PurgeRequests
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
@@ -56,8 +60,10 @@ class App:
         key_provider: KeyProvider | None = None,
         azure_credential: TokenCredential | None = None,
         http_client: httpx.Client | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        self._clock = clock  # tests run RegisterAttendee and RetryParked on a virtual clock
         self._key_provider = key_provider
         self._azure_credential = azure_credential
         self._http_client = http_client
@@ -103,6 +109,11 @@ class App:
         return Ledger(self.tables.table("ledger"))
 
     @cached_property
+    def parked(self) -> ParkedMessages:
+        """Registrations parked during an outage (``shared.parking`` re-drives them)."""
+        return ParkedMessages(self.tables.table("ledger"))
+
+    @cached_property
     def rejected(self) -> RejectedMessages:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
         return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
@@ -128,7 +139,7 @@ class App:
     def registration_ports(self) -> RegistrationPorts:
         """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""
         s = self.settings
-        return RegistrationPorts(
+        ports = RegistrationPorts(
             credentials=self.credentials,
             ledger=self.ledger,
             on24_for=self.on24_for,
@@ -138,7 +149,11 @@ class App:
             linger_seconds=s.on24_linger_seconds,
             lease_margin_seconds=s.registration_lease_margin_seconds,
             lease_wait_seconds=s.registration_lease_wait_seconds,
+            parked=self.parked,
+            park_after_deliveries=s.park_after_deliveries,
+            backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
         )
+        return ports if self._clock is None else replace(ports, clock=self._clock)
 
     # ---- privacy: retention, erasure, purge -----------------------------------------------------
     @cached_property

@@ -3,6 +3,7 @@
     IntegrationError
      +-- TransientError        retry later (5xx, timeouts, connection errors): raise so Service Bus redelivers
      |    +-- ThrottledError   the service asked us to slow down (429, ON24's 403 "maximum number of calls")
+     |    +-- BusyError        another delivery holds the registration: try again shortly (not an outage)
      +-- PermanentError        retrying cannot help: record the reason and complete the message
      |    +-- CredentialsRejectedError   ON24 said 401/403 to the org's credentials
      |    +-- NotFoundError              the row or the webinar does not exist
@@ -40,6 +41,10 @@ class ThrottledError(TransientError):
         self.retry_after = retry_after
 
 
+class BusyError(TransientError):
+    """Another delivery holds the registration (its lease, or a quiet time): not a sign of an outage."""
+
+
 class PermanentError(IntegrationError):
     """Retrying the same input cannot succeed; record the reason and move on."""
 
@@ -69,6 +74,7 @@ class ConfigError(IntegrationError):
 
 
 __all__ = [
+    "BusyError",
     "ConfigError",
     "CredentialsRejectedError",
     "DecryptionError",

@@ -55,11 +55,13 @@ def process_registration_message(msg: func.ServiceBusMessage, app: App) -> Outco
     if isinstance(cmd, ContactErasure):
         subject = f"contact {cmd.contact_id}"
         context |= {"org_id": cmd.org_id, "contact_id": cmd.contact_id, "action": "forget"}
-        run: Callable[[], Outcome] = lambda: handle_contact_erasure(cmd, ports, received_at=received_at)  # noqa: E731
+        run: Callable[[], Outcome] = lambda: handle_contact_erasure(  # noqa: E731
+            cmd, ports, received_at=received_at, delivery_count=delivery
+        )
     else:
         subject = f"registration {cmd.registration_id}"
         context |= {"org_id": cmd.org_id, "registration_id": cmd.registration_id, "action": cmd.action}
-        run = lambda: handle_registration(cmd, ports, received_at=received_at)  # noqa: E731
+        run = lambda: handle_registration(cmd, ports, received_at=received_at, delivery_count=delivery)  # noqa: E731
     try:
         outcome = run()
     except (TransientError, ConfigError) as exc:

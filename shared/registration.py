@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
@@ -38,13 +38,14 @@ from shared.dataverse import (
     CrmEvent,
     CrmRegistration,
 )
-from shared.errors import NotFoundError, PermanentError, TransientError
+from shared.errors import BusyError, NotFoundError, PermanentError, TransientError
 from shared.ids import ON24_EVENT_ID_PATTERN
 from shared.messages import Attendee, ContactErasure, RegistrationCommand, attendee_from_crm
 from shared.on24 import Registrant, RegistrantFields
 from shared.registration_rules import (
     MAX_CLOCK_SKEW,
     PRIORITY,
+    Backoff,
     NoOp,
     Rank,
     after_interruption,
@@ -56,11 +57,12 @@ from shared.registration_rules import (
 )
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
+from shared.store.parked import ParkedMessage
 
 _log = logging.getLogger(__name__)
 
 OutcomeStatus = Literal[
-    "registered", "updated", "cancelled", "forgotten", "duplicate", "stale", "skipped", "failed"
+    "registered", "updated", "cancelled", "forgotten", "duplicate", "stale", "skipped", "failed", "parked"
 ]
 DISABLED = "integration disabled: no ON24 credentials for org"
 
@@ -89,6 +91,11 @@ class CrmRegistrations(Protocol):
 
 class OrgCredentials(Protocol):
     def get(self, org_id: str) -> OrgRecord | None: ...
+    def set_parking(self, org_id: str, failures: int, until: datetime | None) -> bool: ...
+
+
+class ParkedStore(Protocol):
+    def park(self, message: ParkedMessage) -> ParkedMessage: ...
 
 
 class LedgerRows(Protocol):
@@ -100,6 +107,8 @@ class LedgerRows(Protocol):
 @dataclass(frozen=True)
 class RegistrationPorts:
     """What the use case needs, and its timing.
+
+    A delivery that fails transiently for the ``park_after_deliveries``-th time is parked (see ``park``).
 
     ``on24_for`` opens the org's credentials (may raise DecryptionError); ``crm_for`` returns None when no
     Dataverse URL is known for the org. ``call_seconds`` bounds one ON24 call (retry budget plus one
@@ -119,6 +128,10 @@ class RegistrationPorts:
     linger_seconds: float = 10.0
     lease_margin_seconds: float = 5.0
     org_recheck_seconds: float = 1.0
+    parked: ParkedStore | None = None
+    """Where registrations that keep failing are parked; None: they are only ever redelivered."""
+    park_after_deliveries: int = 3
+    backoff: Backoff = field(default_factory=lambda: Backoff())
 
     def __post_init__(self) -> None:
         if self.lease_seconds < self.call_seconds + self.linger_seconds + self.lease_margin_seconds:
@@ -153,7 +166,14 @@ class _Disabled(Exception):
 
 
 # ---- the use case ---------------------------------------------------------------------------------------------
-def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, received_at: datetime) -> Outcome:
+def handle_registration(
+    cmd: RegistrationCommand,
+    ports: RegistrationPorts,
+    *,
+    received_at: datetime,
+    delivery_count: int | None = None,
+    redrive: bool = False,
+) -> Outcome:
     """Apply ``cmd`` (idempotently) and return what happened.
 
     Args:
@@ -161,6 +181,10 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
         ports: clients, stores and timing.
         received_at: when Service Bus accepted the message: orders messages that carry no time of their own,
             and caps those whose time lies too far ahead of it.
+        delivery_count: Service Bus's count of this delivery: from ``ports.park_after_deliveries`` on, a
+            transient failure parks the message instead of raising.
+        redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
+            registrations are being parked, and a transient failure raises for the caller to reschedule.
 
     Raises:
         TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
@@ -181,7 +205,61 @@ def handle_registration(cmd: RegistrationCommand, ports: RegistrationPorts, *, r
     org_read_at = time.monotonic()
     if org is None:
         return _note_skip(ports, cmd, DISABLED)
+    if org.parking and not redrive and ports.parked is not None:
+        return park(ports, org, cmd, received_at, declared, "ON24 or CRM did not answer the org's last attempts")
+    try:
+        return _apply_message(ports, org, org_read_at, cmd, at, declared)
+    except BusyError:
+        raise  # another delivery is at it: not an outage
+    except TransientError as exc:
+        if redrive or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
+            raise
+        return park(ports, org, cmd, received_at, declared, str(exc), attempts=delivery_count or 0)
 
+
+def park(
+    ports: RegistrationPorts,
+    org: OrgRecord,
+    cmd: RegistrationCommand,
+    received_at: datetime,
+    rank: Rank,
+    error: str,
+    *,
+    attempts: int = 0,
+) -> Outcome:
+    """Keep the message durably for a later attempt, and park the org's next registrations at once.
+
+    The message then completes: an outage of hours dead-letters nothing. ``shared.parking`` re-drives parked
+    messages with exponential backoff, one probe per org while it stays unreachable.
+    """
+    assert ports.parked is not None
+    now = ports.clock()
+    if org.parking:  # the org already waits for its next probe: this message joins it
+        failures, next_at = org.park_failures, org.park_until or now
+    else:
+        failures, next_at = 1, now + ports.backoff.delay(1)
+        ports.credentials.set_parking(cmd.org_id, failures, next_at)
+    kept = ports.parked.park(
+        ParkedMessage(
+            org_id=cmd.org_id,
+            key=cmd.registration_id,
+            command=cmd.model_dump_json(),
+            received_at=received_at,
+            message_at=rank.at,
+            priority=rank.priority,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            parked_at=now,
+            last_error=error,
+        )
+    )
+    return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
+
+
+def _apply_message(
+    ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
+) -> Outcome:
+    """``handle_registration`` for an org that is enabled and not parking."""
     # A register is usually the first message of its row: the claim tries to create the row before reading it.
     entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
     try:
@@ -235,7 +313,9 @@ def forget_registration(
     return handle_registration(cmd, ports, received_at=requested_at)
 
 
-def handle_contact_erasure(cmd: ContactErasure, ports: RegistrationPorts, *, received_at: datetime) -> Outcome:
+def handle_contact_erasure(
+    cmd: ContactErasure, ports: RegistrationPorts, *, received_at: datetime, delivery_count: int | None = None
+) -> Outcome:
     """A contact deleted in CRM: forget each of its registrations (found by contact id, or by email).
 
     Raises:
@@ -257,6 +337,7 @@ def handle_contact_erasure(cmd: ContactErasure, ports: RegistrationPorts, *, rec
             ),
             ports,
             received_at=received_at,
+            delivery_count=delivery_count,
         ).status
         for registration_id in found
     )
@@ -419,7 +500,7 @@ def _guarded(
     while True:
         if current is not None and current.busy(ports.clock()):
             if time.monotonic() >= deadline:
-                raise TransientError(
+                raise BusyError(
                     f"registration {cmd.registration_id} (org {cmd.org_id!r}) is being processed by another delivery"
                 )
             ports.sleep(0.05)

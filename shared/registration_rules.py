@@ -12,6 +12,8 @@ Deletes and creates are idempotent in ON24, so replaying a plan after a crash is
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -30,6 +32,27 @@ class Rank:
 
     at: datetime
     priority: int
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter, capped: the wait before the next try after ``failures`` failed ones.
+
+    Half the step is fixed and half random ("equal jitter"), so parked registrations spread out but a retry
+    never comes sooner than half the schedule.
+    """
+
+    base_seconds: float = 60.0
+    max_seconds: float = 1800.0
+    jitter: Callable[[float, float], float] = random.uniform
+
+    def delay(self, failures: int) -> timedelta:
+        step = min(self.max_seconds, self.base_seconds * 2 ** max(failures - 1, 0))
+        return timedelta(seconds=step / 2 + self.jitter(0.0, step / 2))
+
+    def longest(self, failures: int) -> timedelta:
+        """The longest ``delay(failures)`` can be (tests and capacity figures)."""
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** max(failures - 1, 0)))
 
 
 def message_time(occurred_at: datetime | None, enqueued_at: datetime) -> tuple[datetime, bool]:

@@ -22,6 +22,7 @@ from shared.errors import ConfigError
 
 DEFAULT_QUEUE = "webinar-registrations"
 DEFAULT_SCHEDULE = "0 */15 * * * *"
+DEFAULT_RETRY_PARKED_SCHEDULE = "0 * * * * *"
 DEFAULT_ADMIN_ROLE = "Webinar.Admin"
 DEFAULT_TABLE_PREFIX = "webinar"
 DEFAULT_KEY_REFRESH_SECONDS = 300.0
@@ -111,6 +112,7 @@ class Settings:
     table_prefix: str = DEFAULT_TABLE_PREFIX
     registrations_queue: str = DEFAULT_QUEUE
     pull_metrics_schedule: str = DEFAULT_SCHEDULE
+    retry_parked_schedule: str = DEFAULT_RETRY_PARKED_SCHEDULE
     key_vault_url: str | None = None
     credentials_key_secret_name: str | None = None
     key_vault_auth: AuthMode = "default"
@@ -133,6 +135,10 @@ class Settings:
     registration_lease_seconds: float = 90.0
     registration_lease_margin_seconds: float = 5.0
     registration_lease_wait_seconds: float = 5.0
+    park_after_deliveries: int = 3
+    park_backoff_base_seconds: float = 60.0
+    park_backoff_max_seconds: float = 1800.0
+    retry_parked_budget_seconds: float = 45.0
     on24_attendee_calls_per_minute: int = 100
     rejected_retention_days: int = 30
     """REJECTED_RETENTION_DAYS: how long an unparseable queue message is kept whole before it is deleted."""
@@ -203,6 +209,7 @@ class Settings:
             table_prefix=table_prefix,
             registrations_queue=env.text("REGISTRATIONS_QUEUE") or DEFAULT_QUEUE,
             pull_metrics_schedule=env.text("PULL_METRICS_SCHEDULE") or DEFAULT_SCHEDULE,
+            retry_parked_schedule=env.text("RETRY_PARKED_SCHEDULE") or DEFAULT_RETRY_PARKED_SCHEDULE,
             key_vault_url=key_vault_url,
             credentials_key_secret_name=secret_name,
             key_vault_auth=key_vault_auth,
@@ -224,6 +231,10 @@ class Settings:
             registration_lease_seconds=lease,
             registration_lease_margin_seconds=margin,
             registration_lease_wait_seconds=env.number("REGISTRATION_LEASE_WAIT_SECONDS", 5.0, low=0, high=120),
+            park_after_deliveries=int(env.number("PARK_AFTER_DELIVERIES", 3, low=1, high=100)),
+            park_backoff_base_seconds=env.number("PARK_BACKOFF_BASE_SECONDS", 60.0, low=1, high=86400),
+            park_backoff_max_seconds=env.number("PARK_BACKOFF_MAX_SECONDS", 1800.0, low=1, high=86400),
+            retry_parked_budget_seconds=env.number("RETRY_PARKED_BUDGET_SECONDS", 45.0, low=1, high=3600),
             on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
             rejected_retention_days=int(env.number("REJECTED_RETENTION_DAYS", 30, low=1, high=3650)),
         )

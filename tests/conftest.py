@@ -115,6 +115,7 @@ def on24_server() -> Iterator[Any]:
 def on24(on24_server: Any) -> Any:
     """The session's ON24 stand-in with a clean request log, no faults and no limits."""
     on24_server.clear_faults()
+    on24_server.down = None
     on24_server.clear_limits()
     on24_server.reset_log()
     on24_server.latency = 0.0
@@ -138,6 +139,7 @@ def dataverse(dataverse_server: Any) -> Any:
     dataverse_server.clear()
     dataverse_server.set_limit(None)
     dataverse_server.clear_faults()
+    dataverse_server.down = None
     dataverse_server.reset_log()
     dataverse_server.latency = 0.0
     return dataverse_server

@@ -30,6 +30,7 @@ _ROW_KEY = "credentials"
 OrgStatus = Literal["active", "rejected"]
 MetricsStatus = Literal["ok", "error"]
 MAX_REASON = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def org_key(org_id: str) -> str:
@@ -61,6 +62,15 @@ class OrgRecord:
     """How the org's last metrics run went: ``ok``, ``error`` (see ``metrics_reason``), None before any run."""
     metrics_reason: str | None = None
     metrics_at: datetime | None = None
+    park_failures: int = 0
+    """Failed attempts in a row to reach ON24 or CRM for the org's parked registrations (0: not parking)."""
+    park_until: datetime | None = None
+    """When the org's parked registrations are next due (None: it has none)."""
+
+    @property
+    def parking(self) -> bool:
+        """New registrations of the org are parked at once, without calling ON24, until a retry succeeds."""
+        return self.park_failures > 0
 
     @property
     def bound(self) -> dict[str, str]:
@@ -85,6 +95,8 @@ class OrgRecord:
             "MetricsStatus": self.metrics_status or "",
             "MetricsReason": (self.metrics_reason or "")[:MAX_REASON],
             "MetricsAt": self.metrics_at,
+            "ParkFailures": self.park_failures,
+            "ParkUntil": self.park_until or _EPOCH,
         }
 
     @classmethod
@@ -106,7 +118,13 @@ class OrgRecord:
             metrics_status=_metrics_status(entity.get("MetricsStatus")),
             metrics_reason=entity.get("MetricsReason") or None,
             metrics_at=entity.get("MetricsAt") if isinstance(entity.get("MetricsAt"), datetime) else None,
+            park_failures=int(entity.get("ParkFailures") or 0),
+            park_until=_moment(entity.get("ParkUntil")),
         )
+
+
+def _moment(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) and value > _EPOCH else None
 
 
 def _metrics_status(value: Any) -> MetricsStatus | None:
@@ -170,6 +188,19 @@ class CredentialStore:
         """Record how the org's metrics run went (shown by the status route). False if the row is gone."""
         columns = {"MetricsStatus": status, "MetricsReason": (reason or "")[:MAX_REASON], "MetricsAt": at}
         return self._merge(org_id, columns, "metrics health")
+
+    def set_parking(self, org_id: str, failures: int, until: datetime | None) -> bool:
+        """Record the org's parking: ``failures`` in a row (> 0: new registrations are parked at once), and when
+        its parked registrations are next due (None: it has none left). False if the row is gone."""
+        # A MERGE leaves out None properties: the epoch stands for "no time" (read back as None).
+        return self._merge(org_id, {"ParkFailures": failures, "ParkUntil": until or _EPOCH}, "parking state")
+
+    def due_for_parked_work(self, now: datetime) -> list[OrgRecord]:
+        """Orgs whose parked registrations are due (``park_until`` set and reached), for RetryParked."""
+        query = f"RowKey eq '{_ROW_KEY}' and ParkUntil gt @epoch and ParkUntil le @now"
+        with table_errors("listing orgs with parked registrations"):
+            rows = self._table.query_entities(query, parameters={"epoch": _EPOCH, "now": now})
+            return [OrgRecord.from_entity(dict(entity)) for entity in rows]
 
     def list_orgs(self) -> Iterator[OrgRecord]:
         """Every configured org (the metrics run iterates these); rows under a non-canonical id are skipped."""

@@ -60,7 +60,8 @@ def test_function_json_matches_main(folder: str) -> None:
     if trigger["type"] == "serviceBusTrigger":
         assert trigger["queueName"] == "%REGISTRATIONS_QUEUE%" and trigger["connection"] == "ServiceBusConnection"
     if trigger["type"] == "timerTrigger":
-        assert trigger["schedule"] == "%PULL_METRICS_SCHEDULE%"
+        schedules = {"PullMetrics": "%PULL_METRICS_SCHEDULE%", "RetryParked": "%RETRY_PARKED_SCHEDULE%"}
+        assert trigger["schedule"] == schedules[folder], "each timer has its own schedule setting"
         assert trigger.get("runOnStartup", False) is False
 
 
