@@ -172,6 +172,7 @@ class App:
             ledger=self.ledger,
             sync=self.sync_state,
             rejected=self.rejected,
+            parked=self.parked,
             purges=self.purges,
             orgs=self.credentials,
             forget=forget,

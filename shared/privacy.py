@@ -15,8 +15,9 @@ Three use cases:
 - **Erasure of one person** (``forget_person``, the admin route ``POST .../webinar/forget``): every ledger row
   of the org holding the email (confirmed or pending, any case, any webinar) is forgotten through
   RegisterAttendee's own erasure (``shared.registration.forget_registration``: ON24's forget, then only ids
-  and the message order stay), and the org's kept rejected bodies that mention the email are deleted. The
-  audit line says who, when and how many, never the email.
+  and the message order stay), and so is every registration known only by a parked message holding the email;
+  the org's kept rejected bodies and the parked messages (older than the erasure) that mention the email are
+  deleted. The audit line says who, when and how many, never the email.
 - **Leaving** (``purge_org``, ``DELETE .../webinar/credentials?purge=true``): after the credentials row is
   deleted (the off switch), a purge request is recorded, then the org's ledger partition, parked
   registrations, sync state and rejected bodies are deleted in bounded batches. What the request does not
@@ -40,6 +41,7 @@ from typing import Protocol
 from shared.errors import TransientError
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import LedgerEntry
+from shared.store.parked import ParkedMessage
 from shared.store.purges import PURGED_PARTS, PurgeRequest
 from shared.store.rejected import RejectedMessage
 from shared.store.sync_state import WebinarSyncState
@@ -80,6 +82,11 @@ class RejectedPrivacy(Protocol):
     def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
 
 
+class ParkedLookup(Protocol):
+    def for_org(self, org_id: str) -> list[ParkedMessage]: ...
+    def remove(self, message: ParkedMessage) -> bool: ...
+
+
 class PurgeLog(Protocol):
     def get(self, org_id: str) -> PurgeRequest | None: ...
     def open(self, org_id: str, *, actor: str, now: datetime) -> PurgeRequest: ...
@@ -111,6 +118,7 @@ class PrivacyPorts:
     ledger: LedgerPrivacy
     sync: SyncStatePrivacy
     rejected: RejectedPrivacy
+    parked: ParkedLookup
     purges: PurgeLog
     orgs: OrgSwitch
     forget: ForgetRegistration
@@ -206,6 +214,7 @@ class ErasureReport:
     registrations: list[tuple[str, ErasureOutcome]]
     """(registration id, what RegisterAttendee's forget did) per registration found."""
     rejected_deleted: int
+    parked_deleted: int = 0
 
     def view(self, org_id: str) -> dict[str, object]:
         def one(registration_id: str, outcome: ErasureOutcome) -> dict[str, object]:
@@ -220,6 +229,7 @@ class ErasureReport:
             "registrationsFound": len(self.registrations),
             "registrations": [one(reg, outcome) for reg, outcome in self.registrations],
             "rejectedMessagesDeleted": self.rejected_deleted,
+            "parkedMessagesDeleted": self.parked_deleted,
         }
 
 
@@ -240,25 +250,35 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
     requested_at = ports.clock()
     found: list[str] = []
     done: list[tuple[str, ErasureOutcome]] = []
-    rejected_deleted = 0
+    rejected_deleted = parked_deleted = 0
+
+    def audit(complete: bool) -> None:
+        _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, parked_deleted, complete=complete)
+
     try:
-        found = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
+        # A registration parked during an outage may be known by its parked message only (no ledger row yet).
+        parked = [m for m in ports.parked.for_org(org_id) if mentions(m.command.encode("utf-8"), email)]
+        ledger_rows = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
+        found = list(dict.fromkeys([*ledger_rows, *(m.key for m in parked)]))
         for registration_id in found:
             outcome = ports.forget(org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON)
             done.append((registration_id, outcome))
+        # A parked message older than the forget would only be stale when re-driven: it goes now, with the
+        # person's data in it (one the forget itself was parked over is already replaced, and stays).
+        parked_deleted = sum(1 for m in parked if m.message_at <= requested_at and ports.parked.remove(m))
         rejected_deleted = ports.rejected.delete(
             [m for m in ports.rejected.list_for_org(org_id) if mentions(m.body, email)]
         )
     except TransientError as exc:
-        _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, complete=False)
+        audit(False)
         raise ErasureIncompleteError(
             f"erasure {erasure_id} in org {org_id!r} stopped after {len(done)} of {len(found)} registrations: {exc}"
         ) from exc
     except BaseException:  # every attempt is audited, also one stopped by a configuration fault
-        _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, complete=False)
+        audit(False)
         raise
-    _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, complete=True)
-    return ErasureReport(erasure_id, done, rejected_deleted)
+    audit(True)
+    return ErasureReport(erasure_id, done, rejected_deleted, parked_deleted)
 
 
 def mentions(body: bytes, email: str) -> bool:
@@ -297,19 +317,21 @@ def _audit_erasure(
     found: Sequence[str],
     done: Sequence[tuple[str, ErasureOutcome]],
     rejected_deleted: int,
+    parked_deleted: int,
     *,
     complete: bool,
 ) -> None:
     _log.log(
         logging.INFO if complete else logging.WARNING,
-        "audit: erasure %s of one person in org %s by %s: %d of %d registrations forgotten, %d kept messages "
-        "deleted%s",
+        "audit: erasure %s of one person in org %s by %s: %d of %d registrations forgotten, %d kept and %d parked "
+        "messages deleted%s",
         erasure_id,
         org_id,
         actor,
         sum(1 for _, outcome in done if outcome.status in ERASED),
         len(found),
         rejected_deleted,
+        parked_deleted,
         "" if complete else " (stopped by a fault; repeat the request)",
         extra={
             "org_id": org_id,
@@ -319,6 +341,7 @@ def _audit_erasure(
             "registrations": len(found),
             "registrations_done": len(done),
             "rejected_messages": rejected_deleted,
+            "parked_messages": parked_deleted,
             "complete": complete,
         },
     )

@@ -26,6 +26,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConfigError
+from shared.store.parked import PARKED_PARTITION
 from shared.store.tables import delete_matching, delete_partition, read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
@@ -390,5 +391,3 @@ class Ledger:
             what=f"deleting the parked registrations of org {org_id!r}",
         )
 
-
-PARKED_PARTITION = "~parked"

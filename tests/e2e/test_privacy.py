@@ -29,7 +29,9 @@ from RegisterAttendee import main as register_main
 from RemoveCredentials import main as remove_main
 from shared import privacy
 from shared.app import get_app, reset_app
-from shared.store.ledger import PARKED_PARTITION, LedgerEntry
+from shared.errors import TransientError
+from shared.store.ledger import LedgerEntry
+from shared.store.parked import PARKED_PARTITION
 from shared.store.rejected import INLINE_BODY_BYTES
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body
@@ -212,6 +214,24 @@ def test_forget_meeting_a_delivery_under_way_answers_503_and_a_repeat_finishes_i
     code, answer = forget(ORG, {"email": "in.flight@people.example"})
     assert code == 200 and answer["registrations"] == [{"registrationId": reg, "outcome": "forgotten"}]
     assert active(on24, reg) == [] and row(reg).email is None
+
+
+def test_forget_during_an_outage_replaces_the_persons_parked_message_with_the_forget(crm: CrmOrg, on24: Any) -> None:
+    reg = str(uuid.uuid4())
+    on24.fail_next(100, status=503)  # ON24 is down: the third failed delivery parks the registration
+    body = canonical(reg, crm, "register", T0, "parked.person@people.example")
+    for count in (1, 2):
+        with pytest.raises(TransientError):
+            register_main(service_bus_message(body, delivery_count=count))
+    register_main(service_bus_message(body, delivery_count=3))
+    app = get_app()
+    assert [b"parked.person" in m.command.encode() for m in app.parked.for_org(ORG)] == [True]
+
+    code, answer = forget(ORG, {"email": "Parked.Person@people.example"})
+    assert code == 200 and [r["outcome"] for r in answer["registrations"]] == ["parked"], answer
+    [kept] = app.parked.for_org(ORG)
+    assert "parked.person" not in kept.command.lower() and '"forget"' in kept.command, "the forget waits instead"
+    on24.clear_faults()
 
 
 def test_forget_in_a_disabled_org_says_which_rows_it_could_not_erase(crm: CrmOrg, on24: Any) -> None:

@@ -15,7 +15,8 @@ import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.app import App, get_app
-from shared.store.ledger import PARKED_PARTITION, LedgerEntry, RegistrantRef
+from shared.store.ledger import LedgerEntry, RegistrantRef
+from shared.store.parked import PARKED_PARTITION
 from shared.store.rejected import INLINE_BODY_BYTES, REJECTED_PARTITION
 from shared.store.sync_state import WebinarSyncState
 

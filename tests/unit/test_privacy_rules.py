@@ -16,6 +16,7 @@ from shared.errors import TransientError
 from shared.privacy import PrivacyOptions, PrivacyPorts, closes_at, mentions, retention_due, why_kept
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import Intent, LedgerEntry, RegistrantRef
+from shared.store.parked import ParkedMessage
 from shared.store.purges import PURGED_PARTS, PurgeRequest
 from shared.store.rejected import RejectedMessage
 from shared.store.sync_state import WebinarSyncState
@@ -167,6 +168,18 @@ class FakeRejected:
 
 
 @dataclass
+class FakeParked:
+    messages: list[ParkedMessage] = field(default_factory=list)
+
+    def for_org(self, org_id: str) -> list[ParkedMessage]:
+        return [m for m in self.messages if m.org_id == org_id]
+
+    def remove(self, message: ParkedMessage) -> bool:
+        self.messages.remove(message)
+        return True
+
+
+@dataclass
 class FakePurges:
     requests: dict[str, PurgeRequest] = field(default_factory=dict)
 
@@ -223,6 +236,7 @@ def ports(
     rejected: FakeRejected | None = None,
     purges: FakePurges | None = None,
     clock: Clock | None = None,
+    parked: FakeParked | None = None,
     forgotten: list[str] | None = None,
     fail_after: int | None = None,
 ) -> PrivacyPorts:
@@ -234,13 +248,15 @@ def ports(
         if fail_after is not None and len(calls) >= fail_after:
             raise TransientError("ON24 unavailable")
         calls.append(registration_id)
-        led.rows[registration_id] = replace(led.rows[registration_id], email=None, state="forgotten")
+        row = led.rows.get(registration_id) or LedgerEntry(org_id=org_id, registration_id=registration_id)
+        led.rows[registration_id] = replace(row, email=None, state="forgotten")
         return FakeOutcome("forgotten")
 
     return PrivacyPorts(
         ledger=led,
         sync=sync or FakeSync([]),
         rejected=rejected or FakeRejected(),
+        parked=parked or FakeParked(),
         purges=purges or FakePurges(),
         orgs=FakeOrgs(),
         forget=forget,
@@ -349,6 +365,21 @@ def test_an_erasure_stopped_by_a_fault_says_so_and_a_repeat_finishes_it(caplog: 
     assert partial and partial[0].complete is False and partial[0].levelno == logging.WARNING
     report = privacy.forget_person(ORG, "p@x.example", ports(ledger), actor="admin")
     assert len(report.registrations) == 2 and all(r.email is None for r in ledger.rows.values())
+
+
+def test_a_registration_known_only_by_its_parked_message_is_forgotten_and_the_message_goes() -> None:
+    def parked_message(key: str, at: datetime) -> ParkedMessage:
+        command = f'{{"action": "register", "attendee": {{"email": "Ada@X.example"}}, "registrationId": "{key}"}}'
+        return ParkedMessage(ORG, key, command, at, at, 0)
+
+    older = parked_message("p-old", NOW - timedelta(hours=2))
+    newer = parked_message("p-new", NOW + timedelta(minutes=3))
+    other = replace(parked_message("p-other", NOW), command='{"attendee": {"email": "bob@x.example"}}')
+    parked = FakeParked([older, newer, other])
+    forgotten: list[str] = []
+    report = privacy.forget_person(ORG, "ada@x.example", ports(parked=parked, forgotten=forgotten), actor="admin")
+    assert sorted(forgotten) == ["p-new", "p-old"] and report.parked_deleted == 1
+    assert parked.messages == [newer, other], "a message newer than the forget decides after it, and stays"
 
 
 @pytest.mark.parametrize(
