@@ -55,7 +55,7 @@ INLINE_PURGE_ROWS = 1000  # what DELETE ?purge=true deletes itself (10 transacti
 BATCH_ROWS = 1000  # rows per query of the timer's work (purge, expiry); each then goes in transactions of 100
 CLEAR_BATCH = 100  # ledger rows cleared per entity group transaction
 ERASURE_REASON = "erasure requested through the admin API"
-ERASED = ("forgotten", "duplicate", "stale")  # stale: a newer forget (or change) of the row was decided already
+ERASED = ("forgotten", "duplicate")  # duplicate: an equal forget was decided already; "stale" is not erased
 
 
 # ---- ports ----------------------------------------------------------------------------------------------------
