@@ -390,4 +390,3 @@ class Ledger:
             limit=limit,
             what=f"deleting the parked registrations of org {org_id!r}",
         )
-

@@ -147,7 +147,6 @@ class RejectedMessages:
         with _blob_errors(f"reading the body of rejected message {key}"):
             return bytes(self._container().download_blob(key).readall())
 
-
     # ---- privacy: expiry, erasure and purge (issue 14) ---------------------------------------------------------
     def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
         """Delete up to ``limit`` messages rejected before ``cutoff``, with their blobs.
