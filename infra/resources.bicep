@@ -490,6 +490,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'REJECTED_RETENTION_DAYS'
           value: '${rejectedRetentionDays}'
         }
+        // POST .../pull answers 202 after this many seconds of pulling (HTTP functions must answer within 230 s).
+        {
+          name: 'ON_DEMAND_PULL_BUDGET_SECONDS'
+          value: '60'
+        }
         // DefaultAzureCredential picks the user-assigned identity by this client id (Table Storage, Key Vault, Dataverse).
         {
           name: 'AZURE_CLIENT_ID'

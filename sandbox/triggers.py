@@ -19,7 +19,6 @@ from azure.functions import meta
 from azure.functions.servicebus import ServiceBusMessageInConverter
 
 _SEQUENCE = itertools.count(1)  # Service Bus numbers the messages of an entity uniquely and in order
-ADMIN_ROUTE = "http://localhost:7071/api/orgs/{org}/webinar/{path}"
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
 
 
@@ -32,30 +31,31 @@ def http_request(
     headers: dict[str, str] | None = None,
 ) -> func.HttpRequest:
     """An admin request on the credentials route; ``body`` is JSON-encoded unless ``raw`` is given."""
-    return admin_request(method, org_id, "credentials", body, raw=raw, headers=headers)
+    return admin_request(method, "orgs/{orgId}/webinar/credentials", {"orgId": org_id}, body, raw=raw, headers=headers)
 
 
 def admin_request(
     method: str,
-    org_id: str,
-    path: str,
+    route: str,
+    route_params: dict[str, str],
     body: Any = None,
     *,
     params: dict[str, str] | None = None,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> func.HttpRequest:
-    """An admin request on ``/api/orgs/{org}/webinar/<path>`` with query ``params``; ``body`` is JSON-encoded
-    unless ``raw`` is given."""
+    """A request on any admin route, e.g. ``admin_request("POST", "orgs/{orgId}/webinars/{webinarId}/pull",
+    {"orgId": org, "webinarId": "4471234"})``, with query ``params``; ``body`` is JSON-encoded unless ``raw``
+    is given."""
     if raw is None:
         raw = b"" if body is None else json.dumps(body).encode("utf-8")
     query = "?" + urlencode(params) if params else ""
     return func.HttpRequest(
         method=method,
-        url=ADMIN_ROUTE.format(org=org_id, path=path) + query,
+        url="http://localhost:7071/api/" + route.format(**route_params) + query,
         headers={"Content-Type": "application/json", **(headers or {})},
         params=dict(params or {}),
-        route_params={"orgId": org_id},
+        route_params=dict(route_params),
         body=raw,
     )
 

@@ -5,6 +5,8 @@ Routes (function-level keys; with App Service authentication on, also an app rol
     PUT    /api/orgs/{orgId}/webinar/credentials   StoreCredentials
     GET    /api/orgs/{orgId}/webinar/credentials   CredentialsStatus
     DELETE /api/orgs/{orgId}/webinar/credentials   RemoveCredentials (``?purge=true``: also delete the org's state)
+    GET    /api/orgs/{orgId}/webinar/status        WebinarStatus (health: token, webinars, registrations)
+    POST   /api/orgs/{orgId}/webinars/{webinarId}/pull   PullWebinar (on-demand metrics pull of one webinar)
     POST   /api/orgs/{orgId}/webinar/forget        ForgetAttendee (erase one person, by email)
 
 ``orgId`` is normalised here, once (``shared.ids.canonical_org_id``: GUIDs lower-case), and every use case
@@ -24,10 +26,20 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import admin, privacy
+from shared import admin, health, privacy
 from shared.app import App
-from shared.errors import ConfigError, IntegrationError, TransientError
+from shared.errors import (
+    ConfigError,
+    CredentialsRejectedError,
+    DecryptionError,
+    IntegrationError,
+    NotConfiguredError,
+    PermanentError,
+    TransientError,
+)
 from shared.ids import canonical_org_id
+from shared.metrics import WebinarReport, pull_webinar
+from shared.metrics_job import metrics_options, metrics_ports
 from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -42,6 +54,15 @@ class Caller:
 
     name: str
     roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A 2xx answer other than a plain 200 (e.g. 202 with a ``Location`` to follow)."""
+
+    status: int
+    payload: dict[str, Any]
+    headers: dict[str, str] | None = None
 
 
 class ApiError(Exception):
@@ -83,23 +104,18 @@ def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """RemoveCredentials: disable the integration for the org (idempotent); ``?purge=true`` also deletes its
     state (200 when all is gone, 202 when the timer finishes it)."""
 
-    def run(org_id: str, caller: Caller) -> dict[str, Any] | tuple[int, dict[str, Any]]:
+    def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
         purge = _purge_flag(req.params.get("purge"))
         answer = admin.remove_credentials(org_id, store=app.credentials, actor=caller.name)
         if not purge:
             return answer
-        outcome = privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name)
-        return (200 if outcome.finished else 202), {**answer, "purge": outcome.view()}
+        return _purge_answer(org_id, answer, privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name))
 
     return _respond(req, app, "DELETE", run)
 
 
-Answer = dict[str, Any] | tuple[int, dict[str, Any]]
-"""A 200 answer's JSON, or (status, JSON) for another 2xx."""
-
-
 def _respond(
-    req: func.HttpRequest, app: App, method: str, operation: Callable[[str, Caller], Answer]
+    req: func.HttpRequest, app: App, method: str, operation: Callable[[str, Caller], dict[str, Any] | Answer]
 ) -> func.HttpResponse:
     raw_org = req.route_params.get("orgId", "")
     org_id = canonical_org_id(raw_org)
@@ -110,8 +126,10 @@ def _respond(
         if org_id is None:
             raise ApiError(400, "invalid_org_id", "orgId must be 1-64 letters, digits, '.', '_' or '-'", "orgId")
         caller = _authorize(req.headers, app.settings, org_id)
-        answer = operation(org_id, caller)
-        return _json(*answer) if isinstance(answer, tuple) else _json(200, answer)
+        result = operation(org_id, caller)
+        if isinstance(result, Answer):
+            return _json(result.status, result.payload, result.headers)
+        return _json(200, result)
     except ApiError as exc:
         return _error(exc)
     except admin.CredentialsRefusedError as exc:
@@ -202,8 +220,8 @@ def _scoped_org(role: str, admin_role: str) -> str | None:
     return canonical_org_id(role[len(prefix) :]) if role.startswith(prefix) else None
 
 
-def _json(status: int, payload: dict[str, Any]) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(payload), status_code=status, mimetype="application/json")
+def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(payload), status_code=status, mimetype="application/json", headers=headers)
 
 
 def _error(exc: ApiError) -> func.HttpResponse:
@@ -213,8 +231,102 @@ def _error(exc: ApiError) -> func.HttpResponse:
     return _json(exc.status, {"error": error})
 
 
+# ---- operations: health and on-demand pull (issue 11) -------------------------------------------------------------
+STATUS_ROUTE = "/api/orgs/{org}/webinar/status"
+
+
+def status_ports(app: App) -> health.StatusPorts:
+    return health.StatusPorts(credentials=app.credentials, sync=app.sync_state, rows=app.health, parked=app.parked)
+
+
+def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """WebinarStatus: the org's health (credentials, token use, webinars, registrations, rejected messages)."""
+
+    def run(org_id: str, _caller: Caller) -> dict[str, Any]:
+        _no_body(req.get_body())
+        return health.org_status(org_id, status_ports(app))
+
+    return _respond(req, app, "GET", run)
+
+
+def post_webinar_pull(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """PullWebinar: pull one webinar's metrics now; 200 with the counts, or 202 and where to follow it."""
+
+    def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
+        webinar_id = _webinar_id(req.route_params.get("webinarId"))
+        _no_body(req.get_body())
+        _log.info(
+            "audit: on-demand pull of webinar %s for org %s by %s",
+            webinar_id,
+            org_id,
+            caller.name,
+            extra={"org_id": org_id, "on24_event_id": webinar_id, "actor": caller.name, "audit": "metrics.pulled"},
+        )
+        try:
+            report = pull_webinar(
+                metrics_ports(app),
+                metrics_options(app),
+                org_id,
+                webinar_id,
+                budget_seconds=app.settings.on_demand_pull_budget_seconds,
+            )
+        except NotConfiguredError:
+            raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org") from None
+        except CredentialsRejectedError:
+            raise ApiError(
+                409, "on24_rejected_credentials", "ON24 refused the org's stored credentials: PUT working ones"
+            ) from None
+        except DecryptionError as exc:
+            raise ApiError(409, "credentials_unreadable", str(exc)) from None
+        except TransientError as exc:
+            message = f"{exc}; nothing more was pulled, the next run or call continues"
+            raise ApiError(503, "unavailable", message[:600]) from None
+        except PermanentError as exc:
+            raise ApiError(422, "pull_failed", str(exc)[:600]) from None
+        return _pull_answer(org_id, webinar_id, report)
+
+    return _respond(req, app, "POST", run)
+
+
+def _pull_answer(org_id: str, webinar_id: str, report: WebinarReport) -> dict[str, Any] | Answer:
+    follow = STATUS_ROUTE.format(org=org_id)
+    payload: dict[str, Any] = {"orgId": org_id, "webinarId": webinar_id, "status": report.status}
+    if report.status == "ok":
+        return payload | {"counts": report.counts}
+    if report.status in ("partial", "busy"):
+        message = (
+            "the pull did not finish within this request: it continues in the next PullMetrics run (or POST again)"
+            if report.status == "partial"
+            else "a PullMetrics run is pulling this webinar now"
+        )
+        payload |= {
+            "status": "in progress",
+            "counts": report.counts,
+            "message": message,
+            "follow": {"href": follow, "webinar": webinar_id},
+        }
+        return Answer(202, payload, {"Location": follow})
+    if report.status == "not found":
+        raise ApiError(404, "webinar_not_found", f"ON24 has no webinar {webinar_id} for this org's account")
+    raise ApiError(409, "no_dataverse_url", report.error or "the org has no Dataverse URL")
+
+
+def _webinar_id(raw: str | None) -> str:
+    value = (raw or "").strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0):
+        raise ApiError(400, "invalid_webinar_id", "webinarId must be a positive ON24 event id", "webinarId")
+    return str(int(value))
+
+
+def _no_body(raw: bytes | None) -> None:
+    """These routes take no body; an empty JSON object is tolerated (clients that always send one)."""
+    if raw and raw.strip() not in (b"{}", b""):
+        raise ApiError(400, "invalid_body", "this route takes no body", "body")
+
+
 # ---- privacy routes: erasure of one person, leaving (issue 14) --------------------------------------------------
 MAX_EMAIL_CHARS = 320  # RFC 5321: 64 for the local part, 255 for the domain
+CREDENTIALS_ROUTE = "/api/orgs/{org}/webinar/credentials"  # a running purge shows in its GET
 
 
 def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -274,3 +386,11 @@ def _refuse_during_purge(app: App, org_id: str) -> None:
 def _with_purge(app: App, org_id: str, view: dict[str, Any]) -> dict[str, Any]:
     request = app.purges.get(org_id)
     return view if request is None else {**view, "purge": privacy.purge_view(request)}
+
+
+def _purge_answer(org_id: str, answer: dict[str, Any], outcome: privacy.PurgeOutcome) -> Answer:
+    """200 when the org's state is gone; 202 with where to follow it when the timer finishes the purge."""
+    payload = {**answer, "purge": outcome.view()}
+    if outcome.finished:
+        return Answer(200, payload)
+    return Answer(202, payload, {"Location": CREDENTIALS_ROUTE.format(org=org_id)})

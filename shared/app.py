@@ -32,7 +32,9 @@ from shared.registration_rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
+from shared.store.health import HealthStore
 from shared.store.ledger import Ledger
+from shared.store.pacing import SharedRateLimiter
 from shared.store.parked import ParkedMessages
 from shared.store.purges import PurgeRequests
 from shared.store.rejected import RejectedMessages
@@ -71,6 +73,7 @@ class App:
         self._closers: list[Any] = []
         self._dataverse: dict[str, DataverseClient] = {}
         self._blob_container: Any = None
+        self._limiters: dict[str, SharedRateLimiter] = {}
 
     # ---- identity ----------------------------------------------------------------------------
     @cached_property
@@ -135,6 +138,22 @@ class App:
                 self._closers.append(service)
                 self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
             return self._blob_container
+
+    @cached_property
+    def health(self) -> HealthStore:
+        """Each org's health summary (for the status route), kept by PullMetrics."""
+        return HealthStore(self.tables.table("syncstate"))
+
+    def attendee_limiter(self, org: OrgRecord) -> RateLimiter:
+        """The ON24 account's attendee-list pacing, shared with every instance (one per account per process)."""
+        with self._lock:
+            limiter = self._limiters.get(org.client_id)
+            if limiter is None:
+                limiter = SharedRateLimiter(
+                    self.tables.table("syncstate"), org.client_id, self.settings.on24_attendee_calls_per_minute
+                )
+                self._limiters[org.client_id] = limiter
+            return limiter
 
     def registration_ports(self) -> RegistrationPorts:
         """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""

@@ -40,6 +40,7 @@ from shared.errors import (
     CredentialsRejectedError,
     DecryptionError,
     IntegrationError,
+    NotConfiguredError,
     NotFoundError,
     PermanentError,
     TransientError,
@@ -116,6 +117,8 @@ class MetricsPorts:
     crm_for: Callable[[OrgRecord], CrmCheckins | None]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
+    limiter_for: Callable[[OrgRecord], RateLimiter] | None = None
+    """Paces an ON24 account's attendee-list calls; None: one limiter per account per run (see ``_limiter``)."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,21 @@ def is_due(state: WebinarSyncState, now: datetime) -> bool:
     return recently_live or now - state.last_success_at >= COLD_REFRESH
 
 
+def next_due(state: WebinarSyncState, now: datetime) -> datetime | None:
+    """The earliest time at or after ``now`` at which ``is_due`` holds (the first run from then pulls the
+    webinar); None when no run will pull it again (its window has closed)."""
+    if state.pending_end is not None or state.last_success_at is None:
+        return now
+    due = now
+    if state.live_start is not None and due < state.live_start - START_MARGIN:
+        due = state.live_start - START_MARGIN
+    if state.live_start is not None and due - state.live_start >= HOT_PERIOD:
+        due = max(due, state.last_success_at + COLD_REFRESH)
+    if state.window_end is not None and due > state.window_end:
+        return None
+    return due
+
+
 def priority(state: WebinarSyncState) -> tuple[int, float, float]:
     """Sort key: unfinished pulls first, then the one attempted longest ago (never: first), then the most recent
     webinar. Webinars a run did not reach come first in the next run, so many orgs share runs fairly."""
@@ -371,7 +389,7 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
             continue
         org = current
         outcome = outcomes.setdefault(org_id, _OrgOutcome())
-        limiter = limiters.setdefault(org.client_id, RateLimiter(options.attendee_calls_per_minute, 60.0))
+        limiter = limiters.get(org.client_id) or limiters.setdefault(org.client_id, _limiter(ports, options, org))
         # A fair share of what is left, so one huge webinar cannot starve the others; it resumes next run.
         now_mono = ports.monotonic()
         share = max(MIN_SLICE_SECONDS, (deadline - now_mono) / (len(queue) - index))
@@ -505,7 +523,9 @@ def _sync_webinar(
     *,
     signpost: datetime,
     deadline: float,
+    force: bool = False,
 ) -> WebinarReport:
+    """Pull one webinar (``force``: even when it is not due, for an on-demand pull) until done or ``deadline``."""
     crm = ports.crm_for(org)
     if crm is None:
         return WebinarReport(org.org_id, state.webinar_id, "skipped", error="no Dataverse URL for the org")
@@ -530,7 +550,7 @@ def _sync_webinar(
         if saved is None:
             return WebinarReport(org.org_id, state.webinar_id, "busy", error="another run is syncing this webinar")
         state = saved
-    if not is_due(state, signpost):
+    if not force and not is_due(state, signpost):
         return WebinarReport(org.org_id, state.webinar_id, "not due")
 
     resumed = state.pending_end is not None
@@ -659,3 +679,65 @@ def _sync_webinar(
             extra={"org_id": org.org_id, "on24_event_id": state.webinar_id},
         )
     return WebinarReport(org.org_id, state.webinar_id, "ok", counts)
+
+
+# ---- on demand: one webinar of one org (POST /api/orgs/{orgId}/webinars/{webinarId}/pull) ------------------------
+def _limiter(ports: MetricsPorts, options: MetricsOptions, org: OrgRecord) -> RateLimiter:
+    if ports.limiter_for is not None:
+        return ports.limiter_for(org)
+    return RateLimiter(options.attendee_calls_per_minute, 60.0)
+
+
+def pull_webinar(
+    ports: MetricsPorts, options: MetricsOptions, org_id: str, webinar_id: str, *, budget_seconds: float
+) -> WebinarReport:
+    """Pull one webinar of one org now, due or not, for at most ``budget_seconds``.
+
+    The same machinery as the timer run: the webinar's sync state (a pull left unfinished by a run is resumed,
+    and one this call leaves unfinished is resumed by the next run or the next call), the account's rate
+    limiter, idempotent check-in upserts. A failure is recorded on the webinar as the run records it.
+
+    Returns:
+        The report: ``ok`` (done), ``partial`` (the budget ran out; it continues later), ``busy`` (a run is
+        pulling it now), ``not found`` (ON24 has no such webinar) or ``skipped`` (no Dataverse URL).
+
+    Raises:
+        NotConfiguredError: the org has no credentials.
+        CredentialsRejectedError: ON24 refused the org's credentials (the org is flagged ``rejected``).
+        TransientError, ConfigError, PermanentError: recorded on the webinar's sync state, then raised.
+    """
+    org = ports.orgs.get(org_id)
+    if org is None:
+        raise NotConfiguredError(f"org {org_id!r} has no ON24 credentials: the integration is disabled for it")
+    if not _is_event_id(webinar_id):
+        raise ValueError("webinar id must be a positive ON24 event id")
+    deadline = ports.monotonic() + budget_seconds
+    signpost = ports.clock()
+    state = ports.sync.get(org_id, webinar_id)
+    if state is None:
+        fresh = WebinarSyncState(org_id=org_id, webinar_id=webinar_id)
+        state = ports.sync.save(fresh) or ports.sync.get(org_id, webinar_id) or fresh
+    try:
+        report = _sync_webinar(
+            ports, options, org, state, _limiter(ports, options, org), signpost=signpost, deadline=deadline, force=True
+        )
+    except _AppFault as fault:
+        raise fault.error from None
+    except CredentialsRejectedError as exc:
+        ports.orgs.set_status(org_id, "rejected", f"ON24 rejected the org's credentials: {exc}")
+        _save_error(ports, state, f"webinar {webinar_id}: {_describe(exc)}", signpost)
+        raise
+    except Exception as exc:
+        if not _is_run_failure(exc):
+            _save_error(ports, state, f"webinar {webinar_id}: {_describe(exc)}", signpost)
+        raise
+    if org.status == "rejected" and report.status in ("ok", "partial"):
+        ports.orgs.set_status(org_id, "active", None)
+    _log.info(
+        "metrics: on-demand pull of webinar %s (org %s): %s",
+        webinar_id,
+        org_id,
+        report.status,
+        extra={"org_id": org_id, "on24_event_id": webinar_id, "status": report.status, **report.counts},
+    )
+    return report

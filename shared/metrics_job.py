@@ -13,6 +13,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from shared.app import App
+from shared.errors import IntegrationError
+from shared.health import HealthPorts, HealthReport, refresh_health
 from shared.metrics import MetricsOptions, MetricsPorts, RunReport, pull_metrics
 from shared.privacy import HousekeepingReport, housekeeping
 
@@ -39,6 +41,7 @@ def metrics_ports(app: App) -> MetricsPorts:
         sync=app.sync_state,
         on24_for=app.on24_for,
         crm_for=app.dataverse_for,
+        limiter_for=app.attendee_limiter,
     )
 
 
@@ -62,6 +65,49 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
             "webinars": len(report.webinars),
             "orgs_failed": sorted(report.orgs_failed),
             "left_for_next_run": report.left_for_next_run,
+            "duration_ms": round((time.perf_counter() - started) * 1000),
+        },
+    )
+    refresh_org_health(app)
+    return report
+
+
+# ---- the health summaries the status route reads (after the pulls, in the same timer run) --------------------------
+def health_ports(app: App) -> HealthPorts:
+    return HealthPorts(
+        orgs=app.credentials, ledger=app.ledger, rejected=app.rejected, rows=app.health, sync=app.sync_state
+    )
+
+
+def refresh_org_health(app: App) -> HealthReport | None:
+    """Bring the orgs' health summaries up to date. A failure is logged, never fails the run: the pulls are
+    done and saved, and the next run counts again."""
+    started = time.perf_counter()
+    try:
+        report = refresh_health(health_ports(app))
+    except IntegrationError as exc:
+        _log.error("health: summaries not refreshed: %s", exc, extra={"error": type(exc).__name__})
+        return None
+    for org_id, token in sorted(report.tokens.items()):
+        _log.warning(
+            "health: the ON24 token of org %s needs an admin (%s): %s",
+            org_id,
+            token["state"],
+            token["message"],
+            extra={"org_id": org_id, "token_state": token["state"], "idle_days": token["idleDays"]},
+        )
+    _log.info(
+        "health: %d org summaries counted, %d unchanged, rejected messages %s%s",
+        len(report.counted),
+        len(report.unchanged),
+        "counted" if report.rejected_counted else "unchanged",
+        f"; {len(report.failed)} orgs left for the next run" if report.failed else "",
+        extra={
+            "orgs_counted": len(report.counted),
+            "health_orgs_failed": sorted(report.failed),
+            "tokens_attention": [
+                f"{org}:{token['state']}:{token['idleDays']}" for org, token in sorted(report.tokens.items())
+            ],
             "duration_ms": round((time.perf_counter() - started) * 1000),
         },
     )

@@ -4,8 +4,9 @@ A registration is parked (``shared.registration.park``) when its delivery failed
 ``PARK_AFTER_DELIVERIES``-th time; from then on the org's new registrations are parked at once, without calling
 ON24. The org row says when its parked work is next due, so a run reads only the parked messages of orgs
 whose time has come. For an org still parking, the first message is the probe: if it fails again, the org
-backs off (exponentially, with jitter, capped) and its other messages wait for the next probe; if it gets
-through, the org's parking ends and its parked messages follow, within the run's budget. Re-driving goes
+backs off (exponentially, with jitter, capped) and its other messages wait for the next probe; once one gets
+an answer from ON24 (a message that needs no ON24 call, e.g. a stale one, proves nothing and the next one
+probes), the org's parking ends and its parked messages follow, within the run's budget. Re-driving goes
 through ``handle_registration``: the same lease, order and exactly-once rules as a fresh delivery.
 
 Parked messages of an org whose credentials were removed are dropped, each with a ledger record ("skipped:
@@ -82,7 +83,7 @@ def retry_parked(
                 break
             parked.remove(message)
             report.outcomes[outcome.status] += 1
-            if failures:  # the probe got through: new registrations are no longer parked
+            if failures and outcome.on24_answered:  # the probe got through: new registrations are parked no more
                 failures = 0
                 credentials.set_parking(org.org_id, 0, now)
                 report.orgs_resumed.append(org.org_id)

@@ -38,7 +38,7 @@ from shared.dataverse import (
     CrmEvent,
     CrmRegistration,
 )
-from shared.errors import BusyError, NotFoundError, PermanentError, TransientError
+from shared.errors import BusyError, CredentialsRejectedError, NotFoundError, PermanentError, TransientError
 from shared.ids import ON24_EVENT_ID_PATTERN
 from shared.messages import Attendee, ContactErasure, RegistrationCommand, attendee_from_crm
 from shared.on24 import Registrant, RegistrantFields
@@ -92,6 +92,7 @@ class CrmRegistrations(Protocol):
 class OrgCredentials(Protocol):
     def get(self, org_id: str) -> OrgRecord | None: ...
     def set_parking(self, org_id: str, failures: int, until: datetime | None) -> bool: ...
+    def set_status(self, org_id: str, status: Literal["active", "rejected"], reason: str | None) -> bool: ...
 
 
 class ParkedStore(Protocol):
@@ -146,6 +147,8 @@ class Outcome:
     reason: str | None = None
     on24_event_id: str | None = None
     event_user_id: str | None = None
+    on24_answered: bool = False
+    """ON24 answered this delivery's calls (a probe of an org that was unreachable got through)."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,10 @@ def _apply_message(
     if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded
         _tell_crm(cmd, crm, claimed, failed=False, removed=False)
         return Outcome(desired.status, desired.reason, claimed.on24_event_id, claimed.event_user_id)
-    return _act(ports, cmd, crm, on24, claimed, rank, desired, org_read_at)
+    outcome = _act(ports, cmd, crm, on24, claimed, rank, desired, org_read_at)
+    if org.status == "rejected" and outcome.on24_answered and outcome.status != "failed":
+        ports.credentials.set_status(cmd.org_id, "active", None)  # ON24 accepts the credentials again
+    return outcome
 
 
 def forget_registration(
@@ -621,11 +627,14 @@ def _act(
         return Outcome("skipped", DISABLED, lease.on24_event_id, lease.event_user_id)
     except (PermanentError, ValueError) as exc:
         reason = f"ON24 refused the change in event {where}: {exc}"
+        if isinstance(exc, CredentialsRejectedError):  # the whole org is affected: show it on the org's status
+            ports.credentials.set_status(cmd.org_id, "rejected", f"ON24 rejected the org's credentials: {exc}")
         current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
         failed = _with_rank(replace(_interrupted(lease, current, pending, failed=True), reason=reason), rank)
+        failed = replace(failed, on24_event_id=failed.on24_event_id or where)  # PullMetrics finds the webinar
         failed = _release(ports, cmd, on24, lease, replace(failed, last_outcome="failed"))
         _tell_crm(cmd, crm, failed, failed=True, removed=False)
-        return Outcome("failed", reason, where, lease.event_user_id)
+        return Outcome("failed", reason, where, lease.event_user_id, on24_answered=True)
     except BaseException:
         # Transient faults and anything unexpected: give the row back, knowing what ON24 may now hold.
         current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
@@ -651,7 +660,7 @@ def _act(
         _release(ports, cmd, on24, lease, done, must=False)
         raise
     final = _release(ports, cmd, on24, lease, replace(done, crm_synced=synced))
-    return Outcome(status, desired.reason, final.on24_event_id, final.event_user_id)
+    return Outcome(status, desired.reason, final.on24_event_id, final.event_user_id, on24_answered=True)
 
 
 def _keep_lease(ports: RegistrationPorts, cmd: RegistrationCommand, lease: LedgerEntry) -> LedgerEntry:

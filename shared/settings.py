@@ -130,6 +130,9 @@ class Settings:
     metrics_grace_days: int = 30
     metrics_lookback_hours: int = 48
     metrics_budget_seconds: float = 240.0
+    on_demand_pull_budget_seconds: float = 60.0
+    """ON_DEMAND_PULL_BUDGET_SECONDS: how long ``POST .../pull`` pulls before answering 202 (at most 100: with a
+    page call (55 s) and a wait for the shared ON24 limit (65 s) the answer stays inside the 230 s HTTP limit)."""
     retry_budget_seconds: float = 15.0
     on24_timeout_seconds: float = 10.0
     registration_lease_seconds: float = 90.0
@@ -226,6 +229,7 @@ class Settings:
             metrics_grace_days=int(env.number("METRICS_GRACE_DAYS", 30, low=0, high=3650)),
             metrics_lookback_hours=int(env.number("METRICS_LOOKBACK_HOURS", 48, low=0, high=24 * 180)),
             metrics_budget_seconds=env.number("PULL_METRICS_BUDGET_SECONDS", 240.0, low=5),
+            on_demand_pull_budget_seconds=env.number("ON_DEMAND_PULL_BUDGET_SECONDS", 60.0, low=1, high=100),
             retry_budget_seconds=retry_budget,
             on24_timeout_seconds=on24_timeout,
             registration_lease_seconds=lease,

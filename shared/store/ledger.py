@@ -293,6 +293,18 @@ class Ledger:
                 if entity.get("On24EventId")
             }
 
+    def changed_since(self, org_id: str, since: datetime) -> bool:
+        """Whether a registration of the org recorded anything (``write``) at or after ``since``.
+
+        Read-only, for the health summary: it stops at the first matching row, so an unchanged org costs one
+        query (Table Storage still evaluates the filter over the partition, like ``webinars_touched_since``).
+        """
+        query = "PartitionKey eq @org and UpdatedAt ge @since"
+        parameters: dict[str, Any] = {"org": org_id, "since": since}
+        with table_errors(f"looking for changed ledger rows of org {org_id!r}"):
+            rows = self._table.query_entities(query, parameters=parameters, select=["RowKey"], results_per_page=1)
+            return next(iter(rows), None) is not None
+
     def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None:
         """Remember what was last written to CRM per registration (merge, 100 rows per transaction).
 

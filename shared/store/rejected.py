@@ -54,6 +54,21 @@ class RejectedMessage:
     body: bytes
     delivery_count: int
     rejected_at: datetime | None
+    replayed_at: datetime | None = None
+    """When ``python -m tools.replay`` re-submitted it (None: not yet)."""
+    replayed_as: str | None = None
+    """How it was re-submitted: ``queue`` or ``handler: <outcome>``."""
+
+
+@dataclass(frozen=True)
+class RejectedSummaryRow:
+    """A kept message without its body: what the health summary counts."""
+
+    key: str
+    org_id: str | None
+    reason: str
+    rejected_at: datetime | None
+    replayed_at: datetime | None
 
 
 class RejectedMessages:
@@ -132,7 +147,50 @@ class RejectedMessages:
                 body=body,
                 delivery_count=int(row.get("DeliveryCount") or 0),
                 rejected_at=row.get("RejectedAt"),
+                replayed_at=_when(row.get("ReplayedAt")),
+                replayed_as=str(row.get("ReplayedAs") or "") or None,
             )
+
+    # ---- for the health summary and the replay tool (read-only, except ``mark_replayed``) -------------------
+    def changed_since(self, since: datetime) -> bool:
+        """Whether a message was kept, or re-submitted, at or after ``since`` (stops at the first such row)."""
+        # The spaces inside the parentheses matter: the SDK finds @parameters by splitting the filter on spaces.
+        query = "PartitionKey eq @p and ( RejectedAt ge @since or ReplayedAt ge @since )"
+        with table_errors("looking for newly rejected messages"):
+            rows = self._table.query_entities(
+                query, parameters={"p": REJECTED_PARTITION, "since": since}, select=["RowKey"], results_per_page=1
+            )
+            return next(iter(rows), None) is not None
+
+    def summary_rows(self) -> Iterator[RejectedSummaryRow]:
+        """Every kept message without its body (a narrow read of the partition, for counting)."""
+        columns = ["RowKey", "OrgId", "Reason", "RejectedAt", "ReplayedAt"]
+        with table_errors("counting rejected messages"):
+            for row in self._table.query_entities(
+                "PartitionKey eq @p", parameters={"p": REJECTED_PARTITION}, select=columns
+            ):
+                yield RejectedSummaryRow(
+                    key=str(row["RowKey"]),
+                    org_id=str(row.get("OrgId") or "") or None,
+                    reason=str(row.get("Reason") or ""),
+                    rejected_at=_when(row.get("RejectedAt")),
+                    replayed_at=_when(row.get("ReplayedAt")),
+                )
+
+    def mark_replayed(self, key: str, how: str, *, at: datetime | None = None) -> bool:
+        """Note that a kept message was re-submitted (merge; never re-creates a deleted row). False if gone."""
+        entity = {
+            "PartitionKey": REJECTED_PARTITION,
+            "RowKey": key,
+            "ReplayedAt": at or datetime.now(UTC),
+            "ReplayedAs": how[:200],
+        }
+        with table_errors(f"marking rejected message {key} as replayed"):
+            try:
+                self._table.update_entity(entity, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                return False
+        return True
 
     def _upload(self, key: str, body: bytes) -> None:
         with _blob_errors(f"keeping the body of rejected message {key}"):
@@ -239,6 +297,10 @@ class RejectedMessages:
                 self._container().delete_blob(key, if_unmodified_since=unmodified_since)
             except (ResourceNotFoundError, ResourceModifiedError):
                 return
+
+
+def _when(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
 
 
 def rejection_key(message_id: str, body: bytes) -> str:

@@ -21,6 +21,9 @@ from shared.store.tables import delete_partition, read_entity, table_errors, wri
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DISCOVERY_ROW = "~discovery"
+# Rows of an org's partition that are not webinars start with "~" (ON24 event ids are digits): the discovery
+# mark, and the org's health summary (``shared.store.health``).
+RESERVED_ROW_PREFIX = "~"
 COUNTERS = ("pulled", "matched", "written", "unchanged", "unmatched", "failed")
 
 
@@ -116,7 +119,7 @@ class SyncStateStore:
             return [
                 WebinarSyncState.from_entity(entity)
                 for entity in self._table.query_entities(f"PartitionKey eq '{org_id.replace(chr(39), chr(39) * 2)}'")
-                if entity["RowKey"] != _DISCOVERY_ROW
+                if not str(entity["RowKey"]).startswith(RESERVED_ROW_PREFIX)
             ]
 
     def save(self, state: WebinarSyncState) -> WebinarSyncState | None:
@@ -145,7 +148,8 @@ class SyncStateStore:
             return [
                 WebinarSyncState.from_entity(entity)
                 for entity in self._table.list_entities()
-                if entity["RowKey"] != _DISCOVERY_ROW
+                if not str(entity["RowKey"]).startswith(RESERVED_ROW_PREFIX)
+                and not str(entity["PartitionKey"]).startswith(RESERVED_ROW_PREFIX)
             ]
 
     def delete_org_rows(self, org_id: str, *, limit: int) -> int:

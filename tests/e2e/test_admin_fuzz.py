@@ -23,10 +23,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from CredentialsStatus import main as status_main
+from PullWebinar import main as pull_webinar_main
 from RemoveCredentials import main as remove_main
 from shared.app import reset_app
 from StoreCredentials import main as store_main
 from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET
+from tests.functions import admin_request
+from WebinarStatus import main as webinar_status_main
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))  # per route and auth mode: 2,000 per route
 MARK = "Qz8Mk"  # every fuzzed token starts with it; it must never be seen again
@@ -155,21 +158,18 @@ def check(
     raw: bytes,
     extra: dict[str, str],
     log: Collect,
+    *,
+    route: str = "orgs/{orgId}/webinar/credentials",
+    more_params: dict[str, str] | None = None,
+    also: frozenset[int] = frozenset(),
 ) -> None:
     log.texts.clear()
-    request = func.HttpRequest(
-        method=method,
-        url=f"http://localhost:7071/api/orgs/{org}/webinar/credentials",
-        headers={"Content-Type": "application/json", **extra},
-        params={},
-        route_params={"orgId": org},
-        body=raw,
-    )
+    request = admin_request(method, route, {"orgId": org, **(more_params or {})}, raw=raw, headers=extra)
     response = main(request)
     event(f"HTTP {response.status_code}")
     body = response.get_body().decode("utf-8")
     assert response.status_code != 500 or "configuration" in body, body
-    assert response.status_code in {200, 400, 401, 403, 405, 422, 503}, (response.status_code, body)
+    assert response.status_code in {200, 400, 401, 403, 405, 422, 503} | also, (response.status_code, body)
     assert response.mimetype == "application/json"
     json.loads(body)
     seen = body + "\n".join(log.texts)
@@ -202,6 +202,32 @@ def test_credentials_status_fuzzed(admin_env: Collect, org: str, raw: bytes, ext
 @given(org=org_ids, raw=st.binary(max_size=50), extra=headers)
 def test_remove_credentials_fuzzed(admin_env: Collect, org: str, raw: bytes, extra: dict[str, str]) -> None:
     check(remove_main, "DELETE", org, raw, extra, admin_env)
+
+
+ROUTE_FUZZ = settings(FUZZ, max_examples=max(1, EXAMPLES // 4))  # fewer: no body to explore on these routes
+webinar_ids = st.one_of(st.just("4471234"), st.from_regex(r"-?[0-9]{1,20}", fullmatch=True), st.text(max_size=25))
+
+
+@ROUTE_FUZZ
+@given(org=org_ids, raw=st.binary(max_size=50), extra=headers)
+def test_webinar_status_fuzzed(admin_env: Collect, org: str, raw: bytes, extra: dict[str, str]) -> None:
+    check(webinar_status_main, "GET", org, raw, extra, admin_env, route="orgs/{orgId}/webinar/status")
+
+
+@ROUTE_FUZZ
+@given(org=org_ids, webinar=webinar_ids, raw=st.one_of(st.just(b""), st.binary(max_size=50)), extra=headers)
+def test_pull_webinar_fuzzed(admin_env: Collect, org: str, webinar: str, raw: bytes, extra: dict[str, str]) -> None:
+    check(
+        pull_webinar_main,
+        "POST",
+        org,
+        raw,
+        extra,
+        admin_env,
+        route="orgs/{orgId}/webinars/{webinarId}/pull",
+        more_params={"webinarId": webinar},
+        also=frozenset({202, 404, 409}),
+    )
 
 
 def test_the_fuzz_reaches_every_outcome(on24_env: dict[str, str]) -> None:

@@ -179,3 +179,24 @@ def test_a_parked_registration_keeps_only_its_newest_change(clock: Any, on24: An
     run_retry_parked()
     active = {r["email"] for r in on24.registrants(WEBINAR) if not r["isdeleted"]}
     assert "second@outage.example" in active and "first@outage.example" not in active
+
+
+def test_a_parked_message_that_needs_no_on24_call_does_not_end_the_orgs_parking(clock: Any, on24: Any) -> None:
+    first = "00000000-0000-4000-8000-000000000001"  # re-driven first (RowKey order), a duplicate by then
+    body = canonical_body(org_id=ORG, registration_id=first, event_id=str(uuid.uuid4()), on24_event_id=str(WEBINAR),
+                          attendee={"email": "dup@outage.example", "firstName": "D", "lastName": "Up"},
+                          occurred_at=START)  # fmt: skip
+    assert deliver(body, START) == "completed"  # registered while ON24 is up
+    on24.down = 503
+    second = "ffffffff-0000-4000-8000-000000000002"
+    other = canonical_body(org_id=ORG, registration_id=second, event_id=str(uuid.uuid4()), on24_event_id=str(WEBINAR),
+                           attendee={"email": "down@outage.example", "firstName": "D", "lastName": "Own"},
+                           occurred_at=START)  # fmt: skip
+    assert deliver(other, START) == "completed"  # parked on its third delivery: the org's parking begins
+    assert deliver(body, START) == "completed"  # the duplicate is parked too, unexamined
+    assert get_app().credentials.get(ORG).park_failures == 1
+    clock.now = START + timedelta(minutes=5)
+    run_retry_parked()
+    org = get_app().credentials.get(ORG)
+    assert org.parking and org.park_failures == 2, "the duplicate proved nothing; the real probe failed again"
+    assert [m.key for m in get_app().parked.for_org(ORG)] == [second]

@@ -52,6 +52,7 @@ from tests.functions import admin_request, http_request, json_body, principal_he
 CLOSED_WEBINAR = 880150  # ran 100 days ago, on demand until 40 days ago: with 30 days' grace, closed 10 days ago
 OTHER_ORG = "7e0c2d1e-3f4a-4b5c-9d6e-7f8091a2b3c5"
 OTHER_CLIENT = "3003"
+FORGET_ROUTE = "orgs/{orgId}/webinar/forget"
 
 
 def run_timer() -> None:
@@ -140,7 +141,7 @@ def test_rejected_bodies_and_their_blobs_expire_after_the_retention_days(env: di
 
 # ---- erasure of one person ------------------------------------------------------------------------------------
 def forget(org: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
-    response = forget_main(admin_request("POST", org, "forget", body, **kwargs))
+    response = forget_main(admin_request("POST", FORGET_ROUTE, {"orgId": org}, body, **kwargs))
     return response.status_code, json_body(response)
 
 
@@ -270,7 +271,7 @@ def test_a_bad_forget_body_gets_400_naming_the_field_never_the_value(
 
 
 def test_forget_is_an_admin_route_like_the_others(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    response = forget_main(admin_request("GET", ORG, "forget"))
+    response = forget_main(admin_request("GET", FORGET_ROUTE, {"orgId": ORG}))
     assert response.status_code == 405
     assert forget("not an org!", {"email": "a@people.example"})[0] == 400
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
@@ -285,7 +286,7 @@ def test_forget_is_an_admin_route_like_the_others(env: dict[str, str], monkeypat
 
 # ---- leaving --------------------------------------------------------------------------------------------------
 def delete(org: str, **params: str) -> tuple[int, Any]:
-    response = remove_main(admin_request("DELETE", org, "credentials", params=params))
+    response = remove_main(admin_request("DELETE", "orgs/{orgId}/webinar/credentials", {"orgId": org}, params=params))
     return response.status_code, json_body(response)
 
 

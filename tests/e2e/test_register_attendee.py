@@ -336,6 +336,13 @@ def test_revoked_on24_token_fails_permanently(crm: CrmOrg, on24: Any) -> None:
     deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
     entry = ledger_row(reg)
     assert entry.state == "failed" and "deactivated" in (entry.reason or "")
+    assert entry.on24_event_id == str(WEBINAR), "PullMetrics and the status route find the webinar"
+    org = get_app().credentials.get(ORG)
+    assert org.status == "rejected" and "deactivated" in (org.status_reason or ""), "the org shows why"
+    on24.reactivate(ON24_CLIENT_ID)
+    later = crm.registration(crm.contact("Ada", "Later", "ada.later@example.com"))
+    deliver(dataverse_body(org_id=ORG, registration_id=later), application_properties=dataverse_properties("Create"))
+    assert get_app().credentials.get(ORG).status == "active", "the next accepted call clears the flag"
 
 
 def test_malformed_and_hostile_bodies_get_a_permanent_outcome_and_no_on24_call(

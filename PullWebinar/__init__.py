@@ -1,0 +1,13 @@
+"""POST /api/orgs/{orgId}/webinars/{webinarId}/pull: pull one webinar's ON24 metrics into CRM now.
+
+200 with the counts, or 202 with the status route to follow when the pull continues after the request.
+"""
+
+import azure.functions as func
+
+from shared import admin_api
+from shared.app import get_app
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return admin_api.post_webinar_pull(req, get_app())
