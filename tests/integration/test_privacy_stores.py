@@ -96,10 +96,13 @@ def test_sync_state_lists_every_org_and_purges_one(app: App) -> None:
     for org, webinar in (("org-a", "1"), ("org-a", "2"), ("org-b", "3")):
         assert app.sync_state.save(WebinarSyncState(org, webinar, window_end=NOW, retention_cursor="r5"))
     app.sync_state.set_discovery_mark("org-a", NOW)
+    table = app.tables.table("syncstate")
+    table.upsert_entity({"PartitionKey": "org-a", "RowKey": "~health", "Total": 3})  # the status route's summary
+    table.upsert_entity({"PartitionKey": "~pace", "RowKey": "1001", "Calls": 7})  # per ON24 account, no org
     states = app.sync_state.list_all()
     assert sorted((s.org_id, s.webinar_id) for s in states) == [("org-a", "1"), ("org-a", "2"), ("org-b", "3")]
     assert {s.retention_cursor for s in states} == {"r5"}, "the retention bookmark is stored with the row"
-    assert app.sync_state.delete_org_rows("org-a", limit=100) == 3, "the discovery mark goes too"
+    assert app.sync_state.delete_org_rows("org-a", limit=100) == 4, "the discovery mark and health summary go too"
     assert [(s.org_id, s.webinar_id) for s in app.sync_state.list_all()] == [("org-b", "3")]
 
 
