@@ -86,6 +86,11 @@ param storageSku string = 'Standard_LRS'
 @description('Log Analytics retention in days.')
 param logRetentionDays int = 30
 
+@minValue(1)
+@maxValue(3650)
+@description('Days an unparseable queue message is kept whole (table row, large bodies as blobs) before the PullMetrics timer deletes it (app setting REJECTED_RETENTION_DAYS).')
+param rejectedRetentionDays int = 30
+
 @description('Allow the Service Bus SAS rule for Dataverse to be created. Dataverse service endpoints sign in with SAS, so this stays true unless messages arrive another way.')
 param createDataverseSendRule bool = true
 
@@ -480,6 +485,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'DATAVERSE_URL'
           value: dataverseUrl
+        }
+        {
+          name: 'REJECTED_RETENTION_DAYS'
+          value: '${rejectedRetentionDays}'
         }
         // POST .../pull answers 202 after this many seconds of pulling (HTTP functions must answer within 230 s).
         {

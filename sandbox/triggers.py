@@ -12,6 +12,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import azure.functions as func
 from azure.functions import meta
@@ -39,18 +40,21 @@ def admin_request(
     route_params: dict[str, str],
     body: Any = None,
     *,
+    params: dict[str, str] | None = None,
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> func.HttpRequest:
     """A request on any admin route, e.g. ``admin_request("POST", "orgs/{orgId}/webinars/{webinarId}/pull",
-    {"orgId": org, "webinarId": "4471234"})``; ``body`` is JSON-encoded unless ``raw`` is given."""
+    {"orgId": org, "webinarId": "4471234"})``, with query ``params``; ``body`` is JSON-encoded unless ``raw``
+    is given."""
     if raw is None:
         raw = b"" if body is None else json.dumps(body).encode("utf-8")
+    query = "?" + urlencode(params) if params else ""
     return func.HttpRequest(
         method=method,
-        url="http://localhost:7071/api/" + route.format(**route_params),
+        url="http://localhost:7071/api/" + route.format(**route_params) + query,
         headers={"Content-Type": "application/json", **(headers or {})},
-        params={},
+        params=dict(params or {}),
         route_params=dict(route_params),
         body=raw,
     )

@@ -4,9 +4,10 @@ Routes (function-level keys; with App Service authentication on, also an app rol
 
     PUT    /api/orgs/{orgId}/webinar/credentials   StoreCredentials
     GET    /api/orgs/{orgId}/webinar/credentials   CredentialsStatus
-    DELETE /api/orgs/{orgId}/webinar/credentials   RemoveCredentials
+    DELETE /api/orgs/{orgId}/webinar/credentials   RemoveCredentials (``?purge=true``: also delete the org's state)
     GET    /api/orgs/{orgId}/webinar/status        WebinarStatus (health: token, webinars, registrations)
     POST   /api/orgs/{orgId}/webinars/{webinarId}/pull   PullWebinar (on-demand metrics pull of one webinar)
+    POST   /api/orgs/{orgId}/webinar/forget        ForgetAttendee (erase one person, by email)
 
 ``orgId`` is normalised here, once (``shared.ids.canonical_org_id``: GUIDs lower-case), and every use case
 gets the canonical id. Every answer is JSON; none echoes a secret (pydantic errors are rendered without
@@ -25,7 +26,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import admin, health
+from shared import admin, health, privacy
 from shared.app import App
 from shared.errors import (
     ConfigError,
@@ -77,6 +78,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
         body = _parse_body(req.get_body(), sandbox=app.settings.dataverse_auth == "none")
+        _refuse_during_purge(app, org_id)
         return admin.store_credentials(
             org_id,
             body,
@@ -90,18 +92,26 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
 
 def get_credentials_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """CredentialsStatus: the non-secret status of an org's integration."""
-    return _respond(req, app, "GET", lambda org_id, _caller: admin.credentials_status(org_id, store=app.credentials))
+    """CredentialsStatus: the non-secret status of an org's integration (and its purge, while one runs)."""
+
+    def run(org_id: str, _caller: Caller) -> dict[str, Any]:
+        return _with_purge(app, org_id, admin.credentials_status(org_id, store=app.credentials))
+
+    return _respond(req, app, "GET", run)
 
 
 def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """RemoveCredentials: disable the integration for the org (idempotent)."""
-    return _respond(
-        req,
-        app,
-        "DELETE",
-        lambda org_id, caller: admin.remove_credentials(org_id, store=app.credentials, actor=caller.name),
-    )
+    """RemoveCredentials: disable the integration for the org (idempotent); ``?purge=true`` also deletes its
+    state (200 when all is gone, 202 when the timer finishes it)."""
+
+    def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
+        purge = _purge_flag(req.params.get("purge"))
+        answer = admin.remove_credentials(org_id, store=app.credentials, actor=caller.name)
+        if not purge:
+            return answer
+        return _purge_answer(org_id, answer, privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name))
+
+    return _respond(req, app, "DELETE", run)
 
 
 def _respond(
@@ -139,6 +149,15 @@ def _respond(
 
 
 def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
+    data = _json_object(raw)
+    try:
+        return admin.parse_credentials_input(data, sandbox=sandbox)
+    except admin.InputError as exc:
+        raise ApiError(400, "invalid_field", str(exc), exc.field) from None
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what is wrong with it (never quoting it)."""
     if not raw:
         raise ApiError(400, "invalid_body", "a JSON body is required", "body")
     if len(raw) > MAX_BODY_BYTES:
@@ -149,10 +168,7 @@ def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
         raise ApiError(400, "invalid_body", "body is not valid UTF-8 JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object", "body")
-    try:
-        return admin.parse_credentials_input(data, sandbox=sandbox)
-    except admin.InputError as exc:
-        raise ApiError(400, "invalid_field", str(exc), exc.field) from None
+    return data
 
 
 def _authorize(headers: Mapping[str, str], settings: Settings, org_id: str) -> Caller:
@@ -306,3 +322,75 @@ def _no_body(raw: bytes | None) -> None:
     """These routes take no body; an empty JSON object is tolerated (clients that always send one)."""
     if raw and raw.strip() not in (b"{}", b""):
         raise ApiError(400, "invalid_body", "this route takes no body", "body")
+
+
+# ---- privacy routes: erasure of one person, leaving (issue 14) --------------------------------------------------
+MAX_EMAIL_CHARS = 320  # RFC 5321: 64 for the local part, 255 for the domain
+CREDENTIALS_ROUTE = "/api/orgs/{org}/webinar/credentials"  # a running purge shows in its GET
+
+
+def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """ForgetAttendee: erase one person (by email) from the org's state and from ON24. Idempotent; audited
+    without the email, which no answer or log line contains."""
+
+    def run(org_id: str, caller: Caller) -> dict[str, Any]:
+        email = _forget_email(_json_object(req.get_body()))
+        try:
+            report = privacy.forget_person(org_id, email, app.privacy_ports(), actor=caller.name)
+        except privacy.ErasureIncompleteError:
+            raise ApiError(
+                503,
+                "erasure_incomplete",
+                "ON24 or storage failed part-way; what was erased stays erased: send the same request again to finish",
+            ) from None
+        return report.view(org_id)
+
+    return _respond(req, app, "POST", run)
+
+
+def _forget_email(data: dict[str, Any]) -> str:
+    """The ``email`` of a forget body (its only field): printable, no spaces, something on both sides of an ``@``."""
+    unknown = sorted(set(data) - {"email"})
+    if unknown:
+        raise ApiError(400, "invalid_field", f"{unknown[0]}: unknown field", unknown[0][:64])
+    email = data.get("email")
+    if not isinstance(email, str):
+        raise ApiError(400, "invalid_field", "email: a string is required", "email")
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    printable = all(ch.isprintable() and not ch.isspace() for ch in email)
+    if not (at and local and domain and printable and len(email) <= MAX_EMAIL_CHARS):
+        raise ApiError(400, "invalid_field", "email: must be an email address (at most 320 characters)", "email")
+    return email
+
+
+def _purge_flag(value: str | None) -> bool:
+    if value is None or value.lower() in ("", "false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise ApiError(400, "invalid_parameter", "purge: must be true or false", "purge")
+
+
+def _refuse_during_purge(app: App, org_id: str) -> None:
+    request = app.purges.get(org_id)
+    if request is not None:
+        raise ApiError(
+            409,
+            "purge_in_progress",
+            f"the org's data is being purged (requested {request.requested_at.isoformat()}); store credentials "
+            "again once the purge has finished (the credentials status shows it until then)",
+        )
+
+
+def _with_purge(app: App, org_id: str, view: dict[str, Any]) -> dict[str, Any]:
+    request = app.purges.get(org_id)
+    return view if request is None else {**view, "purge": privacy.purge_view(request)}
+
+
+def _purge_answer(org_id: str, answer: dict[str, Any], outcome: privacy.PurgeOutcome) -> Answer:
+    """200 when the org's state is gone; 202 with where to follow it when the timer finishes the purge."""
+    payload = {**answer, "purge": outcome.view()}
+    if outcome.finished:
+        return Answer(200, payload)
+    return Answer(202, payload, {"Location": CREDENTIALS_ROUTE.format(org=org_id)})

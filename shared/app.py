@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -25,8 +25,9 @@ from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
+from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
-from shared.registration import RegistrationPorts
+from shared.registration import RegistrationPorts, forget_registration
 from shared.registration_rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
@@ -35,6 +36,7 @@ from shared.store.health import HealthStore
 from shared.store.ledger import Ledger
 from shared.store.pacing import SharedRateLimiter
 from shared.store.parked import ParkedMessages
+from shared.store.purges import PurgeRequests
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
 
@@ -171,6 +173,35 @@ class App:
             backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
         )
         return ports if self._clock is None else replace(ports, clock=self._clock)
+
+    # ---- privacy: retention, erasure, purge -----------------------------------------------------
+    @cached_property
+    def purges(self) -> PurgeRequests:
+        """Open purge requests (orgs that left), beside the credentials rows."""
+        return PurgeRequests(self.tables.table("orgs"))
+
+    def privacy_ports(self) -> PrivacyPorts:
+        """The privacy use cases' stores; one person's registrations are forgotten by RegisterAttendee's own code."""
+        registration = self.registration_ports()
+
+        def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome:
+            return forget_registration(org_id, registration_id, registration, requested_at=requested_at, reason=reason)
+
+        return PrivacyPorts(
+            ledger=self.ledger,
+            sync=self.sync_state,
+            rejected=self.rejected,
+            parked=self.parked,
+            purges=self.purges,
+            orgs=self.credentials,
+            forget=forget,
+        )
+
+    def privacy_options(self) -> PrivacyOptions:
+        s = self.settings
+        return PrivacyOptions(
+            grace=timedelta(days=s.metrics_grace_days), rejected_retention=timedelta(days=s.rejected_retention_days)
+        )
 
     # ---- crypto ------------------------------------------------------------------------------
     @cached_property

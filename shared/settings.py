@@ -143,6 +143,8 @@ class Settings:
     park_backoff_max_seconds: float = 1800.0
     retry_parked_budget_seconds: float = 45.0
     on24_attendee_calls_per_minute: int = 100
+    rejected_retention_days: int = 30
+    """REJECTED_RETENTION_DAYS: how long an unparseable queue message is kept whole before it is deleted."""
 
     @property
     def on24_call_seconds(self) -> float:
@@ -238,6 +240,7 @@ class Settings:
             park_backoff_max_seconds=env.number("PARK_BACKOFF_MAX_SECONDS", 1800.0, low=1, high=86400),
             retry_parked_budget_seconds=env.number("RETRY_PARKED_BUDGET_SECONDS", 45.0, low=1, high=3600),
             on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
+            rejected_retention_days=int(env.number("REJECTED_RETENTION_DAYS", 30, low=1, high=3650)),
         )
 
 

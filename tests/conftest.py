@@ -7,6 +7,7 @@ fresh ``App`` built from environment variables, exactly as a worker builds it.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,12 +18,29 @@ import pytest
 
 from sandbox.azurite import Azurite
 from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
+from tests import logscan
 
 KEY_SECRET_NAME = "on24-credentials-key"
 
 
 def random_key() -> str:
     return base64.b64encode(os.urandom(32)).decode("ascii")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_scan() -> Iterator[logscan.LogScan]:
+    """Every record the suite logs (all loggers, all levels); the session fails if one carries an email."""
+    scan, uninstall = logscan.install(logging.getLogger())
+    yield scan
+    uninstall()
+    leaks = scan.leaks()
+    if leaks:
+        pytest.fail(logscan.report(leaks), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _log_scan_test(log_scan: logscan.LogScan, request: pytest.FixtureRequest) -> None:
+    log_scan.test = request.node.nodeid
 
 
 @pytest.fixture(scope="session")

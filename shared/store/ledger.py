@@ -21,11 +21,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConfigError
-from shared.store.tables import read_entity, table_errors, write_entity
+from shared.store.parked import PARKED_PARTITION
+from shared.store.tables import delete_matching, delete_partition, read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
 
@@ -324,3 +326,79 @@ class Ledger:
                             self._table.update_entity(entity, **options)
                         except ResourceNotFoundError:
                             continue
+
+    # ---- privacy: retention, erasure lookup and purge (issue 14) -------------------------------------------
+    def personal_rows(
+        self, org_id: str, on24_event_id: str, *, after: str | None = None, updated_since: datetime | None = None
+    ) -> Iterator[LedgerEntry]:
+        """The rows of one ON24 event that still hold personal data (an email in ``Email``, ``Pending`` or
+        ``Intent``), in row key order; only those after row key ``after`` and written since ``updated_since``.
+
+        The email never goes into the query (a request URL may be logged): only emptiness is tested.
+        """
+        query = "PartitionKey eq @org and On24EventId eq @event and (Email ne '' or Pending ne '' or Intent ne '')"
+        parameters: dict[str, Any] = {"org": org_id, "event": on24_event_id}
+        if after is not None:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        if updated_since is not None:
+            query += " and UpdatedAt ge @since"
+            parameters["since"] = updated_since
+        with table_errors(f"listing ledger rows with personal data of webinar {on24_event_id} (org {org_id!r})"):
+            for entity in self._table.query_entities(query, parameters=parameters):
+                yield LedgerEntry.from_entity(entity)
+
+    def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
+        """Empty ``Email`` and ``Pending`` of rows that are still at the version read (``entry.etag``).
+
+        Every other column stays: the ids, the state, the message rank, the metrics hash. A row written since it
+        was read (a delivery took a lease, recorded an intent, ...) is left alone: no write ever lands on a row
+        that changed, so none lands over a lease. Rows go in entity group transactions of up to 100.
+
+        Returns:
+            The registration ids whose rows were cleared.
+        """
+        cleared: list[str] = []
+        for start in range(0, len(entries), TRANSACTION_SIZE):
+            chunk = [e for e in entries[start : start + TRANSACTION_SIZE] if e.etag]
+            operations: list[Any] = [
+                (
+                    "update",
+                    {"PartitionKey": e.org_id, "RowKey": e.registration_id, "Email": "", "Pending": ""},
+                    {"mode": UpdateMode.MERGE, "etag": e.etag, "match_condition": MatchConditions.IfNotModified},
+                )
+                for e in chunk
+            ]
+            by_partition: dict[str, list[Any]] = {}
+            for operation in operations:
+                by_partition.setdefault(operation[1]["PartitionKey"], []).append(operation)
+            for org_id, group in by_partition.items():
+                with table_errors(f"clearing personal data from ledger rows of org {org_id!r}"):
+                    try:
+                        self._table.submit_transaction(group)
+                        cleared.extend(op[1]["RowKey"] for op in group)
+                        continue
+                    except TableTransactionError:  # one row changed meanwhile: the others row by row
+                        pass
+                    for _, entity, options in group:
+                        try:
+                            self._table.update_entity(entity, **options)
+                        except (ResourceModifiedError, ResourceNotFoundError):
+                            continue
+                        cleared.append(entity["RowKey"])
+        return cleared
+
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int:
+        """Delete up to ``limit`` of the org's ledger rows (a purge). Returns how many; fewer: none left."""
+        return delete_partition(self._table, org_id, limit=limit, what=f"deleting the ledger rows of org {org_id!r}")
+
+    def delete_parked(self, org_id: str, *, limit: int) -> int:
+        """Delete up to ``limit`` of the org's parked registrations (partition ``~parked``, row keys
+        ``<org>|<registration>``). Org ids never contain ``|`` or ``}``, so the range holds this org's only."""
+        return delete_matching(
+            self._table,
+            "PartitionKey eq @parked and RowKey gt @low and RowKey lt @high",
+            {"parked": PARKED_PARTITION, "low": f"{org_id}|", "high": f"{org_id}}}"},
+            limit=limit,
+            what=f"deleting the parked registrations of org {org_id!r}",
+        )

@@ -9,27 +9,31 @@ Bodies up to ``INLINE_BODY_BYTES`` sit in the row; larger ones go whole to a blo
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 from azure.storage.blob import ContainerClient
 
 from shared.errors import ConfigError, TransientError
-from shared.store.tables import table_errors
+from shared.store.tables import TRANSACTION_SIZE, delete_matching, table_errors
 
 _log = logging.getLogger(__name__)
 
@@ -200,6 +204,99 @@ class RejectedMessages:
     def _download(self, key: str) -> bytes:
         with _blob_errors(f"reading the body of rejected message {key}"):
             return bytes(self._container().download_blob(key).readall())
+
+    # ---- privacy: expiry, erasure and purge (issue 14) ---------------------------------------------------------
+    def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
+        """Delete up to ``limit`` messages rejected before ``cutoff``, with their blobs.
+
+        A redelivery may keep the same message again meanwhile (it uploads the blob again, then writes the row
+        with a fresh ``RejectedAt``): so a blob goes only if it was not written since ``cutoff``, and a row only
+        if it is still at the version read. The blob goes first: a crash in between leaves an expired row whose
+        blob is gone, which the next pass deletes; never a blob without a row.
+
+        Returns:
+            (messages deleted, whether none older than ``cutoff`` is left).
+        """
+        with table_errors("listing expired rejected messages"):
+            rows = list(
+                islice(
+                    self._table.query_entities(
+                        "PartitionKey eq @p and RejectedAt lt @cutoff",
+                        parameters={"p": REJECTED_PARTITION, "cutoff": cutoff},
+                        select=["PartitionKey", "RowKey", "BodyBlob"],
+                    ),
+                    limit,
+                )
+            )
+        deleted = 0
+        for start in range(0, len(rows), TRANSACTION_SIZE):
+            chunk = rows[start : start + TRANSACTION_SIZE]
+            for row in chunk:
+                if row.get("BodyBlob"):
+                    self._delete_blob(str(row["BodyBlob"]), unmodified_since=cutoff)
+            operations: builtins.list[Any] = [
+                (
+                    "delete",
+                    {"PartitionKey": REJECTED_PARTITION, "RowKey": row["RowKey"]},
+                    {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+                )
+                for row in chunk
+            ]
+            with table_errors("deleting expired rejected messages"):
+                try:
+                    self._table.submit_transaction(operations)
+                    deleted += len(chunk)
+                except TableTransactionError:  # one row was kept again or deleted meanwhile: row by row
+                    for _, entity, options in operations:
+                        try:
+                            self._table.delete_entity(entity, **options)
+                        except ResourceModifiedError:
+                            continue
+                        deleted += 1
+        return deleted, len(rows) < limit
+
+    def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
+        """The kept messages filed under ``org_id``, with their bodies."""
+        return (message for message in self.list() if message.org_id == org_id)
+
+    def delete(self, messages: Sequence[RejectedMessage]) -> int:
+        """Delete these kept messages, body blobs first (an erasure). Idempotent. Returns how many."""
+        for message in messages:
+            if len(message.body) > INLINE_BODY_BYTES:
+                self._delete_blob(message.key)
+            with table_errors(f"deleting rejected message {message.key}"):
+                self._table.delete_entity(REJECTED_PARTITION, message.key)
+        return len(messages)
+
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int:
+        """Delete up to ``limit`` of the messages filed under ``org_id`` and their blobs (a purge).
+
+        Returns:
+            How many; fewer than ``limit`` means none is left.
+        """
+
+        def blobs_first(rows: builtins.list[Any]) -> None:
+            for row in rows:
+                if row.get("BodyBlob"):
+                    self._delete_blob(str(row["BodyBlob"]))
+
+        return delete_matching(
+            self._table,
+            "PartitionKey eq @p and OrgId eq @org",
+            {"p": REJECTED_PARTITION, "org": org_id},
+            limit=limit,
+            what=f"deleting the rejected messages of org {org_id!r}",
+            select=("BodyBlob",),
+            before_delete=blobs_first,
+        )
+
+    def _delete_blob(self, key: str, *, unmodified_since: datetime | None = None) -> None:
+        """Delete a body blob; gone already, or written since ``unmodified_since``, is left as it is."""
+        with _blob_errors(f"deleting the body of rejected message {key}"):
+            try:
+                self._container().delete_blob(key, if_unmodified_since=unmodified_since)
+            except (ResourceNotFoundError, ResourceModifiedError):
+                return
 
 
 def _when(value: Any) -> datetime | None:

@@ -10,13 +10,14 @@ continues after the last anchored attendee it finds, wherever the list has shift
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.store.tables import read_entity, table_errors, write_entity
+from shared.store.tables import delete_partition, read_entity, table_errors, write_entity
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DISCOVERY_ROW = "~discovery"
@@ -45,6 +46,10 @@ class WebinarSyncState:
     status: str = "new"
     last_error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    retention_cleared_at: datetime | None = None
+    """Start of the last retention pass that left no personal data in the webinar's ledger rows (closed webinars)."""
+    retention_cursor: str | None = None
+    """Row key an unfinished retention pass stopped after; the next run continues there."""
     etag: str | None = field(default=None, compare=False)
 
     def to_entity(self) -> dict[str, Any]:
@@ -63,6 +68,8 @@ class WebinarSyncState:
             "PendingAnchor": ",".join(self.pending_anchor),
             "Status": self.status,
             "LastError": (self.last_error or "")[:1000],
+            "RetentionClearedAt": self.retention_cleared_at or _EPOCH,
+            "RetentionCursor": self.retention_cursor or "",
         }
         for name in COUNTERS:
             entity[f"Count{name.capitalize()}"] = int(self.counts.get(name, 0))
@@ -90,6 +97,8 @@ class WebinarSyncState:
             status=str(entity.get("Status") or "new"),
             last_error=entity.get("LastError") or None,
             counts={name: int(entity.get(f"Count{name.capitalize()}") or 0) for name in COUNTERS},
+            retention_cleared_at=when("RetentionClearedAt"),
+            retention_cursor=str(entity.get("RetentionCursor") or "") or None,
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )
 
@@ -131,3 +140,18 @@ class SyncStateStore:
         entity = {"PartitionKey": org_id, "RowKey": _DISCOVERY_ROW, "ScannedUntil": scanned_until}
         with table_errors(f"saving the webinar discovery mark of org {org_id!r}"):
             self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    # ---- privacy: retention and purge (issue 14) -------------------------------------------------------------
+    def list_all(self) -> builtins.list[WebinarSyncState]:
+        """Every webinar's sync state, of every org (configured or not): retention runs over all of them."""
+        with table_errors("listing the sync state of all orgs"):
+            return [
+                WebinarSyncState.from_entity(entity)
+                for entity in self._table.list_entities()
+                if not str(entity["RowKey"]).startswith(RESERVED_ROW_PREFIX)
+                and not str(entity["PartitionKey"]).startswith(RESERVED_ROW_PREFIX)
+            ]
+
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int:
+        """Delete up to ``limit`` of the org's sync-state rows (a purge). Returns how many; fewer: none left."""
+        return delete_partition(self._table, org_id, limit=limit, what=f"deleting the sync state of org {org_id!r}")

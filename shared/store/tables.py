@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 from azure.core import MatchConditions
@@ -18,13 +19,14 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConfigError, IntegrationError, NotFoundError, PermanentError, ThrottledError, TransientError
 
 _log = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = ("orgs", "ledger", "syncstate")
+TRANSACTION_SIZE = 100  # Table Storage's limit of operations in one entity group transaction
 
 
 class StoreError(IntegrationError):
@@ -118,6 +120,60 @@ def write_entity(table: TableClient, entity: dict[str, Any], etag: str | None, w
             return None
     new_etag = meta.get("etag")
     return str(new_etag) if new_etag else None
+
+
+def delete_matching(
+    table: TableClient,
+    query: str,
+    parameters: Mapping[str, Any],
+    *,
+    limit: int,
+    what: str,
+    select: Sequence[str] = (),
+    before_delete: Callable[[list[TableEntity]], None] | None = None,
+) -> int:
+    """Delete up to ``limit`` rows matching ``query``, in entity group transactions of up to 100 (one partition
+    each). Unconditional and idempotent: a row already gone counts as deleted.
+
+    Args:
+        select: extra columns to read (``before_delete`` sees them).
+        before_delete: called with each group before it is deleted (e.g. to delete a blob a row points to).
+
+    Returns:
+        How many rows were deleted; fewer than ``limit`` means none is left (as of the query).
+    """
+    columns = ["PartitionKey", "RowKey", *select]
+    with table_errors(what):
+        rows = list(islice(table.query_entities(query, parameters=dict(parameters), select=columns), limit))
+        for group in _groups(rows):
+            if before_delete is not None:
+                before_delete(group)
+            operations: list[Any] = [
+                ("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]}) for r in group
+            ]
+            try:
+                table.submit_transaction(operations)
+            except TableTransactionError:  # e.g. one row deleted meanwhile: row by row, 404 is success
+                for row in group:
+                    table.delete_entity(row["PartitionKey"], row["RowKey"])
+    return len(rows)
+
+
+def delete_partition(table: TableClient, partition: str, *, limit: int, what: str) -> int:
+    """Delete up to ``limit`` rows of one partition (see ``delete_matching``)."""
+    return delete_matching(table, "PartitionKey eq @pk", {"pk": partition}, limit=limit, what=what)
+
+
+def _groups(rows: list[TableEntity]) -> Iterator[list[TableEntity]]:
+    """Rows in groups of one partition and at most ``TRANSACTION_SIZE`` (a query lists a partition's rows together)."""
+    group: list[TableEntity] = []
+    for row in rows:
+        if group and (len(group) == TRANSACTION_SIZE or group[0]["PartitionKey"] != row["PartitionKey"]):
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
 
 
 class StateTables:

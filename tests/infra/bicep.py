@@ -259,6 +259,8 @@ def evaluate(expr: str, bicep: BicepFile, depth: int = 0) -> str:
     literal = unquote(expr)
     if literal is not None:
         return literal
+    if re.fullmatch(r"-?[0-9]+", expr):  # an int literal (a parameter's default), interpolated into a string
+        return expr
     if expr.startswith("'") and expr.endswith("'"):
         return re.sub(r"\$\{([^}]*)\}", lambda m: evaluate(m.group(1), bicep, depth + 1), expr[1:-1])
     if expr in bicep.params:

@@ -21,6 +21,7 @@ ADMIN_ROUTES = {
     "RemoveCredentials": ("orgs/{orgId}/webinar/credentials", ["delete"]),
     "WebinarStatus": ("orgs/{orgId}/webinar/status", ["get"]),
     "PullWebinar": ("orgs/{orgId}/webinars/{webinarId}/pull", ["post"]),
+    "ForgetAttendee": ("orgs/{orgId}/webinar/forget", ["post"]),
 }
 TRIGGER_TYPES = {
     "serviceBusTrigger": func.ServiceBusMessage,

@@ -1,0 +1,10 @@
+"""POST /api/orgs/{orgId}/webinar/forget: erase one person (by email) from the org's state and from ON24."""
+
+import azure.functions as func
+
+from shared import admin_api
+from shared.app import get_app
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    return admin_api.post_forget(req, get_app())
