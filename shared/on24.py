@@ -109,6 +109,7 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: safe in an HTTP header
 _DROP_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACE_CONTROLS = re.compile(r"[\t\n\r]+")
+_ADDRESS = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
 
 try:
     _PACIFIC: tzinfo = ZoneInfo("America/Los_Angeles")
@@ -839,7 +840,8 @@ def spreadsheet_safe(text: str, *, phone: bool = False) -> str:
 
 
 def _safe_message(response: httpx.Response) -> str:
-    """ON24's ``message`` from an error body, cleaned and truncated; empty when there is none."""
+    """ON24's ``message`` from an error body, cleaned, with any email address masked, and truncated; empty when
+    there is none. The text goes into logs and the ledger's reasons, which hold ids, never an address."""
     try:
         payload = response.json()
     except ValueError:
@@ -849,7 +851,7 @@ def _safe_message(response: httpx.Response) -> str:
     message = next((value for key, value in payload.items() if str(key).lower() == "message"), None)
     if not isinstance(message, str):
         return ""
-    text = _clean_text(message)
+    text = _ADDRESS.sub("<email>", _clean_text(message))
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
 
 

@@ -189,6 +189,17 @@ def test_on24_validation_refusal_is_a_validation_error(client: On24Client, event
         client.create_registrant(event_id, _person("not-an-email"))
 
 
+def test_an_address_in_on24s_error_text_never_reaches_the_error(
+    client: On24Client, on24: On24StandIn, event_id: int
+) -> None:
+    on24.fail_next(1, status=400, payload={"message": "Registrant bob.smith@fabrikam.example is blocked."})
+    with pytest.raises(ValidationError) as caught:
+        client.create_registrant(event_id, _person("bob.smith@fabrikam.example"))
+    assert "bob.smith@fabrikam.example" not in str(caught.value) and "Registrant <email> is blocked" in str(
+        caught.value
+    )
+
+
 @pytest.mark.parametrize(
     ("call", "args"),
     [
