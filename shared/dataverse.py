@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -64,9 +64,6 @@ DEFAULT_RETRY_POLICY: Final = RetryPolicy(budget=20.0)
 TOKEN_REFRESH_MARGIN: Final = 120.0
 """A cached token is replaced this many seconds before it expires."""
 
-MAX_PAGE_SIZE: Final = 5000
-"""Dataverse's default and largest page."""
-
 MAX_BATCH_OPERATIONS: Final = 1000
 """Largest number of operations in one ``$batch`` request."""
 
@@ -78,32 +75,14 @@ SYNCED_WITH_PROVIDER_NO: Final = 100000001
 SYNCED_WITH_PROVIDER_YES: Final = 100000002
 
 # msevtmgt_eventregistration.msevtmgt_publishingstate
-PUBLISHING_STATE_PENDING: Final = 100000000
 PUBLISHING_STATE_PUBLISHED: Final = 100000001
-PUBLISHING_STATE_PARENT_WEBINAR_FAILED: Final = 100000002
-PUBLISHING_STATE_FAILED_TO_PUBLISH: Final = 100000003
 PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR: Final = 100000004
 PUBLISHING_STATES: Final = frozenset(range(100000000, 100000005))
 
 # msevtmgt_checkin.msevtmgt_checkintype
-CHECKIN_TYPE_SESSION: Final = 100000000
 CHECKIN_TYPE_EVENT: Final = 100000001
 
-# msevtmgt_event.msevtmgt_eventformat
-EVENT_FORMAT_ON_SITE: Final = 100000001
-EVENT_FORMAT_WEBINAR: Final = 100000002
-EVENT_FORMAT_HYBRID: Final = 100000003
-
-# msevtmgt_event.msevtmgt_streamingprovider (ON24 configurations show up under "Other")
-STREAMING_PROVIDER_TEAMS_LIVE_EVENTS: Final = 100000001
-STREAMING_PROVIDER_TEAMS_MEETINGS: Final = 100000002
-STREAMING_PROVIDER_OTHER: Final = 100000003
-STREAMING_PROVIDER_TEAMS_WEBINARS: Final = 100000004
-STREAMING_PROVIDER_TEAMS_VIRTUAL_EVENTS: Final = 100000005
-STREAMING_PROVIDER_TEAMS_TOWN_HALL: Final = 100000006
-
 STATECODE_ACTIVE: Final = 0
-STATECODE_INACTIVE: Final = 1
 
 _GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -174,26 +153,11 @@ class CrmEvent(_Frozen):
 
     Attributes:
         id: msevtmgt_eventid.
-        name: msevtmgt_name.
-        webinar_id: msevtmgt_webinarid, stripped; None when null or blank (then it is not an ON24 webinar).
-        start: msevtmgt_eventstartdate, aware UTC.
-        end: msevtmgt_eventenddate, aware UTC.
-        event_format: msevtmgt_eventformat (``EVENT_FORMAT_*``).
-        streaming_provider: msevtmgt_streamingprovider (``STREAMING_PROVIDER_*``).
+        webinar_id: msevtmgt_webinarid, stripped; None when null or blank (then it is not a webinar).
     """
 
     id: str
-    name: str | None = None
     webinar_id: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    event_format: int | None = None
-    streaming_provider: int | None = None
-
-    @property
-    def is_webinar(self) -> bool:
-        """Whether the event carries an ON24 webinar id."""
-        return self.webinar_id is not None
 
 
 class CrmRegistration(_Frozen):
@@ -363,74 +327,6 @@ class DataverseClient:
             "GET", url, entity_set=entity_set, row_id=rid, headers=_READ_HEADERS, decode=_decode_object
         )
 
-    def query(
-        self,
-        entity_set: str,
-        *,
-        select: Sequence[str],
-        filter: str | None = None,  # noqa: A002 - the OData name
-        expand: str | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-    ) -> Iterator[dict[str, Any]]:
-        """Iterate over the rows matching ``filter``, page by page (``Prefer: odata.maxpagesize``).
-
-        Pages are fetched lazily; each follows the previous page's opaque ``@odata.nextLink`` unchanged, with the
-        same page size. ``$top`` is never sent (it must not be combined with maxpagesize).
-
-        Args:
-            entity_set: e.g. ``msevtmgt_eventregistrations``.
-            select: columns to return.
-            filter: an OData ``$filter`` expression; quote strings with ``odata_string``.
-            expand: an ``$expand`` clause.
-            page_size: rows per page, 1..5000.
-
-        Yields:
-            Rows as Dataverse returns them.
-
-        Raises:
-            ValueError: malformed arguments (before any I/O).
-            ValidationError: Dataverse refused the query.
-            PermanentError: a nextLink that leaves the org URL or repeats.
-            ConfigError: the app's own identity refused (401/403).
-            TransientError: as for ``get_row``.
-        """
-        _check_set(entity_set)
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
-        params = [("$select", _select_clause(select))]
-        if filter:
-            params.append(("$filter", filter))
-        if expand:
-            params.append(("$expand", _check_expand(expand)))
-        headers = {**_READ_HEADERS, "Prefer": f"odata.maxpagesize={page_size}"}
-        return self._pages(entity_set, f"{self._api}{entity_set}{_query_string(params)}", headers)
-
-    def _pages(self, entity_set: str, first_url: str, headers: Mapping[str, str]) -> Iterator[dict[str, Any]]:
-        url: str | None = first_url
-        seen: set[str] = set()
-        while url is not None:
-            page = self._exchange(
-                "GET", url, entity_set=entity_set, row_id=None, headers=headers, decode=_decode_object
-            )
-            rows = page.get("value")
-            if not isinstance(rows, list):
-                raise PermanentError(f"Dataverse GET {entity_set}: the response has no 'value' list")
-            for row in rows:
-                if isinstance(row, dict):
-                    yield row
-            next_link = page.get("@odata.nextLink")
-            if not next_link:
-                return
-            if not isinstance(next_link, str) or not next_link.lower().startswith(self._api.lower()):
-                # Never send our token anywhere but the org's own Web API. Uncertain: the reference does not say
-                # whether nextLink always uses the host the client called (it does for the org URL as configured);
-                # a link to another host fails loudly here instead of leaking the token.
-                raise PermanentError(f"Dataverse GET {entity_set}: @odata.nextLink points outside the org URL")
-            if next_link in seen:
-                raise PermanentError(f"Dataverse GET {entity_set}: @odata.nextLink repeats; stopping")
-            seen.add(next_link)
-            url = next_link
-
     def update_row(self, entity_set: str, row_id: str, fields: Mapping[str, Any], *, must_exist: bool = True) -> None:
         """Update columns of one row (PATCH); with ``must_exist`` (default) it never creates a row.
 
@@ -458,33 +354,6 @@ class DataverseClient:
             row_id=rid,
             headers=headers,
             content=body,
-            decode=_ignore_body,
-        )
-
-    def upsert_row(self, entity_set: str, row_id: str, fields: Mapping[str, Any]) -> None:
-        """Create the row with this id, or update it if it exists (PATCH without ``If-Match``).
-
-        Args:
-            entity_set: e.g. ``msevtmgt_checkins``.
-            row_id: the row's GUID (deterministic ids make this idempotent).
-            fields: columns to write.
-
-        Raises:
-            ValueError: malformed arguments (before any I/O).
-            ValidationError: Dataverse refused the data.
-            PermanentError: 404 (unknown table or missing lookup target).
-            ConfigError: the app's own identity refused (401 after a token refresh, 403).
-            TransientError: as for ``get_row``.
-        """
-        _check_set(entity_set)
-        rid = _check_guid(row_id)
-        self._exchange(
-            "PATCH",
-            f"{self._api}{entity_set}({rid})",
-            entity_set=entity_set,
-            row_id=rid,
-            headers=_WRITE_HEADERS,
-            content=_dumps(fields),
             decode=_ignore_body,
         )
 
@@ -593,34 +462,15 @@ class DataverseClient:
             event_id: msevtmgt_eventid GUID.
 
         Returns:
-            The event, dates as aware UTC datetimes.
+            The event.
 
         Raises:
             NotFoundError: no such event.
             ValueError, ValidationError, PermanentError, TransientError: as for ``get_row``.
         """
-        row = self.get_row(
-            "msevtmgt_events",
-            event_id,
-            select=[
-                "msevtmgt_eventid",
-                "msevtmgt_name",
-                "msevtmgt_webinarid",
-                "msevtmgt_eventstartdate",
-                "msevtmgt_eventenddate",
-                "msevtmgt_eventformat",
-                "msevtmgt_streamingprovider",
-            ],
-        )
-        return CrmEvent(
-            id=_guid_or(row.get("msevtmgt_eventid"), event_id),
-            name=_text(row.get("msevtmgt_name")),
-            webinar_id=_text(row.get("msevtmgt_webinarid")),
-            start=_utc(row.get("msevtmgt_eventstartdate")),
-            end=_utc(row.get("msevtmgt_eventenddate")),
-            event_format=_int(row.get("msevtmgt_eventformat")),
-            streaming_provider=_int(row.get("msevtmgt_streamingprovider")),
-        )
+        row = self.get_row("msevtmgt_events", event_id, select=["msevtmgt_eventid", "msevtmgt_webinarid"])
+        webinar_id = _text(row.get("msevtmgt_webinarid"))
+        return CrmEvent(id=_guid_or(row.get("msevtmgt_eventid"), event_id), webinar_id=webinar_id)
 
     def get_registration(self, registration_id: str) -> CrmRegistration:
         """Read an event registration.
@@ -904,11 +754,6 @@ _READ_HEADERS: Final[Mapping[str, str]] = {**_BASE_HEADERS, "If-None-Match": "nu
 _WRITE_HEADERS: Final[Mapping[str, str]] = {**_BASE_HEADERS, "Content-Type": "application/json"}
 
 
-def odata_string(value: str) -> str:
-    """Quote a string literal for ``$filter`` (single quotes doubled), e.g. ``name eq {odata_string(x)}``."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _check_set(entity_set: str) -> None:
     if not isinstance(entity_set, str) or not _NAME_RE.match(entity_set):
         raise ValueError(f"malformed entity set name {entity_set!r:.60}")
@@ -1104,42 +949,16 @@ def _guid_or(value: object, fallback: str) -> str:
     return _guid(value) or fallback.lower()
 
 
-def _utc(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    # Dataverse returns UTC; a value without offset is read as UTC.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 __all__ = [
     "API_PATH",
     "CHECKIN_TYPE_EVENT",
-    "CHECKIN_TYPE_SESSION",
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_TIMEOUT",
-    "EVENT_FORMAT_HYBRID",
-    "EVENT_FORMAT_ON_SITE",
-    "EVENT_FORMAT_WEBINAR",
     "MAX_BATCH_OPERATIONS",
-    "MAX_PAGE_SIZE",
     "PUBLISHING_STATES",
-    "PUBLISHING_STATE_FAILED_TO_PUBLISH",
-    "PUBLISHING_STATE_PARENT_WEBINAR_FAILED",
-    "PUBLISHING_STATE_PENDING",
     "PUBLISHING_STATE_PUBLISHED",
     "PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR",
     "STATECODE_ACTIVE",
-    "STATECODE_INACTIVE",
-    "STREAMING_PROVIDER_OTHER",
-    "STREAMING_PROVIDER_TEAMS_LIVE_EVENTS",
-    "STREAMING_PROVIDER_TEAMS_MEETINGS",
-    "STREAMING_PROVIDER_TEAMS_TOWN_HALL",
-    "STREAMING_PROVIDER_TEAMS_VIRTUAL_EVENTS",
-    "STREAMING_PROVIDER_TEAMS_WEBINARS",
     "SYNCED_WITH_PROVIDER_NO",
     "SYNCED_WITH_PROVIDER_YES",
     "BatchResult",
@@ -1147,5 +966,4 @@ __all__ = [
     "CrmEvent",
     "CrmRegistration",
     "DataverseClient",
-    "odata_string",
 ]

@@ -11,7 +11,6 @@ any other id is kept exactly as given. ``shared.messages`` applies the same rule
 from __future__ import annotations
 
 import re
-import uuid
 
 ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ON24_EVENT_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
@@ -37,11 +36,3 @@ def canonical_org_id(value: str) -> str | None:
 def is_canonical_org_id(value: str) -> bool:
     """True when ``value`` is an org id already in its canonical spelling (see ``canonical_org_id``)."""
     return canonical_org_id(value) == value
-
-
-def normalize_guid(value: str) -> str | None:
-    """The lower-case canonical form of a GUID (braces tolerated), or None when it is not one."""
-    try:
-        return str(uuid.UUID(value.strip().strip("{}")))
-    except (ValueError, AttributeError):
-        return None

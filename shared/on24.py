@@ -57,7 +57,6 @@ from shared.retry import RetryPolicy, call_with_retry
 _log = logging.getLogger(__name__)
 
 __all__ = [
-    "ATTENDEE_CALLS_PER_MINUTE",
     "BASE_URLS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
@@ -75,7 +74,6 @@ BASE_URLS: Final[Mapping[str, str]] = {"na": "https://api.on24.com", "eu": "http
 DEFAULT_TIMEOUT: Final = 10.0
 # A registration message can wait for Service Bus redelivery, so in-process retries only bridge short blips.
 DEFAULT_RETRY: Final = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=8.0, max_attempts=6)
-ATTENDEE_CALLS_PER_MINUTE: Final = 100  # ON24's documented limit for event and account attendee lists
 MAX_PAGE_SIZE: Final = 100  # "limit of 100 per page" (DOC-catt)
 
 # Maximum characters per registration form field (DOC-reg). Phones: DOC-phone says 1000, DOC-reg 100; the
@@ -610,40 +608,6 @@ class On24Client:
         if isinstance(body, dict) and not any(str(key).lower() == "eventid" for key in body):
             body = {**body, "eventid": eid}
         return _parse(On24Event, body, f"ON24 get_event (event {eid})")
-
-    def iter_attendees(
-        self,
-        event_id: int | str,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-    ) -> Iterator[Attendee]:
-        """Stream an event's attendees (``GET /event/{id}/attendee``), one page in memory at a time.
-
-        ``start``/``end`` filter on attendee activity. Event-level paging is undocumented (reference §7.4), so
-        ``pageOffset``/``itemsPerPage`` are sent and the answer is read tolerantly: no ``pagecount`` means a
-        single page; otherwise paging stops at the last page whether ``currentpage`` counts from 0 or 1
-        (§7.7, detected on the first page), on an empty page, or when a page repeats the previous one (a server
-        that ignores ``pageOffset``). Each page call first waits on ``attendee_rate_limiter`` when one is set.
-
-        Arguments are checked when this is called, before any I/O; pages are fetched as the iterator advances.
-
-        Args:
-            event_id: the ON24 event id (numeric).
-            start: earliest activity to include; must be timezone-aware.
-            end: latest activity to include; must be timezone-aware and not before ``start``.
-            page_size: attendees per page, 1 to 100.
-
-        Returns:
-            An iterator of attendees.
-
-        Raises:
-            ValueError: malformed arguments (at call time).
-            NotFoundError, CredentialsRejectedError, ValidationError, TransientError: while iterating.
-        """
-        eid, params = _attendee_query(event_id, start, end, page_size)
-        return (attendee for _, page in self._attendee_pages(eid, params, page_size, 0) for attendee in page)
 
     def iter_attendee_pages(
         self,
