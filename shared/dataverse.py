@@ -38,11 +38,11 @@ from pydantic import BaseModel, ConfigDict
 from shared.errors import (
     ConfigError,
     IntegrationError,
+    InvalidDataError,
     NotFoundError,
     PermanentError,
     ThrottledError,
     TransientError,
-    ValidationError,
 )
 from shared.retry import RetryPolicy, call_with_retry
 from shared.settings import DATAVERSE_HOST_SUFFIXES, is_dataverse_host
@@ -98,15 +98,15 @@ _OWN_IDENTITY_403: Final = (
 _REFUSED: Final = "Dataverse refused {what} ({detail})"
 _FAILED: Final = "Dataverse {what} failed ({detail})"
 STATUS_ERRORS: Final[Mapping[int, tuple[type[IntegrationError], str]]] = {
-    400: (ValidationError, _REFUSED),
+    400: (InvalidDataError, _REFUSED),
     401: (ConfigError, _OWN_IDENTITY_401),  # our own identity refused: configuration, retried and alerted
     403: (ConfigError, _OWN_IDENTITY_403),  # ... never a permanent failure of someone's registration
     404: (NotFoundError, "Dataverse row {target} not found ({detail})"),
     408: (TransientError, _FAILED),
-    409: (ValidationError, _REFUSED),
-    412: (ValidationError, _REFUSED),
-    413: (ValidationError, _REFUSED),
-    422: (ValidationError, _REFUSED),
+    409: (InvalidDataError, _REFUSED),
+    412: (InvalidDataError, _REFUSED),
+    413: (InvalidDataError, _REFUSED),
+    422: (InvalidDataError, _REFUSED),
     429: (ThrottledError, "Dataverse throttled {what} ({detail})"),
     500: (TransientError, _FAILED),
     501: (PermanentError, _FAILED),
@@ -313,7 +313,7 @@ class DataverseClient:
         Raises:
             ValueError: malformed entity set, GUID or column name (before any I/O).
             NotFoundError: no such row (or no such table).
-            ValidationError: Dataverse refused the query (e.g. an unknown column).
+            InvalidDataError: Dataverse refused the query (e.g. an unknown column).
             ConfigError: the app's own identity refused (401 after a token refresh, 403, a refused token request).
             TransientError: throttling, 5xx, timeouts, connection errors, after the retry budget.
         """
@@ -339,7 +339,7 @@ class DataverseClient:
         Raises:
             ValueError: malformed arguments or a naive datetime (before any I/O).
             NotFoundError: the row does not exist (must_exist).
-            ValidationError: Dataverse refused the data (400/412), with its error code and message.
+            InvalidDataError: Dataverse refused the data (400/412), with its error code and message.
             ConfigError: the app's own identity refused (401 after a token refresh, 403, a refused token request).
             TransientError: as for ``get_row``.
         """
@@ -386,7 +386,7 @@ class DataverseClient:
             ValueError: malformed arguments, duplicate ids, naive datetimes (before any I/O).
             TransientError: a batch stayed throttled/failing beyond the retry budget (upserts are idempotent, so a
                 later rerun is safe); batches not yet started are cancelled.
-            ValidationError: a whole batch was refused (400 for the request as a whole).
+            InvalidDataError: a whole batch was refused (400 for the request as a whole).
             ConfigError: the app's own identity refused (401 after refresh, 403).
         """
         _check_set(entity_set)
@@ -435,7 +435,7 @@ class DataverseClient:
 
         Raises:
             NotFoundError: no such contact.
-            ValueError, ValidationError, PermanentError, TransientError: as for ``get_row``.
+            ValueError, InvalidDataError, PermanentError, TransientError: as for ``get_row``.
         """
         row = self.get_row(
             "contacts",
@@ -466,7 +466,7 @@ class DataverseClient:
 
         Raises:
             NotFoundError: no such event.
-            ValueError, ValidationError, PermanentError, TransientError: as for ``get_row``.
+            ValueError, InvalidDataError, PermanentError, TransientError: as for ``get_row``.
         """
         row = self.get_row("msevtmgt_events", event_id, select=["msevtmgt_eventid", "msevtmgt_webinarid"])
         webinar_id = _text(row.get("msevtmgt_webinarid"))
@@ -483,7 +483,7 @@ class DataverseClient:
 
         Raises:
             NotFoundError: no such registration.
-            ValueError, ValidationError, PermanentError, TransientError: as for ``get_row``.
+            ValueError, InvalidDataError, PermanentError, TransientError: as for ``get_row``.
         """
         row = self.get_row(
             "msevtmgt_eventregistrations",
@@ -528,7 +528,7 @@ class DataverseClient:
         Raises:
             ValueError: unknown publishing state or malformed id (before any I/O).
             NotFoundError: the registration does not exist.
-            ValidationError, PermanentError, TransientError: as for ``update_row``.
+            InvalidDataError, PermanentError, TransientError: as for ``update_row``.
         """
         if publishing_state is not None and publishing_state not in PUBLISHING_STATES:
             raise ValueError(f"unknown msevtmgt_publishingstate {publishing_state}")

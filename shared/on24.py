@@ -9,7 +9,7 @@ Error mapping (``reference/on24-api.md`` §5 and §6):
     429, or 403 "maximum number of calls"   ThrottledError (Retry-After honoured when sent)
     other 401 / 403                         CredentialsRejectedError (403 "email ... not found": NotFoundError)
     404, 410                                NotFoundError
-    400, 412, 422                           ValidationError
+    400, 412, 422                           InvalidDataError
     408, 5xx, timeouts, connection errors   TransientError
     anything else that is not 2xx           PermanentError
 
@@ -45,11 +45,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, field_va
 from shared.errors import (
     CredentialsRejectedError,
     IntegrationError,
+    InvalidDataError,
     NotFoundError,
     PermanentError,
     ThrottledError,
     TransientError,
-    ValidationError,
 )
 from shared.ratelimit import RateLimiter
 from shared.retry import RetryPolicy, call_with_retry
@@ -77,7 +77,7 @@ DEFAULT_RETRY: Final = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=8.0, m
 MAX_PAGE_SIZE: Final = 100  # "limit of 100 per page" (DOC-catt)
 
 # Maximum characters per registration form field (DOC-reg). Phones: DOC-phone says 1000, DOC-reg 100; the
-# smaller is used. ``email`` is never truncated: a longer address is refused with ValidationError.
+# smaller is used. ``email`` is never truncated: a longer address is refused with InvalidDataError.
 FIELD_MAX_LENGTHS: Final[Mapping[str, int]] = {
     "email": 100,
     "firstname": 50,
@@ -500,7 +500,7 @@ class On24Client:
 
         Raises:
             ValueError: a malformed event id or an empty email (before any I/O).
-            ValidationError: the email exceeds 100 characters, or ON24 refused the data (400/412/422).
+            InvalidDataError: the email exceeds 100 characters, or ON24 refused the data (400/412/422).
             NotFoundError: the event or client does not exist.
             CredentialsRejectedError: the credentials were refused.
             TransientError: unreachable, 5xx, or throttled beyond the retry budget.
@@ -526,7 +526,7 @@ class On24Client:
         Raises:
             ValueError: a malformed event id or an empty email (before any I/O).
             NotFoundError: the email is not registered for the event (ON24's 403), or no such event.
-            ValidationError: the email exceeds 100 characters, or ON24 refused the data.
+            InvalidDataError: the email exceeds 100 characters, or ON24 refused the data.
             CredentialsRejectedError: the credentials were refused.
             TransientError: unreachable, 5xx, or throttled beyond the retry budget.
         """
@@ -549,7 +549,7 @@ class On24Client:
 
         Raises:
             ValueError: a malformed event id or an empty email (before any I/O).
-            ValidationError: the email exceeds 100 characters, or ON24 refused the delete.
+            InvalidDataError: the email exceeds 100 characters, or ON24 refused the delete.
             NotFoundError: the event or client does not exist.
             CredentialsRejectedError: the credentials were refused.
             TransientError: unreachable, 5xx, or throttled beyond the retry budget.
@@ -573,7 +573,7 @@ class On24Client:
 
         Raises:
             ValueError: a malformed event id or an empty email (before any I/O).
-            ValidationError: the email exceeds 100 characters, or ON24 refused the call.
+            InvalidDataError: the email exceeds 100 characters, or ON24 refused the call.
             CredentialsRejectedError: the credentials were refused.
             TransientError: unreachable, 5xx, or throttled beyond the retry budget (the limit is 30 a minute).
         """
@@ -766,7 +766,7 @@ def _check_email(email: str) -> str:
     if not address:
         raise ValueError("registrant email must not be empty")
     if len(address) > FIELD_MAX_LENGTHS["email"]:
-        raise ValidationError(f"registrant email is longer than ON24's {FIELD_MAX_LENGTHS['email']}-character limit")
+        raise InvalidDataError(f"registrant email is longer than ON24's {FIELD_MAX_LENGTHS['email']}-character limit")
     return address
 
 
@@ -865,7 +865,7 @@ def _error_for(what: str, status: int, message: str, headers: httpx.Headers) -> 
     if status in {404, 410}:
         return NotFoundError(text)
     if status in {400, 412, 422}:
-        return ValidationError(text)
+        return InvalidDataError(text)
     if status == 408 or status >= 500:
         return TransientError(text)
     return PermanentError(text)

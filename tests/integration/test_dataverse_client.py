@@ -21,7 +21,7 @@ from shared.dataverse import (
     SYNCED_WITH_PROVIDER_YES,
     DataverseClient,
 )
-from shared.errors import ConfigError, NotFoundError, ThrottledError, TransientError, ValidationError
+from shared.errors import ConfigError, InvalidDataError, NotFoundError, ThrottledError, TransientError
 from shared.retry import NO_RETRY, RetryPolicy
 
 FAST = RetryPolicy(budget=3.0, base_delay=0.01, max_delay=0.05, max_attempts=6)
@@ -176,7 +176,7 @@ def test_missing_row_raises_not_found_naming_set_and_id(client: DataverseClient)
 
 def test_unknown_select_column_is_a_validation_error(standin: DataverseStandIn, client: DataverseClient) -> None:
     contact_id, _, _ = _seed_registration(standin)
-    with pytest.raises(ValidationError, match="Could not find a property named 'nosuchcolumn'"):
+    with pytest.raises(InvalidDataError, match="Could not find a property named 'nosuchcolumn'"):
         client.get_row("contacts", contact_id, select=["firstname", "nosuchcolumn"])
 
 

@@ -36,11 +36,11 @@ from shared.errors import (
     ConfigError,
     CredentialsRejectedError,
     IntegrationError,
+    InvalidDataError,
     NotFoundError,
     PermanentError,
     ThrottledError,
     TransientError,
-    ValidationError,
 )
 from shared.on24 import On24Client, On24Credentials
 from shared.retry import NO_RETRY
@@ -49,16 +49,16 @@ from shared.store.tables import read_entity, table_errors, write_entity
 # ---- Dataverse: every status of a response, for a read and for a $batch --------------------------------------------
 
 DATAVERSE_TABLE: list[tuple[int, type[IntegrationError]]] = [
-    (400, ValidationError),
+    (400, InvalidDataError),
     (401, ConfigError),  # the app's token refused: the application user is missing or disabled
     (403, ConfigError),  # the application user lacks a privilege
     (404, NotFoundError),
     (405, PermanentError),
     (408, TransientError),
-    (409, ValidationError),
-    (412, ValidationError),
-    (413, ValidationError),
-    (422, ValidationError),
+    (409, InvalidDataError),
+    (412, InvalidDataError),
+    (413, InvalidDataError),
+    (422, InvalidDataError),
     (429, ThrottledError),
     (500, TransientError),
     (501, PermanentError),
@@ -191,7 +191,7 @@ def test_table_storage_answers_from_azurite(azurite: Azurite, azurite_tables: Ta
 # ---- ON24 (the org's credentials, not the app's identity) ---------------------------------------------------------
 
 ON24_TABLE: list[tuple[int, str, type[IntegrationError]]] = [
-    (400, "Error, incorrect date formats.", ValidationError),
+    (400, "Error, incorrect date formats.", InvalidDataError),
     (401, "AccessTokenKey and AccessTokenSecret are wrong or invalid.", CredentialsRejectedError),
     (403, "You have reached the maximum number of calls for this api.", ThrottledError),
     (403, "Forbidden.", CredentialsRejectedError),

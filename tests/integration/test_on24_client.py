@@ -24,10 +24,10 @@ from sandbox.on24 import MSG_THROTTLED, PACIFIC, On24StandIn
 from shared.errors import (
     CredentialsRejectedError,
     IntegrationError,
+    InvalidDataError,
     NotFoundError,
     ThrottledError,
     TransientError,
-    ValidationError,
 )
 from shared.on24 import Attendee, On24Client, On24Credentials, RegistrantFields
 from shared.ratelimit import RateLimiter
@@ -180,13 +180,13 @@ def test_form_body_is_lowercase_cleaned_and_truncated(client: On24Client, on24: 
 
 def test_overlong_email_is_refused_before_io(client: On24Client, on24: On24StandIn, event_id: int) -> None:
     before = len(on24.requests)
-    with pytest.raises(ValidationError, match="100-character"):
+    with pytest.raises(InvalidDataError, match="100-character"):
         client.create_registrant(event_id, _person("a" * 95 + "@example.com"))
     assert len(on24.requests) == before
 
 
 def test_on24_validation_refusal_is_a_validation_error(client: On24Client, event_id: int) -> None:
-    with pytest.raises(ValidationError, match="400: Email is not valid"):
+    with pytest.raises(InvalidDataError, match="400: Email is not valid"):
         client.create_registrant(event_id, _person("not-an-email"))
 
 
@@ -194,7 +194,7 @@ def test_an_address_in_on24s_error_text_never_reaches_the_error(
     client: On24Client, on24: On24StandIn, event_id: int
 ) -> None:
     on24.fail_next(1, status=400, payload={"message": "Registrant bob.smith@fabrikam.example is blocked."})
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(InvalidDataError) as caught:
         client.create_registrant(event_id, _person("bob.smith@fabrikam.example"))
     assert "bob.smith@fabrikam.example" not in str(caught.value) and "Registrant <email> is blocked" in str(
         caught.value

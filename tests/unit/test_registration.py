@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.dataverse import Contact, CrmEvent, CrmRegistration
-from shared.errors import NotFoundError, TransientError, ValidationError
+from shared.errors import InvalidDataError, NotFoundError, TransientError
 from shared.messages import Attendee, RegistrationCommand
 from shared.on24 import Registrant, RegistrantFields
 from shared.registration import RegistrationPorts, handle_registration
@@ -240,7 +240,7 @@ def test_contact_without_email_fails_permanently_and_flags_crm() -> None:
 
 def test_on24_refusal_is_recorded_and_the_message_completes() -> None:
     w = World()
-    w.on24.fail = ValidationError("Invalid value for country")
+    w.on24.fail = InvalidDataError("Invalid value for country")
     outcome = w.handle()
     assert outcome.status == "failed" and "Invalid value for country" in (outcome.reason or "")
     assert w.entry.state == "failed" and w.entry.lease_id is None
