@@ -20,6 +20,7 @@ from azure.core.credentials import TokenCredential
 
 from shared import telemetry
 from shared.admin import open_credentials
+from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
@@ -162,7 +163,7 @@ class App:
             credentials=self.credentials,
             ledger=self.ledger,
             on24_for=self.on24_for,
-            crm_for=self.dataverse_for,
+            crm_for=self.crm_for,
             lease_seconds=s.registration_lease_seconds,
             call_seconds=s.on24_call_seconds,
             linger_seconds=s.on24_linger_seconds,
@@ -285,10 +286,10 @@ class App:
                 self._dataverse[url] = client
             return client
 
-    def dataverse_for(self, org: OrgRecord) -> DataverseClient | None:
-        """The org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
+    def crm_for(self, org: OrgRecord) -> Crm | None:
+        """Event management in the org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
         url = org.dataverse_url or self.settings.dataverse_url
-        return self.dataverse(url) if url else None
+        return Crm(self.dataverse(url)) if url else None
 
     def verify_on24_credentials(self, credentials: On24Credentials) -> None:
         """One cheap authenticated ON24 call; raises CredentialsRejectedError or TransientError."""

@@ -28,13 +28,13 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from shared.dataverse import CHECKIN_TYPE_EVENT, BatchResult
+from shared.crm import CheckIn, checkin_id
+from shared.dataverse import BatchResult
 from shared.errors import (
     ConfigError,
     CredentialsRejectedError,
@@ -55,10 +55,6 @@ from shared.store.tables import StoreError
 
 _log = logging.getLogger(__name__)
 
-CHECKIN_SET = "msevtmgt_checkins"
-# Fixed namespace: check-in ids must stay the same across releases, or upserts would duplicate rows.
-CHECKIN_NAMESPACE = uuid.UUID("5f0c3a52-0b7e-4f0e-9a3c-6f1d2e8b9c41")
-CHECKIN_NAME = "ON24 webinar attendance"
 META_REFRESH = timedelta(hours=6)
 HOT_PERIOD = timedelta(days=3)
 COLD_REFRESH = timedelta(hours=1)
@@ -80,9 +76,7 @@ class On24Metrics(Protocol):
 
 
 class CrmCheckins(Protocol):
-    def batch_upsert(
-        self, entity_set: str, rows: Sequence[tuple[str, Any]], *, batch_size: int = 1000, max_parallel: int = 4
-    ) -> BatchResult: ...
+    def upsert_checkins(self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4) -> BatchResult: ...
 
 
 class OrgDirectory(Protocol):
@@ -151,11 +145,6 @@ class RunReport:
 
 
 # ---- pure helpers ---------------------------------------------------------------------------------------------
-def checkin_id(org_id: str, registration_id: str) -> str:
-    """The check-in's primary key: the same (org, registration) always gives the same id."""
-    return str(uuid.uuid5(CHECKIN_NAMESPACE, f"{org_id.lower()}|{registration_id.lower()}"))
-
-
 def _first(*values: int | None) -> int:
     for value in values:
         if value is not None:
@@ -174,22 +163,15 @@ def checkin_fields(entry: LedgerEntry, attendee: Attendee) -> dict[str, Any]:
     archive = _first(attendee.cumulativearchiveminutes, attendee.archiveminutes)
     firsts = [t for t in (attendee.firstliveactivity, attendee.firstarchiveactivity) if t is not None]
     lasts = [t for t in (attendee.lastliveactivity, attendee.lastarchiveactivity) if t is not None]
-    fields: dict[str, Any] = {
-        "msevtmgt_name": CHECKIN_NAME,
-        "msevtmgt_checkintype": CHECKIN_TYPE_EVENT,
-        "msevtmgt_RegistrationId@odata.bind": f"/msevtmgt_eventregistrations({entry.registration_id})",
-        "msevtmgt_viewingdurationinmins": live + archive,
-        "msevtmgt_numberofquestionsasked": _first(attendee.askedquestions) + _first(attendee.answeredpolls),
-    }
-    if entry.crm_event_id:
-        fields["msevtmgt_Event@odata.bind"] = f"/msevtmgt_events({entry.crm_event_id})"
-    if entry.contact_id:
-        fields["msevtmgt_Contact@odata.bind"] = f"/contacts({entry.contact_id})"
-    if firsts:
-        fields["msevtmgt_checkintime"] = min(firsts).astimezone(UTC)
-    if lasts:
-        fields["msevtmgt_checkouttime"] = max(lasts).astimezone(UTC)
-    return fields
+    return CheckIn(
+        registration_id=entry.registration_id,
+        crm_event_id=entry.crm_event_id,
+        contact_id=entry.contact_id,
+        viewing_minutes=live + archive,
+        interactions=_first(attendee.askedquestions) + _first(attendee.answeredpolls),
+        checked_in_at=min(firsts) if firsts else None,
+        checked_out_at=max(lasts) if lasts else None,
+    ).fields()
 
 
 def fields_hash(fields: dict[str, Any]) -> str:
@@ -568,7 +550,7 @@ def _sync_webinar(
         batch, batch_hashes = list(pending.items()), dict(hashes)
         pending.clear()  # a failed batch is not sent again by this run: the next pull re-reads its attendees
         hashes.clear()
-        result = crm.batch_upsert(CHECKIN_SET, batch, max_parallel=options.max_parallel)
+        result = crm.upsert_checkins(batch, max_parallel=options.max_parallel)
         written = {cid: batch_hashes[cid] for cid in result.succeeded}
         ports.ledger.set_metrics_hashes(org.org_id, dict(written.values()))
         for reg, value in written.values():

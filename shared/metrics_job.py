@@ -40,7 +40,7 @@ def metrics_ports(app: App) -> MetricsPorts:
         ledger=app.ledger,
         sync=app.sync_state,
         on24_for=app.on24_for,
-        crm_for=app.dataverse_for,
+        crm_for=app.crm_for,
         limiter_for=app.attendee_limiter,
     )
 

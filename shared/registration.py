@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
-from shared.dataverse import (
+from shared.crm import (
     PUBLISHING_STATE_PUBLISHED,
     PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR,
     Contact,
@@ -85,7 +85,7 @@ class CrmRegistrations(Protocol):
     def get_event(self, event_id: str) -> CrmEvent: ...
     def get_contact(self, contact_id: str) -> Contact: ...
     def update_registration_sync(
-        self, registration_id: str, *, webinar_registration_id: str | None, synced: bool, publishing_state: int | None
+        self, registration_id: str, *, registrant_id: str | None, synced: bool, publishing_state: int | None
     ) -> None: ...
 
 
@@ -793,7 +793,7 @@ def _tell_crm(
     try:
         crm.update_registration_sync(
             cmd.registration_id,
-            webinar_registration_id=webinar_id or None,
+            registrant_id=webinar_id or None,
             synced=synced,
             publishing_state=publishing,
         )

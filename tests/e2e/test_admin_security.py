@@ -201,7 +201,7 @@ def test_the_dataverse_client_requests_no_token_for_a_host_outside_the_allowlist
 
     credential = RecordingCredential()
     with pytest.raises(ValueError, match="allowlist"), DataverseClient(capture.url, credential) as client:
-        client.get_contact(str(uuid.uuid4()))
+        client.get_row("contacts", str(uuid.uuid4()), select=["contactid"])
     assert capture.count() == 0 and credential.scopes == []
 
 

@@ -243,13 +243,13 @@ def test_crash_mid_run_loses_nothing_and_the_next_run_finishes_without_duplicate
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
-        def batch_upsert(self, *args: Any, **kwargs: Any) -> Any:
+        def upsert_checkins(self, *args: Any, **kwargs: Any) -> Any:
             batches["n"] += 1
             if batches["n"] == 3:
                 raise WorkerKilled("worker killed")
-            return self.inner.batch_upsert(*args, **kwargs)
+            return self.inner.upsert_checkins(*args, **kwargs)
 
-    ports = replace(metrics_ports(app), crm_for=lambda org: CrashingCrm(app.dataverse_for(org)))
+    ports = replace(metrics_ports(app), crm_for=lambda org: CrashingCrm(app.crm_for(org)))
     options = MetricsOptions(**{**metrics_options(app).__dict__, "chunk_rows": 100})
     with pytest.raises(WorkerKilled, match="worker killed"):
         pull_metrics(ports, options)

@@ -31,6 +31,7 @@ from azure.data.tables import TableServiceClient
 from sandbox.azurite import Azurite
 from sandbox.dataverse import DataverseStandIn
 from sandbox.on24 import On24StandIn
+from shared.crm import Crm
 from shared.dataverse import DataverseClient
 from shared.errors import (
     ConfigError,
@@ -86,7 +87,7 @@ def test_dataverse_status_to_error_class(
     with DataverseClient(dataverse_standin.url, None, retry=NO_RETRY) as client:
         dataverse_standin.fail_next(1, status=status, payload=payload, path_contains="/contacts(")
         with pytest.raises(IntegrationError) as read:
-            client.get_contact(contact)
+            Crm(client).get_contact(contact)
         dataverse_standin.fail_next(1, status=status, payload=payload, path_contains="$batch")
         bind = f"/msevtmgt_eventregistrations({registration})"
         fields = {"msevtmgt_name": "x", "msevtmgt_RegistrationId@odata.bind": bind}
@@ -129,7 +130,7 @@ def test_token_request_failure_to_error_class(error: Exception, expected: type[I
         ) as client,
         pytest.raises(IntegrationError) as caught,
     ):
-        client.get_contact(str(uuid.uuid4()))
+        Crm(client).get_contact(str(uuid.uuid4()))
     assert type(caught.value) is expected
 
 

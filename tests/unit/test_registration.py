@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.dataverse import Contact, CrmEvent, CrmRegistration
+from shared.crm import Contact, CrmEvent, CrmRegistration
 from shared.errors import InvalidDataError, NotFoundError, TransientError
 from shared.messages import Attendee, RegistrationCommand
 from shared.on24 import Registrant, RegistrantFields
@@ -137,7 +137,7 @@ def test_register_then_duplicates_make_one_on24_call() -> None:
     assert w.on24.calls == [("create", "777", "ada@example.com")]
     assert w.entry.state == "registered" and w.entry.event_user_id == "u-ada@example.com" and w.entry.lease_id is None
     assert w.crm.synced[-1] == {
-        "webinar_registration_id": "u-ada@example.com",
+        "registrant_id": "u-ada@example.com",
         "synced": True,
         "publishing_state": 100000001,
     }
