@@ -52,7 +52,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.errors import PermanentError
-from shared.ids import ON24_EVENT_ID_PATTERN, canonical_org_id, is_org_id
+from shared.ids import canonical_org_id, is_org_id, is_webinar_id
 
 CANONICAL_SCHEMA = "webinar-registration/1"
 """The only canonical schema version this app reads."""
@@ -432,7 +432,7 @@ def _on24_event_id(value: object) -> object:
         return None
     else:
         raise PydanticCustomError("on24_event_id_type", "must be a string of digits or an integer")
-    if not ON24_EVENT_ID_PATTERN.fullmatch(digits) or int(digits) == 0:
+    if not is_webinar_id(digits):
         raise PydanticCustomError(
             "on24_event_id", "must be a positive number of up to 18 digits, not {value}", {"value": preview(value)}
         )

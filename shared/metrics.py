@@ -45,7 +45,7 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
-from shared.ids import ON24_EVENT_ID_PATTERN
+from shared.ids import is_webinar_id
 from shared.on24 import Attendee, On24Event
 from shared.ratelimit import RateLimiter
 from shared.store.credentials import MetricsStatus, OrgRecord, OrgStatus
@@ -455,7 +455,7 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
 
 
 def _is_event_id(value: str) -> bool:
-    return bool(ON24_EVENT_ID_PATTERN.fullmatch(value)) and int(value) > 0
+    return is_webinar_id(value)
 
 
 def _save_error(ports: MetricsPorts, state: WebinarSyncState, error: str, now: datetime) -> None:

@@ -39,7 +39,7 @@ from shared.crm import (
     CrmRegistration,
 )
 from shared.errors import BusyError, CredentialsRejectedError, NotFoundError, PermanentError, TransientError
-from shared.ids import ON24_EVENT_ID_PATTERN
+from shared.ids import is_webinar_id
 from shared.messages import Attendee, ContactErasure, RegistrationCommand, attendee_from_crm
 from shared.on24 import Registrant, RegistrantFields
 from shared.registration_rules import (
@@ -428,7 +428,7 @@ def _on24_event_id(event: CrmEvent) -> str | None:
     raw = (event.webinar_id or "").strip()
     if not raw or not raw.isascii() or not raw.isdigit():
         return None
-    if not ON24_EVENT_ID_PATTERN.fullmatch(raw) or int(raw) == 0:
+    if not is_webinar_id(raw):
         raise PermanentError(f"event {event.id}: msevtmgt_webinarid is not a valid ON24 event id (a positive number)")
     return str(int(raw))
 
