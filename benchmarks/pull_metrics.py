@@ -275,7 +275,7 @@ class StandIns(StandInServers):
 
     def checkins(self, registration_ids: Sequence[str], org_id: str) -> dict[str, dict[str, Any] | None]:
         """The stored check-in of each registration (by the id PullMetrics derives), or None."""
-        from shared.metrics import checkin_id
+        from shared.crm import checkin_id
 
         found: dict[str, dict[str, Any] | None] = {}
         for registration in registration_ids:

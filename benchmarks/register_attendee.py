@@ -539,7 +539,7 @@ def _watch_list() -> dict[tuple[str, int, str], str]:
         "  azure-core HttpLoggingPolicy.on_response (INFO record)": HttpLoggingPolicy.on_response,
         "ON24 + Dataverse calls (httpx.Client.send)": httpx.Client.send,
         "log records, all loggers (Logger._log)": logging_module.Logger._log,
-        "App.on24_for (open credentials, build client)": App.on24_for,
+        "App.provider_for (open credentials, build client)": App.provider_for,
         "parse_message": parse_message,
     }
     keys = {}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
+from pydantic import BaseModel
 
 from shared import admin, health, privacy
 from shared.app import App
@@ -77,14 +78,14 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """StoreCredentials: validate, check with ON24, seal and save."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
-        body = _parse_body(req.get_body(), sandbox=app.settings.dataverse_auth == "none")
+        body = _parse_body(req.get_body(), app.credentials_fields, sandbox=app.settings.dataverse_auth == "none")
         _refuse_during_purge(app, org_id)
         return admin.store_credentials(
             org_id,
             body,
             store=app.credentials,
             cipher=app.cipher,
-            verify=app.verify_on24_credentials,
+            verify=app.verify_credentials,
             actor=caller.name,
         )
 
@@ -148,10 +149,10 @@ def _respond(
         return _error(ApiError(500, "internal_error", "unexpected error; nothing was changed"))
 
 
-def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
+def _parse_body(raw: bytes | None, provider_fields: type[BaseModel], *, sandbox: bool) -> admin.CredentialsInput:
     data = _json_object(raw)
     try:
-        return admin.parse_credentials_input(data, sandbox=sandbox)
+        return admin.parse_credentials_input(data, provider_fields, sandbox=sandbox)
     except admin.InputError as exc:
         raise ApiError(400, "invalid_field", str(exc), exc.field) from None
 

@@ -19,13 +19,14 @@ import httpx
 from azure.core.credentials import TokenCredential
 
 from shared import telemetry
-from shared.admin import open_credentials
+from shared.credentials import open_secrets
 from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
 from shared.on24 import On24Client, On24Credentials
+from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
 from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts, forget_registration
@@ -40,6 +41,7 @@ from shared.store.parked import ParkedMessages
 from shared.store.purges import PurgeRequests
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
+from shared.webinars import ProviderCredentials
 
 _log = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ class App:
         ports = RegistrationPorts(
             credentials=self.credentials,
             ledger=self.ledger,
-            on24_for=self.on24_for,
+            provider_for=self.provider_for,
             crm_for=self.crm_for,
             lease_seconds=s.registration_lease_seconds,
             call_seconds=s.on24_call_seconds,
@@ -241,7 +243,7 @@ class App:
         """
         return RetryPolicy(budget=self.settings.retry_budget_seconds)
 
-    # ---- ON24 --------------------------------------------------------------------------------
+    # ---- the webinar provider: ON24 -----------------------------------------------------------------
     @cached_property
     def http(self) -> httpx.Client:
         """One connection pool for all outbound REST calls of this worker."""
@@ -250,28 +252,34 @@ class App:
             self._closers.append(self._http_client)
         return self._http_client
 
-    def on24(self, credentials: On24Credentials, *, retry: RetryPolicy | None = None) -> On24Client:
+    credentials_fields: type[CredentialsBody] = CredentialsBody
+    """The provider's part of the admin's credentials body."""
+
+    def provider_for(self, org: OrgRecord, pacing: RateLimiter | None = None) -> On24Provider:
+        """The webinar provider account of an org row: opens its envelope (DecryptionError if it cannot).
+
+        ``pacing`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
+        """
+        credentials = credentials_of(org.client_id, org.region, open_secrets(self.cipher, org))
+        return On24Provider(self._on24(credentials, retry=self.retry_policy, pacing=pacing))
+
+    def verify_credentials(self, offered: ProviderCredentials) -> None:
+        """One cheap authenticated call with credentials an admin offers; raises CredentialsRejectedError or
+        TransientError."""
+        assert isinstance(offered, CredentialsBody)
+        self._on24(offered.credentials(), retry=ADMIN_RETRY).check_credentials()
+
+    def _on24(
+        self, credentials: On24Credentials, *, retry: RetryPolicy, pacing: RateLimiter | None = None
+    ) -> On24Client:
         """An ON24 client for one org's credentials, on the shared connection pool (cheap to build)."""
         return On24Client(
             credentials,
             base_url=self.settings.on24_base_url,
             http_client=self.http,
-            retry=retry or self.retry_policy,
+            retry=retry,
             timeout=self.settings.on24_timeout_seconds,
-        )
-
-    def on24_for(self, org: OrgRecord, limiter: RateLimiter | None = None) -> On24Client:
-        """An ON24 client for an org row: opens its envelope (DecryptionError if it cannot).
-
-        ``limiter`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
-        """
-        return On24Client(
-            open_credentials(self.cipher, org),
-            base_url=self.settings.on24_base_url,
-            http_client=self.http,
-            retry=self.retry_policy,
-            timeout=self.settings.on24_timeout_seconds,
-            attendee_rate_limiter=limiter,
+            attendee_rate_limiter=pacing,
         )
 
     # ---- Dataverse ---------------------------------------------------------------------------
@@ -290,10 +298,6 @@ class App:
         """Event management in the org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
         url = org.dataverse_url or self.settings.dataverse_url
         return Crm(self.dataverse(url)) if url else None
-
-    def verify_on24_credentials(self, credentials: On24Credentials) -> None:
-        """One cheap authenticated ON24 call; raises CredentialsRejectedError or TransientError."""
-        self.on24(credentials, retry=ADMIN_RETRY).check_credentials()
 
     def close(self) -> None:
         for closer in reversed(self._closers):

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared import admin
-from shared.metrics import next_due
+from shared.metrics.schedule import next_due
 from shared.store.credentials import OrgRecord
 from shared.store.health import (
     MAX_REASON_CHARS,

@@ -53,6 +53,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.errors import PermanentError
 from shared.ids import canonical_org_id, is_org_id, is_webinar_id
+from shared.webinars import Person
 
 CANONICAL_SCHEMA = "webinar-registration/1"
 """The only canonical schema version this app reads."""
@@ -112,28 +113,6 @@ class MessageError(PermanentError):
         super().__init__(f"{self.field}: {self.reason}" if self.field else self.reason)
 
 
-class Attendee(BaseModel):
-    """The person to register, as carried by a canonical message.
-
-    Strings are stripped and checked; optional fields are None when absent. Names may exceed ON24's
-    50-character limit: the ON24 client truncates.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    email: str
-    first_name: str
-    last_name: str
-    company: str | None = None
-    job_title: str | None = None
-    country: str | None = None
-    work_phone: str | None = None
-    city: str | None = None
-    state: str | None = None
-    zip: str | None = None  # ON24's form field name
-    address_street1: str | None = None
-
-
 class RegistrationCommand(BaseModel):
     """What a queue message asks for, whichever format it came in.
 
@@ -161,7 +140,7 @@ class RegistrationCommand(BaseModel):
     event_id: str | None = None
     contact_id: str | None = None
     on24_event_id: str | None = None
-    attendee: Attendee | None = None
+    attendee: Person | None = None
     occurred_at: datetime | None = None
     source: Literal["canonical", "dataverse", "admin"]
     size_exceeded: bool = False
@@ -524,7 +503,7 @@ def attendee_from_crm(
     company: str | None = None,
     job_title: str | None = None,
     country: str | None = None,
-) -> Attendee:
+) -> Person:
     """The person to register, from a CRM contact, checked by the rules that apply to canonical messages.
 
     CRM data is as untrusted as a message body: control characters (CR/LF included), format characters,
@@ -550,7 +529,7 @@ def attendee_from_crm(
         error = _from_pydantic(exc.errors(include_url=False, include_input=False))
         column = "parentcustomerid (account name)" if error.field == "account_name" else error.field
         raise PermanentError(f"contact {contact_id}: {column} {error.reason}") from None
-    return Attendee(
+    return Person(
         email=contact.emailaddress1,
         first_name=contact.firstname or "",
         last_name=contact.lastname or "",
@@ -584,7 +563,7 @@ def _parse_canonical(data: dict[str, Any]) -> RegistrationCommand:
         raise _from_pydantic(exc.errors(include_url=False, include_input=False)) from None
     attendee = None
     if message.attendee is not None:
-        attendee = Attendee(**message.attendee.model_dump(by_alias=False))
+        attendee = Person(**message.attendee.model_dump(by_alias=False))
     return RegistrationCommand(
         org_id=message.org_id,
         action=message.action,
@@ -846,7 +825,6 @@ def _dv_date(value: object, field: str) -> datetime | None:
 __all__ = [
     "CANONICAL_SCHEMA",
     "MAX_BODY_BYTES",
-    "Attendee",
     "ContactErasure",
     "MessageError",
     "RegistrationCommand",

@@ -39,7 +39,7 @@ def metrics_ports(app: App) -> MetricsPorts:
         orgs=app.credentials,
         ledger=app.ledger,
         sync=app.sync_state,
-        on24_for=app.on24_for,
+        provider_for=app.provider_for,
         crm_for=app.crm_for,
         limiter_for=app.attendee_limiter,
     )

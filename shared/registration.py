@@ -40,8 +40,7 @@ from shared.crm import (
 )
 from shared.errors import BusyError, CredentialsRejectedError, NotFoundError, PermanentError, TransientError
 from shared.ids import is_webinar_id
-from shared.messages import Attendee, ContactErasure, RegistrationCommand, attendee_from_crm
-from shared.on24 import Registrant, RegistrantFields
+from shared.messages import ContactErasure, RegistrationCommand, attendee_from_crm
 from shared.registration_rules import (
     MAX_CLOCK_SKEW,
     PRIORITY,
@@ -58,6 +57,7 @@ from shared.registration_rules import (
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
 from shared.store.parked import ParkedMessage
+from shared.webinars import Person, Registrations
 
 _log = logging.getLogger(__name__)
 
@@ -68,18 +68,6 @@ DISABLED = "integration disabled: no ON24 credentials for org"
 
 
 # ---- ports ----------------------------------------------------------------------------------------------------
-class On24Registrations(Protocol):
-    @property
-    def last_unanswered_at(self) -> float | None:
-        """``time.monotonic()`` when a request that may have reached ON24 last went unanswered, if ever."""
-        ...
-
-    def create_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
-    def update_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant: ...
-    def delete_registrant(self, event_id: int | str, email: str) -> None: ...
-    def forget_registrant(self, event_id: int | str, email: str) -> None: ...
-
-
 class CrmRegistrations(Protocol):
     def get_registration(self, registration_id: str) -> CrmRegistration: ...
     def get_event(self, event_id: str) -> CrmEvent: ...
@@ -111,7 +99,7 @@ class RegistrationPorts:
 
     A delivery that fails transiently for the ``park_after_deliveries``-th time is parked (see ``park``).
 
-    ``on24_for`` opens the org's credentials (may raise DecryptionError); ``crm_for`` returns None when no
+    ``provider_for`` opens the org's credentials (may raise DecryptionError); ``crm_for`` returns None when no
     Dataverse URL is known for the org. ``call_seconds`` bounds one ON24 call (retry budget plus one
     attempt's timeouts); ``linger_seconds`` is how long after we stop waiting an unanswered request may still
     be applied by ON24. The lease must outlast both, plus ``lease_margin_seconds`` for clock differences.
@@ -119,7 +107,7 @@ class RegistrationPorts:
 
     credentials: OrgCredentials
     ledger: LedgerRows
-    on24_for: Callable[[OrgRecord], On24Registrations]
+    provider_for: Callable[[OrgRecord], Registrations]
     crm_for: Callable[[OrgRecord], CrmRegistrations | None]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
@@ -157,7 +145,7 @@ class _Desired:
 
     priority: int
     target: RegistrantRef | None
-    attendee: Attendee | None
+    attendee: Person | None
     status: OutcomeStatus  # for a removal: cancelled or skipped
     reason: str | None
     crm_event_id: str | None
@@ -268,7 +256,7 @@ def _apply_message(
     try:
         # Opening the credentials (Key Vault) comes first: it is slow work to do before any lease, and it
         # authenticates the org row's clear columns, the Dataverse URL among them, before anything uses them.
-        on24 = ports.on24_for(org)
+        on24 = ports.provider_for(org)
     except PermanentError as exc:
         return _record_failure(ports, cmd, None, declared, str(exc))
     crm = ports.crm_for(org)
@@ -575,7 +563,7 @@ def _act(
     ports: RegistrationPorts,
     cmd: RegistrationCommand,
     crm: CrmRegistrations | None,
-    on24: On24Registrations,
+    on24: Registrations,
     leased: LedgerEntry,
     rank: Rank,
     desired: _Desired,
@@ -584,7 +572,7 @@ def _act(
     """Run the plan under the lease, then record its outcome (in CRM, then in the ledger)."""
     steps = plan(leased, desired.target)
     deleted: list[RegistrantRef] = []
-    confirmed: Registrant | None = None
+    confirmed: str | None = None  # the registrant id the provider confirmed
     lease = leased
     calls = 0
     where: str | None = None  # the ON24 event of the call under way
@@ -601,7 +589,7 @@ def _act(
         where = ref.on24_event_id
 
     try:
-        remove = on24.forget_registrant if desired.status == "forgotten" else on24.delete_registrant
+        remove = on24.forget if desired.status == "forgotten" else on24.remove
         for ref in steps.deletes:
             before_call(ref)
             deleting = ref
@@ -609,17 +597,17 @@ def _act(
             deleting = None
             deleted.append(ref)
         if steps.upsert is not None:
-            assert desired.attendee is not None
-            fields = _registrant_fields(desired.attendee, cmd.registration_id)
+            person = desired.attendee
+            assert person is not None
             before_call(steps.upsert)
             if steps.patch:
                 try:
-                    confirmed = on24.update_registrant(steps.upsert.on24_event_id, fields)
+                    confirmed = on24.update(steps.upsert.on24_event_id, person, registration_id=cmd.registration_id)
                 except NotFoundError:  # ON24 lost it (or it was forgotten): register again
                     before_call(steps.upsert)
-                    confirmed = on24.create_registrant(steps.upsert.on24_event_id, fields)
+                    confirmed = on24.register(steps.upsert.on24_event_id, person, registration_id=cmd.registration_id)
             else:
-                confirmed = on24.create_registrant(steps.upsert.on24_event_id, fields)
+                confirmed = on24.register(steps.upsert.on24_event_id, person, registration_id=cmd.registration_id)
     except _Disabled:
         current, pending = remaining_after(leased, steps, tuple(deleted), False)
         stopped = _interrupted(lease, current, pending, failed=False)
@@ -652,7 +640,7 @@ def _act(
         current=current,
         pending=pending,
         status=status,
-        event_user_id=confirmed.eventuserid if confirmed is not None else None,
+        event_user_id=confirmed,
     )
     try:
         synced = _tell_crm(cmd, crm, done, failed=False, removed=bool(deleted))
@@ -681,23 +669,6 @@ def _keep_lease(ports: RegistrationPorts, cmd: RegistrationCommand, lease: Ledge
     return extended
 
 
-def _registrant_fields(attendee: Attendee, registration_id: str) -> RegistrantFields:
-    return RegistrantFields(
-        email=attendee.email,
-        firstname=attendee.first_name or None,
-        lastname=attendee.last_name or None,
-        company=attendee.company,
-        jobtitle=attendee.job_title,
-        country=attendee.country,
-        workphone=attendee.work_phone,
-        city=attendee.city,
-        state=attendee.state,
-        zip=attendee.zip,
-        addressstreet1=attendee.address_street1,
-        exteventusercd=registration_id,
-    )
-
-
 # ---- step 4: record -------------------------------------------------------------------------------------------
 def _interrupted(
     lease: LedgerEntry, current: RegistrantRef | None, pending: tuple[RegistrantRef, ...], *, failed: bool
@@ -718,7 +689,7 @@ def _interrupted(
 def _release(
     ports: RegistrationPorts,
     cmd: RegistrationCommand,
-    on24: On24Registrations,
+    on24: Registrations,
     lease: LedgerEntry,
     final: LedgerEntry,
     *,

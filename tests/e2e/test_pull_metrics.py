@@ -14,7 +14,8 @@ from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
-from shared.metrics import MetricsOptions, checkin_id, pull_metrics
+from shared.crm import checkin_id
+from shared.metrics import MetricsOptions, pull_metrics
 from shared.metrics_job import metrics_options, metrics_ports
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from shared.app import get_app
-from shared.metrics import MetricsOptions, RunReport, checkin_id, pull_metrics
+from shared.crm import checkin_id
+from shared.metrics import MetricsOptions, RunReport, pull_metrics
 from shared.metrics_job import metrics_options, metrics_ports
 from tests.e2e.test_pull_metrics import ORG_A, Webinars
 

@@ -25,7 +25,7 @@ from shared.health import (
     status_view,
     token_view,
 )
-from shared.metrics import is_due, next_due
+from shared.metrics.schedule import is_due, next_due
 from shared.store.credentials import OrgRecord
 from shared.store.health import OrgHealth, RegistrationCounts
 from shared.store.ledger import LedgerEntry

@@ -15,12 +15,12 @@ from shared import messages
 from shared.errors import PermanentError
 from shared.messages import (
     MAX_BODY_BYTES,
-    Attendee,
     ContactErasure,
     MessageError,
     RegistrationCommand,
     parse_message,
 )
+from shared.webinars import Person
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "messages"
 
@@ -316,7 +316,7 @@ def test_canonical_register_fixture() -> None:
         event_id=EVT,
         contact_id=None,
         on24_event_id="4471234",
-        attendee=Attendee(
+        attendee=Person(
             email="zoe.mueller@example.com",
             first_name="Zoë",
             last_name="Müller",
