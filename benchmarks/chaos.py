@@ -161,7 +161,7 @@ def build_messages(
                     registration_id=registration.registration_id,
                     event_id=registration.crm_event_ids[change.webinar],
                     action=change.action,
-                    on24_event_id=str(change.webinar) if change.action != "cancel" else None,
+                    webinar_id=str(change.webinar) if change.action != "cancel" else None,
                     attendee={"email": change.email, "firstName": "Soak", "lastName": f"Person {number}"}
                     if change.action != "cancel"
                     else None,

@@ -489,13 +489,13 @@ def seed_ledger(connection_string: str, table_name: str, crm_event_id: str, even
                 org_id=ORG,
                 registration_id=registration_id(index),
                 state="registered",
-                on24_event_id=str(WEBINAR),
-                event_user_id=str(event_user_ids[index]),
+                webinar_id=str(WEBINAR),
+                registrant_id=str(event_user_ids[index]),
                 email=email_of(index),
                 crm_event_id=crm_event_id,
                 last_message_at=now,
                 last_outcome="registered",
-                crm_synced=True,
+                crm_settled=True,
                 updated_at=now,
             )
             operations.append(("create", entry.to_entity()))
@@ -987,10 +987,10 @@ def run_orgs(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         get_app().tables.table("ledger")
         for webinar, crm_event, people in org["webinars"]:
             operations: list[Any] = []
-            for registration, event_user_id, email in people:
+            for registration, registrant_id, email in people:
                 entry = LedgerEntry(org_id=org_id, registration_id=registration, state="registered",
-                                    on24_event_id=str(webinar), event_user_id=str(event_user_id), email=email,
-                                    crm_event_id=crm_event, last_message_at=now, crm_synced=True, updated_at=now)
+                                    webinar_id=str(webinar), registrant_id=str(registrant_id), email=email,
+                                    crm_event_id=crm_event, last_message_at=now, crm_settled=True, updated_at=now)
                 operations.append(("create", entry.to_entity()))
             for start in range(0, len(operations), TRANSACTION_SIZE):
                 ledger.submit_transaction(operations[start : start + TRANSACTION_SIZE])

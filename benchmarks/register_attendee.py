@@ -283,7 +283,7 @@ def build_deliveries(
             attendee = {"email": email, "firstName": first, "lastName": last, "company": "Fabrikam",
                         "jobTitle": "Engineer", "country": "Germany"}
             body = canonical_body(org_id=ORG, registration_id=registration, event_id=crm_event_id,
-                                  on24_event_id=str(WEBINAR), attendee=attendee, occurred_at=at)
+                                  webinar_id=str(WEBINAR), attendee=attendee, occurred_at=at)
             deliveries.append(Delivery("canonical", registration, False, message_id, body, at))
     return deliveries
 

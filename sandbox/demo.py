@@ -401,7 +401,7 @@ def person_body(person: Person, *, org_id: str, event_id: str) -> dict[str, Any]
         org_id=org_id,
         registration_id=person.registration_id,
         event_id=event_id,
-        on24_event_id=str(ON24_EVENT_ID),
+        webinar_id=str(ON24_EVENT_ID),
         attendee={
             "email": person.email,
             "firstName": person.first,

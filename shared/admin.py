@@ -142,7 +142,7 @@ def status_view(org_id: str, record: OrgRecord | None, *, legacy_ids: list[str] 
         "configured": True,
         "status": record.status,
         "statusReason": record.status_reason,
-        "clientId": record.client_id,
+        "clientId": record.account_id,
         "region": record.region,
         "dataverseUrl": record.dataverse_url,
         "webinarIds": list(record.webinar_ids),
@@ -188,7 +188,7 @@ def store_credentials(
         raise CredentialsRefusedError from None
     record = OrgRecord(
         org_id=org_id,
-        client_id=provider.account_id,
+        account_id=provider.account_id,
         region=provider.region,
         envelope="",
         key_id=None,
@@ -220,7 +220,7 @@ def remove_credentials(org_id: str, *, store: CredentialStore, actor: str) -> di
         "orgId": org_id,
         "removed": removed is not None,
         "configured": False,
-        "clientId": removed.client_id if removed else None,
+        "clientId": removed.account_id if removed else None,
         "region": removed.region if removed else None,
         "integration": "disabled",
     }

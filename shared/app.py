@@ -30,7 +30,7 @@ from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
 from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts, forget_registration
-from shared.registration_rules import Backoff
+from shared.registration.rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
@@ -150,12 +150,12 @@ class App:
     def attendee_limiter(self, org: OrgRecord) -> RateLimiter:
         """The ON24 account's attendee-list pacing, shared with every instance (one per account per process)."""
         with self._lock:
-            limiter = self._limiters.get(org.client_id)
+            limiter = self._limiters.get(org.account_id)
             if limiter is None:
                 limiter = SharedRateLimiter(
-                    self.tables.table("syncstate"), org.client_id, self.settings.on24_attendee_calls_per_minute
+                    self.tables.table("syncstate"), org.account_id, self.settings.on24_attendee_calls_per_minute
                 )
-                self._limiters[org.client_id] = limiter
+                self._limiters[org.account_id] = limiter
             return limiter
 
     def registration_ports(self) -> RegistrationPorts:
@@ -260,7 +260,7 @@ class App:
 
         ``pacing`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
         """
-        credentials = credentials_of(org.client_id, org.region, open_secrets(self.cipher, org))
+        credentials = credentials_of(org.account_id, org.region, open_secrets(self.cipher, org))
         return On24Provider(self._on24(credentials, retry=self.retry_policy, pacing=pacing))
 
     def verify_credentials(self, offered: ProviderCredentials) -> None:

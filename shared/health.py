@@ -95,14 +95,14 @@ def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> Registrat
     totals: Counter[str] = Counter()
     hours: defaultdict[str, Counter[str]] = defaultdict(Counter)
     failures: list[tuple[datetime, str, str]] = []
-    in_on24 = 0
+    at_provider = 0
     last_success: datetime | None = None
     oldest = now - KEEP_HOURS
     for entry in rows:
         outcome = outcome_of(entry)
         totals[outcome] += 1
         if entry.state == "registered":
-            in_on24 += 1
+            at_provider += 1
         at = entry.updated_at
         if outcome == IN_PROGRESS or at is None:
             continue
@@ -117,9 +117,9 @@ def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> Registrat
         counted_at=now,
         totals=dict(totals),
         hours={hour: dict(counts) for hour, counts in sorted(hours.items())},
-        in_on24=in_on24,
+        at_provider=at_provider,
         recent_failures=tuple(Failure(reg, at, reason) for at, reg, reason in recent),
-        last_on24_success=last_success,
+        last_provider_success=last_success,
     )
 
 
@@ -164,7 +164,7 @@ def last_day(hours: dict[str, Any], now: datetime) -> dict[str, int]:
 
 
 # ---- pure: the ON24 token ------------------------------------------------------------------------------------------
-def on24_contact(state: WebinarSyncState) -> datetime | None:
+def provider_contact(state: WebinarSyncState) -> datetime | None:
     """When ON24 last answered a pull of this webinar (an error answer does not count)."""
     answered = state.last_attempt_at if state.status not in ("error", "new") else None
     times = [t for t in (state.last_success_at, answered) if t is not None]
@@ -176,8 +176,8 @@ def token_last_use(
 ) -> datetime | None:
     """The newest successful use of the org's token this app knows of: the credentials' check at ``PUT``, the
     newest registration ON24 accepted, the newest pull ON24 answered."""
-    contacts = [on24_contact(state) for state in states]
-    uses = [t for t in (org.updated_at, counts.last_on24_success if counts else None, *contacts) if t is not None]
+    contacts = [provider_contact(state) for state in states]
+    uses = [t for t in (org.updated_at, counts.last_provider_success if counts else None, *contacts) if t is not None]
     return max(uses) if uses else None
 
 
@@ -312,7 +312,7 @@ def _registrations_view(counts: RegistrationCounts | None, parked: ParkedCounts,
         "countedAt": _iso(counts.counted_at) if counts else None,
         "last24h": day_view,
         "total": total_view,
-        "inOn24": counts.in_on24 if counts else 0,
+        "inOn24": counts.at_provider if counts else 0,
         "recentFailures": [
             {"registrationId": f.registration_id, "at": _iso(f.at), "reason": f.reason}
             for f in (counts.recent_failures if counts else ())
@@ -408,7 +408,7 @@ class HealthOrgs(Protocol):
 class HealthLedger(Protocol):
     def changed_since(self, org_id: str, since: datetime) -> bool: ...
     def entries(
-        self, org_id: str, *, on24_event_id: str | None = None, columns: Sequence[str] | None = None
+        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
     ) -> Iterator[LedgerEntry]: ...
 
 

@@ -83,7 +83,7 @@ def retry_parked(
                 break
             parked.remove(message)
             report.outcomes[outcome.status] += 1
-            if failures and outcome.on24_answered:  # the probe got through: new registrations are parked no more
+            if failures and outcome.provider_answered:  # the probe got through: new registrations are parked no more
                 failures = 0
                 credentials.set_parking(org.org_id, 0, now)
                 report.orgs_resumed.append(org.org_id)

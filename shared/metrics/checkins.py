@@ -72,8 +72,8 @@ class Matcher:
                 continue
             reg = entry.registration_id
             self.by_registration[reg] = entry
-            if entry.event_user_id:
-                self._by_user[entry.event_user_id] = reg
+            if entry.registrant_id:
+                self._by_user[entry.registrant_id] = reg
             if entry.email:
                 self._by_email[entry.email.casefold()] = reg
 

@@ -49,7 +49,7 @@ class WebinarReport:
 
 class PullLedger(HashStore, Protocol):
     def entries(
-        self, org_id: str, *, on24_event_id: str | None = None, columns: Sequence[str] | None = None
+        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
     ) -> Iterator[LedgerEntry]: ...
 
 
@@ -119,7 +119,7 @@ def _read_and_write(
 ) -> WebinarReport:
     resumed = state.pending_end is not None
     start, end, _ = pull_window(state, signpost=signpost, lookback=pull.lookback)
-    matcher = Matcher(pull.ledger.entries(pull.org_id, on24_event_id=state.webinar_id, columns=MATCH_COLUMNS))
+    matcher = Matcher(pull.ledger.entries(pull.org_id, webinar_id=state.webinar_id, columns=MATCH_COLUMNS))
     writer = CheckinWriter(pull.org_id, state.webinar_id, pull.crm, pull.ledger, matcher, pull.max_parallel)
     counts = writer.counts
     if resumed:  # resumed pull: keep its tally

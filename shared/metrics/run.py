@@ -168,7 +168,7 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
             continue
         org = current
         outcome = outcomes.setdefault(org_id, _OrgOutcome())
-        limiter = limiters.get(org.client_id) or limiters.setdefault(org.client_id, _limiter(ports, options, org))
+        limiter = limiters.get(org.account_id) or limiters.setdefault(org.account_id, _limiter(ports, options, org))
         # A fair share of what is left, so one huge webinar cannot starve the others; it resumes next run.
         now_mono = ports.monotonic()
         share = max(MIN_SLICE_SECONDS, (deadline - now_mono) / (len(queue) - index))

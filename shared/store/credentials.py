@@ -46,7 +46,7 @@ class OrgRecord:
     """One org's stored integration settings. ``envelope`` is ciphertext; it is still kept out of repr."""
 
     org_id: str
-    client_id: str
+    account_id: str
     region: str
     envelope: str = field(repr=False)
     key_id: str | None
@@ -75,13 +75,13 @@ class OrgRecord:
     @property
     def bound(self) -> dict[str, str]:
         """The clear columns authenticated with the envelope (AES-GCM associated data)."""
-        return {"clientId": self.client_id, "region": self.region, "dataverseUrl": self.dataverse_url or ""}
+        return {"clientId": self.account_id, "region": self.region, "dataverseUrl": self.dataverse_url or ""}
 
     def to_entity(self) -> dict[str, Any]:
         return {
             "PartitionKey": self.org_id,
             "RowKey": _ROW_KEY,
-            "ClientId": self.client_id,
+            "ClientId": self.account_id,
             "Region": self.region,
             "Envelope": self.envelope,
             "KeyId": self.key_id or "",
@@ -104,7 +104,7 @@ class OrgRecord:
         status = entity.get("Status") or "active"
         return cls(
             org_id=entity["PartitionKey"],
-            client_id=entity.get("ClientId") or "",
+            account_id=entity.get("ClientId") or "",
             region=entity.get("Region") or "na",
             envelope=entity.get("Envelope") or "",
             key_id=entity.get("KeyId") or None,

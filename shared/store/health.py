@@ -53,9 +53,9 @@ class RegistrationCounts:
     counted_at: datetime
     totals: dict[str, int] = field(default_factory=dict)
     hours: dict[str, dict[str, int]] = field(default_factory=dict)
-    in_on24: int = 0
+    at_provider: int = 0
     recent_failures: tuple[Failure, ...] = ()
-    last_on24_success: datetime | None = None
+    last_provider_success: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -165,12 +165,12 @@ def _registrations_json(counts: RegistrationCounts | None) -> dict[str, Any]:
         "countedAt": _iso(counts.counted_at),
         "totals": counts.totals,
         "hours": counts.hours,
-        "inOn24": counts.in_on24,
+        "inOn24": counts.at_provider,
         "recentFailures": [
             {"registrationId": f.registration_id, "at": _iso(f.at), "reason": f.reason[:MAX_REASON_CHARS]}
             for f in counts.recent_failures
         ],
-        "lastOn24Success": _iso(counts.last_on24_success),
+        "lastOn24Success": _iso(counts.last_provider_success),
     }
 
 
@@ -188,9 +188,9 @@ def _registrations_from(data: dict[str, Any]) -> RegistrationCounts | None:
         counted_at=counted_at,
         totals=_counts(data.get("totals")),
         hours={str(hour): _counts(v) for hour, v in hours.items()} if isinstance(hours, dict) else {},
-        in_on24=int(data.get("inOn24") or 0),
+        at_provider=int(data.get("inOn24") or 0),
         recent_failures=tuple(failures),
-        last_on24_success=_time(data.get("lastOn24Success")),
+        last_provider_success=_time(data.get("lastOn24Success")),
     )
 
 

@@ -42,12 +42,12 @@ MAX_PENDING = 200  # far above any real history; a row never holds more than Tab
 class RegistrantRef:
     """An ON24 registrant as the ledger knows it: ON24 keys registrants by (event, email)."""
 
-    on24_event_id: str
+    webinar_id: str
     email: str
 
     def same(self, other: RegistrantRef) -> bool:
         """ON24 compares emails case-insensitively within an event."""
-        return self.on24_event_id == other.on24_event_id and self.email.casefold() == other.email.casefold()
+        return self.webinar_id == other.webinar_id and self.email.casefold() == other.email.casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class Intent:
         return json.dumps(
             {
                 "action": self.action,
-                "event": self.target.on24_event_id if self.target else None,
+                "event": self.target.webinar_id if self.target else None,
                 "email": self.target.email if self.target else None,
                 "at": self.message_at.isoformat(),
                 "priority": self.priority,
@@ -104,8 +104,8 @@ class LedgerEntry:
     org_id: str
     registration_id: str
     state: LedgerState = "new"
-    on24_event_id: str | None = None
-    event_user_id: str | None = None
+    webinar_id: str | None = None
+    registrant_id: str | None = None
     email: str | None = None
     crm_event_id: str | None = None
     contact_id: str | None = None
@@ -113,7 +113,7 @@ class LedgerEntry:
     last_priority: int = 0
     last_outcome: str | None = None
     reason: str | None = None
-    crm_synced: bool = False
+    crm_settled: bool = False
     pending: tuple[RegistrantRef, ...] = ()
     intent: Intent | None = None
     lease_id: str | None = None
@@ -131,8 +131,8 @@ class LedgerEntry:
     @property
     def current(self) -> RegistrantRef | None:
         """The confirmed ON24 registrant, when there is one."""
-        if self.state == "registered" and self.on24_event_id and self.email:
-            return RegistrantRef(self.on24_event_id, self.email)
+        if self.state == "registered" and self.webinar_id and self.email:
+            return RegistrantRef(self.webinar_id, self.email)
         return None
 
     def known_registrants(self) -> tuple[RegistrantRef, ...]:
@@ -150,8 +150,8 @@ class LedgerEntry:
             "PartitionKey": self.org_id,
             "RowKey": self.registration_id,
             "State": self.state,
-            "On24EventId": self.on24_event_id or "",
-            "EventUserId": self.event_user_id or "",
+            "On24EventId": self.webinar_id or "",
+            "EventUserId": self.registrant_id or "",
             "Email": self.email or "",
             "CrmEventId": self.crm_event_id or "",
             "ContactId": self.contact_id or "",
@@ -159,8 +159,8 @@ class LedgerEntry:
             "LastPriority": self.last_priority,
             "LastOutcome": self.last_outcome or "",
             "Reason": (self.reason or "")[:1000],
-            "CrmSynced": self.crm_synced,
-            "Pending": json.dumps([[p.on24_event_id, p.email] for p in self.pending], separators=(",", ":"))
+            "CrmSynced": self.crm_settled,
+            "Pending": json.dumps([[p.webinar_id, p.email] for p in self.pending], separators=(",", ":"))
             if self.pending
             else "",
             "Intent": self.intent.to_json() if self.intent else "",
@@ -189,8 +189,8 @@ class LedgerEntry:
             org_id=entity["PartitionKey"],
             registration_id=entity["RowKey"],
             state=state,
-            on24_event_id=text("On24EventId"),
-            event_user_id=text("EventUserId"),
+            webinar_id=text("On24EventId"),
+            registrant_id=text("EventUserId"),
             email=text("Email"),
             crm_event_id=text("CrmEventId"),
             contact_id=text("ContactId"),
@@ -198,7 +198,7 @@ class LedgerEntry:
             last_priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
             last_outcome=text("LastOutcome"),
             reason=text("Reason"),
-            crm_synced=bool(entity.get("CrmSynced")),
+            crm_settled=bool(entity.get("CrmSynced")),
             pending=_pending(text("Pending"), entity["PartitionKey"], entity["RowKey"]),
             intent=Intent.from_json(intent_text) if intent_text else None,
             lease_id=text("LeaseId"),
@@ -245,15 +245,15 @@ class Ledger:
         return None if etag is None else replace(entry, etag=etag)
 
     def entries(
-        self, org_id: str, *, on24_event_id: str | None = None, columns: Sequence[str] | None = None
+        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
     ) -> Iterator[LedgerEntry]:
         """An org's ledger rows, optionally only those of one ON24 event and only some ``columns`` (the rest
         read as defaults): the metrics run reads 100,000 rows this way."""
         query = "PartitionKey eq @org"
         parameters: dict[str, Any] = {"org": org_id}
-        if on24_event_id is not None:
+        if webinar_id is not None:
             query += " and On24EventId eq @event"
-            parameters["event"] = on24_event_id
+            parameters["event"] = webinar_id
         select = ["PartitionKey", "RowKey", *columns] if columns else None
         with table_errors(f"listing ledger rows of org {org_id!r}"):
             for entity in self._table.query_entities(query, parameters=parameters, select=select):
@@ -329,7 +329,7 @@ class Ledger:
 
     # ---- privacy: retention, erasure lookup and purge (issue 14) -------------------------------------------
     def personal_rows(
-        self, org_id: str, on24_event_id: str, *, after: str | None = None, updated_since: datetime | None = None
+        self, org_id: str, webinar_id: str, *, after: str | None = None, updated_since: datetime | None = None
     ) -> Iterator[LedgerEntry]:
         """The rows of one ON24 event that still hold personal data (an email in ``Email``, ``Pending`` or
         ``Intent``), in row key order; only those after row key ``after`` and written since ``updated_since``.
@@ -337,14 +337,14 @@ class Ledger:
         The email never goes into the query (a request URL may be logged): only emptiness is tested.
         """
         query = "PartitionKey eq @org and On24EventId eq @event and (Email ne '' or Pending ne '' or Intent ne '')"
-        parameters: dict[str, Any] = {"org": org_id, "event": on24_event_id}
+        parameters: dict[str, Any] = {"org": org_id, "event": webinar_id}
         if after is not None:
             query += " and RowKey gt @after"
             parameters["after"] = after
         if updated_since is not None:
             query += " and UpdatedAt ge @since"
             parameters["since"] = updated_since
-        with table_errors(f"listing ledger rows with personal data of webinar {on24_event_id} (org {org_id!r})"):
+        with table_errors(f"listing ledger rows with personal data of webinar {webinar_id} (org {org_id!r})"):
             for entity in self._table.query_entities(query, parameters=parameters):
                 yield LedgerEntry.from_entity(entity)
 

@@ -185,7 +185,7 @@ def test_no_token_ever_reaches_a_host_outside_the_allowlist(
         org_id=ORG,
         registration_id=registration,
         event_id=str(uuid.uuid4()),
-        on24_event_id="4471234",
+        webinar_id="4471234",
         attendee={"email": "ada@contoso.example", "firstName": "Ada", "lastName": "Lovelace"},
     )
     on24.add_event(ON24_CLIENT_ID, 4471234)

@@ -70,7 +70,7 @@ class Webinars:
                     org_id=org,
                     registration_id=reg,
                     event_id=crm.event_id,
-                    on24_event_id=str(event),
+                    webinar_id=str(event),
                     attendee={"email": email, "firstName": "T", "lastName": "Tester"},
                 )
             )

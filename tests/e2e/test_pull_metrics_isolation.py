@@ -83,7 +83,7 @@ class Tenants:
                 org_id=org_id,
                 registration_id=reg,
                 event_id=crm.event_id,
-                on24_event_id=str(webinar),
+                webinar_id=str(webinar),
                 attendee={"email": email, "firstName": f"A{i}", "lastName": "Tester"},
             )
             register_main(service_bus_message(message))

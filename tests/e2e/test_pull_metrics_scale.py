@@ -55,7 +55,7 @@ def fleet(app_env: dict[str, str], on24: Any, dataverse: Any) -> dict[str, list[
                 org_id=org,
                 registration_id=reg,
                 event_id=crm.event_id,
-                on24_event_id=str(webinar),
+                webinar_id=str(webinar),
                 attendee={"email": email, "firstName": "P", "lastName": f"Org{n}"},
             )
             register_main(service_bus_message(message))

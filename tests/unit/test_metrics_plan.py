@@ -27,7 +27,7 @@ def entry(reg: str = REG, **changes: object) -> LedgerEntry:
         "org_id": "org",
         "registration_id": reg,
         "state": "registered",
-        "event_user_id": "9001",
+        "registrant_id": "9001",
         "email": "Ada@Example.com",
     }
     base.update(changes)
@@ -86,7 +86,7 @@ def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None
     matcher = Matcher(
         [
             entry(),
-            entry(other, event_user_id="7000", email="b@example.com"),
+            entry(other, registrant_id="7000", email="b@example.com"),
             entry("11111111-1111-4111-8111-111111111111", state="failed", email="c@example.com"),
         ]
     )
@@ -171,7 +171,7 @@ def test_version_1_of_the_metrics_hash_is_what_the_ledger_holds() -> None:
     known = entry(
         crm_event_id="b7e1c2d3-4f5a-4b6c-8d9e-0a1b2c3d4e5f",
         contact_id="c4d5e6f7-0819-4a2b-9c3d-4e5f60718293",
-        event_user_id=None,
+        registrant_id=None,
         email=None,
     )
     attended = row(

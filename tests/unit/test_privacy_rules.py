@@ -27,7 +27,7 @@ GRACE = timedelta(days=30)
 
 
 def entry(reg: str = "r1", **fields: object) -> LedgerEntry:
-    base = LedgerEntry(org_id=ORG, registration_id=reg, state="registered", on24_event_id="7001", email="p@x.example")
+    base = LedgerEntry(org_id=ORG, registration_id=reg, state="registered", webinar_id="7001", email="p@x.example")
     return replace(base, etag="e1", **fields)  # type: ignore[arg-type]
 
 
@@ -90,11 +90,11 @@ class FakeLedger:
         self.clock: Clock | None = None
 
     def personal_rows(
-        self, org_id: str, on24_event_id: str, *, after: str | None = None, updated_since: datetime | None = None
+        self, org_id: str, webinar_id: str, *, after: str | None = None, updated_since: datetime | None = None
     ) -> Iterator[LedgerEntry]:
         for key in sorted(self.rows):
             row = self.rows[key]
-            if row.on24_event_id == on24_event_id and (row.email or row.pending) and (after is None or key > after):
+            if row.webinar_id == webinar_id and (row.email or row.pending) and (after is None or key > after):
                 yield row
 
     def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
@@ -271,11 +271,11 @@ def closed_webinar(**fields: object) -> WebinarSyncState:
 
 
 def test_retention_clears_closed_webinars_only_and_marks_them_cleared() -> None:
-    rows = [entry("r1"), entry("r2", on24_event_id="7002"), entry("r3", lease_id="L", lease_until=NOW + timedelta(1))]
+    rows = [entry("r1"), entry("r2", webinar_id="7002"), entry("r3", lease_id="L", lease_until=NOW + timedelta(1))]
     ledger = FakeLedger(rows)
     sync = FakeSync([closed_webinar(), state(webinar_id="7002", window_end=NOW + timedelta(days=3))])
     report = privacy.housekeeping(ports(ledger, sync), PrivacyOptions(), budget_seconds=30)
-    assert ledger.rows["r1"].email is None and ledger.rows["r1"].event_user_id == rows[0].event_user_id
+    assert ledger.rows["r1"].email is None and ledger.rows["r1"].registrant_id == rows[0].registrant_id
     assert ledger.rows["r2"].email == "p@x.example", "the open webinar keeps its emails"
     assert ledger.rows["r3"].email == "p@x.example", "a leased row is left for a later pass"
     assert report.rows_cleared == 1 and report.rows_kept == {"leased": 1}

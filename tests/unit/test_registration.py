@@ -138,7 +138,7 @@ def test_register_then_duplicates_make_one_on24_call() -> None:
     w = World()
     assert w.handle().status == "registered"
     assert w.on24.calls == [("create", "777", "ada@example.com")]
-    assert w.entry.state == "registered" and w.entry.event_user_id == "u-ada@example.com" and w.entry.lease_id is None
+    assert w.entry.state == "registered" and w.entry.registrant_id == "u-ada@example.com" and w.entry.lease_id is None
     assert w.crm.synced[-1] == {
         "registrant_id": "u-ada@example.com",
         "synced": True,
@@ -154,9 +154,9 @@ def test_canonical_message_with_everything_needs_no_crm_read() -> None:
     w.crm.get_registration = None  # type: ignore[assignment,method-assign]  # would fail if called
     outcome = w.handle(
         source="canonical",
-        event_id=EVENT,
-        on24_event_id="555",
-        attendee=Person(email="g@example.com", first_name="G", last_name="H"),
+        crm_event_id=EVENT,
+        webinar_id="555",
+        person=Person(email="g@example.com", first_name="G", last_name="H"),
     )
     assert outcome.status == "registered" and w.on24.calls == [("create", "555", "g@example.com")]
 
