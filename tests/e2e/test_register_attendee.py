@@ -365,7 +365,7 @@ def test_one_structured_log_line_per_message_without_secrets(crm: CrmOrg, caplog
     lines = [r for r in caplog.records if r.name == "shared.inbox"]
     assert len(lines) == 1
     line = lines[0]
-    assert (line.org_id, line.registration_id, line.webinar_id, line.outcome) == (
+    assert (line.org_id, line.registration_id, line.on24_event_id, line.outcome) == (
         ORG,
         reg,
         str(WEBINAR),
