@@ -544,7 +544,7 @@ class ParkedRetries:
 
     def _loop(self) -> None:
         from shared.app import get_app
-        from shared.parking import run_retry_parked
+        from shared.entrypoints.timers import run_retry_parked
 
         while not self._stop.wait(0.5):
             with contextlib.suppress(Exception):  # storage hiccups: the next run tries again, as the timer would

@@ -12,8 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 from azure.core.credentials import TokenCredential
@@ -24,7 +23,9 @@ from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
+from shared.health import HealthPorts, StatusPorts
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
+from shared.metrics import MetricsOptions, MetricsPorts
 from shared.on24 import On24Client, On24Credentials
 from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
 from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
@@ -55,6 +56,30 @@ ADMIN_RETRY = RetryPolicy(budget=3.0, base_delay=0.2, max_delay=1.0, max_attempt
 HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
 
 
+_T = TypeVar("_T")
+_MISSING: Any = object()
+
+
+class _once(Generic[_T]):
+    """``functools.cached_property``, built under the App's lock: two threads asking at once never build (and
+    leak) two clients; once built, reads take no lock (the value sits in the instance's ``__dict__``)."""
+
+    def __init__(self, build: Callable[[Any], _T]) -> None:
+        self._build = build
+        self._name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __get__(self, app: App, owner: object = None) -> _T:
+        value = app.__dict__.get(self._name, _MISSING)
+        if value is _MISSING:
+            with app._build_lock:
+                value = app.__dict__.get(self._name, _MISSING)
+                if value is _MISSING:
+                    value = self._build(app)
+                    app.__dict__[self._name] = value
+        return value  # type: ignore[no-any-return]
+
+
 class App:
     """Long-lived clients for one worker process. Thread-safe to share across invocations."""
 
@@ -73,13 +98,14 @@ class App:
         self._azure_credential = azure_credential
         self._http_client = http_client
         self._lock = threading.Lock()
+        self._build_lock = threading.RLock()  # a client's build may need another (tables -> identity)
         self._closers: list[Any] = []
         self._dataverse: dict[str, DataverseClient] = {}
         self._blob_container: Any = None
         self._limiters: dict[str, SharedRateLimiter] = {}
 
     # ---- identity ----------------------------------------------------------------------------
-    @cached_property
+    @_once
     def azure_credential(self) -> TokenCredential:
         """DefaultAzureCredential (managed identity in Azure), created on first use."""
         if self._azure_credential is None:
@@ -90,7 +116,7 @@ class App:
         return self._azure_credential
 
     # ---- state -------------------------------------------------------------------------------
-    @cached_property
+    @_once
     def tables(self) -> StateTables:
         s = self.settings
         tables = StateTables.connect(
@@ -102,24 +128,24 @@ class App:
         self._closers.append(tables)
         return tables
 
-    @cached_property
+    @_once
     def credentials(self) -> CredentialStore:
         return CredentialStore(self.tables.table("orgs"))
 
-    @cached_property
+    @_once
     def sync_state(self) -> SyncStateStore:
         return SyncStateStore(self.tables.table("syncstate"))
 
-    @cached_property
+    @_once
     def ledger(self) -> Ledger:
         return Ledger(self.tables.table("ledger"))
 
-    @cached_property
+    @_once
     def parked(self) -> ParkedMessages:
         """Registrations parked during an outage (``shared.parking`` re-drives them)."""
         return ParkedMessages(self.tables.table("ledger"))
 
-    @cached_property
+    @_once
     def rejected(self) -> RejectedMessages:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
         return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
@@ -142,7 +168,7 @@ class App:
                 self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
             return self._blob_container
 
-    @cached_property
+    @_once
     def health(self) -> HealthStore:
         """Each org's health summary (for the status route), kept by PullMetrics."""
         return HealthStore(self.tables.table("syncstate"))
@@ -178,7 +204,7 @@ class App:
         return ports if self._clock is None else replace(ports, clock=self._clock)
 
     # ---- privacy: retention, erasure, purge -----------------------------------------------------
-    @cached_property
+    @_once
     def purges(self) -> PurgeRequests:
         """Open purge requests (orgs that left), beside the credentials rows."""
         return PurgeRequests(self.tables.table("orgs"))
@@ -206,8 +232,37 @@ class App:
             grace=timedelta(days=s.metrics_grace_days), rejected_retention=timedelta(days=s.rejected_retention_days)
         )
 
+    # ---- PullMetrics, the status route --------------------------------------------------------
+    def metrics_options(self) -> MetricsOptions:
+        s = self.settings
+        return MetricsOptions(
+            budget_seconds=s.metrics_budget_seconds,
+            grace=timedelta(days=s.metrics_grace_days),
+            lookback=timedelta(hours=s.metrics_lookback_hours),
+            attendee_calls_per_minute=s.on24_attendee_calls_per_minute,
+        )
+
+    def metrics_ports(self) -> MetricsPorts:
+        """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
+        return MetricsPorts(
+            orgs=self.credentials,
+            ledger=self.ledger,
+            sync=self.sync_state,
+            provider_for=self.provider_for,
+            crm_for=self.crm_for,
+            limiter_for=self.attendee_limiter,
+        )
+
+    def health_ports(self) -> HealthPorts:
+        return HealthPorts(
+            orgs=self.credentials, ledger=self.ledger, rejected=self.rejected, rows=self.health, sync=self.sync_state
+        )
+
+    def status_ports(self) -> StatusPorts:
+        return StatusPorts(credentials=self.credentials, sync=self.sync_state, rows=self.health, parked=self.parked)
+
     # ---- crypto ------------------------------------------------------------------------------
-    @cached_property
+    @_once
     def key_provider(self) -> KeyProvider:
         if self._key_provider is not None:
             return self._key_provider
@@ -231,11 +286,11 @@ class App:
             "(production) or CREDENTIALS_KEY (base64 of 32 bytes, development only)"
         )
 
-    @cached_property
+    @_once
     def cipher(self) -> CredentialCipher:
         return CredentialCipher(self.key_provider)
 
-    @cached_property
+    @_once
     def retry_policy(self) -> RetryPolicy:
         """How long a function retries ON24/Dataverse blips before letting the platform retry (RETRY_BUDGET_SECONDS).
 
@@ -244,7 +299,7 @@ class App:
         return RetryPolicy(budget=self.settings.retry_budget_seconds)
 
     # ---- the webinar provider: ON24 -----------------------------------------------------------------
-    @cached_property
+    @_once
     def http(self) -> httpx.Client:
         """One connection pool for all outbound REST calls of this worker."""
         if self._http_client is None:

@@ -212,7 +212,7 @@ def to_queue(client: Any, queue: str) -> tuple[str, Send]:
 def to_handler(app: Any) -> tuple[str, Send]:
     """RegisterAttendee's own handler in this process, given the message as the Functions host would."""
     from sandbox.triggers import service_bus_message
-    from shared.inbox import process_registration_message
+    from shared.entrypoints.queue import process_registration_message
 
     def send(chosen: Sequence[Prepared], on_sent: Sent) -> None:
         for prepared in chosen:

@@ -22,6 +22,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.ids import canonical_org_id
+from shared.store.codec import EPOCH, moment
 from shared.store.tables import read_entity, table_errors
 
 _log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ _ROW_KEY = "credentials"
 OrgStatus = Literal["active", "rejected"]
 MetricsStatus = Literal["ok", "error"]
 MAX_REASON = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def org_key(org_id: str) -> str:
@@ -96,7 +96,7 @@ class OrgRecord:
             "MetricsReason": (self.metrics_reason or "")[:MAX_REASON],
             "MetricsAt": self.metrics_at,
             "ParkFailures": self.park_failures,
-            "ParkUntil": self.park_until or _EPOCH,
+            "ParkUntil": self.park_until or EPOCH,
         }
 
     @classmethod
@@ -119,12 +119,8 @@ class OrgRecord:
             metrics_reason=entity.get("MetricsReason") or None,
             metrics_at=entity.get("MetricsAt") if isinstance(entity.get("MetricsAt"), datetime) else None,
             park_failures=int(entity.get("ParkFailures") or 0),
-            park_until=_moment(entity.get("ParkUntil")),
+            park_until=moment(entity.get("ParkUntil")),
         )
-
-
-def _moment(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) and value > _EPOCH else None
 
 
 def _metrics_status(value: Any) -> MetricsStatus | None:
@@ -193,13 +189,13 @@ class CredentialStore:
         """Record the org's parking: ``failures`` in a row (> 0: new registrations are parked at once), and when
         its parked registrations are next due (None: it has none left). False if the row is gone."""
         # A MERGE leaves out None properties: the epoch stands for "no time" (read back as None).
-        return self._merge(org_id, {"ParkFailures": failures, "ParkUntil": until or _EPOCH}, "parking state")
+        return self._merge(org_id, {"ParkFailures": failures, "ParkUntil": until or EPOCH}, "parking state")
 
     def due_for_parked_work(self, now: datetime) -> list[OrgRecord]:
         """Orgs whose parked registrations are due (``park_until`` set and reached), for RetryParked."""
         query = f"RowKey eq '{_ROW_KEY}' and ParkUntil gt @epoch and ParkUntil le @now"
         with table_errors("listing orgs with parked registrations"):
-            rows = self._table.query_entities(query, parameters={"epoch": _EPOCH, "now": now})
+            rows = self._table.query_entities(query, parameters={"epoch": EPOCH, "now": now})
             return [OrgRecord.from_entity(dict(entity)) for entity in rows]
 
     def list_orgs(self) -> Iterator[OrgRecord]:

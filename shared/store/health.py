@@ -19,12 +19,12 @@ from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.store.codec import EPOCH, etag_of, moment
 from shared.store.tables import read_entity, table_errors, write_entity
 
 HEALTH_ROW = "~health"
 _APP_PARTITION = "~app"
 _REJECTED_MARK_ROW = "~rejected"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_REASON_CHARS = 300
 
 
@@ -84,7 +84,7 @@ class OrgHealth:
         return {
             "PartitionKey": self.org_id,
             "RowKey": HEALTH_ROW,
-            "CheckedAt": self.checked_at or _EPOCH,
+            "CheckedAt": self.checked_at or EPOCH,
             "Registrations": json.dumps(_registrations_json(self.registrations), separators=(",", ":")),
             "Rejected": json.dumps(_rejected_json(self.rejected), separators=(",", ":")),
         }
@@ -94,10 +94,10 @@ class OrgHealth:
         checked = entity.get("CheckedAt")
         return cls(
             org_id=str(entity["PartitionKey"]),
-            checked_at=checked if isinstance(checked, datetime) and checked > _EPOCH else None,
+            checked_at=moment(checked),
             registrations=_registrations_from(_loads(entity.get("Registrations"))),
             rejected=_rejected_from(_loads(entity.get("Rejected"))),
-            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+            etag=etag_of(entity),
         )
 
 
@@ -120,8 +120,7 @@ class HealthStore:
     def rejected_mark(self) -> datetime | None:
         """Up to when the rejected messages were last counted."""
         entity = read_entity(self._table, _APP_PARTITION, _REJECTED_MARK_ROW, "reading the rejected-count mark")
-        value = entity.get("CountedAt") if entity is not None else None
-        return value if isinstance(value, datetime) and value > _EPOCH else None
+        return moment(entity.get("CountedAt")) if entity is not None else None
 
     def set_rejected_mark(self, counted_at: datetime) -> None:
         entity = {"PartitionKey": _APP_PARTITION, "RowKey": _REJECTED_MARK_ROW, "CountedAt": counted_at}

@@ -10,12 +10,13 @@ credentials (``RowKey eq 'credentials'``) never sees these rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.store.codec import EPOCH
 from shared.store.tables import read_entity, table_errors
 
 _ROW_KEY = "purge"
@@ -39,7 +40,7 @@ class PurgeRequest:
             "RowKey": _ROW_KEY,
             "RequestedAt": self.requested_at,
             "RequestedBy": self.requested_by,
-            "DeletedAt": self.deleted_at or datetime(1970, 1, 1, tzinfo=UTC),
+            "DeletedAt": self.deleted_at or EPOCH,
         }
         for part in PURGED_PARTS:
             entity[f"Deleted_{part}"] = int(self.deleted.get(part, 0))

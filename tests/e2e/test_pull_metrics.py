@@ -16,7 +16,6 @@ from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
 from shared.crm import checkin_id
 from shared.metrics import MetricsOptions, pull_metrics
-from shared.metrics_job import metrics_options, metrics_ports
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body
 from tests.conftest import ON24_CLIENT_ID, credentials_body
@@ -250,8 +249,8 @@ def test_crash_mid_run_loses_nothing_and_the_next_run_finishes_without_duplicate
                 raise WorkerKilled("worker killed")
             return self.inner.upsert_checkins(*args, **kwargs)
 
-    ports = replace(metrics_ports(app), crm_for=lambda org: CrashingCrm(app.crm_for(org)))
-    options = MetricsOptions(**{**metrics_options(app).__dict__, "chunk_rows": 100})
+    ports = replace(app.metrics_ports(), crm_for=lambda org: CrashingCrm(app.crm_for(org)))
+    options = MetricsOptions(**{**app.metrics_options().__dict__, "chunk_rows": 100})
     with pytest.raises(WorkerKilled, match="worker killed"):
         pull_metrics(ports, options)
     assert 0 < len(dataverse.rows(CHECKINS)) < 250
@@ -274,8 +273,8 @@ def test_a_run_out_of_time_resumes_where_it_stopped(webinars: Webinars, on24: An
         w.watch(7001, f"r{i:03}@a.example", live=3)
     app = get_app()
     ticks = iter(range(10_000))  # every look at the clock costs a "second": the budget runs out after page one
-    ports = replace(metrics_ports(app), monotonic=lambda: float(next(ticks)))
-    options = MetricsOptions(**{**metrics_options(app).__dict__, "budget_seconds": 2})
+    ports = replace(app.metrics_ports(), monotonic=lambda: float(next(ticks)))
+    options = MetricsOptions(**{**app.metrics_options().__dict__, "budget_seconds": 2})
     first = pull_metrics(ports, options)
     assert [r.status for r in first.webinars] == ["partial"]
     assert len(dataverse.rows(CHECKINS)) == 100

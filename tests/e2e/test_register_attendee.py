@@ -348,7 +348,7 @@ def test_revoked_on24_token_fails_permanently(crm: CrmOrg, on24: Any) -> None:
 def test_malformed_and_hostile_bodies_get_a_permanent_outcome_and_no_on24_call(
     env: dict[str, str], on24: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="shared.inbox"):
+    with caplog.at_level(logging.ERROR, logger="shared.entrypoints.queue"):
         for body, content_type, _expected in [getattr(p, "values", p) for p in HOSTILE_BODIES]:
             deliver(body, content_type=content_type)  # returns: the message completes
     assert on24.count() == 0
@@ -362,7 +362,7 @@ def test_one_structured_log_line_per_message_without_secrets(crm: CrmOrg, caplog
     reg = crm.registration(crm.contact("Lynn", "Conway", "lynn@example.com"))
     with caplog.at_level(logging.DEBUG):
         deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
-    lines = [r for r in caplog.records if r.name == "shared.inbox"]
+    lines = [r for r in caplog.records if r.name == "shared.entrypoints.queue"]
     assert len(lines) == 1
     line = lines[0]
     assert (line.org_id, line.registration_id, line.on24_event_id, line.outcome) == (

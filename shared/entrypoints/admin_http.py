@@ -40,7 +40,6 @@ from shared.errors import (
 )
 from shared.ids import canonical_org_id
 from shared.metrics import WebinarReport, pull_webinar
-from shared.metrics_job import metrics_options, metrics_ports
 from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -236,16 +235,12 @@ def _error(exc: ApiError) -> func.HttpResponse:
 STATUS_ROUTE = "/api/orgs/{org}/webinar/status"
 
 
-def status_ports(app: App) -> health.StatusPorts:
-    return health.StatusPorts(credentials=app.credentials, sync=app.sync_state, rows=app.health, parked=app.parked)
-
-
 def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """WebinarStatus: the org's health (credentials, token use, webinars, registrations, rejected messages)."""
 
     def run(org_id: str, _caller: Caller) -> dict[str, Any]:
         _no_body(req.get_body())
-        return health.org_status(org_id, status_ports(app))
+        return health.org_status(org_id, app.status_ports())
 
     return _respond(req, app, "GET", run)
 
@@ -265,8 +260,8 @@ def post_webinar_pull(req: func.HttpRequest, app: App) -> func.HttpResponse:
         )
         try:
             report = pull_webinar(
-                metrics_ports(app),
-                metrics_options(app),
+                app.metrics_ports(),
+                app.metrics_options(),
                 org_id,
                 webinar_id,
                 budget_seconds=app.settings.on_demand_pull_budget_seconds,
