@@ -93,12 +93,7 @@ def parse_dataverse(data: dict[str, Any], *, size_exceeded: bool) -> Registratio
     else:
         size_exceeded = True  # nothing tells us the row's state: the caller must re-read it
 
-    primary_id = _dv_guid(data.get("PrimaryEntityId"), "PrimaryEntityId", allow_nil=True)
-    if primary_id is not None and target_id is not None and primary_id != target_id:
-        raise MessageError("names a different row than InputParameters.Target.Id", field="PrimaryEntityId")
-    registration_id = primary_id or target_id
-    if registration_id is None:
-        raise MessageError("is required (the registration's GUID)", field="PrimaryEntityId")
+    registration_id = _row_id(data, target_id, "the registration's GUID")
 
     columns: dict[str, Any] = {}
     columns.update(_image_attributes(data.get("PreEntityImages"), "PreEntityImages"))
@@ -140,12 +135,7 @@ def _parse_dataverse_delete(data: dict[str, Any], entity: str) -> RegistrationCo
         raise MessageError("is required (a GUID)", field="OrganizationId")
     target = _key_values(data.get("InputParameters"), "InputParameters").get("Target")
     target_id = _dv_reference_id(target, "InputParameters.Target") if target is not None else None
-    primary_id = _dv_guid(data.get("PrimaryEntityId"), "PrimaryEntityId", allow_nil=True)
-    if primary_id is not None and target_id is not None and primary_id != target_id:
-        raise MessageError("names a different row than InputParameters.Target.Id", field="PrimaryEntityId")
-    row_id = primary_id or target_id
-    if row_id is None:
-        raise MessageError("is required (the deleted row's GUID)", field="PrimaryEntityId")
+    row_id = _row_id(data, target_id, "the deleted row's GUID")
     occurred_at = _dv_date(data.get("OperationCreatedOn"), "OperationCreatedOn")
     if entity == CONTACT_ENTITY:
         email = _image_attributes(data.get("PreEntityImages"), "PreEntityImages").get("emailaddress1")
@@ -157,6 +147,17 @@ def _parse_dataverse_delete(data: dict[str, Any], entity: str) -> RegistrationCo
     return RegistrationCommand(
         org_id=org_id, action="forget", registration_id=row_id, occurred_at=occurred_at, source="dataverse"
     )
+
+
+def _row_id(data: Mapping[str, Any], target_id: str | None, what: str) -> str:
+    """The row a message is about: ``PrimaryEntityId``, else the target's id; the two must agree."""
+    primary_id = _dv_guid(data.get("PrimaryEntityId"), "PrimaryEntityId", allow_nil=True)
+    if primary_id is not None and target_id is not None and primary_id != target_id:
+        raise MessageError("names a different row than InputParameters.Target.Id", field="PrimaryEntityId")
+    row_id = primary_id or target_id
+    if row_id is None:
+        raise MessageError(f"is required ({what})", field="PrimaryEntityId")
+    return row_id
 
 
 def _dv_string(data: Mapping[str, Any], key: str) -> str:

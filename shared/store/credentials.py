@@ -18,12 +18,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.ids import canonical_org_id
 from shared.store.codec import EPOCH, moment
-from shared.store.tables import read_entity, table_errors
+from shared.store.tables import merge_entity, read_entity, table_errors
 
 _log = logging.getLogger(__name__)
 
@@ -220,10 +219,4 @@ class CredentialStore:
     def _merge(self, org_id: str, columns: dict[str, Any], what: str) -> bool:
         key = org_key(org_id)
         entity = {"PartitionKey": key, "RowKey": _ROW_KEY, **columns}
-        with table_errors(f"updating the {what} of org {key!r}"):
-            try:
-                # Unconditional update = If-Match: *, so a deleted row answers 404 instead of coming back.
-                self._table.update_entity(entity, mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                return False
-        return True
+        return merge_entity(self._table, entity, f"updating the {what} of org {key!r}")

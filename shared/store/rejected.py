@@ -33,7 +33,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransac
 from azure.storage.blob import ContainerClient
 
 from shared.errors import ConfigError, TransientError
-from shared.store.tables import TRANSACTION_SIZE, delete_matching, table_errors
+from shared.store.tables import TRANSACTION_SIZE, delete_matching, merge_entity, table_errors
 
 _log = logging.getLogger(__name__)
 
@@ -185,12 +185,7 @@ class RejectedMessages:
             "ReplayedAt": at or datetime.now(UTC),
             "ReplayedAs": how[:200],
         }
-        with table_errors(f"marking rejected message {key} as replayed"):
-            try:
-                self._table.update_entity(entity, mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                return False
-        return True
+        return merge_entity(self._table, entity, f"marking rejected message {key} as replayed")
 
     def _upload(self, key: str, body: bytes) -> None:
         with _blob_errors(f"keeping the body of rejected message {key}"):
