@@ -922,6 +922,8 @@ def _prefer_has(prefer: str, token: str) -> bool:
     return any(item.strip().lower() == token for item in prefer.split(","))
 
 
+# The $batch parsing below is the stand-in's own, on purpose: a stand-in must not share code with the client it
+# checks (shared/dataverse/_batch.py), or a bug in one would hide in both.
 def _split_head(blob: bytes) -> tuple[bytes, bytes]:
     crlf, lf = blob.find(b"\r\n\r\n"), blob.find(b"\n\n")
     if crlf != -1 and (lf == -1 or crlf < lf):

@@ -394,7 +394,7 @@ def seed_crm(sandbox: Sandbox) -> CrmSeed:
     return CrmSeed(ORG_ID, event_id, accounts, people, no_email)
 
 
-# ---- trigger objects (as the Functions worker builds them; copied from tests/, not imported) ---------------------
+# ---- trigger objects (as the Functions worker builds them, by sandbox.triggers, which the tests use too) ----------
 def person_body(person: Person, *, org_id: str, event_id: str) -> dict[str, Any]:
     """The integration's own message format (``webinar-registration/1``), carrying the attendee."""
     return canonical_body(
