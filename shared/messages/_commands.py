@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import PermanentError
+from shared.http import truncate
 from shared.webinars import Person
 
 _PREVIEW_CHARS = 60
@@ -127,7 +128,7 @@ def _sanitise(text: str) -> str:
     """Escape anything unprintable and markup in a reason, and cap its length."""
     out = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
     out = out.replace("<", "\\x3c").replace(">", "\\x3e")
-    return out if len(out) <= _MAX_REASON_CHARS else out[: _MAX_REASON_CHARS - 3] + "..."
+    return truncate(out, _MAX_REASON_CHARS)
 
 
 def normalise_guid(value: str) -> str | None:

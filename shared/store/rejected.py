@@ -21,6 +21,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
@@ -309,7 +310,7 @@ def rejection_key(message_id: str, body: bytes) -> str:
 
 @contextmanager
 def _blob_errors(what: str) -> Iterator[None]:
-    """Map azure-core errors of Blob Storage onto the integration's error tree."""
+    """Map every azure-core error of Blob Storage onto the integration's error tree (this edge's one table)."""
     try:
         yield
     except ClientAuthenticationError as exc:
@@ -321,3 +322,5 @@ def _blob_errors(what: str) -> Iterator[None]:
         if status in (401, 403):
             raise ConfigError(f"Blob Storage refused access while {what} (HTTP {status})") from exc
         raise TransientError(f"Blob Storage failed while {what} (HTTP {status})") from exc
+    except AzureError as exc:  # anything else of the SDK's (a stream cut short, ...): never escapes the store
+        raise TransientError(f"Blob Storage failed while {what}: {type(exc).__name__}") from exc
