@@ -38,7 +38,7 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
-from shared.ids import canonical_org_id
+from shared.ids import canonical_org_id, is_webinar_id
 from shared.metrics import WebinarReport, pull_webinar
 from shared.settings import Settings
 
@@ -309,7 +309,7 @@ def _pull_answer(org_id: str, webinar_id: str, report: WebinarReport) -> dict[st
 
 def _webinar_id(raw: str | None) -> str:
     value = (raw or "").strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0):
+    if not is_webinar_id(value):
         raise ApiError(400, "invalid_webinar_id", "webinarId must be a positive ON24 event id", "webinarId")
     return str(int(value))
 
