@@ -1,6 +1,7 @@
 """RegisterAttendee's use case: bring ON24 to what a registration's newest CRM change says, exactly once.
 
-A delivery runs in four steps (the rules themselves are pure, in ``shared.registration_rules``):
+A delivery runs in four steps, each a module of this package (the rules themselves are pure, in
+``shared.registration.rules``):
 
 1. **Read and decide** without holding anything: the org's credentials row (no row: the integration is
    off, skip), the ledger row, and, when the message does not carry them, the CRM registration, event and
