@@ -674,7 +674,7 @@ def ledger_rows_without_hash() -> int:
 def production_timer_runs(pages: int, page_seconds: float, calls_per_minute: int, budget: float) -> tuple[int, float]:
     """Timer runs (and the pacing-bound time) needed for ``pages`` pages with production settings.
 
-    Simulated with the real ``RateLimiter`` on a virtual clock, following ``shared.metrics.run``: each run builds a fresh
+    Simulated with the real ``RateLimiter`` on a virtual clock, as ``shared.metrics.run`` does: each run builds a fresh
     limiter, every page waits on it, takes ``page_seconds``, and the run stops after the first page that ends at or
     past the budget (the next run resumes at the following page).
     """
