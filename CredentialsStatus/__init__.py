@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from shared import admin_api
 from shared.app import get_app
+from shared.entrypoints import admin_http
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return admin_api.get_credentials_status(req, get_app())
+    return admin_http.get_credentials_status(req, get_app())

@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.app import get_app
-from shared.metrics_job import run_pull_metrics
+from shared.entrypoints.timers import run_pull_metrics
 
 
 def main(timer: func.TimerRequest) -> None:

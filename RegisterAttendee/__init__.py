@@ -6,7 +6,7 @@ Returning completes the message; raising (transient faults only) makes Service B
 import azure.functions as func
 
 from shared.app import get_app
-from shared.inbox import process_registration_message
+from shared.entrypoints.queue import process_registration_message
 
 
 def main(msg: func.ServiceBusMessage) -> None:

@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared.app import get_app
-from shared.parking import run_retry_parked
+from shared.entrypoints.timers import run_retry_parked
 
 
 def main(timer: func.TimerRequest) -> None:

@@ -161,7 +161,7 @@ def build_messages(
                     registration_id=registration.registration_id,
                     event_id=registration.crm_event_ids[change.webinar],
                     action=change.action,
-                    on24_event_id=str(change.webinar) if change.action != "cancel" else None,
+                    webinar_id=str(change.webinar) if change.action != "cancel" else None,
                     attendee={"email": change.email, "firstName": "Soak", "lastName": f"Person {number}"}
                     if change.action != "cancel"
                     else None,
@@ -544,7 +544,7 @@ class ParkedRetries:
 
     def _loop(self) -> None:
         from shared.app import get_app
-        from shared.parking import run_retry_parked
+        from shared.entrypoints.timers import run_retry_parked
 
         while not self._stop.wait(0.5):
             with contextlib.suppress(Exception):  # storage hiccups: the next run tries again, as the timer would

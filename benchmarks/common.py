@@ -1,17 +1,22 @@
-"""Pieces both benchmark scripts need: the worker environment, progress lines, signal handling."""
+"""The harness both benchmark scripts share: starting the stand-ins, Azurite and Key Vault, the worker environment,
+progress lines, signal handling."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from sandbox.dataverse import DataverseStandIn
@@ -99,3 +104,59 @@ class StandInServers:
     def close(self) -> None:
         self.on24.close()
         self.dataverse.close()
+
+
+def stand_ins_process_init() -> None:
+    """In the stand-ins' process: Ctrl-C reaches the whole group, and the parent shuts this process down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@dataclass
+class Parts:
+    """What both benchmarks start: the stand-ins' process, Azurite, Key Vault, the worker environment, logging."""
+
+    stand_ins: Any
+    azurite: Any
+    env: dict[str, str]
+    on24_url: str
+    dataverse_url: str
+    log_handler: logging.Handler
+
+
+def start_parts(
+    stack: contextlib.ExitStack, manager: BaseManager, log_level: str, log_handler: logging.Handler, **settings: str
+) -> Parts:
+    """Start everything (stopped by ``stack``) and build the worker environment with ``settings`` added; the caller
+    puts it into ``os.environ`` when its pass begins."""
+    # The stand-ins' process first, before this process starts any thread (fork safety).
+    manager.start(stand_ins_process_init)
+    stack.callback(manager.shutdown)
+    stand_ins: Any = manager.StandIns()  # type: ignore[attr-defined]
+    stack.callback(stand_ins.close)
+
+    from sandbox.azurite import Azurite
+    from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
+    from shared.app import reset_app
+    from tests.conftest import random_key
+
+    azurite = Azurite(("table",))
+    stack.callback(azurite.stop)
+    azurite.start()
+    ca = TestCertificateAuthority(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ca-"))))
+    vault = KeyVaultStandIn(ca)
+    vault.start()
+    stack.callback(vault.close)
+    vault.set_secret(KEY_SECRET_NAME, random_key())
+    on24_url, dataverse_url = stand_ins.urls()
+    for name in list(os.environ):
+        if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_",
+                            "PULL_METRICS_", "METRICS_")):
+            del os.environ[name]
+    env = worker_environment(azurite.connection_string, vault.url, str(ca.ca_path), on24_url, dataverse_url,
+                             **settings)
+    stack.callback(reset_app)  # closes the App's clients before the servers stop
+    logging.getLogger().setLevel(log_level)
+    logging.getLogger().addHandler(log_handler)
+    stack.callback(logging.getLogger().removeHandler, log_handler)
+    return Parts(stand_ins, azurite, env, on24_url, dataverse_url, log_handler)

@@ -24,7 +24,7 @@ from benchmarks.common import run_with_cleanup, stepper
 from sandbox.azurite import Azurite
 from shared import privacy
 from shared.app import App
-from shared.metrics_job import HOUSEKEEPING_SHARE
+from shared.entrypoints.timers import HOUSEKEEPING_SHARE
 from shared.settings import Settings
 from shared.store.sync_state import WebinarSyncState
 

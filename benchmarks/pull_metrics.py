@@ -82,7 +82,6 @@ import pstats
 import random
 import re
 import resource
-import signal
 import sys
 import threading
 import time
@@ -99,13 +98,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.common import (
-    KEY_SECRET_NAME,
     ROOT,
+    Parts,
     StandInServers,
     port_of,
     run_with_cleanup,
+    start_parts,
     stepper,
-    worker_environment,
 )
 
 ORG = "3c9e1b7a-5d2f-4a8e-9b61-0f4d2c8a7e15"
@@ -275,7 +274,7 @@ class StandIns(StandInServers):
 
     def checkins(self, registration_ids: Sequence[str], org_id: str) -> dict[str, dict[str, Any] | None]:
         """The stored check-in of each registration (by the id PullMetrics derives), or None."""
-        from shared.metrics import checkin_id
+        from shared.crm import checkin_id
 
         found: dict[str, dict[str, Any] | None] = {}
         for registration in registration_ids:
@@ -489,13 +488,13 @@ def seed_ledger(connection_string: str, table_name: str, crm_event_id: str, even
                 org_id=ORG,
                 registration_id=registration_id(index),
                 state="registered",
-                on24_event_id=str(WEBINAR),
-                event_user_id=str(event_user_ids[index]),
+                webinar_id=str(WEBINAR),
+                registrant_id=str(event_user_ids[index]),
                 email=email_of(index),
                 crm_event_id=crm_event_id,
                 last_message_at=now,
                 last_outcome="registered",
-                crm_synced=True,
+                crm_settled=True,
                 updated_at=now,
             )
             operations.append(("create", entry.to_entity()))
@@ -675,7 +674,7 @@ def ledger_rows_without_hash() -> int:
 def production_timer_runs(pages: int, page_seconds: float, calls_per_minute: int, budget: float) -> tuple[int, float]:
     """Timer runs (and the pacing-bound time) needed for ``pages`` pages with production settings.
 
-    Simulated with the real ``RateLimiter`` on a virtual clock, following ``_sync_webinar``: each run builds a fresh
+    Simulated with the real ``RateLimiter`` on a virtual clock, as ``shared.metrics.run`` does: each run builds a fresh
     limiter, every page waits on it, takes ``page_seconds``, and the run stops after the first page that ends at or
     past the budget (the next run resumes at the following page).
     """
@@ -735,12 +734,6 @@ def hot_spots(profiler: cProfile.Profile, top: int, *, areas: Sequence[str]) -> 
 # ---- set-up ------------------------------------------------------------------------------------------------------
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent shuts us down
-
-
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pull_metrics",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -798,58 +791,14 @@ class World:
     step: Callable[[str], None]
 
 
-@dataclass
-class Parts:
-    """What both scenarios start: the stand-ins' process, Azurite, Key Vault, the worker environment, logging."""
-
-    stand_ins: Any
-    azurite: Any
-    env: dict[str, str]
-    on24_url: str
-    dataverse_url: str
-    log_handler: DiscardingHandler
-
-
-def start_parts(stack: contextlib.ExitStack, log_level: str, **settings: str) -> Parts:
-    """Start everything (stopped by ``stack``) and set the worker environment with ``settings`` added."""
-    # The stand-ins' process first, before this process starts any thread (fork safety).
-    manager = _StandInManager(ctx=multiprocessing.get_context("fork"))
-    manager.start(_ignore_sigint)
-    stack.callback(manager.shutdown)
-    stand_ins: Any = manager.StandIns()  # type: ignore[attr-defined]
-    stack.callback(stand_ins.close)
-
-    from sandbox.azurite import Azurite
-    from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
-    from shared.app import reset_app
-    from tests.conftest import random_key
-
-    azurite = Azurite(("table",))
-    stack.callback(azurite.stop)
-    azurite.start()
-    ca = TestCertificateAuthority()
-    vault = KeyVaultStandIn(ca)
-    vault.start()
-    stack.callback(vault.close)
-    vault.set_secret(KEY_SECRET_NAME, random_key())
-    on24_url, dataverse_url = stand_ins.urls()
-    for name in list(os.environ):
-        if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_",
-                            "PULL_METRICS_", "METRICS_")):
-            del os.environ[name]
-    env = worker_environment(azurite.connection_string, vault.url, str(ca.ca_path), on24_url, dataverse_url,
-                             **settings)
-    stack.callback(reset_app)  # closes the App's clients before the servers stop
-    logging.getLogger().setLevel(log_level)
-    log_handler = DiscardingHandler()
-    logging.getLogger().addHandler(log_handler)
-    stack.callback(logging.getLogger().removeHandler, log_handler)
-    return Parts(stand_ins, azurite, env, on24_url, dataverse_url, log_handler)
+def _start(stack: contextlib.ExitStack, log_level: str, **settings: str) -> Parts:
+    return start_parts(stack, _StandInManager(ctx=multiprocessing.get_context("fork")), log_level, DiscardingHandler(),
+                       **settings)
 
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     step = stepper()
-    parts = start_parts(stack, args.log_level, ON24_ATTENDEE_CALLS_PER_MINUTE=str(args.calls_per_minute),
+    parts = _start(stack, args.log_level, ON24_ATTENDEE_CALLS_PER_MINUTE=str(args.calls_per_minute),
                         PULL_METRICS_BUDGET_SECONDS=f"{args.budget:g}")
     stand_ins, azurite, env, log_handler = parts.stand_ins, parts.azurite, parts.env, parts.log_handler
     on24_url, dataverse_url = parts.on24_url, parts.dataverse_url
@@ -958,7 +907,7 @@ def run_orgs(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     """Many tenants: every org its own ON24 account; timer runs with the production budget and ON24 pacing until
     every webinar is synced, then one more run with nothing changed."""
     step = stepper()
-    parts = start_parts(stack, "INFO", ON24_ATTENDEE_CALLS_PER_MINUTE=str(PRODUCTION_CALLS_PER_MINUTE),
+    parts = _start(stack, "INFO", ON24_ATTENDEE_CALLS_PER_MINUTE=str(PRODUCTION_CALLS_PER_MINUTE),
                         PULL_METRICS_BUDGET_SECONDS=f"{PRODUCTION_BUDGET_SECONDS:g}")
     stand_ins, azurite, env = parts.stand_ins, parts.azurite, parts.env
     on24_url, dataverse_url = parts.on24_url, parts.dataverse_url
@@ -987,10 +936,10 @@ def run_orgs(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         get_app().tables.table("ledger")
         for webinar, crm_event, people in org["webinars"]:
             operations: list[Any] = []
-            for registration, event_user_id, email in people:
+            for registration, registrant_id, email in people:
                 entry = LedgerEntry(org_id=org_id, registration_id=registration, state="registered",
-                                    on24_event_id=str(webinar), event_user_id=str(event_user_id), email=email,
-                                    crm_event_id=crm_event, last_message_at=now, crm_synced=True, updated_at=now)
+                                    webinar_id=str(webinar), registrant_id=str(registrant_id), email=email,
+                                    crm_event_id=crm_event, last_message_at=now, crm_settled=True, updated_at=now)
                 operations.append(("create", entry.to_entity()))
             for start in range(0, len(operations), TRANSACTION_SIZE):
                 ledger.submit_transaction(operations[start : start + TRANSACTION_SIZE])

@@ -47,9 +47,7 @@ import os
 import platform
 import pstats
 import random
-import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -64,13 +62,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.common import (
-    KEY_SECRET_NAME,
     ROOT,
     StandInServers,
     port_of,
     run_with_cleanup,
+    start_parts,
     stepper,
-    worker_environment,
 )
 
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
@@ -283,7 +280,7 @@ def build_deliveries(
             attendee = {"email": email, "firstName": first, "lastName": last, "company": "Fabrikam",
                         "jobTitle": "Engineer", "country": "Germany"}
             body = canonical_body(org_id=ORG, registration_id=registration, event_id=crm_event_id,
-                                  on24_event_id=str(WEBINAR), attendee=attendee, occurred_at=at)
+                                  webinar_id=str(WEBINAR), attendee=attendee, occurred_at=at)
             deliveries.append(Delivery("canonical", registration, False, message_id, body, at))
     return deliveries
 
@@ -539,7 +536,7 @@ def _watch_list() -> dict[tuple[str, int, str], str]:
         "  azure-core HttpLoggingPolicy.on_response (INFO record)": HttpLoggingPolicy.on_response,
         "ON24 + Dataverse calls (httpx.Client.send)": httpx.Client.send,
         "log records, all loggers (Logger._log)": logging_module.Logger._log,
-        "App.on24_for (open credentials, build client)": App.on24_for,
+        "App.provider_for (open credentials, build client)": App.provider_for,
         "parse_message": parse_message,
     }
     keys = {}
@@ -586,13 +583,6 @@ def profile_report(profiler: cProfile.Profile, messages: int, top: int = 14) -> 
 # ---- set-up ------------------------------------------------------------------------------------------------------
 
 
-def _stand_ins_process_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent shuts us down
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.register_attendee",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -623,43 +613,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     print_step = stepper()
-    # The stand-ins' process first, before this process starts any thread (fork safety).
-    manager = _StandInManager(ctx=multiprocessing.get_context("fork"))
-    manager.start(_stand_ins_process_signals)
-    stack.callback(manager.shutdown)
-    stand_ins: Any = manager.StandIns()  # type: ignore[attr-defined]
-    stack.callback(stand_ins.close)
+    log_handler = WorkerLikeHandler()
+    parts = start_parts(stack, _StandInManager(ctx=multiprocessing.get_context("fork")), args.log_level, log_handler)
+    stand_ins, azurite, on24_url, dataverse_url = parts.stand_ins, parts.azurite, parts.on24_url, parts.dataverse_url
+    print_step("started Azurite, Key Vault (HTTPS), ON24 and Dataverse stand-ins")
 
-    from sandbox.azurite import Azurite
-    from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
     from sandbox.triggers import http_request
     from shared.app import reset_app
     from StoreCredentials import main as store_main
-    from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, credentials_body, random_key
+    from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, credentials_body
 
-    azurite = Azurite(("table",))
-    stack.callback(azurite.stop)
-    azurite.start()
-    ca = TestCertificateAuthority(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ca-"))))
-    vault = KeyVaultStandIn(ca)
-    vault.start()
-    stack.callback(vault.close)
-    vault.set_secret(KEY_SECRET_NAME, random_key())
-    on24_url, dataverse_url = stand_ins.urls()
-    print_step("started Azurite, Key Vault (HTTPS), ON24 and Dataverse stand-ins")
-
-    for name in list(os.environ):
-        if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_")):
-            del os.environ[name]
-    os.environ.update(worker_environment(azurite.connection_string, vault.url, str(ca.ca_path), on24_url,
-                                         dataverse_url))
+    os.environ.update(parts.env)
     reset_app()
-    stack.callback(reset_app)  # closes the App's clients before the servers stop
-
-    logging.getLogger().setLevel(args.log_level)
-    log_handler = WorkerLikeHandler()
-    logging.getLogger().addHandler(log_handler)
-    stack.callback(logging.getLogger().removeHandler, log_handler)
 
     stand_ins.add_on24_account(ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, WEBINAR)
     response = store_main(http_request("PUT", ORG, credentials_body()))

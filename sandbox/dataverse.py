@@ -1,15 +1,15 @@
 """A strict Dataverse Web API stand-in (event-management tables) for the integration tests and the local demo.
 
-It follows ``reference/dataverse-api.md``: ``/api/data/v9.2/`` routes, the OData headers, ``$select``/``$filter``/
-``$expand``, paging with ``Prefer: odata.maxpagesize`` and an opaque ``$skiptoken``, create/update/upsert/delete with
+It follows ``reference/dataverse-api.md``: ``/api/data/v9.2/`` routes, the OData headers, ``$select``/``$expand``,
+reads of one row and of a whole (small) table, create/update/upsert/delete with
 the documented statuses and headers, ``$batch`` (with and without change sets, ``Prefer: odata.continue-on-error``,
 at most 1,000 operations) and service-protection throttling (429 + ``Retry-After``, code ``0x80072322``).
 
 Strictness is deliberate: an unknown column in a body or ``$select`` is a 400 with Dataverse's message, lookups are
 read as ``_<col>_value`` and written only via ``<Nav>@odata.bind``, option-set values are checked, a missing OData
 header or a wrong content type is a 400. Error codes other than the ones the reference names are representative,
-not verified against a real org. Where the stand-in refuses something the real service might accept (``$top``
-with maxpagesize, unimplemented query options), the message says "stand-in".
+not verified against a real org. Where the stand-in refuses something the real service might accept (``$filter``,
+paging and other query options the app never sends), the message says "stand-in".
 
 Seeding for tests and the demo: ``add_row``, ``rows``, ``row``, ``clear``; ``writes`` counts successful
 create/update/upsert operations (those inside ``$batch`` included) for "zero writes on a second run" assertions.
@@ -17,7 +17,6 @@ create/update/upsert operations (those inside ``$batch`` included) for "zero wri
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -25,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -523,52 +522,20 @@ class DataverseStandIn(StandIn):
         return self._json(200, payload)
 
     def _get_collection(self, table: Table, query: Mapping[str, str], headers: Mapping[str, str]) -> Response:
-        self._check_options(query, allowed={"$select", "$expand", "$filter", "$top", "$skiptoken"})
+        """Every row of a table, for people reading the sandbox (``sandbox serve`` prints such a request); the app
+        reads rows by id only. No ``$filter`` and no paging: the client has no query, so nothing here checks one."""
+        self._check_options(query, allowed={"$select", "$expand"})
         select = self._parse_select(table, query.get("$select"))
         expand = self._parse_expand(table, query.get("$expand"))
-        predicate = _FilterParser(table, query["$filter"]).parse() if query.get("$filter") else None
-        max_page = _prefer_value(headers.get("prefer", ""), "odata.maxpagesize")
-        top = query.get("$top")
-        if top is not None and max_page is not None:
-            raise ODataError(
-                400,
-                CODE_ODATA,
-                "stand-in: do not combine $top with Prefer: odata.maxpagesize (the service ignores $top).",
-            )
-        page_size = MAX_PAGE_SIZE
-        if max_page is not None:
-            if not max_page.isdigit() or not 1 <= int(max_page) <= MAX_PAGE_SIZE:
-                raise ODataError(400, CODE_ODATA, f"Invalid odata.maxpagesize '{max_page}'.")
-            page_size = int(max_page)
-        limit: int | None = None
-        if top is not None:
-            if not top.isdigit():
-                raise ODataError(400, CODE_ODATA, f"Invalid value '{top}' for $top query option found.")
-            limit = int(top)
-        after: str | None = None
-        if query.get("$skiptoken"):
-            after = _decode_skiptoken(query["$skiptoken"])
         rows = self._tables[table.entity_set]
-        keys = sorted(
-            k for k, row in rows.items() if (after is None or k > after) and (predicate is None or predicate(row))
-        )
-        take = min(page_size, limit) if limit is not None else page_size
-        page = keys[:take]
+        if len(rows) > MAX_PAGE_SIZE:
+            raise ODataError(501, "", f"stand-in: more than {MAX_PAGE_SIZE} rows; paging is not implemented here.")
         payload: dict[str, Any] = {
             "@odata.context": f"{self._base()}$metadata#{table.entity_set}"
             + (f"({query['$select']})" if query.get("$select") else ""),
-            "value": [self._project(table, rows[k], select, expand) for k in page],
+            "value": [self._project(table, rows[k], select, expand) for k in sorted(rows)],
         }
-        response_headers: dict[str, str] = {}
-        if max_page is not None:
-            response_headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
-            if len(keys) > len(page):
-                next_query = [(k, v) for k, v in query.items() if k != "$skiptoken"]
-                next_query.append(("$skiptoken", _encode_skiptoken(page[-1])))
-                payload["@odata.nextLink"] = f"{self._base()}{table.entity_set}?" + "&".join(
-                    f"{k}={_quote(v)}" for k, v in next_query
-                )
-        return self._json(200, payload, response_headers)
+        return self._json(200, payload)
 
     @staticmethod
     def _check_options(query: Mapping[str, str], *, allowed: set[str]) -> None:
@@ -951,40 +918,12 @@ def _coerce(table: Table, name: str, column: Column, value: Any) -> Any:
     raise wrong()
 
 
-def _prefer_value(prefer: str, name: str) -> str | None:
-    for item in prefer.split(","):
-        key, _, value = item.strip().partition("=")
-        if key.strip().lower() == name:
-            return value.strip().strip('"')
-    return None
-
-
 def _prefer_has(prefer: str, token: str) -> bool:
     return any(item.strip().lower() == token for item in prefer.split(","))
 
 
-def _quote(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="$',()=/:@*;")
-
-
-def _encode_skiptoken(last_key: str) -> str:
-    cookie = json.dumps({"after": last_key, "n": uuid.uuid4().hex[:8]}).encode()
-    return base64.urlsafe_b64encode(cookie).decode().rstrip("=")
-
-
-def _decode_skiptoken(token: str) -> str:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (ValueError, KeyError, TypeError):
-        raise ODataError(400, CODE_ODATA, "The $skiptoken is not valid.") from None
-    if not isinstance(after, str):
-        raise ODataError(400, CODE_ODATA, "The $skiptoken is not valid.")
-    return after
-
-
+# The $batch parsing below is the stand-in's own, on purpose: a stand-in must not share code with the client it
+# checks (shared/dataverse/_batch.py), or a bug in one would hide in both.
 def _split_head(blob: bytes) -> tuple[bytes, bytes]:
     crlf, lf = blob.find(b"\r\n\r\n"), blob.find(b"\n\n")
     if crlf != -1 and (lf == -1 or crlf < lf):
@@ -1084,161 +1023,6 @@ def _multipart_response(status: int, boundary: str, parts: list[bytes]) -> Respo
         _multipart_body(boundary, parts),
         {"Content-Type": f"multipart/mixed; boundary={boundary}", "OData-Version": "4.0"},
     )
-
-
-# ---- $filter ------------------------------------------------------------------------------------------------------
-
-_TOKEN_RE = re.compile(
-    rf"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<lp>\()|(?P<rp>\))|(?P<guid>{_GUID})(?![\w-])"
-    r"|(?P<dt>\d{4}-\d{2}-\d{2}T[0-9:.]+(?:Z|[+-]\d{2}:\d{2}))|(?P<num>-?\d+(?:\.\d+)?)(?![\w-])"
-    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*))"
-)
-_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a is not None and b is not None and a > b,
-    "ge": lambda a, b: a is not None and b is not None and a >= b,
-    "lt": lambda a, b: a is not None and b is not None and a < b,
-    "le": lambda a, b: a is not None and b is not None and a <= b,
-}
-
-_Predicate = Callable[[Mapping[str, Any]], bool]
-
-
-class _FilterParser:
-    """``$filter`` subset: comparisons (eq ne gt ge lt le) of a column with a literal, ``and``/``or``/``not``,
-    parentheses. Literals: 'strings', GUIDs, numbers, datetimes, true/false, null. Functions -> 501."""
-
-    def __init__(self, table: Table, text: str) -> None:
-        self.table = table
-        self.text = text
-        self.tokens: list[tuple[str, str]] = []
-        position = 0
-        while position < len(text):
-            if text[position:].strip() == "":
-                break
-            match = _TOKEN_RE.match(text, position)
-            if match is None or match.end() == position:
-                raise self._syntax(position)
-            kind = match.lastgroup or ""
-            self.tokens.append((kind, match.group(kind)))
-            position = match.end()
-        self.index = 0
-
-    def _syntax(self, position: int | None = None) -> ODataError:
-        where = f" at position {position}" if position is not None else ""
-        return ODataError(400, CODE_ODATA, f"Syntax error{where} in '{self.text}'.")
-
-    def _peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
-
-    def _next(self) -> tuple[str, str]:
-        token = self._peek()
-        if token is None:
-            raise self._syntax()
-        self.index += 1
-        return token
-
-    def parse(self) -> _Predicate:
-        predicate = self._or()
-        if self._peek() is not None:
-            raise self._syntax()
-        return predicate
-
-    def _or(self) -> _Predicate:
-        left = self._and()
-        while self._peek() == ("word", "or"):
-            self.index += 1
-            right = self._and()
-            left = (lambda a, b: lambda row: a(row) or b(row))(left, right)
-        return left
-
-    def _and(self) -> _Predicate:
-        left = self._unary()
-        while self._peek() == ("word", "and"):
-            self.index += 1
-            right = self._unary()
-            left = (lambda a, b: lambda row: a(row) and b(row))(left, right)
-        return left
-
-    def _unary(self) -> _Predicate:
-        token = self._peek()
-        if token == ("word", "not"):
-            self.index += 1
-            inner = self._unary()
-            return lambda row: not inner(row)
-        if token is not None and token[0] == "lp":
-            self.index += 1
-            inner = self._or()
-            if self._next()[0] != "rp":
-                raise self._syntax()
-            return inner
-        return self._comparison()
-
-    def _comparison(self) -> _Predicate:
-        kind, name = self._next()
-        if kind != "word":
-            raise self._syntax()
-        following = self._peek()
-        if following is not None and following[0] == "lp":
-            raise ODataError(501, "", f"stand-in: the $filter function '{name}' is not implemented.")
-        column_name, column = self._column(name)
-        op_kind, op = self._next()
-        if op_kind != "word" or op not in _COMPARISONS:
-            raise self._syntax()
-        literal_kind, literal = self._next()
-        value = self._literal(column, literal_kind, literal)
-        compare = _COMPARISONS[op]
-        if column.kind == "lookup":
-            return lambda row: compare(row[column_name].id if isinstance(row.get(column_name), _Ref) else None, value)
-        return lambda row: compare(row.get(column_name), value)
-
-    def _column(self, name: str) -> tuple[str, Column]:
-        if name.startswith("_") and name.endswith("_value"):
-            column = self.table.columns.get(name[1:-6])
-            if column is not None and column.kind == "lookup":
-                return name[1:-6], column
-        column = self.table.columns.get(name)
-        if column is None or column.kind == "lookup":
-            raise _unknown_property(self.table, name)
-        return name, column
-
-    def _literal(self, column: Column, kind: str, text: str) -> Any:
-        if kind == "word" and text == "null":
-            return None
-        edm = "Edm.Guid" if column.kind == "lookup" else _EDM[column.kind]
-        accepted = {
-            "string": ("str",),
-            "guid": ("guid",),
-            "lookup": ("guid",),
-            "int": ("num",),
-            "option": ("num",),
-            "decimal": ("num",),
-            "bool": ("word",),
-            "datetime": ("dt",),
-        }[column.kind]
-        if kind not in accepted or (kind == "word" and text not in ("true", "false")):
-            found = {"str": "Edm.String", "guid": "Edm.Guid", "num": "Edm.Int32", "dt": "Edm.DateTimeOffset"}.get(
-                kind, "Edm.Boolean" if text in ("true", "false") else "Edm.Untyped"
-            )
-            raise ODataError(
-                400,
-                CODE_ODATA,
-                f"A binary operator with incompatible types was detected. Found operand types '{edm}' and "
-                f"'{found}' for operator kind 'Equal'.",
-            )
-        if kind == "str":
-            return text[1:-1].replace("''", "'")
-        if kind == "guid":
-            return text.lower()
-        if kind == "num":
-            return float(text) if "." in text else int(text)
-        if kind == "dt":
-            normalized = _utc_text(text)
-            if normalized is None:
-                raise self._syntax()
-            return normalized
-        return text == "true"
 
 
 __all__ = ["API_PATH", "SCHEMA", "Column", "DataverseStandIn", "ODataError", "Table"]

@@ -394,14 +394,14 @@ def seed_crm(sandbox: Sandbox) -> CrmSeed:
     return CrmSeed(ORG_ID, event_id, accounts, people, no_email)
 
 
-# ---- trigger objects (as the Functions worker builds them; copied from tests/, not imported) ---------------------
+# ---- trigger objects (as the Functions worker builds them, by sandbox.triggers, which the tests use too) ----------
 def person_body(person: Person, *, org_id: str, event_id: str) -> dict[str, Any]:
     """The integration's own message format (``webinar-registration/1``), carrying the attendee."""
     return canonical_body(
         org_id=org_id,
         registration_id=person.registration_id,
         event_id=event_id,
-        on24_event_id=str(ON24_EVENT_ID),
+        webinar_id=str(ON24_EVENT_ID),
         attendee={
             "email": person.email,
             "firstName": person.first,
@@ -416,7 +416,7 @@ def person_body(person: Person, *, org_id: str, event_id: str) -> dict[str, Any]
 # ---- what the functions logged -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Delivery:
-    """One RegisterAttendee invocation's outcome, from the structured log line of ``shared.inbox``."""
+    """One RegisterAttendee invocation's outcome, from the structured log line of ``shared.entrypoints.queue``."""
 
     outcome: str
     reason: str | None
@@ -424,8 +424,8 @@ class Delivery:
 
 
 class FunctionLog(logging.Handler):
-    """Collects the structured log lines of RegisterAttendee (``shared.inbox``) and PullMetrics
-    (``shared.metrics_job``); keeps WARNING+ lines of the app to show them if something goes wrong."""
+    """Collects the structured log lines of RegisterAttendee (``shared.entrypoints.queue``) and PullMetrics
+    (``shared.entrypoints.timers``); keeps WARNING+ lines of the app to show them if something goes wrong."""
 
     METRIC_COUNTERS = ("pulled", "matched", "written", "unchanged", "unmatched", "failed")
 
@@ -436,10 +436,10 @@ class FunctionLog(logging.Handler):
         self.problems: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:  # called under the handler's own lock
-        if record.name == "shared.inbox" and hasattr(record, "outcome"):
+        if record.name == "shared.entrypoints.queue" and hasattr(record, "outcome"):
             reason, registration = getattr(record, "reason", None), getattr(record, "registration_id", None)
             self.deliveries.append(Delivery(str(record.outcome), reason, registration))
-        elif record.name == "shared.metrics_job" and hasattr(record, "written"):
+        elif record.name == "shared.entrypoints.timers" and hasattr(record, "written"):
             self.metric_runs.append({name: int(getattr(record, name, 0)) for name in self.METRIC_COUNTERS})
         if record.levelno >= logging.WARNING:
             self.problems.append(f"{record.levelname} {record.name}: {record.getMessage()}")

@@ -228,7 +228,7 @@ def canonical_body(
     registration_id: str,
     event_id: str,
     action: str = "register",
-    on24_event_id: str | None = None,
+    webinar_id: str | None = None,
     attendee: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
@@ -239,8 +239,8 @@ def canonical_body(
         "registrationId": registration_id,
         "eventId": event_id,
     }
-    if on24_event_id is not None:
-        body["on24EventId"] = on24_event_id
+    if webinar_id is not None:
+        body["on24EventId"] = webinar_id
     if attendee is not None:
         body["attendee"] = attendee
     if occurred_at is not None:

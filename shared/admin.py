@@ -1,49 +1,44 @@
-"""Admin use cases: store (or rotate), remove and report an org's ON24 credentials.
+"""Admin use cases: store (or rotate), remove and report an org's webinar provider credentials.
 
 Removing the row is the integration's off switch: every other function reads the row per use, so after
 ``remove_credentials`` returns no ON24 call is made for that org by any instance.
 
 Input rules (a 400 naming the field for anything else, before any outbound call):
 
-- ``clientId``, ``accessTokenKey``, ``accessTokenSecret``, ``region``: what ``shared.on24.On24Credentials``
-  accepts (the same model checks both, so nothing the ON24 client would refuse is ever stored);
+- the provider's fields (ON24: ``clientId``, ``accessTokenKey``, ``accessTokenSecret``, ``region``): its model
+  (``shared.webinars.ProviderCredentials``) and its client's own rules, so nothing the client would refuse is
+  ever stored;
 - ``dataverseUrl``: the https origin of an allowlisted Dataverse host (``shared.settings.dataverse_origin``;
   plain-http loopback only in the sandbox, ``DATAVERSE_AUTH=none``);
 - ``webinarIds``: positive ON24 event ids, stored without leading zeros, duplicates dropped.
 
-The credential check against ON24 answers with one fixed message whatever ON24 said (an unknown client id
+The credential check against the provider answers with one fixed message whatever ON24 said (an unknown client id
 and a wrong secret look the same to the caller); the detail goes to the log.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, cast
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from shared.credentials import seal_secrets
 from shared.crypto import CredentialCipher
 from shared.errors import PermanentError
-from shared.on24 import On24Credentials
+from shared.ids import WEBINAR_ID_PATTERN
 from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
+from shared.webinars import ProviderCredentials
 
 _log = logging.getLogger(__name__)
 
-Token = Annotated[SecretStr, Field(min_length=1, max_length=512)]
 REFUSED_MESSAGE = "ON24 did not accept these credentials (client id, access token key or secret); nothing was stored"
 UNAVAILABLE_MESSAGE = "ON24 or the credential store is unavailable; nothing was changed, try again later"
-_ALIASES = {
-    "client_id": "clientId",
-    "access_token_key": "accessTokenKey",
-    "access_token_secret": "accessTokenSecret",
-    "region": "region",
-}
 
 
 class InputError(ValueError):
@@ -55,7 +50,7 @@ class InputError(ValueError):
 
 
 class CredentialsRefusedError(PermanentError):
-    """ON24 refused the credentials being stored. The message is fixed; the detail is only logged."""
+    """The provider refused the credentials being stored. The message is fixed; the detail is only logged."""
 
     def __init__(self) -> None:
         super().__init__(REFUSED_MESSAGE)
@@ -67,29 +62,17 @@ def _positive_event_id(value: str) -> str:
     return str(int(value))
 
 
-class CredentialsInput(BaseModel):
-    """The body of ``PUT /api/orgs/{orgId}/webinar/credentials``. Unknown fields are refused (typos)."""
+class OrgFields(BaseModel):
+    """The provider-independent part of the body: the org's Dataverse URL and webinars to pull."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, populate_by_name=True, hide_input_in_errors=True
+        extra="ignore", frozen=True, strict=True, populate_by_name=True, hide_input_in_errors=True
     )
 
-    client_id: str = Field(alias="clientId", pattern=r"^[0-9]{1,20}$")
-    access_token_key: Token = Field(alias="accessTokenKey")
-    access_token_secret: Token = Field(alias="accessTokenSecret")
-    region: Literal["na", "eu"] = "na"
     dataverse_url: str | None = Field(default=None, alias="dataverseUrl", max_length=300)
-    webinar_ids: list[Annotated[str, Field(pattern=r"^[0-9]{1,18}$"), AfterValidator(_positive_event_id)]] = Field(
-        default_factory=list, alias="webinarIds", max_length=200
+    webinar_ids: list[Annotated[str, Field(pattern=WEBINAR_ID_PATTERN.pattern), AfterValidator(_positive_event_id)]] = (
+        Field(default_factory=list, alias="webinarIds", max_length=200)
     )
-
-    @field_validator("access_token_key", "access_token_secret")
-    @classmethod
-    def _printable(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw.strip() != raw or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
-            raise ValueError("must not contain whitespace at the ends or control characters")
-        return value
 
     @field_validator("dataverse_url")
     @classmethod
@@ -104,61 +87,44 @@ class CredentialsInput(BaseModel):
     def _distinct(cls, values: list[str]) -> list[str]:
         return list(dict.fromkeys(values))
 
-    def on24_credentials(self) -> On24Credentials:
-        return On24Credentials(
-            client_id=self.client_id,
-            access_token_key=self.access_token_key,
-            access_token_secret=self.access_token_secret,
-            region=self.region,
-        )
+
+@dataclass(frozen=True)
+class CredentialsInput:
+    """The body of ``PUT /api/orgs/{orgId}/webinar/credentials``: the provider's fields (first) and the org's."""
+
+    provider: ProviderCredentials
+    dataverse_url: str | None
+    webinar_ids: list[str]
 
 
-def parse_credentials_input(data: Mapping[str, Any], *, sandbox: bool) -> CredentialsInput:
-    """Validate a decoded body against ``CredentialsInput`` and the ON24 client's own credential rules.
+def parse_credentials_input(
+    data: Mapping[str, Any], provider_fields: type[BaseModel], *, sandbox: bool
+) -> CredentialsInput:
+    """Validate a decoded body: the provider's fields (and its client's own rules), then the org's, then no other.
 
     Args:
         data: the JSON object of the request.
+        provider_fields: the provider's model of its part (``shared.webinars.ProviderCredentials``).
         sandbox: accept a loopback ``dataverseUrl`` (``DATAVERSE_AUTH=none``).
 
     Raises:
         InputError: the first field at fault, by its JSON name; the message never contains the value.
     """
+    models: tuple[type[BaseModel], ...] = (provider_fields, OrgFields)
     try:
-        body = CredentialsInput.model_validate(data, context={"sandbox": sandbox})
-        body.on24_credentials()
+        provider = cast(ProviderCredentials, provider_fields.model_validate(data))
+        provider.check()
+        org = OrgFields.model_validate(data, context={"sandbox": sandbox})
     except pydantic.ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
-        field = ".".join(_ALIASES.get(str(part), str(part)) for part in first["loc"]) or "body"
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise InputError(field, message) from None
-    return body
-
-
-def seal_credentials(cipher: CredentialCipher, record: OrgRecord, credentials: On24Credentials) -> OrgRecord:
-    """``record`` with the envelope for the org's token pair, bound to the record's clear columns."""
-    plaintext = json.dumps(
-        {
-            "accessTokenKey": credentials.access_token_key.get_secret_value(),
-            "accessTokenSecret": credentials.access_token_secret.get_secret_value(),
-        }
-    ).encode("utf-8")
-    envelope = cipher.seal(record.org_id, plaintext, bound=record.bound)
-    return replace(record, envelope=envelope, key_id=CredentialCipher.key_id_of(envelope))
-
-
-def open_credentials(cipher: CredentialCipher, record: OrgRecord) -> On24Credentials:
-    """Decrypt an org row into ON24 credentials.
-
-    Raises:
-        DecryptionError: the envelope or a bound clear column was altered, or it cannot be opened.
-    """
-    secrets = json.loads(cipher.open(record.org_id, record.envelope, bound=record.bound))
-    return On24Credentials(
-        client_id=record.client_id,
-        access_token_key=SecretStr(secrets["accessTokenKey"]),
-        access_token_secret=SecretStr(secrets["accessTokenSecret"]),
-        region="eu" if record.region == "eu" else "na",
-    )
+        aliases = {name: info.alias or name for model in models for name, info in model.model_fields.items()}
+        field = ".".join(aliases.get(str(part), str(part)) for part in first["loc"]) or "body"
+        raise InputError(field, first["msg"]) from None
+    known = {key for model in models for name, info in model.model_fields.items() for key in (name, info.alias)}
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        raise InputError(str(unknown[0]), "unknown field")
+    return CredentialsInput(provider, org.dataverse_url, org.webinar_ids)
 
 
 def status_view(org_id: str, record: OrgRecord | None, *, legacy_ids: list[str] | None = None) -> dict[str, Any]:
@@ -176,7 +142,7 @@ def status_view(org_id: str, record: OrgRecord | None, *, legacy_ids: list[str] 
         "configured": True,
         "status": record.status,
         "statusReason": record.status_reason,
-        "clientId": record.client_id,
+        "clientId": record.account_id,
         "region": record.region,
         "dataverseUrl": record.dataverse_url,
         "webinarIds": list(record.webinar_ids),
@@ -199,43 +165,43 @@ def store_credentials(
     *,
     store: CredentialStore,
     cipher: CredentialCipher,
-    verify: Callable[[On24Credentials], None],
+    verify: Callable[[ProviderCredentials], None],
     actor: str,
 ) -> dict[str, Any]:
-    """Check the credentials against ON24, then seal and save them (a re-PUT rotates).
+    """Check the credentials with the provider, then seal and save them (a re-PUT rotates).
 
     Raises:
-        CredentialsRefusedError: ON24 refused them, for whatever reason (nothing is stored; detail logged).
-        TransientError: ON24 or storage could not be reached (nothing is stored).
+        CredentialsRefusedError: the provider refused them, for whatever reason (nothing is stored; detail logged).
+        TransientError: the provider or storage could not be reached (nothing is stored).
     """
-    credentials = body.on24_credentials()
+    provider = body.provider
     try:
-        verify(credentials)
+        verify(provider)
     except PermanentError as exc:
         _log.warning(
             "admin: ON24 refused the credentials offered for org %s (client %s): %s",
             org_id,
-            body.client_id,
+            provider.account_id,
             exc,
-            extra={"org_id": org_id, "client_id": body.client_id, "error": type(exc).__name__},
+            extra={"org_id": org_id, "client_id": provider.account_id, "error": type(exc).__name__},
         )
         raise CredentialsRefusedError from None
     record = OrgRecord(
         org_id=org_id,
-        client_id=body.client_id,
-        region=body.region,
+        account_id=provider.account_id,
+        region=provider.region,
         envelope="",
         key_id=None,
         dataverse_url=body.dataverse_url,
         webinar_ids=tuple(body.webinar_ids),
         updated_by=actor,
     )
-    record = store.save(seal_credentials(cipher, record, credentials))
+    record = store.save(seal_secrets(cipher, record, provider.secrets()))
     _log.info(
         "audit: ON24 credentials stored for org %s by %s",
         org_id,
         actor,
-        extra={"org_id": org_id, "actor": actor, "audit": "credentials.stored", "client_id": body.client_id},
+        extra={"org_id": org_id, "actor": actor, "audit": "credentials.stored", "client_id": provider.account_id},
     )
     return status_view(org_id, record)
 
@@ -254,7 +220,7 @@ def remove_credentials(org_id: str, *, store: CredentialStore, actor: str) -> di
         "orgId": org_id,
         "removed": removed is not None,
         "configured": False,
-        "clientId": removed.client_id if removed else None,
+        "clientId": removed.account_id if removed else None,
         "region": removed.region if removed else None,
         "integration": "disabled",
     }
@@ -270,11 +236,10 @@ __all__ = [
     "CredentialsInput",
     "CredentialsRefusedError",
     "InputError",
+    "OrgFields",
     "credentials_status",
-    "open_credentials",
     "parse_credentials_input",
     "remove_credentials",
-    "seal_credentials",
     "status_view",
     "store_credentials",
 ]

@@ -12,23 +12,26 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 from azure.core.credentials import TokenCredential
 
 from shared import telemetry
-from shared.admin import open_credentials
+from shared.credentials import open_secrets
+from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
+from shared.health import HealthPorts, StatusPorts
 from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
+from shared.metrics import MetricsOptions, MetricsPorts
 from shared.on24 import On24Client, On24Credentials
+from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
 from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts, forget_registration
-from shared.registration_rules import Backoff
+from shared.registration.rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
@@ -39,6 +42,7 @@ from shared.store.parked import ParkedMessages
 from shared.store.purges import PurgeRequests
 from shared.store.rejected import RejectedMessages
 from shared.store.sync_state import SyncStateStore
+from shared.webinars import ProviderCredentials
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +54,30 @@ for _noisy in ("azure.core.pipeline.policies.http_logging_policy", "httpx", "htt
 # An admin waits on the HTTP response: retry a blip briefly, then answer 503 rather than hang.
 ADMIN_RETRY = RetryPolicy(budget=3.0, base_delay=0.2, max_delay=1.0, max_attempts=3)
 HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
+
+
+_T = TypeVar("_T")
+_MISSING: Any = object()
+
+
+class _once(Generic[_T]):
+    """``functools.cached_property``, built under the App's lock: two threads asking at once never build (and
+    leak) two clients; once built, reads take no lock (the value sits in the instance's ``__dict__``)."""
+
+    def __init__(self, build: Callable[[Any], _T]) -> None:
+        self._build = build
+        self._name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __get__(self, app: App, owner: object = None) -> _T:
+        value = app.__dict__.get(self._name, _MISSING)
+        if value is _MISSING:
+            with app._build_lock:
+                value = app.__dict__.get(self._name, _MISSING)
+                if value is _MISSING:
+                    value = self._build(app)
+                    app.__dict__[self._name] = value
+        return value  # type: ignore[no-any-return]
 
 
 class App:
@@ -70,13 +98,14 @@ class App:
         self._azure_credential = azure_credential
         self._http_client = http_client
         self._lock = threading.Lock()
+        self._build_lock = threading.RLock()  # a client's build may need another (tables -> identity)
         self._closers: list[Any] = []
         self._dataverse: dict[str, DataverseClient] = {}
         self._blob_container: Any = None
         self._limiters: dict[str, SharedRateLimiter] = {}
 
     # ---- identity ----------------------------------------------------------------------------
-    @cached_property
+    @_once
     def azure_credential(self) -> TokenCredential:
         """DefaultAzureCredential (managed identity in Azure), created on first use."""
         if self._azure_credential is None:
@@ -87,7 +116,7 @@ class App:
         return self._azure_credential
 
     # ---- state -------------------------------------------------------------------------------
-    @cached_property
+    @_once
     def tables(self) -> StateTables:
         s = self.settings
         tables = StateTables.connect(
@@ -99,24 +128,24 @@ class App:
         self._closers.append(tables)
         return tables
 
-    @cached_property
+    @_once
     def credentials(self) -> CredentialStore:
         return CredentialStore(self.tables.table("orgs"))
 
-    @cached_property
+    @_once
     def sync_state(self) -> SyncStateStore:
         return SyncStateStore(self.tables.table("syncstate"))
 
-    @cached_property
+    @_once
     def ledger(self) -> Ledger:
         return Ledger(self.tables.table("ledger"))
 
-    @cached_property
+    @_once
     def parked(self) -> ParkedMessages:
         """Registrations parked during an outage (``shared.parking`` re-drives them)."""
         return ParkedMessages(self.tables.table("ledger"))
 
-    @cached_property
+    @_once
     def rejected(self) -> RejectedMessages:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
         return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
@@ -139,7 +168,7 @@ class App:
                 self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
             return self._blob_container
 
-    @cached_property
+    @_once
     def health(self) -> HealthStore:
         """Each org's health summary (for the status route), kept by PullMetrics."""
         return HealthStore(self.tables.table("syncstate"))
@@ -147,12 +176,12 @@ class App:
     def attendee_limiter(self, org: OrgRecord) -> RateLimiter:
         """The ON24 account's attendee-list pacing, shared with every instance (one per account per process)."""
         with self._lock:
-            limiter = self._limiters.get(org.client_id)
+            limiter = self._limiters.get(org.account_id)
             if limiter is None:
                 limiter = SharedRateLimiter(
-                    self.tables.table("syncstate"), org.client_id, self.settings.on24_attendee_calls_per_minute
+                    self.tables.table("syncstate"), org.account_id, self.settings.on24_attendee_calls_per_minute
                 )
-                self._limiters[org.client_id] = limiter
+                self._limiters[org.account_id] = limiter
             return limiter
 
     def registration_ports(self) -> RegistrationPorts:
@@ -161,8 +190,8 @@ class App:
         ports = RegistrationPorts(
             credentials=self.credentials,
             ledger=self.ledger,
-            on24_for=self.on24_for,
-            crm_for=self.dataverse_for,
+            provider_for=self.provider_for,
+            crm_for=self.crm_for,
             lease_seconds=s.registration_lease_seconds,
             call_seconds=s.on24_call_seconds,
             linger_seconds=s.on24_linger_seconds,
@@ -175,7 +204,7 @@ class App:
         return ports if self._clock is None else replace(ports, clock=self._clock)
 
     # ---- privacy: retention, erasure, purge -----------------------------------------------------
-    @cached_property
+    @_once
     def purges(self) -> PurgeRequests:
         """Open purge requests (orgs that left), beside the credentials rows."""
         return PurgeRequests(self.tables.table("orgs"))
@@ -203,8 +232,37 @@ class App:
             grace=timedelta(days=s.metrics_grace_days), rejected_retention=timedelta(days=s.rejected_retention_days)
         )
 
+    # ---- PullMetrics, the status route --------------------------------------------------------
+    def metrics_options(self) -> MetricsOptions:
+        s = self.settings
+        return MetricsOptions(
+            budget_seconds=s.metrics_budget_seconds,
+            grace=timedelta(days=s.metrics_grace_days),
+            lookback=timedelta(hours=s.metrics_lookback_hours),
+            attendee_calls_per_minute=s.on24_attendee_calls_per_minute,
+        )
+
+    def metrics_ports(self) -> MetricsPorts:
+        """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
+        return MetricsPorts(
+            orgs=self.credentials,
+            ledger=self.ledger,
+            sync=self.sync_state,
+            provider_for=self.provider_for,
+            crm_for=self.crm_for,
+            limiter_for=self.attendee_limiter,
+        )
+
+    def health_ports(self) -> HealthPorts:
+        return HealthPorts(
+            orgs=self.credentials, ledger=self.ledger, rejected=self.rejected, rows=self.health, sync=self.sync_state
+        )
+
+    def status_ports(self) -> StatusPorts:
+        return StatusPorts(credentials=self.credentials, sync=self.sync_state, rows=self.health, parked=self.parked)
+
     # ---- crypto ------------------------------------------------------------------------------
-    @cached_property
+    @_once
     def key_provider(self) -> KeyProvider:
         if self._key_provider is not None:
             return self._key_provider
@@ -228,11 +286,11 @@ class App:
             "(production) or CREDENTIALS_KEY (base64 of 32 bytes, development only)"
         )
 
-    @cached_property
+    @_once
     def cipher(self) -> CredentialCipher:
         return CredentialCipher(self.key_provider)
 
-    @cached_property
+    @_once
     def retry_policy(self) -> RetryPolicy:
         """How long a function retries ON24/Dataverse blips before letting the platform retry (RETRY_BUDGET_SECONDS).
 
@@ -240,8 +298,8 @@ class App:
         """
         return RetryPolicy(budget=self.settings.retry_budget_seconds)
 
-    # ---- ON24 --------------------------------------------------------------------------------
-    @cached_property
+    # ---- the webinar provider: ON24 -----------------------------------------------------------------
+    @_once
     def http(self) -> httpx.Client:
         """One connection pool for all outbound REST calls of this worker."""
         if self._http_client is None:
@@ -249,28 +307,34 @@ class App:
             self._closers.append(self._http_client)
         return self._http_client
 
-    def on24(self, credentials: On24Credentials, *, retry: RetryPolicy | None = None) -> On24Client:
+    credentials_fields: type[CredentialsBody] = CredentialsBody
+    """The provider's part of the admin's credentials body."""
+
+    def provider_for(self, org: OrgRecord, pacing: RateLimiter | None = None) -> On24Provider:
+        """The webinar provider account of an org row: opens its envelope (DecryptionError if it cannot).
+
+        ``pacing`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
+        """
+        credentials = credentials_of(org.account_id, org.region, open_secrets(self.cipher, org))
+        return On24Provider(self._on24(credentials, retry=self.retry_policy, pacing=pacing))
+
+    def verify_credentials(self, offered: ProviderCredentials) -> None:
+        """One cheap authenticated call with credentials an admin offers; raises CredentialsRejectedError or
+        TransientError."""
+        assert isinstance(offered, CredentialsBody)
+        self._on24(offered.credentials(), retry=ADMIN_RETRY).check_credentials()
+
+    def _on24(
+        self, credentials: On24Credentials, *, retry: RetryPolicy, pacing: RateLimiter | None = None
+    ) -> On24Client:
         """An ON24 client for one org's credentials, on the shared connection pool (cheap to build)."""
         return On24Client(
             credentials,
             base_url=self.settings.on24_base_url,
             http_client=self.http,
-            retry=retry or self.retry_policy,
+            retry=retry,
             timeout=self.settings.on24_timeout_seconds,
-        )
-
-    def on24_for(self, org: OrgRecord, limiter: RateLimiter | None = None) -> On24Client:
-        """An ON24 client for an org row: opens its envelope (DecryptionError if it cannot).
-
-        ``limiter`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
-        """
-        return On24Client(
-            open_credentials(self.cipher, org),
-            base_url=self.settings.on24_base_url,
-            http_client=self.http,
-            retry=self.retry_policy,
-            timeout=self.settings.on24_timeout_seconds,
-            attendee_rate_limiter=limiter,
+            attendee_rate_limiter=pacing,
         )
 
     # ---- Dataverse ---------------------------------------------------------------------------
@@ -285,14 +349,10 @@ class App:
                 self._dataverse[url] = client
             return client
 
-    def dataverse_for(self, org: OrgRecord) -> DataverseClient | None:
-        """The org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
+    def crm_for(self, org: OrgRecord) -> Crm | None:
+        """Event management in the org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
         url = org.dataverse_url or self.settings.dataverse_url
-        return self.dataverse(url) if url else None
-
-    def verify_on24_credentials(self, credentials: On24Credentials) -> None:
-        """One cheap authenticated ON24 call; raises CredentialsRejectedError or TransientError."""
-        self.on24(credentials, retry=ADMIN_RETRY).check_credentials()
+        return Crm(self.dataverse(url)) if url else None
 
     def close(self) -> None:
         for closer in reversed(self._closers):

@@ -34,7 +34,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.errors import ConfigError, DecryptionError
+from shared.errors import ConfigError, DecryptionError, SecretUnavailableError
 
 _log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class SecretSource(Protocol):
         """Return ``(version, value)`` of a secret; the latest version when ``version`` is None.
 
         Raises:
-            LookupError: the secret or that version does not exist.
+            SecretUnavailableError: the secret or that version does not exist or is disabled.
             TransientError: Key Vault could not be reached or throttled us.
             ConfigError: the app's identity may not read the secret.
         """
@@ -156,8 +156,8 @@ class KeyVaultKeyProvider:
                 return current[0]
             try:
                 version, value = self._source.get_secret(self._name)
-            except LookupError as exc:
-                state = "is disabled" if getattr(exc, "disabled", False) else "does not exist"
+            except SecretUnavailableError as exc:
+                state = "is disabled" if exc.disabled else "does not exist"
                 raise ConfigError(
                     f"the latest version of Key Vault secret {self._name!r} (CREDENTIALS_KEY_SECRET_NAME) {state}: "
                     "enable it or add a new version"
@@ -184,8 +184,8 @@ class KeyVaultKeyProvider:
                 return cached
             try:
                 got_version, value = self._source.get_secret(self._name, version)
-            except LookupError as exc:
-                if getattr(exc, "disabled", False):
+            except SecretUnavailableError as exc:
+                if exc.disabled:
                     raise DecryptionError(
                         f"key version {key_id!r} is disabled in Key Vault: enable that version of secret "
                         f"{self._name!r}, or store the org's credentials again to seal them with the current one"

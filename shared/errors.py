@@ -7,7 +7,8 @@
      +-- PermanentError        retrying cannot help: record the reason and complete the message
      |    +-- CredentialsRejectedError   ON24 said 401/403 to the org's credentials
      |    +-- NotFoundError              the row or the webinar does not exist
-     |    +-- ValidationError            the service refused the data we sent
+     |    |    +-- SecretUnavailableError   a Key Vault secret version is missing, deleted or disabled
+     |    +-- InvalidDataError           the service refused the data we sent as invalid
      |    +-- DecryptionError            a stored credential envelope cannot be opened
      +-- NotConfiguredError    the org has no ON24 credentials: the integration is disabled, skip quietly
      +-- ConfigError           the app itself is misconfigured (a setting is missing or malformed)
@@ -57,7 +58,20 @@ class NotFoundError(PermanentError):
     """The addressed resource does not exist (an ON24 event, a Dataverse row)."""
 
 
-class ValidationError(PermanentError):
+class SecretUnavailableError(NotFoundError):
+    """A secret (or one version of it) cannot be read: missing, deleted, or disabled by an admin.
+
+    Args:
+        where: which secret and version.
+        disabled: the version exists but is disabled.
+    """
+
+    def __init__(self, where: str, *, disabled: bool = False) -> None:
+        super().__init__(where)
+        self.disabled = disabled
+
+
+class InvalidDataError(PermanentError):
     """The remote service refused the data we sent as invalid."""
 
 
@@ -79,10 +93,11 @@ __all__ = [
     "CredentialsRejectedError",
     "DecryptionError",
     "IntegrationError",
+    "InvalidDataError",
     "NotConfiguredError",
     "NotFoundError",
     "PermanentError",
+    "SecretUnavailableError",
     "ThrottledError",
     "TransientError",
-    "ValidationError",
 ]

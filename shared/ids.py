@@ -1,4 +1,4 @@
-"""Identifier formats shared by the queue messages, the admin API and the state tables.
+"""Identifier formats shared by the queue messages, the admin API, the clients and the state tables: each rule once.
 
 An org id becomes a Table Storage PartitionKey and part of a URL route, so it is restricted to a safe
 alphabet (no ``/ \\ # ?``, no control characters). Dataverse's OrganizationId is a GUID, which fits.
@@ -11,11 +11,18 @@ any other id is kept exactly as given. ``shared.messages`` applies the same rule
 from __future__ import annotations
 
 import re
-import uuid
 
 ORG_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ON24_EVENT_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
+WEBINAR_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
+"""A webinar id (ON24's event id): decimal digits; ``is_webinar_id`` also requires it to be positive."""
+ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{1,19}$")
+"""The webinar provider's account id (ON24's client id): decimal digits."""
 _GUID_PATTERN = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+
+
+def is_webinar_id(value: str) -> bool:
+    """True when ``value`` is a webinar id: 1-18 digits, not zero (leading zeros allowed; normalise with ``int``)."""
+    return bool(WEBINAR_ID_PATTERN.fullmatch(value)) and int(value) > 0
 
 
 def is_org_id(value: str) -> bool:
@@ -37,11 +44,3 @@ def canonical_org_id(value: str) -> str | None:
 def is_canonical_org_id(value: str) -> bool:
     """True when ``value`` is an org id already in its canonical spelling (see ``canonical_org_id``)."""
     return canonical_org_id(value) == value
-
-
-def normalize_guid(value: str) -> str | None:
-    """The lower-case canonical form of a GUID (braces tolerated), or None when it is not one."""
-    try:
-        return str(uuid.UUID(value.strip().strip("{}")))
-    except (ValueError, AttributeError):
-        return None

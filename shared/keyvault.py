@@ -19,7 +19,7 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from shared.errors import ConfigError, ThrottledError, TransientError
+from shared.errors import ConfigError, SecretUnavailableError, ThrottledError, TransientError
 
 _log = logging.getLogger(__name__)
 
@@ -33,18 +33,6 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "retry_backoff_factor": 0.5,
     "retry_backoff_max": 4,
 }
-
-
-class SecretVersionUnavailable(LookupError):
-    """The secret (or that version) cannot be read: missing, deleted, or disabled by an admin.
-
-    Attributes:
-        disabled: True when the version exists but is disabled.
-    """
-
-    def __init__(self, where: str, *, disabled: bool = False) -> None:
-        super().__init__(where)
-        self.disabled = disabled
 
 
 class KeyVaultSecretSource:
@@ -66,7 +54,7 @@ class KeyVaultSecretSource:
         try:
             secret = self._client.get_secret(name, version)
         except ResourceNotFoundError:
-            raise SecretVersionUnavailable(where) from None
+            raise SecretUnavailableError(where) from None
         except ClientAuthenticationError as exc:
             raise ConfigError(
                 f"the app's identity could not authenticate to read {where}: {type(exc).__name__}"
@@ -76,7 +64,7 @@ class KeyVaultSecretSource:
             if status == 429:
                 raise ThrottledError(f"Key Vault throttled reading {where}") from exc
             if status == 403 and _is_disabled(exc):
-                raise SecretVersionUnavailable(where, disabled=True) from None
+                raise SecretUnavailableError(where, disabled=True) from None
             if status in (401, 403):
                 raise ConfigError(
                     f"the app's identity may not read {where} (HTTP {status}): grant 'Key Vault Secrets User'"

@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from shared.app import App
 from shared.errors import BusyError, TransientError
 from shared.messages import RegistrationCommand
 from shared.registration import Outcome, RegistrationPorts, handle_registration
@@ -83,7 +82,7 @@ def retry_parked(
                 break
             parked.remove(message)
             report.outcomes[outcome.status] += 1
-            if failures and outcome.on24_answered:  # the probe got through: new registrations are parked no more
+            if failures and outcome.provider_answered:  # the probe got through: new registrations are parked no more
                 failures = 0
                 credentials.set_parking(org.org_id, 0, now)
                 report.orgs_resumed.append(org.org_id)
@@ -111,28 +110,3 @@ def _drop_orphans(ports: RegistrationPorts, credentials: CredentialStore, parked
             parked.remove(message)
             dropped += 1
     return dropped
-
-
-def run_retry_parked(app: App) -> RetryReport:
-    """One timer run, with one summary log line."""
-    started = time.perf_counter()
-    report = retry_parked(
-        app.registration_ports(), app.credentials, app.parked, budget_seconds=app.settings.retry_parked_budget_seconds
-    )
-    _log.info(
-        "parked registrations: %s; %d orgs still unreachable, %d resumed, %d dropped, %d left for the next run",
-        ", ".join(f"{status} {count}" for status, count in sorted(report.outcomes.items())) or "none re-driven",
-        len(report.orgs_still_unreachable),
-        len(report.orgs_resumed),
-        report.dropped,
-        report.left_for_next_run,
-        extra={
-            **{f"parked_{status}": count for status, count in report.outcomes.items()},
-            "orgs_still_unreachable": len(report.orgs_still_unreachable),
-            "orgs_resumed": len(report.orgs_resumed),
-            "parked_dropped": report.dropped,
-            "left_for_next_run": report.left_for_next_run,
-            "duration_ms": round((time.perf_counter() - started) * 1000),
-        },
-    )
-    return report

@@ -1,7 +1,8 @@
-"""Typed app settings, read once from the environment.
+"""Typed app settings, read once from the environment (pydantic-settings).
 
-The names are the user-facing contract listed in the README and in local.settings.sample.json. A missing
-or malformed setting raises ``ConfigError`` naming the setting, never its value (some hold secrets).
+The names are the user-facing contract listed in the README and in local.settings.sample.json: each field's
+alias is the app setting's name, and its default is stated here once. A missing or malformed setting raises
+``ConfigError`` naming the setting, never its value (some hold secrets).
 """
 
 from __future__ import annotations
@@ -12,22 +13,29 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
 
-DEFAULT_QUEUE = "webinar-registrations"
-DEFAULT_SCHEDULE = "0 */15 * * * *"
-DEFAULT_RETRY_PARKED_SCHEDULE = "0 * * * * *"
-DEFAULT_ADMIN_ROLE = "Webinar.Admin"
-DEFAULT_TABLE_PREFIX = "webinar"
-DEFAULT_KEY_REFRESH_SECONDS = 300.0
+REGISTRATIONS_QUEUE = "webinar-registrations"
+"""The queue's name: a ``%REGISTRATIONS_QUEUE%`` binding expression the host resolves; ``tools.replay`` sends to it."""
 
 AuthMode = Literal["default", "none"]
+
 
 # ---- where Dataverse may be: the host allowlist -------------------------------------------------------------------
 # A Dataverse org URL is ``https://<org>.<suffix>`` with exactly one label before one of these suffixes. Tokens of
@@ -99,52 +107,194 @@ def is_dataverse_host(url: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the app reads from its environment. Build it with ``Settings.from_environ``."""
 
-    state_connection: str | None
-    """Table Storage connection string: STATE_STORAGE_CONNECTION, else AzureWebJobsStorage."""
-    state_account_url: str | None
-    """Table endpoint for identity-based access (AzureWebJobsStorage__accountName), when no connection string."""
-    state_blob_url: str | None = None
-    """Blob endpoint for identity-based access (large rejected message bodies), when no connection string."""
-    table_prefix: str = DEFAULT_TABLE_PREFIX
-    registrations_queue: str = DEFAULT_QUEUE
-    pull_metrics_schedule: str = DEFAULT_SCHEDULE
-    retry_parked_schedule: str = DEFAULT_RETRY_PARKED_SCHEDULE
-    key_vault_url: str | None = None
-    credentials_key_secret_name: str | None = None
-    key_vault_auth: AuthMode = "default"
-    key_refresh_seconds: float = DEFAULT_KEY_REFRESH_SECONDS
-    credentials_key: SecretStr | None = field(default=None, repr=False)
-    allow_local_key_in_azure: bool = False
-    running_in_azure: bool = False
-    on24_base_url: str | None = None
-    dataverse_url: str | None = None
-    dataverse_auth: AuthMode = "default"
-    admin_role: str = DEFAULT_ADMIN_ROLE
-    app_service_auth_enabled: bool = False
-    admin_org_scope: bool = False
-    """ADMIN_ORG_SCOPE: also accept the app role ``<ADMIN_ROLE>.<orgId>`` for that one org (needs App Service auth)."""
-    metrics_grace_days: int = 30
-    metrics_lookback_hours: int = 48
-    metrics_budget_seconds: float = 240.0
-    on_demand_pull_budget_seconds: float = 60.0
-    """ON_DEMAND_PULL_BUDGET_SECONDS: how long ``POST .../pull`` pulls before answering 202 (at most 100: with a
-    page call (55 s) and a wait for the shared ON24 limit (65 s) the answer stays inside the 230 s HTTP limit)."""
-    retry_budget_seconds: float = 15.0
-    on24_timeout_seconds: float = 10.0
-    registration_lease_seconds: float = 90.0
-    registration_lease_margin_seconds: float = 5.0
-    registration_lease_wait_seconds: float = 5.0
-    park_after_deliveries: int = 3
-    park_backoff_base_seconds: float = 60.0
-    park_backoff_max_seconds: float = 1800.0
-    retry_parked_budget_seconds: float = 45.0
-    on24_attendee_calls_per_minute: int = 100
-    rejected_retention_days: int = 30
-    """REJECTED_RETENTION_DAYS: how long an unparseable queue message is kept whole before it is deleted."""
+def is_loopback_url(url: str) -> bool:
+    """True for URLs whose host is a loopback address or ``localhost`` (the sandbox stand-ins)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---- value rules: each says what follows "setting <NAME> " in the ConfigError ------------------------------------
+def _problem(text: str) -> PydanticCustomError:
+    return PydanticCustomError("setting", text)
+
+
+def _number(low: float | None = None, high: float | None = None, *, whole: bool = False) -> BeforeValidator:
+    """A number within [low, high]; ``whole``: its integer part (an int setting given ``30.5`` reads 30)."""
+
+    def check(value: Any) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _problem("must be a number") from None
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise _problem(f"must be between {low} and {high}")
+        return int(number) if whole else number
+
+    return BeforeValidator(check)
+
+
+def _flag(value: Any) -> bool:
+    text = str(value).lower()
+    if text in {"1", "true", "yes"}:
+        return True
+    if text in {"0", "false", "no"}:
+        return False
+    raise _problem("must be true or false")
+
+
+def _url(value: Any) -> str:
+    text = str(value)
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise _problem("must be an absolute http(s) URL")
+    if parts.scheme == "http" and not is_loopback_url(text):
+        raise _problem("must use https (plain http is accepted only for loopback stand-ins)")
+    return text.rstrip("/")
+
+
+def _auth_mode(value: Any) -> str:
+    text = str(value).lower()
+    if text not in ("default", "none"):
+        raise _problem("must be 'default' or 'none'")
+    return text
+
+
+def _local_key(value: Any) -> SecretStr:
+    try:
+        key = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise _problem("must be base64 (32 random bytes)") from None
+    if len(key) != 32:
+        raise _problem(f"must decode to exactly 32 bytes (AES-256), got {len(key)}")
+    return SecretStr(str(value))
+
+
+def _table_prefix(value: Any) -> str:
+    text = str(value)
+    if not (text.isalnum() and text[0].isalpha() and len(text) <= 40):
+        raise _problem("must be 1-40 letters and digits, starting with a letter")
+    return text
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Url = Annotated[str | None, BeforeValidator(_url)]
+Auth = Annotated[AuthMode, BeforeValidator(_auth_mode)]
+
+
+class Settings(BaseSettings):
+    """Everything the app reads from its environment: ``Settings.from_environ()`` (the process environment, read
+    by pydantic-settings) or ``Settings.from_environ(mapping)``. Each field's alias is the setting's name."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, validate_default=False, hide_input_in_errors=True
+    )
+
+    # ---- state storage
+    state_storage_connection: str | None = Field(None, validation_alias="STATE_STORAGE_CONNECTION", repr=False)
+    webjobs_storage: str | None = Field(None, validation_alias="AzureWebJobsStorage", repr=False)
+    storage_account: str | None = Field(None, validation_alias="AzureWebJobsStorage__accountName", repr=False)
+    """Identity-based storage: the state tables at ``https://<name>.table.core.windows.net``."""
+    state_table_endpoint: Url = Field(None, validation_alias="STATE_STORAGE_TABLE_ENDPOINT", repr=False)
+    state_blob_endpoint: Url = Field(None, validation_alias="STATE_STORAGE_BLOB_ENDPOINT", repr=False)
+    table_prefix: Annotated[str, BeforeValidator(_table_prefix)] = Field(
+        "webinar", validation_alias="STATE_TABLE_PREFIX"
+    )
+    running_in_azure: Annotated[bool, BeforeValidator(bool)] = Field(False, validation_alias="WEBSITE_INSTANCE_ID")
+    """Azure sets WEBSITE_INSTANCE_ID on every instance (a local key is refused there)."""
+    # ---- binding expressions: the host resolves them from app settings; these defaults never reach a trigger
+    registrations_queue: str = Field(REGISTRATIONS_QUEUE, validation_alias="REGISTRATIONS_QUEUE")
+    pull_metrics_schedule: str = Field("0 */15 * * * *", validation_alias="PULL_METRICS_SCHEDULE")
+    retry_parked_schedule: str = Field("0 * * * * *", validation_alias="RETRY_PARKED_SCHEDULE")
+    # ---- the credentials key
+    key_vault_url: Url = Field(None, validation_alias="KEY_VAULT_URL")
+    credentials_key_secret_name: str | None = Field(None, validation_alias="CREDENTIALS_KEY_SECRET_NAME")
+    key_vault_auth: Auth = Field("default", validation_alias="KEY_VAULT_AUTH")
+    key_refresh_seconds: Annotated[float, _number(1)] = Field(300.0, validation_alias="CREDENTIALS_KEY_REFRESH_SECONDS")
+    credentials_key: Annotated[SecretStr | None, BeforeValidator(_local_key)] = Field(
+        None, validation_alias="CREDENTIALS_KEY", repr=False
+    )
+    allow_local_key_in_azure: Flag = Field(False, validation_alias="ALLOW_LOCAL_CREDENTIALS_KEY")
+    # ---- the services
+    on24_base_url: Url = Field(None, validation_alias="ON24_BASE_URL")
+    dataverse_auth: Auth = Field("default", validation_alias="DATAVERSE_AUTH")
+    dataverse_url: str | None = Field(None, validation_alias="DATAVERSE_URL")
+    """The https origin of an allowlisted Dataverse host; a loopback URL only with DATAVERSE_AUTH=none."""
+    # ---- admin routes
+    admin_role: str = Field("Webinar.Admin", validation_alias="ADMIN_ROLE")
+    app_service_auth_enabled: Flag = Field(False, validation_alias="WEBSITE_AUTH_ENABLED")
+    admin_org_scope: Flag = Field(False, validation_alias="ADMIN_ORG_SCOPE")
+    """Also accept the app role ``<ADMIN_ROLE>.<orgId>`` for that one org (needs App Service auth)."""
+    # ---- metrics
+    metrics_grace_days: Annotated[int, _number(0, 3650, whole=True)] = Field(30, validation_alias="METRICS_GRACE_DAYS")
+    metrics_lookback_hours: Annotated[int, _number(0, 24 * 180, whole=True)] = Field(
+        48, validation_alias="METRICS_LOOKBACK_HOURS"
+    )
+    metrics_budget_seconds: Annotated[float, _number(5)] = Field(240.0, validation_alias="PULL_METRICS_BUDGET_SECONDS")
+    on_demand_pull_budget_seconds: Annotated[float, _number(1, 100)] = Field(
+        60.0, validation_alias="ON_DEMAND_PULL_BUDGET_SECONDS"
+    )
+    """How long ``POST .../pull`` pulls before answering 202 (at most 100: with a page call (55 s) and a wait for
+    the shared ON24 limit (65 s) the answer stays inside the 230 s HTTP limit)."""
+    on24_attendee_calls_per_minute: Annotated[int, _number(1, 100000, whole=True)] = Field(
+        100, validation_alias="ON24_ATTENDEE_CALLS_PER_MINUTE"
+    )
+    # ---- registration timing
+    retry_budget_seconds: Annotated[float, _number(0, 600)] = Field(15.0, validation_alias="RETRY_BUDGET_SECONDS")
+    on24_timeout_seconds: Annotated[float, _number(0.05, 120)] = Field(10.0, validation_alias="ON24_TIMEOUT_SECONDS")
+    registration_lease_seconds: Annotated[float, _number(0.5, 3600)] = Field(
+        90.0, validation_alias="REGISTRATION_LEASE_SECONDS"
+    )
+    registration_lease_margin_seconds: Annotated[float, _number(0, 600)] = Field(
+        5.0, validation_alias="REGISTRATION_LEASE_MARGIN_SECONDS"
+    )
+    registration_lease_wait_seconds: Annotated[float, _number(0, 120)] = Field(
+        5.0, validation_alias="REGISTRATION_LEASE_WAIT_SECONDS"
+    )
+    # ---- parking
+    park_after_deliveries: Annotated[int, _number(1, 100, whole=True)] = Field(
+        3, validation_alias="PARK_AFTER_DELIVERIES"
+    )
+    park_backoff_base_seconds: Annotated[float, _number(1, 86400)] = Field(
+        60.0, validation_alias="PARK_BACKOFF_BASE_SECONDS"
+    )
+    park_backoff_max_seconds: Annotated[float, _number(1, 86400)] = Field(
+        1800.0, validation_alias="PARK_BACKOFF_MAX_SECONDS"
+    )
+    retry_parked_budget_seconds: Annotated[float, _number(1, 3600)] = Field(
+        45.0, validation_alias="RETRY_PARKED_BUDGET_SECONDS"
+    )
+    # ---- privacy
+    rejected_retention_days: Annotated[int, _number(1, 3650, whole=True)] = Field(
+        30, validation_alias="REJECTED_RETENTION_DAYS"
+    )
+    """How long an unparseable queue message is kept whole before it is deleted."""
+
+    @property
+    def state_connection(self) -> str | None:
+        """Table Storage connection string: STATE_STORAGE_CONNECTION, else AzureWebJobsStorage."""
+        return self.state_storage_connection or self.webjobs_storage
+
+    @property
+    def state_account_url(self) -> str | None:
+        """Table endpoint for identity-based access, when no connection string is set."""
+        if self.state_connection:
+            return None
+        account = f"https://{self.storage_account}.table.core.windows.net" if self.storage_account else None
+        return self.state_table_endpoint or account
+
+    @property
+    def state_blob_url(self) -> str | None:
+        """Blob endpoint for identity-based access (large rejected message bodies), when no connection string."""
+        if self.state_connection:
+            return None
+        account = f"https://{self.storage_account}.blob.core.windows.net" if self.storage_account else None
+        return self.state_blob_endpoint or account
 
     @property
     def on24_call_seconds(self) -> float:
@@ -162,168 +312,78 @@ class Settings:
         """Read and validate the settings.
 
         Args:
-            environ: the environment to read; ``os.environ`` when omitted.
+            environ: the environment to read; the process environment when omitted.
 
         Raises:
             ConfigError: a setting is missing or malformed; the message names it.
         """
-        env = _Env(os.environ if environ is None else environ)
-        state_connection = env.text("STATE_STORAGE_CONNECTION") or env.text("AzureWebJobsStorage")
-        account = env.text("AzureWebJobsStorage__accountName")
-        state_account_url = f"https://{account}.table.core.windows.net" if account else None
-        state_account_url = env.url("STATE_STORAGE_TABLE_ENDPOINT") or state_account_url
-        state_blob_url = env.url("STATE_STORAGE_BLOB_ENDPOINT") or (
-            f"https://{account}.blob.core.windows.net" if account else None
-        )
-        if not state_connection and not state_account_url:
+        token = _ENVIRON.set(environ)
+        try:
+            return cls()
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            raise ConfigError(f"setting {_setting_name(first['loc'])} {first['msg']}") from None
+        finally:
+            _ENVIRON.reset(token)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the environment (no .env or secrets files): the app settings are environment variables."""
+        return (init_settings, _Environment(settings_cls))
+
+    @field_validator("dataverse_url", mode="before")
+    @classmethod
+    def _dataverse_origin(cls, value: Any, info: ValidationInfo) -> Any:
+        try:
+            return dataverse_origin(str(value), sandbox=info.data.get("dataverse_auth") == "none")
+        except ValueError as exc:
+            raise _problem(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """The rules between settings (each message names the setting to fix)."""
+        if not self.state_connection and not self.state_account_url:
             raise ConfigError(
                 "setting AzureWebJobsStorage (or STATE_STORAGE_CONNECTION) is missing: "
                 "the integration keeps its credentials and ledger in Table Storage"
             )
-        key_vault_url = env.url("KEY_VAULT_URL")
-        secret_name = env.text("CREDENTIALS_KEY_SECRET_NAME")
-        if key_vault_url and not secret_name:
+        if self.key_vault_url and not self.credentials_key_secret_name:
             raise ConfigError("setting CREDENTIALS_KEY_SECRET_NAME is missing: KEY_VAULT_URL is set without it")
-        key_vault_auth = env.auth_mode("KEY_VAULT_AUTH")
-        if key_vault_url and key_vault_auth == "none" and not is_loopback_url(key_vault_url):
+        if self.key_vault_url and self.key_vault_auth == "none" and not is_loopback_url(self.key_vault_url):
             raise ConfigError("setting KEY_VAULT_AUTH=none is accepted only for a loopback KEY_VAULT_URL (sandbox)")
-        dataverse_auth = env.auth_mode("DATAVERSE_AUTH")
-        dataverse_url = env.dataverse_url("DATAVERSE_URL", sandbox=dataverse_auth == "none")
-        if dataverse_url and dataverse_auth == "none" and not is_loopback_url(dataverse_url):
+        if self.dataverse_url and self.dataverse_auth == "none" and not is_loopback_url(self.dataverse_url):
             raise ConfigError("setting DATAVERSE_AUTH=none is accepted only for a loopback DATAVERSE_URL (sandbox)")
-        retry_budget = env.number("RETRY_BUDGET_SECONDS", 15.0, low=0, high=600)
-        on24_timeout = env.number("ON24_TIMEOUT_SECONDS", 10.0, low=0.05, high=120)
-        lease = env.number("REGISTRATION_LEASE_SECONDS", 90.0, low=0.5, high=3600)
-        margin = env.number("REGISTRATION_LEASE_MARGIN_SECONDS", 5.0, low=0, high=600)
-        shortest = retry_budget + 5 * on24_timeout + margin
-        if lease < shortest:
+        shortest = self.retry_budget_seconds + 5 * self.on24_timeout_seconds + self.registration_lease_margin_seconds
+        if self.registration_lease_seconds < shortest:
             raise ConfigError(
                 f"setting REGISTRATION_LEASE_SECONDS must be at least {shortest:g}: RETRY_BUDGET_SECONDS plus "
                 "5 x ON24_TIMEOUT_SECONDS (one ON24 call and the time an unanswered request may still land) "
                 "plus REGISTRATION_LEASE_MARGIN_SECONDS"
             )
-        table_prefix = env.text("STATE_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
-        if not (table_prefix.isalnum() and table_prefix[0].isalpha() and len(table_prefix) <= 40):
-            raise ConfigError("setting STATE_TABLE_PREFIX must be 1-40 letters and digits, starting with a letter")
-        return cls(
-            state_connection=state_connection,
-            state_account_url=None if state_connection else state_account_url,
-            state_blob_url=None if state_connection else state_blob_url,
-            table_prefix=table_prefix,
-            registrations_queue=env.text("REGISTRATIONS_QUEUE") or DEFAULT_QUEUE,
-            pull_metrics_schedule=env.text("PULL_METRICS_SCHEDULE") or DEFAULT_SCHEDULE,
-            retry_parked_schedule=env.text("RETRY_PARKED_SCHEDULE") or DEFAULT_RETRY_PARKED_SCHEDULE,
-            key_vault_url=key_vault_url,
-            credentials_key_secret_name=secret_name,
-            key_vault_auth=key_vault_auth,
-            key_refresh_seconds=env.number("CREDENTIALS_KEY_REFRESH_SECONDS", DEFAULT_KEY_REFRESH_SECONDS, low=1),
-            credentials_key=env.local_key("CREDENTIALS_KEY"),
-            allow_local_key_in_azure=env.flag("ALLOW_LOCAL_CREDENTIALS_KEY"),
-            running_in_azure=bool(env.text("WEBSITE_INSTANCE_ID")),
-            on24_base_url=env.url("ON24_BASE_URL"),
-            dataverse_url=dataverse_url,
-            dataverse_auth=dataverse_auth,
-            admin_role=env.text("ADMIN_ROLE") or DEFAULT_ADMIN_ROLE,
-            app_service_auth_enabled=env.flag("WEBSITE_AUTH_ENABLED"),
-            admin_org_scope=env.flag("ADMIN_ORG_SCOPE"),
-            metrics_grace_days=int(env.number("METRICS_GRACE_DAYS", 30, low=0, high=3650)),
-            metrics_lookback_hours=int(env.number("METRICS_LOOKBACK_HOURS", 48, low=0, high=24 * 180)),
-            metrics_budget_seconds=env.number("PULL_METRICS_BUDGET_SECONDS", 240.0, low=5),
-            on_demand_pull_budget_seconds=env.number("ON_DEMAND_PULL_BUDGET_SECONDS", 60.0, low=1, high=100),
-            retry_budget_seconds=retry_budget,
-            on24_timeout_seconds=on24_timeout,
-            registration_lease_seconds=lease,
-            registration_lease_margin_seconds=margin,
-            registration_lease_wait_seconds=env.number("REGISTRATION_LEASE_WAIT_SECONDS", 5.0, low=0, high=120),
-            park_after_deliveries=int(env.number("PARK_AFTER_DELIVERIES", 3, low=1, high=100)),
-            park_backoff_base_seconds=env.number("PARK_BACKOFF_BASE_SECONDS", 60.0, low=1, high=86400),
-            park_backoff_max_seconds=env.number("PARK_BACKOFF_MAX_SECONDS", 1800.0, low=1, high=86400),
-            retry_parked_budget_seconds=env.number("RETRY_PARKED_BUDGET_SECONDS", 45.0, low=1, high=3600),
-            on24_attendee_calls_per_minute=int(env.number("ON24_ATTENDEE_CALLS_PER_MINUTE", 100, low=1, high=100000)),
-            rejected_retention_days=int(env.number("REJECTED_RETENTION_DAYS", 30, low=1, high=3650)),
-        )
+        return self
 
 
-def is_loopback_url(url: str) -> bool:
-    """True for URLs whose host is a loopback address or ``localhost`` (the sandbox stand-ins)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The setting a validation error is about (pydantic names it by its alias)."""
+    return str(loc[0]) if loc else "?"
 
 
-class _Env:
-    """Typed readers over a string mapping; every error names the setting, never its value."""
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environ", default=None)
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
 
-    def text(self, name: str) -> str | None:
-        value = self._environ.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
+class _Environment(EnvSettingsSource):
+    """The process environment, or the mapping given to ``Settings.from_environ``; values are stripped and a blank
+    one counts as unset (``local.settings.json`` lists unused settings empty)."""
 
-    def flag(self, name: str) -> bool:
-        value = (self.text(name) or "false").lower()
-        if value in {"1", "true", "yes"}:
-            return True
-        if value in {"0", "false", "no"}:
-            return False
-        raise ConfigError(f"setting {name} must be true or false")
-
-    def url(self, name: str) -> str | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigError(f"setting {name} must be an absolute http(s) URL")
-        if parts.scheme == "http" and not is_loopback_url(value):
-            raise ConfigError(f"setting {name} must use https (plain http is accepted only for loopback stand-ins)")
-        return value.rstrip("/")
-
-    def dataverse_url(self, name: str, *, sandbox: bool) -> str | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        try:
-            return dataverse_origin(value, sandbox=sandbox)
-        except ValueError as exc:
-            raise ConfigError(f"setting {name} {exc}") from None
-
-    def number(self, name: str, default: float, *, low: float | None = None, high: float | None = None) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"setting {name} must be a number") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(f"setting {name} must be between {low} and {high}")
-        return value
-
-    def auth_mode(self, name: str) -> AuthMode:
-        value = (self.text(name) or "default").lower()
-        if value == "default":
-            return "default"
-        if value == "none":
-            return "none"
-        raise ConfigError(f"setting {name} must be 'default' or 'none'")
-
-    def local_key(self, name: str) -> SecretStr | None:
-        raw = self.text(name)
-        if raw is None:
-            return None
-        try:
-            key = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"setting {name} must be base64 (32 random bytes)") from None
-        if len(key) != 32:
-            raise ConfigError(f"setting {name} must decode to exactly 32 bytes (AES-256), got {len(key)}")
-        return SecretStr(raw)
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        given = _ENVIRON.get()
+        environ = os.environ if given is None else given
+        stripped = {name: value.strip() for name, value in environ.items() if isinstance(value, str)}
+        return {name: value for name, value in stripped.items() if value}

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 APP_LOGGER = "shared"
-"""The logger namespace of the app's structured lines (shared.inbox, shared.metrics_job, ...)."""
+"""The logger namespace of the app's structured lines (shared.entrypoints.queue, shared.entrypoints.timers, ...)."""
 
 _log = logging.getLogger(__name__)
 

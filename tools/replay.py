@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from shared.ids import canonical_org_id
 from shared.messages import org_id_hint
-from shared.settings import DEFAULT_QUEUE
+from shared.settings import REGISTRATIONS_QUEUE
 from tools.replay_rules import TRANSFORMS, Candidate, Filters, Prepared, describe, parse_age, prepare, select
 
 PAGE = 100  # messages per peek or receive
@@ -212,7 +212,7 @@ def to_queue(client: Any, queue: str) -> tuple[str, Send]:
 def to_handler(app: Any) -> tuple[str, Send]:
     """RegisterAttendee's own handler in this process, given the message as the Functions host would."""
     from sandbox.triggers import service_bus_message
-    from shared.inbox import process_registration_message
+    from shared.entrypoints.queue import process_registration_message
 
     def send(chosen: Sequence[Prepared], on_sent: Sent) -> None:
         for prepared in chosen:
@@ -279,7 +279,7 @@ def main(
     args = _arguments(argv)
     environ = os.environ if environ is None else environ
     now = now or datetime.now(UTC)
-    queue = args.queue or (environ.get("REGISTRATIONS_QUEUE") or "").strip() or DEFAULT_QUEUE
+    queue = args.queue or (environ.get("REGISTRATIONS_QUEUE") or "").strip() or REGISTRATIONS_QUEUE
     filters = Filters(
         reason=args.reason,
         org_id=args.org,

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.ids import canonical_org_id
-from shared.store.tables import read_entity, table_errors
+from shared.store.codec import EPOCH, moment
+from shared.store.tables import merge_entity, read_entity, table_errors
 
 _log = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ _ROW_KEY = "credentials"
 OrgStatus = Literal["active", "rejected"]
 MetricsStatus = Literal["ok", "error"]
 MAX_REASON = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def org_key(org_id: str) -> str:
@@ -46,7 +45,7 @@ class OrgRecord:
     """One org's stored integration settings. ``envelope`` is ciphertext; it is still kept out of repr."""
 
     org_id: str
-    client_id: str
+    account_id: str
     region: str
     envelope: str = field(repr=False)
     key_id: str | None
@@ -75,13 +74,13 @@ class OrgRecord:
     @property
     def bound(self) -> dict[str, str]:
         """The clear columns authenticated with the envelope (AES-GCM associated data)."""
-        return {"clientId": self.client_id, "region": self.region, "dataverseUrl": self.dataverse_url or ""}
+        return {"clientId": self.account_id, "region": self.region, "dataverseUrl": self.dataverse_url or ""}
 
     def to_entity(self) -> dict[str, Any]:
         return {
             "PartitionKey": self.org_id,
             "RowKey": _ROW_KEY,
-            "ClientId": self.client_id,
+            "ClientId": self.account_id,
             "Region": self.region,
             "Envelope": self.envelope,
             "KeyId": self.key_id or "",
@@ -96,7 +95,7 @@ class OrgRecord:
             "MetricsReason": (self.metrics_reason or "")[:MAX_REASON],
             "MetricsAt": self.metrics_at,
             "ParkFailures": self.park_failures,
-            "ParkUntil": self.park_until or _EPOCH,
+            "ParkUntil": self.park_until or EPOCH,
         }
 
     @classmethod
@@ -104,7 +103,7 @@ class OrgRecord:
         status = entity.get("Status") or "active"
         return cls(
             org_id=entity["PartitionKey"],
-            client_id=entity.get("ClientId") or "",
+            account_id=entity.get("ClientId") or "",
             region=entity.get("Region") or "na",
             envelope=entity.get("Envelope") or "",
             key_id=entity.get("KeyId") or None,
@@ -119,12 +118,8 @@ class OrgRecord:
             metrics_reason=entity.get("MetricsReason") or None,
             metrics_at=entity.get("MetricsAt") if isinstance(entity.get("MetricsAt"), datetime) else None,
             park_failures=int(entity.get("ParkFailures") or 0),
-            park_until=_moment(entity.get("ParkUntil")),
+            park_until=moment(entity.get("ParkUntil")),
         )
-
-
-def _moment(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) and value > _EPOCH else None
 
 
 def _metrics_status(value: Any) -> MetricsStatus | None:
@@ -193,13 +188,13 @@ class CredentialStore:
         """Record the org's parking: ``failures`` in a row (> 0: new registrations are parked at once), and when
         its parked registrations are next due (None: it has none left). False if the row is gone."""
         # A MERGE leaves out None properties: the epoch stands for "no time" (read back as None).
-        return self._merge(org_id, {"ParkFailures": failures, "ParkUntil": until or _EPOCH}, "parking state")
+        return self._merge(org_id, {"ParkFailures": failures, "ParkUntil": until or EPOCH}, "parking state")
 
     def due_for_parked_work(self, now: datetime) -> list[OrgRecord]:
         """Orgs whose parked registrations are due (``park_until`` set and reached), for RetryParked."""
         query = f"RowKey eq '{_ROW_KEY}' and ParkUntil gt @epoch and ParkUntil le @now"
         with table_errors("listing orgs with parked registrations"):
-            rows = self._table.query_entities(query, parameters={"epoch": _EPOCH, "now": now})
+            rows = self._table.query_entities(query, parameters={"epoch": EPOCH, "now": now})
             return [OrgRecord.from_entity(dict(entity)) for entity in rows]
 
     def list_orgs(self) -> Iterator[OrgRecord]:
@@ -224,10 +219,4 @@ class CredentialStore:
     def _merge(self, org_id: str, columns: dict[str, Any], what: str) -> bool:
         key = org_key(org_id)
         entity = {"PartitionKey": key, "RowKey": _ROW_KEY, **columns}
-        with table_errors(f"updating the {what} of org {key!r}"):
-            try:
-                # Unconditional update = If-Match: *, so a deleted row answers 404 instead of coming back.
-                self._table.update_entity(entity, mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                return False
-        return True
+        return merge_entity(self._table, entity, f"updating the {what} of org {key!r}")

@@ -19,12 +19,12 @@ from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.store.codec import EPOCH, etag_of, moment
 from shared.store.tables import read_entity, table_errors, write_entity
 
 HEALTH_ROW = "~health"
 _APP_PARTITION = "~app"
 _REJECTED_MARK_ROW = "~rejected"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_REASON_CHARS = 300
 
 
@@ -53,9 +53,9 @@ class RegistrationCounts:
     counted_at: datetime
     totals: dict[str, int] = field(default_factory=dict)
     hours: dict[str, dict[str, int]] = field(default_factory=dict)
-    in_on24: int = 0
+    at_provider: int = 0
     recent_failures: tuple[Failure, ...] = ()
-    last_on24_success: datetime | None = None
+    last_provider_success: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class OrgHealth:
         return {
             "PartitionKey": self.org_id,
             "RowKey": HEALTH_ROW,
-            "CheckedAt": self.checked_at or _EPOCH,
+            "CheckedAt": self.checked_at or EPOCH,
             "Registrations": json.dumps(_registrations_json(self.registrations), separators=(",", ":")),
             "Rejected": json.dumps(_rejected_json(self.rejected), separators=(",", ":")),
         }
@@ -94,10 +94,10 @@ class OrgHealth:
         checked = entity.get("CheckedAt")
         return cls(
             org_id=str(entity["PartitionKey"]),
-            checked_at=checked if isinstance(checked, datetime) and checked > _EPOCH else None,
+            checked_at=moment(checked),
             registrations=_registrations_from(_loads(entity.get("Registrations"))),
             rejected=_rejected_from(_loads(entity.get("Rejected"))),
-            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+            etag=etag_of(entity),
         )
 
 
@@ -120,8 +120,7 @@ class HealthStore:
     def rejected_mark(self) -> datetime | None:
         """Up to when the rejected messages were last counted."""
         entity = read_entity(self._table, _APP_PARTITION, _REJECTED_MARK_ROW, "reading the rejected-count mark")
-        value = entity.get("CountedAt") if entity is not None else None
-        return value if isinstance(value, datetime) and value > _EPOCH else None
+        return moment(entity.get("CountedAt")) if entity is not None else None
 
     def set_rejected_mark(self, counted_at: datetime) -> None:
         entity = {"PartitionKey": _APP_PARTITION, "RowKey": _REJECTED_MARK_ROW, "CountedAt": counted_at}
@@ -165,12 +164,12 @@ def _registrations_json(counts: RegistrationCounts | None) -> dict[str, Any]:
         "countedAt": _iso(counts.counted_at),
         "totals": counts.totals,
         "hours": counts.hours,
-        "inOn24": counts.in_on24,
+        "inOn24": counts.at_provider,
         "recentFailures": [
             {"registrationId": f.registration_id, "at": _iso(f.at), "reason": f.reason[:MAX_REASON_CHARS]}
             for f in counts.recent_failures
         ],
-        "lastOn24Success": _iso(counts.last_on24_success),
+        "lastOn24Success": _iso(counts.last_provider_success),
     }
 
 
@@ -188,9 +187,9 @@ def _registrations_from(data: dict[str, Any]) -> RegistrationCounts | None:
         counted_at=counted_at,
         totals=_counts(data.get("totals")),
         hours={str(hour): _counts(v) for hour, v in hours.items()} if isinstance(hours, dict) else {},
-        in_on24=int(data.get("inOn24") or 0),
+        at_provider=int(data.get("inOn24") or 0),
         recent_failures=tuple(failures),
-        last_on24_success=_time(data.get("lastOn24Success")),
+        last_provider_success=_time(data.get("lastOn24Success")),
     )
 
 

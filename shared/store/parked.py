@@ -19,12 +19,12 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from shared.store.codec import EPOCH, etag_of
 from shared.store.tables import table_errors, write_entity
 
 _log = logging.getLogger(__name__)
 
 PARKED_PARTITION = "~parked"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ParkedMessage:
     message_at: datetime
     priority: int
     attempts: int = 0
-    next_attempt_at: datetime = _EPOCH
+    next_attempt_at: datetime = EPOCH
     parked_at: datetime | None = None
     last_error: str | None = None
     etag: str | None = field(default=None, compare=False)
@@ -82,10 +82,10 @@ class ParkedMessage:
             message_at=entity["MessageAt"],
             priority=int(entity.get("Priority") or 0),
             attempts=int(entity.get("Attempts") or 0),
-            next_attempt_at=entity.get("NextAttemptAt") or _EPOCH,
+            next_attempt_at=entity.get("NextAttemptAt") or EPOCH,
             parked_at=entity.get("ParkedAt"),
             last_error=entity.get("LastError") or None,
-            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+            etag=etag_of(entity),
         )
 
 

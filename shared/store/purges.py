@@ -10,13 +10,14 @@ credentials (``RowKey eq 'credentials'``) never sees these rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient
 
-from shared.store.tables import read_entity, table_errors
+from shared.store.codec import EPOCH
+from shared.store.tables import merge_entity, read_entity, table_errors
 
 _ROW_KEY = "purge"
 PURGED_PARTS = ("ledger", "parked", "syncState", "rejected")
@@ -39,7 +40,7 @@ class PurgeRequest:
             "RowKey": _ROW_KEY,
             "RequestedAt": self.requested_at,
             "RequestedBy": self.requested_by,
-            "DeletedAt": self.deleted_at or datetime(1970, 1, 1, tzinfo=UTC),
+            "DeletedAt": self.deleted_at or EPOCH,
         }
         for part in PURGED_PARTS:
             entity[f"Deleted_{part}"] = int(self.deleted.get(part, 0))
@@ -80,12 +81,8 @@ class PurgeRequests:
 
     def save(self, request: PurgeRequest) -> bool:
         """Record progress (merge). False when the request is gone (finished meanwhile): it is not re-created."""
-        with table_errors(f"recording the progress of the purge of org {request.org_id!r}"):
-            try:
-                self._table.update_entity(request.to_entity(), mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                return False
-        return True
+        what = f"recording the progress of the purge of org {request.org_id!r}"
+        return merge_entity(self._table, request.to_entity(), what)
 
     def list(self) -> list[PurgeRequest]:
         """Every open purge request, oldest first."""

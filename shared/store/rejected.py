@@ -21,6 +21,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
@@ -33,7 +34,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransac
 from azure.storage.blob import ContainerClient
 
 from shared.errors import ConfigError, TransientError
-from shared.store.tables import TRANSACTION_SIZE, delete_matching, table_errors
+from shared.store.tables import TRANSACTION_SIZE, delete_matching, merge_entity, table_errors
 
 _log = logging.getLogger(__name__)
 
@@ -185,12 +186,7 @@ class RejectedMessages:
             "ReplayedAt": at or datetime.now(UTC),
             "ReplayedAs": how[:200],
         }
-        with table_errors(f"marking rejected message {key} as replayed"):
-            try:
-                self._table.update_entity(entity, mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                return False
-        return True
+        return merge_entity(self._table, entity, f"marking rejected message {key} as replayed")
 
     def _upload(self, key: str, body: bytes) -> None:
         with _blob_errors(f"keeping the body of rejected message {key}"):
@@ -314,7 +310,7 @@ def rejection_key(message_id: str, body: bytes) -> str:
 
 @contextmanager
 def _blob_errors(what: str) -> Iterator[None]:
-    """Map azure-core errors of Blob Storage onto the integration's error tree."""
+    """Map every azure-core error of Blob Storage onto the integration's error tree (this edge's one table)."""
     try:
         yield
     except ClientAuthenticationError as exc:
@@ -326,3 +322,5 @@ def _blob_errors(what: str) -> Iterator[None]:
         if status in (401, 403):
             raise ConfigError(f"Blob Storage refused access while {what} (HTTP {status})") from exc
         raise TransientError(f"Blob Storage failed while {what} (HTTP {status})") from exc
+    except AzureError as exc:  # anything else of the SDK's (a stream cut short, ...): never escapes the store
+        raise TransientError(f"Blob Storage failed while {what}: {type(exc).__name__}") from exc

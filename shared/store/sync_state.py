@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.store import codec
+from shared.store.codec import EPOCH
 from shared.store.tables import delete_partition, read_entity, table_errors, write_entity
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DISCOVERY_ROW = "~discovery"
 # Rows of an org's partition that are not webinars start with "~" (ON24 event ids are digits): the discovery
 # mark, and the org's health summary (``shared.store.health``).
@@ -56,19 +57,19 @@ class WebinarSyncState:
         entity: dict[str, Any] = {
             "PartitionKey": self.org_id,
             "RowKey": self.webinar_id,
-            "ReplicationKeyValue": self.replication_key_value or _EPOCH,
-            "LastAttemptAt": self.last_attempt_at or _EPOCH,
-            "LastSuccessAt": self.last_success_at or _EPOCH,
-            "LiveStart": self.live_start or _EPOCH,
-            "WindowEnd": self.window_end or _EPOCH,
-            "MetaFetchedAt": self.meta_fetched_at or _EPOCH,
-            "PendingStart": self.pending_start or _EPOCH,
-            "PendingEnd": self.pending_end or _EPOCH,
+            "ReplicationKeyValue": self.replication_key_value or EPOCH,
+            "LastAttemptAt": self.last_attempt_at or EPOCH,
+            "LastSuccessAt": self.last_success_at or EPOCH,
+            "LiveStart": self.live_start or EPOCH,
+            "WindowEnd": self.window_end or EPOCH,
+            "MetaFetchedAt": self.meta_fetched_at or EPOCH,
+            "PendingStart": self.pending_start or EPOCH,
+            "PendingEnd": self.pending_end or EPOCH,
             "PendingPage": self.pending_page,
             "PendingAnchor": ",".join(self.pending_anchor),
             "Status": self.status,
             "LastError": (self.last_error or "")[:1000],
-            "RetentionClearedAt": self.retention_cleared_at or _EPOCH,
+            "RetentionClearedAt": self.retention_cleared_at or EPOCH,
             "RetentionCursor": self.retention_cursor or "",
         }
         for name in COUNTERS:
@@ -78,8 +79,7 @@ class WebinarSyncState:
     @classmethod
     def from_entity(cls, entity: Any) -> WebinarSyncState:
         def when(name: str) -> datetime | None:
-            value = entity.get(name)
-            return value if isinstance(value, datetime) and value > _EPOCH else None
+            return codec.moment(entity.get(name))
 
         return cls(
             org_id=entity["PartitionKey"],
@@ -99,7 +99,7 @@ class WebinarSyncState:
             counts={name: int(entity.get(f"Count{name.capitalize()}") or 0) for name in COUNTERS},
             retention_cleared_at=when("RetentionClearedAt"),
             retention_cursor=str(entity.get("RetentionCursor") or "") or None,
-            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+            etag=codec.etag_of(entity),
         )
 
 
@@ -133,8 +133,7 @@ class SyncStateStore:
         entity = read_entity(
             self._table, org_id, _DISCOVERY_ROW, f"reading the webinar discovery mark of org {org_id!r}"
         )
-        value = entity.get("ScannedUntil") if entity is not None else None
-        return value if isinstance(value, datetime) and value > _EPOCH else None
+        return codec.moment(entity.get("ScannedUntil")) if entity is not None else None
 
     def set_discovery_mark(self, org_id: str, scanned_until: datetime) -> None:
         entity = {"PartitionKey": org_id, "RowKey": _DISCOVERY_ROW, "ScannedUntil": scanned_until}

@@ -122,6 +122,20 @@ def write_entity(table: TableClient, entity: dict[str, Any], etag: str | None, w
     return str(new_etag) if new_etag else None
 
 
+def merge_entity(table: TableClient, entity: dict[str, Any], what: str) -> bool:
+    """Update some columns of an existing row (merge, ``If-Match: *``); never re-creates a deleted row.
+
+    Returns:
+        False when the row does not exist (any more).
+    """
+    with table_errors(what):
+        try:
+            table.update_entity(entity, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            return False
+    return True
+
+
 def delete_matching(
     table: TableClient,
     query: str,

@@ -91,7 +91,7 @@ def test_stored_row_holds_only_ciphertext_that_opens_to_the_secret(on24_env: dic
     app = get_app()
     record = app.credentials.get(ORG)
     assert record is not None
-    opened = app.on24_for(record)  # decrypts through Key Vault
+    opened = app.provider_for(record)  # decrypts through Key Vault
     assert opened is not None
 
 
@@ -108,7 +108,7 @@ def test_re_put_rotates_the_credentials(on24_env: dict[str, str], on24: Any) -> 
         assert put("other-org", credentials_body())[0] == 422
         record = get_app().credentials.get(ORG)
         assert record is not None
-        get_app().on24_for(record).check_credentials()
+        get_app().provider_for(record).check_credentials()
     finally:
         on24.add_client(ON24_CLIENT_ID, ON24_KEY, ON24_SECRET)
 
@@ -214,7 +214,7 @@ def test_secrets_never_reach_logs_responses_or_errors(
         record = get_app().credentials.get(ORG)
         texts.append(repr(record))
         assert record is not None
-        texts.append(repr(get_app().on24_for(record)))
+        texts.append(repr(get_app().provider_for(record)))
         monkeypatch.setenv("ON24_BASE_URL", f"http://127.0.0.1:{free_port()}")
         reset_app()
         texts.append(json.dumps(put(ORG, credentials_body())))

@@ -185,7 +185,7 @@ def test_no_token_ever_reaches_a_host_outside_the_allowlist(
         org_id=ORG,
         registration_id=registration,
         event_id=str(uuid.uuid4()),
-        on24_event_id="4471234",
+        webinar_id="4471234",
         attendee={"email": "ada@contoso.example", "firstName": "Ada", "lastName": "Lovelace"},
     )
     on24.add_event(ON24_CLIENT_ID, 4471234)
@@ -201,7 +201,7 @@ def test_the_dataverse_client_requests_no_token_for_a_host_outside_the_allowlist
 
     credential = RecordingCredential()
     with pytest.raises(ValueError, match="allowlist"), DataverseClient(capture.url, credential) as client:
-        client.get_contact(str(uuid.uuid4()))
+        client.get_row("contacts", str(uuid.uuid4()), select=["contactid"])
     assert capture.count() == 0 and credential.scopes == []
 
 
@@ -276,11 +276,11 @@ def test_webinar_ids_are_stored_as_plain_positive_numbers(on24_env: dict[str, st
 def test_validation_errors_never_carry_the_secret() -> None:
     import pydantic
 
-    from shared.admin import CredentialsInput
+    from shared.on24.provider import CredentialsBody
 
     secret = "Hidden-" + "x" * 600  # too long: refused, and pydantic would quote it unless told not to
     with pytest.raises(pydantic.ValidationError) as caught:
-        CredentialsInput.model_validate({"clientId": "1", "accessTokenKey": "k", "accessTokenSecret": secret})
+        CredentialsBody.model_validate({"clientId": "1", "accessTokenKey": "k", "accessTokenSecret": secret})
     assert "Hidden-" not in str(caught.value) and "Hidden-" not in repr(caught.value)
     assert "Hidden-" not in repr(caught.value.errors(include_input=False))
 
@@ -302,7 +302,7 @@ def test_editing_a_clear_column_makes_the_envelope_fail_to_open(
     record = get_app().credentials.get(ORG)
     assert record is not None
     with pytest.raises(DecryptionError) as caught:
-        get_app().on24_for(record)
+        get_app().provider_for(record)
     assert "client id, region" in str(caught.value)
     on24.reset_log()
     pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
@@ -332,7 +332,7 @@ def test_an_envelope_of_the_first_format_is_refused_with_an_actionable_message(a
     record = app.credentials.get(ORG)
     assert record is not None
     with pytest.raises(DecryptionError) as caught:
-        app.on24_for(record)
+        app.provider_for(record)
     assert "re-store" in str(caught.value) and ON24_SECRET not in str(caught.value)
 
 

@@ -19,7 +19,7 @@ from RemoveCredentials import main as remove_main
 from RetryParked import main as retry_main
 from shared.app import App, get_app, reset_app, set_app
 from shared.errors import TransientError
-from shared.registration_rules import Backoff
+from shared.registration.rules import Backoff
 from shared.settings import Settings
 from StoreCredentials import main as store_main
 from tests.builders import canonical_body
@@ -75,7 +75,7 @@ def run_retry_parked() -> None:
 
 def register(org: str, at: datetime, email: str) -> tuple[str, dict[str, Any]]:
     reg = str(uuid.uuid4())
-    body = canonical_body(org_id=org, registration_id=reg, event_id=str(uuid.uuid4()), on24_event_id=str(WEBINAR),
+    body = canonical_body(org_id=org, registration_id=reg, event_id=str(uuid.uuid4()), webinar_id=str(WEBINAR),
                           attendee={"email": email, "firstName": "Out", "lastName": "Age"}, occurred_at=at)  # fmt: skip
     return reg, body
 
@@ -183,13 +183,13 @@ def test_a_parked_registration_keeps_only_its_newest_change(clock: Any, on24: An
 
 def test_a_parked_message_that_needs_no_on24_call_does_not_end_the_orgs_parking(clock: Any, on24: Any) -> None:
     first = "00000000-0000-4000-8000-000000000001"  # re-driven first (RowKey order), a duplicate by then
-    body = canonical_body(org_id=ORG, registration_id=first, event_id=str(uuid.uuid4()), on24_event_id=str(WEBINAR),
+    body = canonical_body(org_id=ORG, registration_id=first, event_id=str(uuid.uuid4()), webinar_id=str(WEBINAR),
                           attendee={"email": "dup@outage.example", "firstName": "D", "lastName": "Up"},
                           occurred_at=START)  # fmt: skip
     assert deliver(body, START) == "completed"  # registered while ON24 is up
     on24.down = 503
     second = "ffffffff-0000-4000-8000-000000000002"
-    other = canonical_body(org_id=ORG, registration_id=second, event_id=str(uuid.uuid4()), on24_event_id=str(WEBINAR),
+    other = canonical_body(org_id=ORG, registration_id=second, event_id=str(uuid.uuid4()), webinar_id=str(WEBINAR),
                            attendee={"email": "down@outage.example", "firstName": "D", "lastName": "Own"},
                            occurred_at=START)  # fmt: skip
     assert deliver(other, START) == "completed"  # parked on its third delivery: the org's parking begins

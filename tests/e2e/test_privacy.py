@@ -108,8 +108,8 @@ def test_after_the_retention_run_no_email_remains_in_the_rows_of_a_closed_webina
     assert len(closed_rows) == 3 and emails_in(closed_rows) == []
     for reg in closed:
         after = row(reg)
-        assert (after.state, after.on24_event_id, after.event_user_id) == ("registered", str(CLOSED_WEBINAR),
-                                                                           before[reg].event_user_id)  # fmt: skip
+        assert (after.state, after.webinar_id, after.registrant_id) == ("registered", str(CLOSED_WEBINAR),
+                                                                           before[reg].registrant_id)  # fmt: skip
         assert (after.last_message_at, after.last_priority) == (before[reg].last_message_at, before[reg].last_priority)
     state = get_app().sync_state.get(ORG, str(CLOSED_WEBINAR))
     assert state is not None and state.retention_cleared_at is not None
@@ -173,7 +173,7 @@ def test_forget_removes_the_on24_registrant_and_the_rows_personal_data_and_leave
     for reg in (first, second):
         entry = row(reg)
         assert entry.state == "forgotten" and entry.email is None and entry.pending == ()
-        assert entry.event_user_id, "the ON24 registrant id stays, so nothing can revive the person unnoticed"
+        assert entry.registrant_id, "the ON24 registrant id stays, so nothing can revive the person unnoticed"
     assert row(bystander).email == "alan.turing@people.example" and active(on24, bystander)
     assert not [m for m in get_app().rejected.list() if b"grace" in m.body.lower()]
 
@@ -307,7 +307,7 @@ class TwoOrgs:
         for org, webinar in ((ORG, WEBINAR), (OTHER_ORG, 880201)):
             for i in range(2):
                 body = canonical_body(org_id=org, registration_id=str(uuid.uuid4()), event_id=crm.event_id,
-                                      on24_event_id=str(webinar), occurred_at=T0,
+                                      webinar_id=str(webinar), occurred_at=T0,
                                       attendee={"email": f"p{i}.{webinar}@people.example", "firstName": "P",
                                                 "lastName": "Q"})  # fmt: skip
                 deliver_until_done(body)

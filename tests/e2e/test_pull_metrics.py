@@ -14,8 +14,8 @@ from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
-from shared.metrics import MetricsOptions, checkin_id, pull_metrics
-from shared.metrics_job import metrics_options, metrics_ports
+from shared.crm import checkin_id
+from shared.metrics import MetricsOptions, pull_metrics
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body
 from tests.conftest import ON24_CLIENT_ID, credentials_body
@@ -69,7 +69,7 @@ class Webinars:
                     org_id=org,
                     registration_id=reg,
                     event_id=crm.event_id,
-                    on24_event_id=str(event),
+                    webinar_id=str(event),
                     attendee={"email": email, "firstName": "T", "lastName": "Tester"},
                 )
             )
@@ -243,14 +243,14 @@ def test_crash_mid_run_loses_nothing_and_the_next_run_finishes_without_duplicate
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
-        def batch_upsert(self, *args: Any, **kwargs: Any) -> Any:
+        def upsert_checkins(self, *args: Any, **kwargs: Any) -> Any:
             batches["n"] += 1
             if batches["n"] == 3:
                 raise WorkerKilled("worker killed")
-            return self.inner.batch_upsert(*args, **kwargs)
+            return self.inner.upsert_checkins(*args, **kwargs)
 
-    ports = replace(metrics_ports(app), crm_for=lambda org: CrashingCrm(app.dataverse_for(org)))
-    options = MetricsOptions(**{**metrics_options(app).__dict__, "chunk_rows": 100})
+    ports = replace(app.metrics_ports(), crm_for=lambda org: CrashingCrm(app.crm_for(org)))
+    options = MetricsOptions(**{**app.metrics_options().__dict__, "chunk_rows": 100})
     with pytest.raises(WorkerKilled, match="worker killed"):
         pull_metrics(ports, options)
     assert 0 < len(dataverse.rows(CHECKINS)) < 250
@@ -273,8 +273,8 @@ def test_a_run_out_of_time_resumes_where_it_stopped(webinars: Webinars, on24: An
         w.watch(7001, f"r{i:03}@a.example", live=3)
     app = get_app()
     ticks = iter(range(10_000))  # every look at the clock costs a "second": the budget runs out after page one
-    ports = replace(metrics_ports(app), monotonic=lambda: float(next(ticks)))
-    options = MetricsOptions(**{**metrics_options(app).__dict__, "budget_seconds": 2})
+    ports = replace(app.metrics_ports(), monotonic=lambda: float(next(ticks)))
+    options = MetricsOptions(**{**app.metrics_options().__dict__, "budget_seconds": 2})
     first = pull_metrics(ports, options)
     assert [r.status for r in first.webinars] == ["partial"]
     assert len(dataverse.rows(CHECKINS)) == 100

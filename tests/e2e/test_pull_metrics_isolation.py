@@ -26,7 +26,7 @@ from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from sandbox.dataverse import DataverseStandIn
 from shared.app import App, get_app, set_app
-from shared.metrics import checkin_id
+from shared.crm import checkin_id
 from shared.settings import Settings
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body
@@ -83,7 +83,7 @@ class Tenants:
                 org_id=org_id,
                 registration_id=reg,
                 event_id=crm.event_id,
-                on24_event_id=str(webinar),
+                webinar_id=str(webinar),
                 attendee={"email": email, "firstName": f"A{i}", "lastName": "Tester"},
             )
             register_main(service_bus_message(message))

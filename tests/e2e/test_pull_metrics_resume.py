@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from shared.app import get_app
-from shared.metrics import MetricsOptions, RunReport, checkin_id, pull_metrics
-from shared.metrics_job import metrics_options, metrics_ports
+from shared.crm import checkin_id
+from shared.metrics import MetricsOptions, RunReport, pull_metrics
 from tests.e2e.test_pull_metrics import ORG_A, Webinars
 
 CHECKINS = "msevtmgt_checkins"
@@ -37,8 +37,8 @@ def run(*, at: datetime, budget: float | None = None, lookback: timedelta | None
     else:
         ticks = iter(range(100_000))
         monotonic = lambda: float(next(ticks))  # noqa: E731
-    ports = replace(metrics_ports(app), clock=lambda: at, monotonic=monotonic)
-    options = metrics_options(app)
+    ports = replace(app.metrics_ports(), clock=lambda: at, monotonic=monotonic)
+    options = app.metrics_options()
     if budget is not None:
         options = MetricsOptions(**{**options.__dict__, "budget_seconds": budget})
     if lookback is not None:

@@ -19,8 +19,8 @@ from azure.functions.timer import TimerRequest
 from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from shared.app import get_app
-from shared.metrics import MetricsOptions, checkin_id, pull_metrics
-from shared.metrics_job import metrics_options, metrics_ports
+from shared.crm import checkin_id
+from shared.metrics import MetricsOptions, pull_metrics
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body
 from tests.functions import http_request, service_bus_message
@@ -54,7 +54,7 @@ def fleet(app_env: dict[str, str], on24: Any, dataverse: Any) -> dict[str, list[
                 org_id=org,
                 registration_id=reg,
                 event_id=crm.event_id,
-                on24_event_id=str(webinar),
+                webinar_id=str(webinar),
                 attendee={"email": email, "firstName": "P", "lastName": f"Org{n}"},
             )
             register_main(service_bus_message(message))
@@ -90,12 +90,12 @@ def test_a_budget_too_small_for_all_serves_every_webinar_once_before_any_twice(
         runs += 1
         ticks = iter(range(1_000_000))
         ports = replace(
-            metrics_ports(app),
+            app.metrics_ports(),
             clock=lambda at=clock + timedelta(minutes=15 * runs): at,
             monotonic=lambda ticks=ticks: float(next(ticks)),
         )
         # Every look at the clock costs a second: a 60-second budget serves about 25 webinars a run.
-        report = pull_metrics(ports, MetricsOptions(**{**metrics_options(app).__dict__, "budget_seconds": 60}))
+        report = pull_metrics(ports, MetricsOptions(**{**app.metrics_options().__dict__, "budget_seconds": 60}))
         assert report.left_for_next_run > 0 or len(served) + len(report.webinars) >= ORGS * WEBINARS
         for result in report.webinars:
             assert result.status in ("ok", "partial"), result  # partial: cut by the budget, resumed first next run

@@ -14,7 +14,7 @@ import pytest
 from PullWebinar import main as pull_main
 from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
-from shared.metrics import checkin_id
+from shared.crm import checkin_id
 from tests.conftest import ON24_KEY, ON24_SECRET
 from tests.e2e.test_admin_security import user_principal
 from tests.e2e.test_pull_metrics import CHECKINS, CLIENT_B, ORG_A, ORG_B, Webinars, run_timer

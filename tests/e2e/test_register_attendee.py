@@ -85,7 +85,7 @@ def test_canonical_message_registers_with_the_right_fields_and_updates_crm(
             org_id=ORG,
             registration_id=reg,
             event_id=crm.event_id,
-            on24_event_id=str(WEBINAR),
+            webinar_id=str(WEBINAR),
             attendee=attendee("zoe@fabrikam.example"),
         )
     )
@@ -99,7 +99,7 @@ def test_canonical_message_registers_with_the_right_fields_and_updates_crm(
     assert row["msevtmgt_syncedwithprovider"] == 100000002
     assert row["msevtmgt_publishingstate"] == 100000001
     entry = ledger_row(reg)
-    assert entry.state == "registered" and entry.event_user_id == str(person["eventuserid"]) and entry.crm_synced
+    assert entry.state == "registered" and entry.registrant_id == str(person["eventuserid"]) and entry.crm_settled
     assert on24.count("POST") == 1
 
 
@@ -137,7 +137,7 @@ def test_fifty_concurrent_duplicates_make_exactly_one_registrant(crm: CrmOrg, on
         org_id=ORG,
         registration_id=reg,
         event_id=crm.event_id,
-        on24_event_id=str(WEBINAR),
+        webinar_id=str(WEBINAR),
         attendee=attendee("grace@example.com"),
     )
     on24.latency = 0.05  # widen the race window
@@ -180,7 +180,7 @@ def test_cancel_soft_deletes_and_an_older_register_does_not_revive(crm: CrmOrg, 
         org_id=ORG,
         registration_id=reg,
         event_id=crm.event_id,
-        on24_event_id=str(WEBINAR),
+        webinar_id=str(WEBINAR),
         attendee=attendee("alan@example.com"),
         occurred_at=t0 + timedelta(minutes=1),
     )
@@ -298,18 +298,18 @@ def test_crm_write_back_failure_is_retried_without_a_second_on24_call(crm: CrmOr
         org_id=ORG,
         registration_id=reg,
         event_id=crm.event_id,
-        on24_event_id=str(WEBINAR),
+        webinar_id=str(WEBINAR),
         attendee=attendee("frances@example.com"),
     )
     dataverse.fail_next(5, status=503, method="PATCH")
     with pytest.raises(TransientError):
         deliver(body)
-    assert ledger_row(reg).state == "registered" and not ledger_row(reg).crm_synced
+    assert ledger_row(reg).state == "registered" and not ledger_row(reg).crm_settled
     dataverse.clear_faults()
     deliver(body)
     assert on24.count("POST") == 1
     assert dataverse.row(REGISTRATIONS, reg)["msevtmgt_webinarregistrationid"]
-    assert ledger_row(reg).crm_synced
+    assert ledger_row(reg).crm_settled
 
 
 def test_contact_without_email_fails_permanently_and_flags_crm(crm: CrmOrg, on24: Any, dataverse: Any) -> None:
@@ -336,7 +336,7 @@ def test_revoked_on24_token_fails_permanently(crm: CrmOrg, on24: Any) -> None:
     deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
     entry = ledger_row(reg)
     assert entry.state == "failed" and "deactivated" in (entry.reason or "")
-    assert entry.on24_event_id == str(WEBINAR), "PullMetrics and the status route find the webinar"
+    assert entry.webinar_id == str(WEBINAR), "PullMetrics and the status route find the webinar"
     org = get_app().credentials.get(ORG)
     assert org.status == "rejected" and "deactivated" in (org.status_reason or ""), "the org shows why"
     on24.reactivate(ON24_CLIENT_ID)
@@ -348,7 +348,7 @@ def test_revoked_on24_token_fails_permanently(crm: CrmOrg, on24: Any) -> None:
 def test_malformed_and_hostile_bodies_get_a_permanent_outcome_and_no_on24_call(
     env: dict[str, str], on24: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="shared.inbox"):
+    with caplog.at_level(logging.ERROR, logger="shared.entrypoints.queue"):
         for body, content_type, _expected in [getattr(p, "values", p) for p in HOSTILE_BODIES]:
             deliver(body, content_type=content_type)  # returns: the message completes
     assert on24.count() == 0
@@ -362,7 +362,7 @@ def test_one_structured_log_line_per_message_without_secrets(crm: CrmOrg, caplog
     reg = crm.registration(crm.contact("Lynn", "Conway", "lynn@example.com"))
     with caplog.at_level(logging.DEBUG):
         deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
-    lines = [r for r in caplog.records if r.name == "shared.inbox"]
+    lines = [r for r in caplog.records if r.name == "shared.entrypoints.queue"]
     assert len(lines) == 1
     line = lines[0]
     assert (line.org_id, line.registration_id, line.on24_event_id, line.outcome) == (

@@ -76,7 +76,7 @@ def canonical(reg: str, crm: CrmOrg, action: str, at: datetime, email: str | Non
         registration_id=reg,
         event_id=crm.event_id,
         action=action,
-        on24_event_id=str(extra.pop("webinar", WEBINAR)),
+        webinar_id=str(extra.pop("webinar", WEBINAR)),
         attendee=person(email) if email else None,
         occurred_at=at,
     )

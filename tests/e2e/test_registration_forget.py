@@ -41,13 +41,13 @@ def on24_emails(on24: Any) -> set[str]:
 def test_a_canonical_forget_erases_the_person_in_on24_and_in_the_ledger(crm: CrmOrg, on24: Any) -> None:
     reg = str(uuid.uuid4())
     deliver_until_done(canonical(reg, crm, "register", T0, "erase.me@example.com"))
-    registrant = row(reg).event_user_id
+    registrant = row(reg).registrant_id
     deliver_until_done(canonical(reg, crm, "forget", T0 + timedelta(minutes=1)))
     assert "erase.me@example.com" not in on24_emails(on24), "ON24 anonymised the registrant"
     assert f"{registrant}-deleted" in on24_emails(on24)
     entry = row(reg)
     assert entry.state == "forgotten" and entry.email is None and entry.contact_id is None and entry.pending == ()
-    assert entry.event_user_id == registrant and entry.on24_event_id == str(WEBINAR), "the ids stay"
+    assert entry.registrant_id == registrant and entry.webinar_id == str(WEBINAR), "the ids stay"
 
 
 def test_an_older_register_after_a_forget_does_not_bring_the_person_back(crm: CrmOrg, on24: Any) -> None:

@@ -50,7 +50,7 @@ def flow_message(w: Webinars, email: str, **changes: Any) -> tuple[str, dict[str
         org_id=ORG_A,
         registration_id=reg,
         event_id=crm.event_id,
-        on24_event_id="7001",
+        webinar_id="7001",
         attendee={"email": email, "firstName": "Zoe", "lastName": "Ang"},
     )
     body["occurredAt"] = "2026-11-24T09:15:00"  # formatDateTime(utcNow(), 'yyyy-MM-ddTHH:mm:ss'): no offset
@@ -115,7 +115,7 @@ def test_a_dead_letter_replayed_after_a_newer_change_keeps_its_place_in_the_orde
     def message(reg: str, action: str, email: str) -> dict[str, Any]:
         attendee = {"email": email, "firstName": "Ann", "lastName": "Lee"} if action != "cancel" else None
         return canonical_body(
-            org_id=ORG_A, registration_id=reg, event_id=crm.event_id, action=action, on24_event_id="7001",
+            org_id=ORG_A, registration_id=reg, event_id=crm.event_id, action=action, webinar_id="7001",
             attendee=attendee,
         )  # fmt: skip
 

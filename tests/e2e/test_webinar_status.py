@@ -225,7 +225,7 @@ def test_parked_registrations_and_the_orgs_parking_are_shown(
     for i in range(2):
         reg = crm.registration(crm.contact("Par", "Ked", f"parked{i}@a.example"))
         body = canonical_body(
-            org_id=ORG_A, registration_id=reg, event_id=crm.event_id, on24_event_id="7001",
+            org_id=ORG_A, registration_id=reg, event_id=crm.event_id, webinar_id="7001",
             attendee={"email": f"parked{i}@a.example", "firstName": "Par", "lastName": "Ked"},
         )  # fmt: skip
         register_main(service_bus_message(body, delivery_count=3))  # the third delivery parks it

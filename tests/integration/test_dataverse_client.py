@@ -13,15 +13,16 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from sandbox.dataverse import DataverseStandIn
-from shared.dataverse import (
+from shared.crm import (
     CHECKIN_TYPE_EVENT,
     PUBLISHING_STATE_PUBLISHED,
     PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR,
     SYNCED_WITH_PROVIDER_NO,
     SYNCED_WITH_PROVIDER_YES,
-    DataverseClient,
+    Crm,
 )
-from shared.errors import ConfigError, NotFoundError, ThrottledError, TransientError, ValidationError
+from shared.dataverse import DataverseClient
+from shared.errors import ConfigError, InvalidDataError, NotFoundError, ThrottledError, TransientError
 from shared.retry import NO_RETRY, RetryPolicy
 
 FAST = RetryPolicy(budget=3.0, base_delay=0.01, max_delay=0.05, max_attempts=6)
@@ -126,7 +127,7 @@ def test_get_contact_takes_company_name_from_parent_account_not_the_phone(
 ) -> None:
     contact_id, _, _ = _seed_registration(standin)
 
-    contact = client.get_contact(contact_id.upper())
+    contact = Crm(client).get_contact(contact_id.upper())
 
     assert contact.company == "Contoso Ltd"
     assert (contact.email, contact.first_name, contact.last_name) == ("ada@example.com", "Ada", "Lovelace")
@@ -141,73 +142,54 @@ def test_get_contact_whose_parent_is_a_contact_has_no_company(
         "contacts", {"firstname": "Child", "parentcustomerid_contact@odata.bind": f"/contacts({parent})"}
     )
 
-    assert client.get_contact(child).company is None
+    assert Crm(client).get_contact(child).company is None
 
 
-def test_get_event_reads_utc_dates_and_treats_a_blank_webinar_id_as_none(
+def test_get_event_reads_the_webinar_id_and_treats_a_blank_one_as_none(
     standin: DataverseStandIn, client: DataverseClient
 ) -> None:
     _, event_id, _ = _seed_registration(standin)
     _, blank_event_id, _ = _seed_registration(standin, webinar_id="   ")
 
-    event = client.get_event(event_id)
-    blank = client.get_event(blank_event_id)
+    event = Crm(client).get_event(event_id)
+    blank = Crm(client).get_event(blank_event_id)
 
-    assert event.webinar_id == "4711" and event.is_webinar
-    assert event.start is not None and event.start.isoformat() == "2025-03-01T15:00:00+00:00"
-    assert event.end is not None and event.end.utcoffset() is not None
-    assert (event.name, event.event_format, event.streaming_provider) == ("Quarterly webinar", 100000002, 100000003)
-    assert blank.webinar_id is None and not blank.is_webinar
+    assert event.webinar_id == "4711"
+    assert blank.webinar_id is None
 
 
 def test_get_registration_reads_lookups_and_state(standin: DataverseStandIn, client: DataverseClient) -> None:
     contact_id, event_id, registration_id = _seed_registration(standin)
 
-    registration = client.get_registration(registration_id)
+    registration = Crm(client).get_registration(registration_id)
 
     assert (registration.event_id, registration.contact_id) == (event_id, contact_id)
     assert registration.is_canceled is False and registration.statecode == 0 and registration.is_active
-    assert registration.webinar_registration_id is None
+    assert registration.registrant_id is None
 
 
 def test_missing_row_raises_not_found_naming_set_and_id(client: DataverseClient) -> None:
     missing = str(uuid.uuid4())
     with pytest.raises(NotFoundError) as caught:
-        client.get_event(missing)
+        Crm(client).get_event(missing)
     assert "msevtmgt_events" in str(caught.value) and missing in str(caught.value)
 
 
 def test_unknown_select_column_is_a_validation_error(standin: DataverseStandIn, client: DataverseClient) -> None:
     contact_id, _, _ = _seed_registration(standin)
-    with pytest.raises(ValidationError, match="Could not find a property named 'nosuchcolumn'"):
+    with pytest.raises(InvalidDataError, match="Could not find a property named 'nosuchcolumn'"):
         client.get_row("contacts", contact_id, select=["firstname", "nosuchcolumn"])
 
 
 def test_malformed_ids_fail_before_any_request(standin: DataverseStandIn, client: DataverseClient) -> None:
     before = len(standin.requests)
     with pytest.raises(ValueError):
-        client.get_contact("not-a-guid")
+        Crm(client).get_contact("not-a-guid")
     with pytest.raises(ValueError):
         client.update_row("contacts?x=1", str(uuid.uuid4()), {"firstname": "x"})
     with pytest.raises(ValueError):
         client.batch_upsert("contacts", [(str(uuid.uuid4()), {}), ("1234", {})])
     assert len(standin.requests) == before
-
-
-def test_query_follows_next_links_across_three_pages(standin: DataverseStandIn, client: DataverseClient) -> None:
-    marker = f"paging-{uuid.uuid4()}"
-    expected = {standin.add_row("accounts", {"name": marker}) for _ in range(25)}
-    standin.add_row("accounts", {"name": "someone else"})
-    before = standin.count("GET", "/accounts")
-
-    rows = list(client.query("accounts", select=["name"], filter=f"name eq '{marker}'", page_size=10))
-
-    assert {row["accountid"] for row in rows} == expected and len(rows) == 25
-    page_requests = standin.requests[-3:]
-    assert standin.count("GET", "/accounts") - before == 3
-    assert all(r.header("prefer") == "odata.maxpagesize=10" for r in page_requests)
-    assert all("$top" not in r.query for r in page_requests)
-    assert "$skiptoken" in page_requests[1].query and "$skiptoken" in page_requests[2].query
 
 
 # ---- writes ---------------------------------------------------------------------------------------------------------
@@ -217,8 +199,8 @@ def test_update_registration_sync_changes_the_row(standin: DataverseStandIn, cli
     _, _, registration_id = _seed_registration(standin)
     writes = standin.writes
 
-    client.update_registration_sync(
-        registration_id, webinar_registration_id="998877", synced=True, publishing_state=PUBLISHING_STATE_PUBLISHED
+    Crm(client).update_registration_sync(
+        registration_id, registrant_id="998877", synced=True, publishing_state=PUBLISHING_STATE_PUBLISHED
     )
 
     row = standin.row("msevtmgt_eventregistrations", registration_id)
@@ -228,9 +210,9 @@ def test_update_registration_sync_changes_the_row(standin: DataverseStandIn, cli
     assert row["msevtmgt_publishingstate"] == PUBLISHING_STATE_PUBLISHED
     assert standin.writes == writes + 1
 
-    client.update_registration_sync(
+    Crm(client).update_registration_sync(
         registration_id,
-        webinar_registration_id=None,
+        registrant_id=None,
         synced=False,
         publishing_state=PUBLISHING_STATE_WEBINAR_PROVIDER_ERROR,
     )
@@ -244,12 +226,12 @@ def test_update_row_on_a_missing_row_raises_not_found_and_creates_nothing(
 ) -> None:
     missing = str(uuid.uuid4())
     with pytest.raises(NotFoundError, match=missing):
-        client.update_registration_sync(missing, webinar_registration_id="1", synced=True, publishing_state=None)
+        Crm(client).update_registration_sync(missing, registrant_id="1", synced=True, publishing_state=None)
     assert standin.row("msevtmgt_eventregistrations", missing) is None
     assert standin.requests[-1].header("if-match") == "*"
 
 
-def test_upsert_row_creates_then_updates_a_check_in_with_lookups(
+def test_a_batch_upsert_creates_then_updates_a_check_in_with_lookups(
     standin: DataverseStandIn, client: DataverseClient
 ) -> None:
     contact_id, event_id, registration_id = _seed_registration(standin)
@@ -265,18 +247,17 @@ def test_upsert_row_creates_then_updates_a_check_in_with_lookups(
         "msevtmgt_Contact@odata.bind": f"/contacts({contact_id})",
     }
 
-    client.upsert_row("msevtmgt_checkins", checkin_id, body)
-    client.upsert_row("msevtmgt_checkins", checkin_id, {**body, "msevtmgt_viewingdurationinmins": 50})
+    assert client.batch_upsert("msevtmgt_checkins", [(checkin_id, body)]).ok
+    assert client.batch_upsert("msevtmgt_checkins", [(checkin_id, {**body, "msevtmgt_viewingdurationinmins": 50})]).ok
 
     row = standin.row("msevtmgt_checkins", checkin_id)
     assert row is not None
     assert row["msevtmgt_viewingdurationinmins"] == 50
     assert row["_msevtmgt_registrationid_value"] == registration_id
     assert row["_msevtmgt_contact_value"] == contact_id
-    assert standin.requests[-1].header("if-match") is None
 
-    with pytest.raises(ValidationError, match="outside the valid range"):
-        client.upsert_row("msevtmgt_checkins", checkin_id, {"msevtmgt_checkintype": 5})
+    refused = client.batch_upsert("msevtmgt_checkins", [(checkin_id, {"msevtmgt_checkintype": 5})])
+    assert "outside the valid range" in refused.failed[checkin_id]
 
 
 # ---- faults and throttling ------------------------------------------------------------------------------------------
@@ -287,7 +268,7 @@ def test_429_with_retry_after_is_retried_then_succeeds(standin: DataverseStandIn
     standin.fail_next(1, status=429, headers={"Retry-After": "0"}, path_contains="/contacts(")
     before = standin.count("GET", "/contacts(")
 
-    assert client.get_contact(contact_id).first_name == "Ada"
+    assert Crm(client).get_contact(contact_id).first_name == "Ada"
     assert standin.count("GET", "/contacts(") - before == 2
 
 
@@ -295,7 +276,7 @@ def test_429_reports_the_services_retry_after(standin: DataverseStandIn) -> None
     contact_id, _, _ = _seed_registration(standin)
     standin.fail_next(1, status=429, headers={"Retry-After": "7"}, path_contains="/contacts(")
     with DataverseClient(standin.url, None, retry=NO_RETRY) as client, pytest.raises(ThrottledError) as caught:
-        client.get_contact(contact_id)
+        Crm(client).get_contact(contact_id)
     assert caught.value.retry_after == 7.0
 
 
@@ -304,7 +285,7 @@ def test_service_protection_limit_is_waited_out(standin: DataverseStandIn, clien
     standin.set_limit(2, 1.0)
     started = time.monotonic()
 
-    names = [client.get_contact(contact_id).first_name for _ in range(3)]
+    names = [Crm(client).get_contact(contact_id).first_name for _ in range(3)]
 
     assert names == ["Ada"] * 3
     assert time.monotonic() - started >= 0.5  # the third call waited for the stand-in's Retry-After
@@ -316,7 +297,7 @@ def test_5xx_and_dropped_connections_are_retried(standin: DataverseStandIn, clie
     standin.fail_next(1, status=0, drop=True, path_contains="/msevtmgt_events(")
     before = standin.count("GET", "/msevtmgt_events(")
 
-    assert client.get_event(event_id).name == "Quarterly webinar"
+    assert Crm(client).get_event(event_id).webinar_id == "4711"
     assert standin.count("GET", "/msevtmgt_events(") - before == 4
 
 
@@ -326,7 +307,7 @@ def test_persistent_503_raises_transient_error_after_the_budget(standin: Dataver
     policy = RetryPolicy(budget=0.3, base_delay=0.05, max_delay=0.1, max_attempts=50)
     started = time.monotonic()
     with DataverseClient(standin.url, None, retry=policy) as client, pytest.raises(TransientError) as caught:
-        client.get_event(event_id)
+        Crm(client).get_event(event_id)
     assert not isinstance(caught.value, ThrottledError)
     assert "503" in str(caught.value)
     assert time.monotonic() - started < 2.0
@@ -343,12 +324,12 @@ def test_token_is_cached_and_refreshed_once_after_a_401(
     credential = FakeCredential("token-one-secret", "token-two-secret")
     standin.expected_token = "token-one-secret"
     with token_client(standin, credential) as client:
-        client.get_contact(contact_id)
-        client.get_contact(contact_id)
+        Crm(client).get_contact(contact_id)
+        Crm(client).get_contact(contact_id)
         assert len(credential.calls) == 1  # cached
 
         standin.expected_token = "token-two-secret"  # rotated on the service side
-        assert client.get_contact(contact_id).first_name == "Ada"
+        assert Crm(client).get_contact(contact_id).first_name == "Ada"
 
     assert credential.calls == [(f"{ORG_URL}/.default",)] * 2
     assert "secret" not in caplog.text
@@ -359,8 +340,8 @@ def test_a_token_close_to_expiry_is_not_reused(standin: DataverseStandIn) -> Non
     credential = FakeCredential("short-lived", lifetime=60)  # inside the 2-minute margin
     standin.expected_token = "short-lived"
     with token_client(standin, credential) as client:
-        client.get_contact(contact_id)
-        client.get_contact(contact_id)
+        Crm(client).get_contact(contact_id)
+        Crm(client).get_contact(contact_id)
     assert len(credential.calls) == 2
 
 
@@ -372,7 +353,7 @@ def test_a_rejected_token_is_a_config_error_without_the_token(
     credential = FakeCredential("stale-secret-a", "stale-secret-b", "stale-secret-c")
     standin.expected_token = "the-right-one"
     with token_client(standin, credential) as client, pytest.raises(ConfigError) as caught:
-        client.get_contact(contact_id)
+        Crm(client).get_contact(contact_id)
 
     assert "Dataverse rejected the app's token" in str(caught.value)
     assert len(credential.calls) == 2  # one refresh, no more

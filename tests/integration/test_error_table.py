@@ -31,16 +31,17 @@ from azure.data.tables import TableServiceClient
 from sandbox.azurite import Azurite
 from sandbox.dataverse import DataverseStandIn
 from sandbox.on24 import On24StandIn
+from shared.crm import Crm
 from shared.dataverse import DataverseClient
 from shared.errors import (
     ConfigError,
     CredentialsRejectedError,
     IntegrationError,
+    InvalidDataError,
     NotFoundError,
     PermanentError,
     ThrottledError,
     TransientError,
-    ValidationError,
 )
 from shared.on24 import On24Client, On24Credentials
 from shared.retry import NO_RETRY
@@ -49,16 +50,16 @@ from shared.store.tables import read_entity, table_errors, write_entity
 # ---- Dataverse: every status of a response, for a read and for a $batch --------------------------------------------
 
 DATAVERSE_TABLE: list[tuple[int, type[IntegrationError]]] = [
-    (400, ValidationError),
+    (400, InvalidDataError),
     (401, ConfigError),  # the app's token refused: the application user is missing or disabled
     (403, ConfigError),  # the application user lacks a privilege
     (404, NotFoundError),
     (405, PermanentError),
     (408, TransientError),
-    (409, ValidationError),
-    (412, ValidationError),
-    (413, ValidationError),
-    (422, ValidationError),
+    (409, InvalidDataError),
+    (412, InvalidDataError),
+    (413, InvalidDataError),
+    (422, InvalidDataError),
     (429, ThrottledError),
     (500, TransientError),
     (501, PermanentError),
@@ -86,7 +87,7 @@ def test_dataverse_status_to_error_class(
     with DataverseClient(dataverse_standin.url, None, retry=NO_RETRY) as client:
         dataverse_standin.fail_next(1, status=status, payload=payload, path_contains="/contacts(")
         with pytest.raises(IntegrationError) as read:
-            client.get_contact(contact)
+            Crm(client).get_contact(contact)
         dataverse_standin.fail_next(1, status=status, payload=payload, path_contains="$batch")
         bind = f"/msevtmgt_eventregistrations({registration})"
         fields = {"msevtmgt_name": "x", "msevtmgt_RegistrationId@odata.bind": bind}
@@ -129,7 +130,7 @@ def test_token_request_failure_to_error_class(error: Exception, expected: type[I
         ) as client,
         pytest.raises(IntegrationError) as caught,
     ):
-        client.get_contact(str(uuid.uuid4()))
+        Crm(client).get_contact(str(uuid.uuid4()))
     assert type(caught.value) is expected
 
 
@@ -191,7 +192,7 @@ def test_table_storage_answers_from_azurite(azurite: Azurite, azurite_tables: Ta
 # ---- ON24 (the org's credentials, not the app's identity) ---------------------------------------------------------
 
 ON24_TABLE: list[tuple[int, str, type[IntegrationError]]] = [
-    (400, "Error, incorrect date formats.", ValidationError),
+    (400, "Error, incorrect date formats.", InvalidDataError),
     (401, "AccessTokenKey and AccessTokenSecret are wrong or invalid.", CredentialsRejectedError),
     (403, "You have reached the maximum number of calls for this api.", ThrottledError),
     (403, "Forbidden.", CredentialsRejectedError),

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -23,10 +24,10 @@ from sandbox.on24 import MSG_THROTTLED, PACIFIC, On24StandIn
 from shared.errors import (
     CredentialsRejectedError,
     IntegrationError,
+    InvalidDataError,
     NotFoundError,
     ThrottledError,
     TransientError,
-    ValidationError,
 )
 from shared.on24 import Attendee, On24Client, On24Credentials, RegistrantFields
 from shared.ratelimit import RateLimiter
@@ -179,13 +180,13 @@ def test_form_body_is_lowercase_cleaned_and_truncated(client: On24Client, on24: 
 
 def test_overlong_email_is_refused_before_io(client: On24Client, on24: On24StandIn, event_id: int) -> None:
     before = len(on24.requests)
-    with pytest.raises(ValidationError, match="100-character"):
+    with pytest.raises(InvalidDataError, match="100-character"):
         client.create_registrant(event_id, _person("a" * 95 + "@example.com"))
     assert len(on24.requests) == before
 
 
 def test_on24_validation_refusal_is_a_validation_error(client: On24Client, event_id: int) -> None:
-    with pytest.raises(ValidationError, match="400: Email is not valid"):
+    with pytest.raises(InvalidDataError, match="400: Email is not valid"):
         client.create_registrant(event_id, _person("not-an-email"))
 
 
@@ -193,7 +194,7 @@ def test_an_address_in_on24s_error_text_never_reaches_the_error(
     client: On24Client, on24: On24StandIn, event_id: int
 ) -> None:
     on24.fail_next(1, status=400, payload={"message": "Registrant bob.smith@fabrikam.example is blocked."})
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(InvalidDataError) as caught:
         client.create_registrant(event_id, _person("bob.smith@fabrikam.example"))
     assert "bob.smith@fabrikam.example" not in str(caught.value) and "Registrant <email> is blocked" in str(
         caught.value
@@ -211,7 +212,7 @@ def test_an_address_in_on24s_error_text_never_reaches_the_error(
         ("delete_registrant", ("NEXT", "ada@example.com")),
         ("delete_registrant", ("123", "   ")),
         ("get_event", ("12.5",)),
-        ("iter_attendees", ("abc",)),
+        ("iter_attendee_pages", ("abc",)),
     ],
 )
 def test_bad_arguments_raise_value_error_before_io(
@@ -230,11 +231,13 @@ def test_empty_email_and_naive_dates_raise_before_io(client: On24Client, on24: O
     with pytest.raises(ValueError, match="email"):
         client.create_registrant(event_id, RegistrantFields(email=" \t"))
     with pytest.raises(ValueError, match="timezone-aware"):
-        client.iter_attendees(event_id, start=datetime(2024, 1, 1))
+        client.iter_attendee_pages(event_id, start=datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="before start"):
-        client.iter_attendees(event_id, start=datetime(2024, 2, 1, tzinfo=UTC), end=datetime(2024, 1, 1, tzinfo=UTC))
+        client.iter_attendee_pages(
+            event_id, start=datetime(2024, 2, 1, tzinfo=UTC), end=datetime(2024, 1, 1, tzinfo=UTC)
+        )
     with pytest.raises(ValueError, match="page_size"):
-        client.iter_attendees(event_id, page_size=101)
+        client.iter_attendee_pages(event_id, page_size=101)
     assert len(on24.requests) == before
 
 
@@ -383,6 +386,11 @@ def test_event_title_prefers_eventname(client: On24Client, on24: On24StandIn) ->
 
 
 # ---- attendees ---------------------------------------------------------------------------------------------------
+def _attendees(client: On24Client, event_id: int, **options: Any) -> list[Attendee]:
+    """Every attendee of every page, in order."""
+    return [attendee for _, page in client.iter_attendee_pages(event_id, **options) for attendee in page]
+
+
 def _fill(on24: On24StandIn, event_id: int, count: int) -> None:
     base = datetime(2024, 5, 1, 10, tzinfo=PACIFIC)
     for n in range(count):
@@ -393,7 +401,7 @@ def _fill(on24: On24StandIn, event_id: int, count: int) -> None:
 def test_attendee_paging_across_pages(client: On24Client, on24: On24StandIn, event_id: int, paging: str) -> None:
     on24.paging = paging  # type: ignore[assignment]
     _fill(on24, event_id, 250)
-    rows = list(client.iter_attendees(event_id, page_size=100))
+    rows = _attendees(client, event_id, page_size=100)
     assert len(rows) == 250
     assert len({row.email for row in rows}) == 250
     assert on24.count("GET", f"/event/{event_id}/attendee") == 3
@@ -402,26 +410,26 @@ def test_attendee_paging_across_pages(client: On24Client, on24: On24StandIn, eve
 
 
 def test_attendee_paging_exact_multiple_and_empty(client: On24Client, on24: On24StandIn, event_id: int) -> None:
-    assert list(client.iter_attendees(event_id)) == []
+    assert _attendees(client, event_id) == []
     assert on24.count("GET", f"/event/{event_id}/attendee") == 1
     on24.paging = "one"
     _fill(on24, event_id, 20)
-    assert len(list(client.iter_attendees(event_id, page_size=10))) == 20
+    assert len(_attendees(client, event_id, page_size=10)) == 20
     assert on24.count("GET", f"/event/{event_id}/attendee") == 3  # 1 + two pages, no extra call
 
 
 def test_server_that_ignores_paging_gives_one_page(client: On24Client, on24: On24StandIn, event_id: int) -> None:
     on24.paging = "ignore"
     _fill(on24, event_id, 130)
-    assert len(list(client.iter_attendees(event_id, page_size=50))) == 130
+    assert len(_attendees(client, event_id, page_size=50)) == 130
     assert on24.count("GET", f"/event/{event_id}/attendee") == 1
 
 
 def test_attendees_stream_lazily(client: On24Client, on24: On24StandIn, event_id: int) -> None:
     _fill(on24, event_id, 30)
-    iterator = client.iter_attendees(event_id, page_size=10)
+    iterator = client.iter_attendee_pages(event_id, page_size=10)
     assert on24.count("GET", f"/event/{event_id}/attendee") == 0
-    first = next(iterator)
+    first = next(iterator)[1][0]
     assert first.email == "viewer0000@example.com"
     assert on24.count("GET", f"/event/{event_id}/attendee") == 1
 
@@ -441,10 +449,8 @@ def test_attendee_date_filter_and_tolerant_parsing(client: On24Client, on24: On2
         lastliveactivity=early,
     )
     on24.set_attendee(event_id, "late@example.com", liveminutes=5, lastliveactivity=late)
-    rows = list(
-        client.iter_attendees(
-            event_id, start=datetime(2024, 5, 1, tzinfo=UTC), end=datetime(2024, 5, 2, 12, 0, 0, 500, tzinfo=UTC)
-        )
+    rows = _attendees(
+        client, event_id, start=datetime(2024, 5, 1, tzinfo=UTC), end=datetime(2024, 5, 2, 12, 0, 0, 500, tzinfo=UTC)
     )
     assert [row.email for row in rows] == ["early@example.com"]
     row = rows[0]
@@ -484,7 +490,7 @@ def test_repeated_page_stops_paging(credentials: On24Credentials) -> None:
         return httpx.Response(200, json={"pagecount": 5, "currentpage": 0, "attendees": rows})
 
     with On24Client(credentials, transport=httpx.MockTransport(handler), retry=FAST) as mocked:
-        rows = list(mocked.iter_attendees(1234))
+        rows = _attendees(mocked, 1234)
     assert len(rows) == 3
     assert calls == ["0", "1"]
 
@@ -492,7 +498,7 @@ def test_repeated_page_stops_paging(credentials: On24Credentials) -> None:
 def test_deleted_registrants_are_not_listed_as_attendees(client: On24Client, on24: On24StandIn, event_id: int) -> None:
     _fill(on24, event_id, 3)
     client.delete_registrant(event_id, "viewer0001@example.com")
-    assert [row.email for row in client.iter_attendees(event_id)] == [
+    assert [row.email for row in _attendees(client, event_id)] == [
         "viewer0000@example.com",
         "viewer0002@example.com",
     ]
@@ -506,7 +512,7 @@ def test_run_webinar_is_deterministic_with_no_shows(client: On24Client, on24: On
         response = httpx.post(f"{on24.url}/sandbox/events/{event_id}/run", json={"seed": 7})
         assert response.status_code == 200
         summary = response.json()
-        rows = list(client.iter_attendees(event_id, end=datetime.now(UTC)))  # all activity lies in the past
+        rows = _attendees(client, event_id, end=datetime.now(UTC))  # all activity lies in the past
         runs.append([(r.exteventusercd, r.liveminutes, r.archiveminutes, r.askedquestions) for r in rows])
         assert summary["attendees"] == len(rows)
         assert 0 < summary["noshows"] < 40
@@ -576,7 +582,7 @@ def test_attendee_calls_go_through_the_rate_limiter(
     limiter = RateLimiter(2, 60.0, clock=fake.clock, sleep=fake.sleep)
     _fill(on24, event_id, 5)
     with On24Client(credentials, base_url=on24.url, retry=FAST, attendee_rate_limiter=limiter) as limited:
-        assert len(list(limited.iter_attendees(event_id, page_size=1))) == 5
+        assert len(_attendees(limited, event_id, page_size=1)) == 5
         limited.get_event(event_id)  # other calls are not paced by the attendee limiter
     assert fake.sleeps == [pytest.approx(60.0)] * 2  # 5 pages at 2/min: t0, t0, t0+60, t0+60, t0+120
 
@@ -606,7 +612,7 @@ def test_secrets_never_appear_in_errors_or_logs(
             texts += [str(caught.value), repr(caught.value)]
             on24.clear_faults()
         on24_client.create_registrant(event_id, _person())
-        list(on24_client.iter_attendees(event_id))
+        _attendees(on24_client, event_id)
     with pytest.raises(pydantic.ValidationError) as bad_token:
         On24Credentials(client_id=CLIENT_ID, access_token_key=KEY + " x", access_token_secret=SECRET + "\n")
     texts.append(str(bad_token.value))

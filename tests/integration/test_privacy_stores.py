@@ -34,8 +34,8 @@ def raw_table(env: dict[str, str], suffix: str) -> TableClient:
 
 
 def add(app: App, org: str, reg: str, **fields: Any) -> LedgerEntry:
-    base = LedgerEntry(org_id=org, registration_id=reg, state="registered", on24_event_id="7001",
-                       event_user_id=f"eu-{reg}", email=f"{reg}@people.example")  # fmt: skip
+    base = LedgerEntry(org_id=org, registration_id=reg, state="registered", webinar_id="7001",
+                       registrant_id=f"eu-{reg}", email=f"{reg}@people.example")  # fmt: skip
     written = app.ledger.write(replace(base, **fields))
     assert written is not None
     return written
@@ -45,7 +45,7 @@ def test_personal_rows_lists_only_rows_with_an_email_of_that_webinar(app: App) -
     add(app, "org-a", "r1")
     add(app, "org-a", "r2", email=None)
     add(app, "org-a", "r3", email=None, state="cancelled", pending=(RegistrantRef("7001", "p@people.example"),))
-    add(app, "org-a", "r4", on24_event_id="7002")
+    add(app, "org-a", "r4", webinar_id="7002")
     add(app, "org-b", "r5")
     assert [e.registration_id for e in app.ledger.personal_rows("org-a", "7001")] == ["r1", "r3"]
     assert [e.registration_id for e in app.ledger.personal_rows("org-a", "7001", after="r1")] == ["r3"]
@@ -63,7 +63,7 @@ def test_clearing_spares_a_row_written_since_it_was_read_and_keeps_every_id(app:
     assert len(cleared) == 119 and rows[5].registration_id not in cleared
     first = app.ledger.get("org-a", "r000")
     assert first is not None and first.email is None and first.pending == ()
-    assert (first.state, first.on24_event_id, first.event_user_id, first.last_message_at) == (
+    assert (first.state, first.webinar_id, first.registrant_id, first.last_message_at) == (
         "registered", "7001", "eu-r000", rows[0].last_message_at
     )  # fmt: skip
     still = app.ledger.get("org-a", rows[5].registration_id)

@@ -18,14 +18,14 @@ from shared.health import (
     count_registrations,
     count_rejected,
     last_day,
-    on24_contact,
     outcome_of,
     parked_counts,
+    provider_contact,
     refresh_health,
     status_view,
     token_view,
 )
-from shared.metrics import is_due, next_due
+from shared.metrics.schedule import is_due, next_due
 from shared.store.credentials import OrgRecord
 from shared.store.health import OrgHealth, RegistrationCounts
 from shared.store.ledger import LedgerEntry
@@ -63,13 +63,13 @@ def test_count_registrations_totals_hours_failures_and_last_on24_success() -> No
     ]
     counts = count_registrations(rows, NOW)
     assert counts.totals == {"registered": 1, "updated": 1, "cancelled": 1, "in progress": 1, "failed": 7}
-    assert counts.in_on24 == 3
+    assert counts.at_provider == 3
     assert counts.hours["2026-11-24T12:00Z"] == {"registered": 1, "failed": 4}
     assert counts.hours["2026-11-24T10:00Z"] == {"updated": 1}
     assert "2026-11-23T06:00Z" not in counts.hours, "older than 25 hours: not kept"
     assert [f.registration_id for f in counts.recent_failures] == ["f0", "f1", "f2", "f3", "f4"]
     assert counts.recent_failures[0].reason == "why 0"
-    assert counts.last_on24_success == NOW - timedelta(minutes=5), "the held row's old outcome is not a success now"
+    assert counts.last_provider_success == NOW - timedelta(minutes=5), "the held row's old outcome is not a success now"
 
 
 def test_last_day_sums_the_hours_of_the_last_24_hours_at_reading_time() -> None:
@@ -123,9 +123,9 @@ def test_on24_contact_counts_answered_pulls_only() -> None:
     ok = WebinarSyncState(
         "org", "1", last_success_at=NOW - timedelta(days=2), last_attempt_at=NOW, status="in progress"
     )
-    assert on24_contact(ok) == NOW
+    assert provider_contact(ok) == NOW
     failed = replace(ok, status="error")
-    assert on24_contact(failed) == NOW - timedelta(days=2), "an error answer is not a successful use"
+    assert provider_contact(failed) == NOW - timedelta(days=2), "an error answer is not a successful use"
 
 
 # ---- next due ---------------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class FakeLedger:
         return org_id in self.changed
 
     def entries(
-        self, org_id: str, *, on24_event_id: str | None = None, columns: Sequence[str] | None = None
+        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
     ) -> Iterator[LedgerEntry]:
         assert columns == COUNT_COLUMNS, "a narrow read"
         self.reads.append(org_id)

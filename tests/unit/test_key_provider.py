@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.crypto import KeyVaultKeyProvider
-from shared.errors import ConfigError, DecryptionError
-from shared.keyvault import SecretVersionUnavailable
+from shared.errors import ConfigError, DecryptionError, SecretUnavailableError
 
 NAME = "on24-credentials-key"
 
@@ -37,9 +36,9 @@ class SlowVault:
             assert self.go.wait(10)
         wanted = version or self.latest
         if wanted in self.disabled:
-            raise SecretVersionUnavailable(f"{name}/{wanted}", disabled=True)
+            raise SecretUnavailableError(f"{name}/{wanted}", disabled=True)
         if wanted not in self.versions:
-            raise SecretVersionUnavailable(f"{name}/{wanted}")
+            raise SecretUnavailableError(f"{name}/{wanted}")
         return wanted, self.versions[wanted]
 
 

@@ -15,12 +15,12 @@ from shared import messages
 from shared.errors import PermanentError
 from shared.messages import (
     MAX_BODY_BYTES,
-    Attendee,
     ContactErasure,
     MessageError,
     RegistrationCommand,
     parse_message,
 )
+from shared.webinars import Person
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "messages"
 
@@ -140,10 +140,10 @@ def test_dataverse_create_fixture_is_a_register_command() -> None:
         org_id=ORG,
         action="register",
         registration_id=REG,
-        event_id=EVT,
+        crm_event_id=EVT,
         contact_id=CON,
-        on24_event_id=None,
-        attendee=None,
+        webinar_id=None,
+        person=None,
         occurred_at=datetime(2025, 3, 20, 16, 4, 11, tzinfo=UTC),  # +0000 suffix does not shift the instant
         source="dataverse",
         size_exceeded=False,
@@ -163,7 +163,7 @@ def test_dataverse_update_takes_unchanged_columns_from_the_post_image() -> None:
     command = parse_message(fixture("dataverse_update.json"), content_type="application/json; charset=utf-8")
 
     assert command.action == "update"
-    assert (command.event_id, command.contact_id) == (EVT, CON)
+    assert (command.crm_event_id, command.contact_id) == (EVT, CON)
     assert command.occurred_at == datetime(2025, 3, 21, 16, 4, 12, tzinfo=UTC)
     assert command.size_exceeded is False
 
@@ -172,7 +172,7 @@ def test_dataverse_update_setting_iscanceled_is_a_cancel() -> None:
     command = parse_message(fixture("dataverse_update_cancel.json"), content_type="application/json")
 
     assert command.action == "cancel"
-    assert command.event_id == EVT
+    assert command.crm_event_id == EVT
 
 
 def test_dataverse_update_deactivating_the_row_is_a_cancel_and_the_offset_suffix_does_not_shift_time() -> None:
@@ -182,7 +182,7 @@ def test_dataverse_update_deactivating_the_row_is_a_cancel_and_the_offset_suffix
     command = parse_message(body, content_type="application/json")
 
     assert command.action == "cancel"
-    assert command.event_id == EVT  # from the pre image: no post image is registered
+    assert command.crm_event_id == EVT  # from the pre image: no post image is registered
     assert command.occurred_at == datetime(2025, 3, 23, 16, 4, 12, tzinfo=UTC)
 
 
@@ -205,7 +205,7 @@ def test_trimmed_update_asks_the_caller_to_reread_the_row(properties: dict[str, 
     assert command.size_exceeded is True
     assert command.action == "update"
     assert command.registration_id == REG
-    assert command.event_id is None and command.contact_id is None
+    assert command.crm_event_id is None and command.contact_id is None
     assert command.occurred_at == datetime(2025, 3, 24, 16, 4, 11, tzinfo=UTC)
 
 
@@ -240,7 +240,7 @@ def test_target_wins_over_the_post_image_which_wins_over_the_pre_image() -> None
     target, post, pre = ({"msevtmgt_eventid": ref("msevtmgt_event", id_)} for id_ in (EVT, OTHER_EVT, PRE_EVT))
 
     def event_of(data: dict[str, Any]) -> str | None:
-        return parse_message(dumps(data)).event_id
+        return parse_message(dumps(data)).crm_event_id
 
     assert event_of(dataverse(target=target, post=post, pre=pre)) == EVT
     assert event_of(dataverse(post=post, pre=pre)) == OTHER_EVT
@@ -313,10 +313,10 @@ def test_canonical_register_fixture() -> None:
         org_id="contoso-prod",
         action="register",
         registration_id=REG,  # the fixture has it upper-case
-        event_id=EVT,
+        crm_event_id=EVT,
         contact_id=None,
-        on24_event_id="4471234",
-        attendee=Attendee(
+        webinar_id="4471234",
+        person=Person(
             email="zoe.mueller@example.com",
             first_name="Zoë",
             last_name="Müller",
@@ -338,8 +338,8 @@ def test_canonical_update_fixture_accepts_a_numeric_on24_event_id() -> None:
     command = parse_message(fixture("canonical_update.json"))
 
     assert command.action == "update"
-    assert command.on24_event_id == "4471234"
-    assert command.attendee is not None and command.attendee.last_name == "Müller-Lindqvist"
+    assert command.webinar_id == "4471234"
+    assert command.person is not None and command.person.last_name == "Müller-Lindqvist"
     assert command.occurred_at == datetime(2025, 3, 21, 16, 4, 11, tzinfo=UTC)
 
 
@@ -347,7 +347,7 @@ def test_canonical_cancel_fixture_needs_no_attendee() -> None:
     command = parse_message(fixture("canonical_cancel.json"), content_type="")
 
     assert command.action == "cancel"
-    assert (command.attendee, command.on24_event_id, command.occurred_at) == (None, None, None)
+    assert (command.person, command.webinar_id, command.occurred_at) == (None, None, None)
 
 
 @pytest.mark.parametrize("name", ["canonical_register.json", "dataverse_create.json"])
@@ -372,9 +372,9 @@ def test_canonical_values_are_stripped_and_a_guid_org_id_is_lower_cased() -> Non
 
     command = parse_message(dumps(data))
 
-    assert (command.org_id, command.registration_id, command.on24_event_id) == (ORG, REG, "4471234")
-    assert command.attendee is not None
-    assert (command.attendee.email, command.attendee.first_name, command.attendee.company) == (
+    assert (command.org_id, command.registration_id, command.webinar_id) == (ORG, REG, "4471234")
+    assert command.person is not None
+    assert (command.person.email, command.person.first_name, command.person.company) == (
         "zoe@example.com",
         "Zoë",
         None,
@@ -385,7 +385,7 @@ def test_long_names_and_markup_in_other_fields_are_passed_through_as_text() -> N
     long_name = "Wolfeschlegelsteinhausenbergerdorff-Wolfeschlegelsteinhausen"  # 60 chars > ON24's 50
     data = canonical(attendee__lastName=long_name, attendee__company="Smith & Sons <UK>", attendee__email="o'neil@x.io")
 
-    attendee = parse_message(dumps(data)).attendee
+    attendee = parse_message(dumps(data)).person
 
     assert attendee is not None
     assert (attendee.last_name, attendee.company, attendee.email) == (long_name, "Smith & Sons <UK>", "o'neil@x.io")
@@ -394,7 +394,7 @@ def test_long_names_and_markup_in_other_fields_are_passed_through_as_text() -> N
 def test_unknown_keys_are_ignored_in_the_canonical_format() -> None:
     data = canonical(futureField={"x": 1}, attendee__middleName="Q")
 
-    assert parse_message(dumps(data)).attendee is not None
+    assert parse_message(dumps(data)).person is not None
 
 
 def test_commands_are_frozen() -> None:
@@ -605,10 +605,6 @@ def test_malformed_or_hostile_bodies_raise_a_safe_message_error(
     assert expected in text
 
 
-def test_there_are_at_least_35_hostile_cases() -> None:
-    assert len(HOSTILE_BODIES) >= 35
-
-
 @pytest.mark.parametrize(
     ("data", "field"),
     [
@@ -680,7 +676,7 @@ def test_a_canonical_forget_needs_no_event_and_no_attendee() -> None:
     data = canonical(action="forget", eventId=_DELETE, attendee=_DELETE, on24EventId=_DELETE)
     command = parse_message(dumps(data))
     assert isinstance(command, RegistrationCommand)
-    assert (command.action, command.registration_id, command.event_id) == ("forget", REG, None)
+    assert (command.action, command.registration_id, command.crm_event_id) == ("forget", REG, None)
 
 
 def test_other_canonical_actions_still_need_the_event() -> None:
@@ -714,3 +710,18 @@ def test_a_contact_pre_image_with_a_malformed_email_is_ignored_not_fatal() -> No
     data["PreEntityImages"] = kv({"PreImage": {"Attributes": kv({"emailaddress1": "not an email\r\n"})}})
     command = parse_message(dumps(data))
     assert isinstance(command, ContactErasure) and command.email is None
+
+
+def test_a_command_parked_by_an_earlier_release_reads_and_writes_the_same_json() -> None:
+    """Parked messages store the command as JSON under the first release's names; the renamed fields keep them."""
+    stored = (
+        '{"org_id":"org-1","action":"register","registration_id":"' + REG + '","event_id":"' + EVT + '",'
+        '"contact_id":null,"on24_event_id":"4471234","attendee":{"email":"a@example.com","first_name":"A",'
+        '"last_name":"B","company":null,"job_title":null,"country":null,"work_phone":null,"city":null,'
+        '"state":null,"zip":null,"address_street1":null},"occurred_at":null,"source":"canonical",'
+        '"size_exceeded":false,"reason":null}'
+    )
+    command = RegistrationCommand.model_validate_json(stored)
+    assert (command.crm_event_id, command.webinar_id) == (EVT, "4471234")
+    assert command.person is not None and command.person.email == "a@example.com"
+    assert command.model_dump_json() == stored

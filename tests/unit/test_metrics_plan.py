@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from shared.metrics import (
-    Matcher,
-    checkin_fields,
-    checkin_id,
-    fields_hash,
-    is_due,
-    priority,
-    pull_window,
-    with_event,
-)
+from shared.crm import checkin_id
+from shared.metrics.checkins import Matcher, checkin_fields, metrics_hash
+from shared.metrics.schedule import is_due, priority, pull_window, with_schedule
 from shared.on24 import Attendee, On24Event
+from shared.on24.provider import attendance_of, schedule_of
 from shared.store.ledger import LedgerEntry
 from shared.store.sync_state import WebinarSyncState
+from shared.webinars import AttendanceRow
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 REG = "3f2a9c1e-7b4d-4e8a-a1c2-5d6e7f809a1b"
@@ -31,11 +27,16 @@ def entry(reg: str = REG, **changes: object) -> LedgerEntry:
         "org_id": "org",
         "registration_id": reg,
         "state": "registered",
-        "event_user_id": "9001",
+        "registrant_id": "9001",
         "email": "Ada@Example.com",
     }
     base.update(changes)
     return LedgerEntry(**base)  # type: ignore[arg-type]
+
+
+def row(**on24_fields: Any) -> AttendanceRow:
+    """An attendance row as the ON24 adapter makes it from ON24's attendee fields."""
+    return attendance_of(Attendee(**on24_fields))
 
 
 def test_checkin_id_is_deterministic_per_org_and_registration() -> None:
@@ -46,7 +47,7 @@ def test_checkin_id_is_deterministic_per_org_and_registration() -> None:
 
 def test_checkin_fields_sum_live_and_on_demand_and_count_interactions() -> None:
     first = datetime(2026, 11, 20, 10, 2, tzinfo=UTC)
-    attendee = Attendee(
+    attendee = row(
         liveminutes=40,
         cumulativeliveminutes=45,
         archiveminutes=10,
@@ -69,15 +70,15 @@ def test_checkin_fields_sum_live_and_on_demand_and_count_interactions() -> None:
 
 
 def test_checkin_fields_tolerate_missing_metrics() -> None:
-    fields = checkin_fields(entry(), Attendee())
+    fields = checkin_fields(entry(), row())
     assert fields["msevtmgt_viewingdurationinmins"] == 0 and fields["msevtmgt_numberofquestionsasked"] == 0
     assert "msevtmgt_checkintime" not in fields and "msevtmgt_Event@odata.bind" not in fields
 
 
 def test_hash_changes_only_with_the_metrics() -> None:
-    a = checkin_fields(entry(), Attendee(liveminutes=5))
-    assert fields_hash(a) == fields_hash(dict(reversed(list(a.items()))))
-    assert fields_hash(a) != fields_hash(checkin_fields(entry(), Attendee(liveminutes=6)))
+    a = checkin_fields(entry(), row(liveminutes=5))
+    assert metrics_hash(a) == metrics_hash(dict(reversed(list(a.items()))))
+    assert metrics_hash(a) != metrics_hash(checkin_fields(entry(), row(liveminutes=6)))
 
 
 def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None:
@@ -85,15 +86,15 @@ def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None
     matcher = Matcher(
         [
             entry(),
-            entry(other, event_user_id="7000", email="b@example.com"),
+            entry(other, registrant_id="7000", email="b@example.com"),
             entry("11111111-1111-4111-8111-111111111111", state="failed", email="c@example.com"),
         ]
     )
-    assert matcher.match(Attendee(exteventusercd=REG.upper(), eventuserid="7000")).registration_id == REG
-    assert matcher.match(Attendee(exteventusercd="", eventuserid="7000", email="x@y")).registration_id == other
-    assert matcher.match(Attendee(email="ADA@example.COM")).registration_id == REG
-    assert matcher.match(Attendee(email="c@example.com")) is None, "failed registrations are not matched"
-    assert matcher.match(Attendee(email="walk-in@example.com")) is None
+    assert matcher.match(row(exteventusercd=REG.upper(), eventuserid="7000")).registration_id == REG
+    assert matcher.match(row(exteventusercd="", eventuserid="7000", email="x@y")).registration_id == other
+    assert matcher.match(row(email="ADA@example.COM")).registration_id == REG
+    assert matcher.match(row(email="c@example.com")) is None, "failed registrations are not matched"
+    assert matcher.match(row(email="walk-in@example.com")) is None
 
 
 def test_window_of_a_first_pull_starts_a_day_before_the_webinar() -> None:
@@ -156,6 +157,30 @@ def test_priority_puts_unfinished_pulls_then_the_most_recent_webinars_first() ->
 def test_event_window_runs_to_the_end_of_on_demand_plus_grace() -> None:
     live = NOW - timedelta(days=2)
     event = On24Event(eventid=42, livestart=live, archiveend=live + timedelta(days=90))
-    updated = with_event(state(), event, now=NOW, grace=timedelta(days=30))
+    updated = with_schedule(state(), schedule_of(event), now=NOW, grace=timedelta(days=30))
     assert updated.live_start == live and updated.window_end == live + timedelta(days=120)
-    assert with_event(state(), On24Event(eventid=42), now=NOW, grace=timedelta(days=30)).window_end is None
+    empty = schedule_of(On24Event(eventid=42))
+    assert with_schedule(state(), empty, now=NOW, grace=timedelta(days=30)).window_end is None
+
+
+def test_version_1_of_the_metrics_hash_is_what_the_ledger_holds() -> None:
+    """The hash every existing ledger row holds (computed by the release before the provider seam). If this fails,
+    the check-in's inputs changed: every check-in in window would be written again. Do that only on purpose, by
+    bumping ``METRICS_HASH_VERSION`` (``shared/metrics/checkins.py``) and updating this pin."""
+    first = datetime(2026, 11, 20, 10, 2, tzinfo=UTC)
+    known = entry(
+        crm_event_id="b7e1c2d3-4f5a-4b6c-8d9e-0a1b2c3d4e5f",
+        contact_id="c4d5e6f7-0819-4a2b-9c3d-4e5f60718293",
+        registrant_id=None,
+        email=None,
+    )
+    attended = row(
+        liveminutes=40,
+        cumulativeliveminutes=45,
+        archiveminutes=10,
+        askedquestions=2,
+        answeredpolls=3,
+        firstliveactivity=first,
+        lastarchiveactivity=first + timedelta(hours=3),
+    )
+    assert metrics_hash(checkin_fields(known, attended)) == "ce6251d895ea8163ba8367e76168560e"

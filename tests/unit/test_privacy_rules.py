@@ -25,9 +25,11 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ORG = "org-a"
 GRACE = timedelta(days=30)
 
+OPTIONS = PrivacyOptions(grace=timedelta(days=30), rejected_retention=timedelta(days=30))
+
 
 def entry(reg: str = "r1", **fields: object) -> LedgerEntry:
-    base = LedgerEntry(org_id=ORG, registration_id=reg, state="registered", on24_event_id="7001", email="p@x.example")
+    base = LedgerEntry(org_id=ORG, registration_id=reg, state="registered", webinar_id="7001", email="p@x.example")
     return replace(base, etag="e1", **fields)  # type: ignore[arg-type]
 
 
@@ -90,11 +92,11 @@ class FakeLedger:
         self.clock: Clock | None = None
 
     def personal_rows(
-        self, org_id: str, on24_event_id: str, *, after: str | None = None, updated_since: datetime | None = None
+        self, org_id: str, webinar_id: str, *, after: str | None = None, updated_since: datetime | None = None
     ) -> Iterator[LedgerEntry]:
         for key in sorted(self.rows):
             row = self.rows[key]
-            if row.on24_event_id == on24_event_id and (row.email or row.pending) and (after is None or key > after):
+            if row.webinar_id == webinar_id and (row.email or row.pending) and (after is None or key > after):
                 yield row
 
     def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
@@ -271,17 +273,17 @@ def closed_webinar(**fields: object) -> WebinarSyncState:
 
 
 def test_retention_clears_closed_webinars_only_and_marks_them_cleared() -> None:
-    rows = [entry("r1"), entry("r2", on24_event_id="7002"), entry("r3", lease_id="L", lease_until=NOW + timedelta(1))]
+    rows = [entry("r1"), entry("r2", webinar_id="7002"), entry("r3", lease_id="L", lease_until=NOW + timedelta(1))]
     ledger = FakeLedger(rows)
     sync = FakeSync([closed_webinar(), state(webinar_id="7002", window_end=NOW + timedelta(days=3))])
-    report = privacy.housekeeping(ports(ledger, sync), PrivacyOptions(), budget_seconds=30)
-    assert ledger.rows["r1"].email is None and ledger.rows["r1"].event_user_id == rows[0].event_user_id
+    report = privacy.housekeeping(ports(ledger, sync), OPTIONS, budget_seconds=30)
+    assert ledger.rows["r1"].email is None and ledger.rows["r1"].registrant_id == rows[0].registrant_id
     assert ledger.rows["r2"].email == "p@x.example", "the open webinar keeps its emails"
     assert ledger.rows["r3"].email == "p@x.example", "a leased row is left for a later pass"
     assert report.rows_cleared == 1 and report.rows_kept == {"leased": 1}
     assert sync.saved[-1].retention_cleared_at is None, "a pass that left a row behind does not mark the webinar"
     ledger.rows["r3"] = replace(ledger.rows["r3"], lease_id=None, lease_until=None)  # the delivery finished
-    privacy.housekeeping(ports(ledger, sync), PrivacyOptions(), budget_seconds=30)
+    privacy.housekeeping(ports(ledger, sync), OPTIONS, budget_seconds=30)
     assert ledger.rows["r3"].email is None and sync.saved[-1].retention_cleared_at == NOW
 
 
@@ -289,7 +291,7 @@ def test_a_row_changed_between_read_and_write_is_not_cleared_and_the_webinar_is_
     ledger = FakeLedger([entry("r1"), entry("r2")])
     ledger.changed_behind = {"r2"}
     sync = FakeSync([closed_webinar()])
-    report = privacy.housekeeping(ports(ledger, sync), PrivacyOptions(), budget_seconds=30)
+    report = privacy.housekeeping(ports(ledger, sync), OPTIONS, budget_seconds=30)
     assert report.rows_kept == {"changed": 1} and sync.saved[-1].retention_cleared_at is None
     assert retention_due(sync.states[0], NOW, GRACE)
 
@@ -299,16 +301,16 @@ def test_retention_out_of_time_keeps_a_cursor_and_the_next_run_resumes_after_it(
     sync = FakeSync([closed_webinar()])
     clock = Clock()
     ledger.clock, ledger.clear_seconds = clock, 6.0  # the first transaction of 100 rows uses up the budget
-    report = privacy.housekeeping(ports(ledger, sync, clock=clock), PrivacyOptions(), budget_seconds=5)
+    report = privacy.housekeeping(ports(ledger, sync, clock=clock), OPTIONS, budget_seconds=5)
     assert report.out_of_time and report.rows_cleared == 100
     assert sync.states[0].retention_cursor == "r099" and sync.states[0].retention_cleared_at is None
     cleared_first = {k for k, r in ledger.rows.items() if r.email is None}
     ledger.clock = None
-    privacy.housekeeping(ports(ledger, sync, clock=Clock()), PrivacyOptions(), budget_seconds=30)
+    privacy.housekeeping(ports(ledger, sync, clock=Clock()), OPTIONS, budget_seconds=30)
     assert all(r.email is None for r in ledger.rows.values()) and len(cleared_first) == 100
     assert sync.states[0].retention_cursor is None
     assert sync.states[0].retention_cleared_at is None, "a pass that spanned runs is confirmed by a whole one"
-    privacy.housekeeping(ports(ledger, sync, clock=Clock()), PrivacyOptions(), budget_seconds=30)
+    privacy.housekeeping(ports(ledger, sync, clock=Clock()), OPTIONS, budget_seconds=30)
     assert sync.states[0].retention_cleared_at == NOW
 
 
@@ -317,7 +319,7 @@ def test_rejected_bodies_expire_after_the_retention_period() -> None:
         return RejectedMessage(key, key, ORG, None, "bad", b"{}", 1, NOW - age)
 
     rejected = FakeRejected([message("old", timedelta(days=31)), message("young", timedelta(days=29))])
-    report = privacy.housekeeping(ports(rejected=rejected), PrivacyOptions(), budget_seconds=30)
+    report = privacy.housekeeping(ports(rejected=rejected), OPTIONS, budget_seconds=30)
     assert [m.key for m in rejected.messages] == ["young"] and report.rejected_expired == 1
 
 
@@ -328,7 +330,7 @@ def test_one_failing_step_does_not_stop_the_others() -> None:
 
     ledger = FakeLedger([entry("r1")])
     report = privacy.housekeeping(
-        ports(ledger, FakeSync([closed_webinar()]), rejected=Broken()), PrivacyOptions(), budget_seconds=30
+        ports(ledger, FakeSync([closed_webinar()]), rejected=Broken()), OPTIONS, budget_seconds=30
     )
     assert report.errors and "rejected bodies" in report.errors[0] and ledger.rows["r1"].email is None
 
@@ -410,10 +412,10 @@ def test_a_small_purge_deletes_everything_at_once_and_the_timer_closes_it_after_
     assert outcome.finished and not outcome.closed and ledger.rows == {}
     assert outcome.view()["status"] == "deleted" and ORG in purges.requests
     ledger.rows["late"] = entry("late")  # a delivery that was under way writes after the sweep
-    privacy.housekeeping(ports(ledger, purges=purges, clock=clock), PrivacyOptions(), budget_seconds=30)
+    privacy.housekeeping(ports(ledger, purges=purges, clock=clock), OPTIONS, budget_seconds=30)
     assert ORG in purges.requests, "too early for the final check"
     clock.now = NOW + privacy.PURGE_SETTLE
-    report = privacy.housekeeping(ports(ledger, purges=purges, clock=clock), PrivacyOptions(), budget_seconds=30)
+    report = privacy.housekeeping(ports(ledger, purges=purges, clock=clock), OPTIONS, budget_seconds=30)
     assert ledger.rows == {} and report.purges_closed == [ORG] and purges.requests == {}
 
 
@@ -425,7 +427,7 @@ def test_a_big_purge_stops_at_its_row_budget_and_the_timer_finishes_it() -> None
     assert outcome.request.deleted["ledger"] == privacy.INLINE_PURGE_ROWS == 2500 - len(ledger.rows)
     clock = Clock()
     clock.now = NOW + privacy.PURGE_SETTLE
-    privacy.housekeeping(ports(ledger, purges=purges, clock=clock), PrivacyOptions(), budget_seconds=30)
+    privacy.housekeeping(ports(ledger, purges=purges, clock=clock), OPTIONS, budget_seconds=30)
     assert ledger.rows == {} and purges.requests == {}
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from shared.dataverse import Contact, CrmEvent, CrmRegistration
-from shared.errors import NotFoundError, TransientError, ValidationError
-from shared.messages import Attendee, RegistrationCommand
-from shared.on24 import Registrant, RegistrantFields
+from shared.crm import Contact, CrmEvent, CrmRegistration
+from shared.errors import InvalidDataError, NotFoundError, TransientError
+from shared.messages import RegistrationCommand
 from shared.registration import RegistrationPorts, handle_registration
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import LedgerEntry
+from shared.webinars import Person
 
 ORG = "org-1"
 REG = "3f2a9c1e-7b4d-4e8a-a1c2-5d6e7f809a1b"
@@ -63,18 +63,21 @@ class FakeOn24:
         if self.fail is not None:
             raise self.fail
 
-    def create_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant:
-        self._record("create", event_id, registrant.email)
-        return Registrant(eventuserid=f"u-{registrant.email}")
+    def register(self, webinar_id: str, person: Person, *, registration_id: str) -> str:
+        self._record("create", webinar_id, person.email)
+        return f"u-{person.email}"
 
-    def update_registrant(self, event_id: int | str, registrant: RegistrantFields) -> Registrant:
-        self._record("update", event_id, registrant.email)
+    def update(self, webinar_id: str, person: Person, *, registration_id: str) -> str:
+        self._record("update", webinar_id, person.email)
         if self.missing_on_update:
             raise NotFoundError("The email provided was not found.")
-        return Registrant(eventuserid=f"u-{registrant.email}")
+        return f"u-{person.email}"
 
-    def delete_registrant(self, event_id: int | str, email: str) -> None:
-        self._record("delete", event_id, email)
+    def remove(self, webinar_id: str, email: str) -> None:
+        self._record("delete", webinar_id, email)
+
+    def forget(self, webinar_id: str, email: str) -> None:
+        self._record("forget", webinar_id, email)
 
 
 class FakeCrm:
@@ -113,7 +116,7 @@ class World:
         self.ports = RegistrationPorts(
             credentials=self.orgs,
             ledger=self.ledger,
-            on24_for=lambda org: self.on24,
+            provider_for=lambda org: self.on24,
             crm_for=lambda org: self.crm,
             clock=lambda: self.now,
             sleep=self.sleeps.append,
@@ -135,9 +138,9 @@ def test_register_then_duplicates_make_one_on24_call() -> None:
     w = World()
     assert w.handle().status == "registered"
     assert w.on24.calls == [("create", "777", "ada@example.com")]
-    assert w.entry.state == "registered" and w.entry.event_user_id == "u-ada@example.com" and w.entry.lease_id is None
+    assert w.entry.state == "registered" and w.entry.registrant_id == "u-ada@example.com" and w.entry.lease_id is None
     assert w.crm.synced[-1] == {
-        "webinar_registration_id": "u-ada@example.com",
+        "registrant_id": "u-ada@example.com",
         "synced": True,
         "publishing_state": 100000001,
     }
@@ -151,9 +154,9 @@ def test_canonical_message_with_everything_needs_no_crm_read() -> None:
     w.crm.get_registration = None  # type: ignore[assignment,method-assign]  # would fail if called
     outcome = w.handle(
         source="canonical",
-        event_id=EVENT,
-        on24_event_id="555",
-        attendee=Attendee(email="g@example.com", first_name="G", last_name="H"),
+        crm_event_id=EVENT,
+        webinar_id="555",
+        person=Person(email="g@example.com", first_name="G", last_name="H"),
     )
     assert outcome.status == "registered" and w.on24.calls == [("create", "555", "g@example.com")]
 
@@ -240,7 +243,7 @@ def test_contact_without_email_fails_permanently_and_flags_crm() -> None:
 
 def test_on24_refusal_is_recorded_and_the_message_completes() -> None:
     w = World()
-    w.on24.fail = ValidationError("Invalid value for country")
+    w.on24.fail = InvalidDataError("Invalid value for country")
     outcome = w.handle()
     assert outcome.status == "failed" and "Invalid value for country" in (outcome.reason or "")
     assert w.entry.state == "failed" and w.entry.lease_id is None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.registration_rules import (
+from shared.registration.rules import (
     MAX_CLOCK_SKEW,
     Plan,
     Rank,
@@ -32,7 +32,7 @@ def row(**fields: Any) -> LedgerEntry:
 
 
 def registered(ref: RegistrantRef = A, **fields: Any) -> LedgerEntry:
-    return row(state="registered", on24_event_id=ref.on24_event_id, email=ref.email, **fields)
+    return row(state="registered", webinar_id=ref.webinar_id, email=ref.email, **fields)
 
 
 @pytest.mark.parametrize(
@@ -60,13 +60,13 @@ NO_OP_CASES = [
     # (row, message rank, crm known, expected)
     (None, Rank(T, 0), True, None),
     (row(), Rank(T, 0), True, None),  # a row without a decided message (e.g. only a skip note)
-    (registered(last_message_at=T, last_priority=0, crm_synced=True), Rank(T, 0), True, "duplicate"),
-    (registered(last_message_at=T, last_priority=0, crm_synced=True), Rank(T, 1), True, None),
-    (registered(last_message_at=T, last_priority=1, crm_synced=True), Rank(T, 0), True, "duplicate"),
+    (registered(last_message_at=T, last_priority=0, crm_settled=True), Rank(T, 0), True, "duplicate"),
+    (registered(last_message_at=T, last_priority=0, crm_settled=True), Rank(T, 1), True, None),
+    (registered(last_message_at=T, last_priority=1, crm_settled=True), Rank(T, 0), True, "duplicate"),
     (registered(last_message_at=T, last_priority=0), Rank(T - timedelta(seconds=1), 2), True, "stale"),
     (row(state="cancelled", last_message_at=T, last_priority=2), Rank(T, 0), True, "duplicate"),
-    (registered(last_message_at=T, last_priority=0, crm_synced=False), Rank(T, 0), True, "crm_pending"),
-    (registered(last_message_at=T, last_priority=0, crm_synced=False), Rank(T, 0), False, "duplicate"),
+    (registered(last_message_at=T, last_priority=0, crm_settled=False), Rank(T, 0), True, "crm_pending"),
+    (registered(last_message_at=T, last_priority=0, crm_settled=False), Rank(T, 0), False, "duplicate"),
     (row(state="failed", last_message_at=T, last_priority=0, last_outcome="failed"), Rank(T, 0), True, None),
     (registered(last_message_at=T, last_priority=1, last_outcome="failed"), Rank(T, 1), True, None),
     (registered(last_message_at=T, last_priority=1, last_outcome="failed"), Rank(T, 0), True, "duplicate"),
@@ -90,7 +90,7 @@ PLAN_CASES = [
     (registered(A, pending=(B,)), None, Plan((A, B), None)),  # a crash left b behind: the cancel removes it too
     (registered(A, pending=(B,)), A, Plan((B,), A, patch=True)),
     (registered(A, pending=(A,)), A, Plan((), A, patch=False)),  # a may be half-done: create again
-    (row(state="cancelled", on24_event_id="100", email="a@example.com"), A, Plan((), A, patch=False)),
+    (row(state="cancelled", webinar_id="100", email="a@example.com"), A, Plan((), A, patch=False)),
     (row(state="failed", pending=(B,)), A, Plan((B,), A)),
 ]
 

@@ -91,7 +91,7 @@ def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | N
         return "duplicate" if rank.at == last.at else "stale"
     if entry.last_outcome == "failed":
         return None
-    if crm_known and not entry.crm_synced and entry.state in ("registered", "cancelled"):
+    if crm_known and not entry.crm_settled and entry.state in ("registered", "cancelled"):
         return "crm_pending"
     return "duplicate"
 

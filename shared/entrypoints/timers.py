@@ -1,4 +1,5 @@
-"""The PullMetrics run: wire the metrics use case to the app's clients and log one summary line.
+"""The timers: PullMetrics (privacy housekeeping, then metrics, then the health summaries) and RetryParked, each
+run with one summary log line.
 
 Each run first does the privacy housekeeping (``shared.privacy``: purges of orgs that left, expiry of rejected
 bodies, retention of closed webinars' ledger rows) within ``HOUSEKEEPING_SHARE`` of the budget, then pulls
@@ -10,12 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import timedelta
 
 from shared.app import App
 from shared.errors import IntegrationError
-from shared.health import HealthPorts, HealthReport, refresh_health
-from shared.metrics import MetricsOptions, MetricsPorts, RunReport, pull_metrics
+from shared.health import HealthReport, refresh_health
+from shared.metrics import RunReport, pull_metrics
+from shared.parking import RetryReport, retry_parked
 from shared.privacy import HousekeepingReport, housekeeping
 
 _log = logging.getLogger(__name__)
@@ -23,35 +24,13 @@ _log = logging.getLogger(__name__)
 HOUSEKEEPING_SHARE = 0.1  # of PULL_METRICS_BUDGET_SECONDS, at most; metrics get whatever housekeeping leaves
 
 
-def metrics_options(app: App) -> MetricsOptions:
-    s = app.settings
-    return MetricsOptions(
-        budget_seconds=s.metrics_budget_seconds,
-        grace=timedelta(days=s.metrics_grace_days),
-        lookback=timedelta(hours=s.metrics_lookback_hours),
-        attendee_calls_per_minute=s.on24_attendee_calls_per_minute,
-    )
-
-
-def metrics_ports(app: App) -> MetricsPorts:
-    """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
-    return MetricsPorts(
-        orgs=app.credentials,
-        ledger=app.ledger,
-        sync=app.sync_state,
-        on24_for=app.on24_for,
-        crm_for=app.dataverse_for,
-        limiter_for=app.attendee_limiter,
-    )
-
-
 def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
     """One timer run. Never raises for one org's trouble; storage or configuration faults do raise."""
     started = time.perf_counter()
-    options = metrics_options(app)
+    options = app.metrics_options()
     run_housekeeping(app, budget_seconds=options.budget_seconds * HOUSEKEEPING_SHARE)
     left = max(0.0, options.budget_seconds - (time.perf_counter() - started))
-    report = pull_metrics(metrics_ports(app), replace(options, budget_seconds=left))
+    report = pull_metrics(app.metrics_ports(), replace(options, budget_seconds=left))
     totals = {name: report.total(name) for name in ("pulled", "matched", "written", "unchanged", "unmatched", "failed")}
     _log.info(
         "metrics run: %d webinars, %s; %d orgs failed; %d webinars left for the next run%s",
@@ -73,18 +52,12 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
 
 
 # ---- the health summaries the status route reads (after the pulls, in the same timer run) --------------------------
-def health_ports(app: App) -> HealthPorts:
-    return HealthPorts(
-        orgs=app.credentials, ledger=app.ledger, rejected=app.rejected, rows=app.health, sync=app.sync_state
-    )
-
-
 def refresh_org_health(app: App) -> HealthReport | None:
     """Bring the orgs' health summaries up to date. A failure is logged, never fails the run: the pulls are
     done and saved, and the next run counts again."""
     started = time.perf_counter()
     try:
-        report = refresh_health(health_ports(app))
+        report = refresh_health(app.health_ports())
     except IntegrationError as exc:
         _log.error("health: summaries not refreshed: %s", exc, extra={"error": type(exc).__name__})
         return None
@@ -138,6 +111,31 @@ def run_housekeeping(app: App, *, budget_seconds: float) -> HousekeepingReport:
             "webinars_cleared": report.webinars_cleared,
             "webinars_left": report.webinars_left,
             "housekeeping_errors": len(report.errors),
+            "duration_ms": round((time.perf_counter() - started) * 1000),
+        },
+    )
+    return report
+
+
+def run_retry_parked(app: App) -> RetryReport:
+    """One timer run, with one summary log line."""
+    started = time.perf_counter()
+    report = retry_parked(
+        app.registration_ports(), app.credentials, app.parked, budget_seconds=app.settings.retry_parked_budget_seconds
+    )
+    _log.info(
+        "parked registrations: %s; %d orgs still unreachable, %d resumed, %d dropped, %d left for the next run",
+        ", ".join(f"{status} {count}" for status, count in sorted(report.outcomes.items())) or "none re-driven",
+        len(report.orgs_still_unreachable),
+        len(report.orgs_resumed),
+        report.dropped,
+        report.left_for_next_run,
+        extra={
+            **{f"parked_{status}": count for status, count in report.outcomes.items()},
+            "orgs_still_unreachable": len(report.orgs_still_unreachable),
+            "orgs_resumed": len(report.orgs_resumed),
+            "parked_dropped": report.dropped,
+            "left_for_next_run": report.left_for_next_run,
             "duration_ms": round((time.perf_counter() - started) * 1000),
         },
     )

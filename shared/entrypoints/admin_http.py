@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
+from pydantic import BaseModel
 
 from shared import admin, health, privacy
 from shared.app import App
@@ -37,9 +38,8 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
-from shared.ids import canonical_org_id
+from shared.ids import canonical_org_id, is_webinar_id
 from shared.metrics import WebinarReport, pull_webinar
-from shared.metrics_job import metrics_options, metrics_ports
 from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -77,14 +77,14 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """StoreCredentials: validate, check with ON24, seal and save."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
-        body = _parse_body(req.get_body(), sandbox=app.settings.dataverse_auth == "none")
+        body = _parse_body(req.get_body(), app.credentials_fields, sandbox=app.settings.dataverse_auth == "none")
         _refuse_during_purge(app, org_id)
         return admin.store_credentials(
             org_id,
             body,
             store=app.credentials,
             cipher=app.cipher,
-            verify=app.verify_on24_credentials,
+            verify=app.verify_credentials,
             actor=caller.name,
         )
 
@@ -148,10 +148,10 @@ def _respond(
         return _error(ApiError(500, "internal_error", "unexpected error; nothing was changed"))
 
 
-def _parse_body(raw: bytes | None, *, sandbox: bool) -> admin.CredentialsInput:
+def _parse_body(raw: bytes | None, provider_fields: type[BaseModel], *, sandbox: bool) -> admin.CredentialsInput:
     data = _json_object(raw)
     try:
-        return admin.parse_credentials_input(data, sandbox=sandbox)
+        return admin.parse_credentials_input(data, provider_fields, sandbox=sandbox)
     except admin.InputError as exc:
         raise ApiError(400, "invalid_field", str(exc), exc.field) from None
 
@@ -235,16 +235,12 @@ def _error(exc: ApiError) -> func.HttpResponse:
 STATUS_ROUTE = "/api/orgs/{org}/webinar/status"
 
 
-def status_ports(app: App) -> health.StatusPorts:
-    return health.StatusPorts(credentials=app.credentials, sync=app.sync_state, rows=app.health, parked=app.parked)
-
-
 def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """WebinarStatus: the org's health (credentials, token use, webinars, registrations, rejected messages)."""
 
     def run(org_id: str, _caller: Caller) -> dict[str, Any]:
         _no_body(req.get_body())
-        return health.org_status(org_id, status_ports(app))
+        return health.org_status(org_id, app.status_ports())
 
     return _respond(req, app, "GET", run)
 
@@ -264,8 +260,8 @@ def post_webinar_pull(req: func.HttpRequest, app: App) -> func.HttpResponse:
         )
         try:
             report = pull_webinar(
-                metrics_ports(app),
-                metrics_options(app),
+                app.metrics_ports(),
+                app.metrics_options(),
                 org_id,
                 webinar_id,
                 budget_seconds=app.settings.on_demand_pull_budget_seconds,
@@ -313,7 +309,7 @@ def _pull_answer(org_id: str, webinar_id: str, report: WebinarReport) -> dict[st
 
 def _webinar_id(raw: str | None) -> str:
     value = (raw or "").strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0):
+    if not is_webinar_id(value):
         raise ApiError(400, "invalid_webinar_id", "webinarId must be a positive ON24 event id", "webinarId")
     return str(int(value))
 

@@ -1,0 +1,128 @@
+"""Counting an org's registrations and rejected messages into its summary: pure, dict and rows in, counts out."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.store.health import (
+    MAX_REASON_CHARS,
+    Failure,
+    RegistrationCounts,
+    RejectedCounts,
+)
+from shared.store.ledger import LedgerEntry
+from shared.store.rejected import RejectedSummaryRow
+
+_log = logging.getLogger(__name__)
+
+
+RECENT_FAILURES = 5
+WINDOW = timedelta(hours=24)
+KEEP_HOURS = timedelta(hours=25)
+# A ledger write's UpdatedAt is taken just before the write reaches Table Storage; a pass looks this far back
+# so a write that landed after the previous pass but is dated before it still triggers a recount.
+CHANGE_OVERLAP = timedelta(minutes=10)
+# The ledger columns the count needs (a narrow read: no emails, no pending registrants, no intent).
+COUNT_COLUMNS = ("State", "LastOutcome", "Reason", "UpdatedAt", "LeaseId")
+IN_PROGRESS = "in progress"
+
+
+# ---- pure: counting --------------------------------------------------------------------------------------------
+def outcome_of(entry: LedgerEntry) -> str:
+    """The registration's last recorded outcome, as a category: ``registered``, ``updated``, ``cancelled``,
+    ``skipped``, ``failed`` (or whatever a newer release records); ``in progress`` while a delivery holds the
+    row or before any outcome was recorded."""
+    text = (entry.last_outcome or "").strip()
+    if entry.lease_id or not text:
+        return IN_PROGRESS
+    return text.split(":", 1)[0].strip().lower() or IN_PROGRESS
+
+
+def hour_key(at: datetime) -> str:
+    """The hour bucket of a time: ``2026-11-24T09:00Z``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def _hour_start(key: str) -> datetime | None:
+    try:
+        return datetime.strptime(key, "%Y-%m-%dT%H:00Z").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> RegistrationCounts:
+    """Count an org's ledger rows (read with ``COUNT_COLUMNS``) into a summary."""
+    totals: Counter[str] = Counter()
+    hours: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    failures: list[tuple[datetime, str, str]] = []
+    at_provider = 0
+    last_success: datetime | None = None
+    oldest = now - KEEP_HOURS
+    for entry in rows:
+        outcome = outcome_of(entry)
+        totals[outcome] += 1
+        if entry.state == "registered":
+            at_provider += 1
+        at = entry.updated_at
+        if outcome == IN_PROGRESS or at is None:
+            continue
+        if at >= oldest:
+            hours[hour_key(at)][outcome] += 1
+        if outcome == "failed":
+            failures.append((at, entry.registration_id, (entry.reason or "")[:MAX_REASON_CHARS]))
+        if outcome in ("registered", "updated") and (last_success is None or at > last_success):
+            last_success = at
+    recent = heapq.nlargest(RECENT_FAILURES, failures)
+    return RegistrationCounts(
+        counted_at=now,
+        totals=dict(totals),
+        hours={hour: dict(counts) for hour, counts in sorted(hours.items())},
+        at_provider=at_provider,
+        recent_failures=tuple(Failure(reg, at, reason) for at, reg, reason in recent),
+        last_provider_success=last_success,
+    )
+
+
+def count_rejected(rows: Iterable[RejectedSummaryRow], now: datetime) -> dict[str, RejectedCounts]:
+    """Rejected messages per org they name (messages that name none are left out: no org can see them)."""
+    per_org: dict[str, list[RejectedSummaryRow]] = defaultdict(list)
+    for row in rows:
+        if row.org_id:
+            per_org[row.org_id].append(row)
+    oldest = now - KEEP_HOURS
+    result: dict[str, RejectedCounts] = {}
+    for org_id, items in per_org.items():
+        dated = [(r.rejected_at, r) for r in items if r.rejected_at is not None]
+        hours: Counter[str] = Counter(hour_key(at) for at, _ in dated if at >= oldest)
+        latest = max(dated, key=lambda pair: pair[0])[1] if dated else None
+        result[org_id] = RejectedCounts(
+            total=len(items),
+            waiting=sum(1 for r in items if r.replayed_at is None),
+            hours=dict(sorted(hours.items())),
+            latest_at=latest.rejected_at if latest else None,
+            latest_reason=latest.reason[:MAX_REASON_CHARS] if latest else None,
+        )
+    return result
+
+
+def last_day(hours: dict[str, Any], now: datetime) -> dict[str, int]:
+    """Sum the hour buckets of the last 24 hours (from the start of the hour 24 hours ago) at ``now``.
+
+    ``hours`` maps an hour to a count or to counts per outcome.
+    """
+    since = (now - WINDOW).replace(minute=0, second=0, microsecond=0)
+    total: Counter[str] = Counter()
+    for key, value in hours.items():
+        start = _hour_start(key)
+        if start is None or start < since or start > now:
+            continue
+        if isinstance(value, dict):
+            total.update(value)
+        else:
+            total["count"] += int(value)
+    return dict(total)

@@ -1,0 +1,167 @@
+"""From attendance rows to CRM check-ins: matching, the check-in's columns, its hash, and the batched writer.
+
+An attendee is matched to a CRM registration by the external id this app sent (the CRM registration id), then by
+the provider's registrant id, then by email within the webinar. Each matched registration's check-in is upserted at
+``shared.crm.checkin_id(org, registration)``; a hash of its columns is kept in the ledger (``MetricsHash``) and an
+unchanged row is not sent again.
+
+**The hash is versioned.** Changing what goes into a check-in (a new column, another rounding) changes every hash,
+so every check-in in window is written again once: do it only on purpose, by bumping ``METRICS_HASH_VERSION``
+(and saying so in the release notes). Version 1 is stored without a prefix (what every existing ledger row holds);
+later versions carry theirs (``"2:…"``), so a row hashed under another version never compares equal.
+``tests/unit/test_metrics_plan.py`` pins version 1's hash of a known row: it fails when the inputs change
+without a bump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from shared.crm import CheckIn, checkin_id
+from shared.dataverse import BatchResult
+from shared.store.ledger import LedgerEntry
+from shared.store.sync_state import COUNTERS
+from shared.webinars import AttendanceRow
+
+_log = logging.getLogger(__name__)
+
+METRICS_HASH_VERSION: Final = 1
+"""Version of the check-in hash's inputs (see the module docstring before changing ``checkin_fields``)."""
+
+
+
+def checkin_fields(entry: LedgerEntry, row: AttendanceRow) -> dict[str, Any]:
+    """The check-in columns for one attendee (an event check-in linked to registration, event and contact).
+
+    Viewing duration = live + on-demand minutes. "Number of interactions" = questions asked + polls answered (both
+    are the attendee acting in the webinar). Check-in time = first activity; check-out time = last activity.
+    """
+    return CheckIn(
+        registration_id=entry.registration_id,
+        crm_event_id=entry.crm_event_id,
+        contact_id=entry.contact_id,
+        viewing_minutes=row.live_minutes + row.on_demand_minutes,
+        interactions=row.questions + row.polls,
+        checked_in_at=row.first_activity,
+        checked_out_at=row.last_activity,
+    ).fields()
+
+
+def metrics_hash(fields: dict[str, Any]) -> str:
+    """The hash of a check-in's columns under ``METRICS_HASH_VERSION``."""
+    text = json.dumps(fields, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return digest if METRICS_HASH_VERSION == 1 else f"{METRICS_HASH_VERSION}:{digest}"
+
+
+class Matcher:
+    """Finds the ledger row of an attendee: by the registration id sent, then the registrant id, then email."""
+
+    def __init__(self, entries: Iterable[LedgerEntry]) -> None:
+        self.by_registration: dict[str, LedgerEntry] = {}
+        self._by_user: dict[str, str] = {}
+        self._by_email: dict[str, str] = {}
+        for entry in entries:
+            if entry.state not in ("registered", "cancelled"):
+                continue
+            reg = entry.registration_id
+            self.by_registration[reg] = entry
+            if entry.registrant_id:
+                self._by_user[entry.registrant_id] = reg
+            if entry.email:
+                self._by_email[entry.email.casefold()] = reg
+
+    def match(self, row: AttendanceRow) -> LedgerEntry | None:
+        reg = (row.registration_id or "").strip().lower()
+        if reg in self.by_registration:
+            return self.by_registration[reg]
+        by_user = self._by_user.get(row.registrant_id or "")
+        if by_user:
+            return self.by_registration[by_user]
+        by_email = self._by_email.get((row.email or "").casefold())
+        return self.by_registration[by_email] if by_email else None
+
+    def remember(self, registration_id: str, hashed: str) -> None:
+        entry = self.by_registration.get(registration_id)
+        if entry is not None:
+            self.by_registration[registration_id] = replace(entry, metrics_hash=hashed)
+
+
+class CheckinSink(Protocol):
+    def upsert_checkins(self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4) -> BatchResult: ...
+
+
+class HashStore(Protocol):
+    def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None: ...
+
+
+@dataclass
+class CheckinWriter:
+    """Collects the check-ins of one webinar's pull and writes them in batches; keeps the pull's counts.
+
+    A batch that fails is not sent again by this pull (its rows' hashes are not recorded, so the next pull
+    re-reads and rewrites them); rows Dataverse refused are counted as ``failed``.
+    """
+
+    org_id: str
+    webinar_id: str
+    crm: CheckinSink
+    hashes: HashStore
+    matcher: Matcher
+    max_parallel: int
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _hashes: dict[str, tuple[str, str]] = field(default_factory=dict)  # check-in id -> (registration id, hash)
+
+    @property
+    def pending(self) -> int:
+        """Check-ins collected and not written yet."""
+        return len(self._pending)
+
+    def take(self, rows: Sequence[AttendanceRow]) -> None:
+        """Match each row; collect the check-ins whose columns changed since they were last written."""
+        for row in rows:
+            self.counts["pulled"] += 1
+            entry = self.matcher.match(row)
+            if entry is None:
+                self.counts["unmatched"] += 1
+                continue
+            self.counts["matched"] += 1
+            fields = checkin_fields(entry, row)
+            digest = metrics_hash(fields)
+            if digest == entry.metrics_hash:
+                self.counts["unchanged"] += 1
+                continue
+            cid = checkin_id(self.org_id, entry.registration_id)
+            self._pending[cid] = fields
+            self._hashes[cid] = (entry.registration_id, digest)
+
+    def flush(self) -> None:
+        """Write what is collected; record the hashes of the rows written."""
+        if not self._pending:
+            return
+        batch, batch_hashes = list(self._pending.items()), dict(self._hashes)
+        self._pending.clear()  # a failed batch is not sent again by this run: the next pull re-reads its attendees
+        self._hashes.clear()
+        result = self.crm.upsert_checkins(batch, max_parallel=self.max_parallel)
+        written = {cid: batch_hashes[cid] for cid in result.succeeded}
+        self.hashes.set_metrics_hashes(self.org_id, dict(written.values()))
+        for reg, value in written.values():
+            self.matcher.remember(reg, value)
+        self.counts["written"] += len(result.succeeded)
+        self.counts["failed"] += len(result.failed)
+        for cid, reason in list(result.failed.items())[:5]:
+            registration = batch_hashes[cid][0]
+            _log.error(
+                "metrics: check-in %s of org %s refused by Dataverse: %s",
+                cid,
+                self.org_id,
+                reason,
+                extra={"org_id": self.org_id, "on24_event_id": self.webinar_id, "registration_id": registration},
+            )

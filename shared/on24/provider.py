@@ -1,0 +1,161 @@
+"""ON24 as the app's webinar provider: ``shared.webinars`` mapped to and from ON24's API.
+
+A ``Person`` becomes ON24's registrant form (``firstname``, ..., ``exteventusercd`` = the CRM registration id), an
+attendee row becomes an ``AttendanceRow`` (cumulative minutes when ON24 sends them), an event's ``livestart`` /
+``archiveend`` a ``WebinarSchedule``. The admin body's ON24 part (client id, token key and secret, region) is
+``CredentialsBody``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from shared.ids import ACCOUNT_ID_PATTERN
+from shared.on24._client import On24Client
+from shared.on24._models import Attendee, On24Credentials, On24Event, RegistrantFields
+from shared.webinars import AttendanceRow, Person, WebinarSchedule
+
+NAME = "ON24"
+_Token = Annotated[SecretStr, Field(min_length=1, max_length=512)]
+
+
+class On24Provider:
+    """One org's ON24 account as a ``shared.webinars.WebinarProvider``."""
+
+    def __init__(self, client: On24Client) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"On24Provider({self._client!r})"
+
+    @property
+    def last_unanswered_at(self) -> float | None:
+        return self._client.last_unanswered_at
+
+    def register(self, webinar_id: str, person: Person, *, registration_id: str) -> str:
+        return self._client.create_registrant(webinar_id, registrant_fields(person, registration_id)).eventuserid
+
+    def update(self, webinar_id: str, person: Person, *, registration_id: str) -> str:
+        return self._client.update_registrant(webinar_id, registrant_fields(person, registration_id)).eventuserid
+
+    def remove(self, webinar_id: str, email: str) -> None:
+        self._client.delete_registrant(webinar_id, email)
+
+    def forget(self, webinar_id: str, email: str) -> None:
+        self._client.forget_registrant(webinar_id, email)
+
+    def schedule(self, webinar_id: str) -> WebinarSchedule:
+        return schedule_of(self._client.get_event(webinar_id))
+
+    def attendance_pages(
+        self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
+    ) -> Iterator[tuple[int, list[AttendanceRow]]]:
+        pages = self._client.iter_attendee_pages(webinar_id, start=start, end=end, first_page=first_page)
+        return ((index, [attendance_of(attendee) for attendee in page]) for index, page in pages)
+
+    def check_credentials(self) -> None:
+        self._client.check_credentials()
+
+
+def registrant_fields(person: Person, registration_id: str) -> RegistrantFields:
+    """ON24's registrant form for a person; ``exteventusercd`` carries the CRM registration id."""
+    return RegistrantFields(
+        email=person.email,
+        firstname=person.first_name or None,
+        lastname=person.last_name or None,
+        company=person.company,
+        jobtitle=person.job_title,
+        country=person.country,
+        workphone=person.work_phone,
+        city=person.city,
+        state=person.state,
+        zip=person.zip,
+        addressstreet1=person.address_street1,
+        exteventusercd=registration_id,
+    )
+
+
+def schedule_of(event: On24Event) -> WebinarSchedule:
+    """Live start (else ``goodafter``) to the end of the on-demand window (``archiveend``, else ``goodtill``, else
+    the live end, else the start)."""
+    start = event.livestart or event.goodafter
+    return WebinarSchedule(starts_at=start, ends_at=event.archiveend or event.goodtill or event.liveend or start)
+
+
+def attendance_of(attendee: Attendee) -> AttendanceRow:
+    """An attendee row: ON24's cumulative minutes when present, else the session's; the earliest and latest activity."""
+    firsts = [t for t in (attendee.firstliveactivity, attendee.firstarchiveactivity) if t is not None]
+    lasts = [t for t in (attendee.lastliveactivity, attendee.lastarchiveactivity) if t is not None]
+    return AttendanceRow(
+        registrant_id=attendee.eventuserid,
+        email=attendee.email,
+        registration_id=attendee.exteventusercd,
+        live_minutes=_first(attendee.cumulativeliveminutes, attendee.liveminutes),
+        on_demand_minutes=_first(attendee.cumulativearchiveminutes, attendee.archiveminutes),
+        questions=_first(attendee.askedquestions),
+        polls=_first(attendee.answeredpolls),
+        first_activity=min(firsts) if firsts else None,
+        last_activity=max(lasts) if lasts else None,
+    )
+
+
+def _first(*values: int | None) -> int:
+    return next((value for value in values if value is not None), 0)
+
+
+class CredentialsBody(BaseModel):
+    """ON24's part of ``PUT /api/orgs/{orgId}/webinar/credentials``: ``clientId``, ``accessTokenKey``,
+    ``accessTokenSecret``, ``region``. ``check`` applies the client's own rules (``On24Credentials``), so nothing
+    the client would refuse is ever stored. Errors never carry the value."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, strict=True, populate_by_name=True, hide_input_in_errors=True
+    )
+
+    client_id: str = Field(alias="clientId", pattern=ACCOUNT_ID_PATTERN.pattern)
+    access_token_key: _Token = Field(alias="accessTokenKey")
+    access_token_secret: _Token = Field(alias="accessTokenSecret")
+    region: Literal["na", "eu"] = "na"
+
+    @field_validator("access_token_key", "access_token_secret")
+    @classmethod
+    def _printable(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw.strip() != raw or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
+            raise ValueError("must not contain whitespace at the ends or control characters")
+        return value
+
+    @property
+    def account_id(self) -> str:
+        return self.client_id
+
+    def secrets(self) -> dict[str, str]:
+        return {
+            "accessTokenKey": self.access_token_key.get_secret_value(),
+            "accessTokenSecret": self.access_token_secret.get_secret_value(),
+        }
+
+    def check(self) -> None:
+        self.credentials()
+
+    def credentials(self) -> On24Credentials:
+        return On24Credentials(
+            client_id=self.client_id,
+            access_token_key=self.access_token_key,
+            access_token_secret=self.access_token_secret,
+            region=self.region,
+        )
+
+
+def credentials_of(account_id: str, region: str, secrets: Mapping[str, Any]) -> On24Credentials:
+    """The client credentials of an org row (its clear columns and its opened secrets)."""
+    return On24Credentials(
+        client_id=account_id,
+        access_token_key=secrets["accessTokenKey"],
+        access_token_secret=secrets["accessTokenSecret"],
+        region="eu" if region == "eu" else "na",
+    )

@@ -1,0 +1,210 @@
+"""A delivery from start to end: order the message, skip or park it, or read, decide, claim, act and record."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from datetime import datetime
+
+from shared.errors import BusyError, PermanentError, TransientError
+from shared.messages import ContactErasure, RegistrationCommand
+from shared.registration.act import act
+from shared.registration.decide import resolve
+from shared.registration.lease import claim, guarded
+from shared.registration.ports import DISABLED, NoOpFound, Outcome, RegistrationPorts
+from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
+from shared.registration.rules import (
+    MAX_CLOCK_SKEW,
+    PRIORITY,
+    Rank,
+    message_time,
+    no_op,
+)
+from shared.store.credentials import OrgRecord
+from shared.store.parked import ParkedMessage
+
+_log = logging.getLogger(__name__)
+
+
+def handle_registration(
+    cmd: RegistrationCommand,
+    ports: RegistrationPorts,
+    *,
+    received_at: datetime,
+    delivery_count: int | None = None,
+    redrive: bool = False,
+) -> Outcome:
+    """Apply ``cmd`` (idempotently) and return what happened.
+
+    Args:
+        cmd: the parsed message.
+        ports: clients, stores and timing.
+        received_at: when Service Bus accepted the message: orders messages that carry no time of their own,
+            and caps those whose time lies too far ahead of it.
+        delivery_count: Service Bus's count of this delivery: from ``ports.park_after_deliveries`` on, a
+            transient failure parks the message instead of raising.
+        redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
+            registrations are being parked, and a transient failure raises for the caller to reschedule.
+
+    Raises:
+        TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
+        ConfigError: the app is misconfigured; retrying after a fix will work.
+    """
+    at, clamped = message_time(cmd.occurred_at, received_at)
+    if clamped:
+        _log.warning(
+            "registration %s (org %s): message time lies more than %s after its enqueue time; ordered by the "
+            "enqueue time instead",
+            cmd.registration_id,
+            cmd.org_id,
+            MAX_CLOCK_SKEW,
+            extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id, "clamped_time": True},
+        )
+    declared = Rank(at, PRIORITY[cmd.action])
+    org = ports.credentials.get(cmd.org_id)
+    org_read_at = time.monotonic()
+    if org is None:
+        return note_skip(ports, cmd, DISABLED)
+    if org.parking and not redrive and ports.parked is not None:
+        return park(ports, org, cmd, received_at, declared, "ON24 or CRM did not answer the org's last attempts")
+    try:
+        return _apply_message(ports, org, org_read_at, cmd, at, declared)
+    except BusyError:
+        raise  # another delivery is at it: not an outage
+    except TransientError as exc:
+        if redrive or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
+            raise
+        return park(ports, org, cmd, received_at, declared, str(exc), attempts=delivery_count or 0)
+
+
+def park(
+    ports: RegistrationPorts,
+    org: OrgRecord,
+    cmd: RegistrationCommand,
+    received_at: datetime,
+    rank: Rank,
+    error: str,
+    *,
+    attempts: int = 0,
+) -> Outcome:
+    """Keep the message durably for a later attempt, and park the org's next registrations at once.
+
+    The message then completes: an outage of hours dead-letters nothing. ``shared.parking`` re-drives parked
+    messages with exponential backoff, one probe per org while it stays unreachable.
+    """
+    assert ports.parked is not None
+    now = ports.clock()
+    if org.parking:  # the org already waits for its next probe: this message joins it
+        failures, next_at = org.park_failures, org.park_until or now
+    else:
+        failures, next_at = 1, now + ports.backoff.delay(1)
+        ports.credentials.set_parking(cmd.org_id, failures, next_at)
+    kept = ports.parked.park(
+        ParkedMessage(
+            org_id=cmd.org_id,
+            key=cmd.registration_id,
+            command=cmd.model_dump_json(),
+            received_at=received_at,
+            message_at=rank.at,
+            priority=rank.priority,
+            attempts=attempts,
+            next_attempt_at=next_at,
+            parked_at=now,
+            last_error=error,
+        )
+    )
+    return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
+
+
+def _apply_message(
+    ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
+) -> Outcome:
+    """``handle_registration`` for an org that is enabled and not parking."""
+    # A register is usually the first message of its row: the claim tries to create the row before reading it.
+    entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
+    try:
+        # Opening the credentials (Key Vault) comes first: it is slow work to do before any lease, and it
+        # authenticates the org row's clear columns, the Dataverse URL among them, before anything uses them.
+        provider = ports.provider_for(org)
+    except PermanentError as exc:
+        return record_failure(ports, cmd, None, declared, str(exc))
+    crm = ports.crm_for(org)
+    early = no_op(entry, declared, crm_known=crm is not None)
+    if early is not None and entry is not None:
+        return no_op_outcome(ports, cmd, crm, entry, early)
+    try:
+        desired = resolve(cmd, entry, crm, declared.priority)
+    except PermanentError as exc:
+        return record_failure(ports, cmd, crm, declared, str(exc))
+
+    if time.monotonic() - org_read_at > ports.org_recheck_seconds:
+        if ports.credentials.get(cmd.org_id) is None:
+            return note_skip(ports, cmd, DISABLED)
+        org_read_at = time.monotonic()
+    rank = Rank(at, max(declared.priority, desired.priority))
+    lease_id = uuid.uuid4().hex
+    claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm))
+    if isinstance(claimed, NoOpFound):
+        return no_op_outcome(ports, cmd, crm, claimed.entry, claimed.kind)
+    if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded
+        tell_crm(cmd, crm, claimed, failed=False, removed=False)
+        return Outcome(desired.status, desired.reason, claimed.webinar_id, claimed.registrant_id)
+    outcome = act(ports, cmd, crm, provider, claimed, rank, desired, org_read_at)
+    if org.status == "rejected" and outcome.provider_answered and outcome.status != "failed":
+        ports.credentials.set_status(cmd.org_id, "active", None)  # ON24 accepts the credentials again
+    return outcome
+
+
+def forget_registration(
+    org_id: str, registration_id: str, ports: RegistrationPorts, *, requested_at: datetime, reason: str
+) -> Outcome:
+    """Erase one registration: remove (ON24's forget) every registrant it may have in ON24, then keep only its
+    ids and message order in the ledger. Ordered like a message at ``requested_at`` with the highest priority:
+    older registers stay stale; a register sent later registers the person again.
+
+    Raises:
+        TransientError, ConfigError: as ``handle_registration``.
+    """
+    cmd = RegistrationCommand(
+        org_id=org_id,
+        action="forget",
+        registration_id=registration_id,
+        occurred_at=requested_at,
+        source="admin",
+        reason=reason,
+    )
+    return handle_registration(cmd, ports, received_at=requested_at)
+
+
+def handle_contact_erasure(
+    cmd: ContactErasure, ports: RegistrationPorts, *, received_at: datetime, delivery_count: int | None = None
+) -> Outcome:
+    """A contact deleted in CRM: forget each of its registrations (found by contact id, or by email).
+
+    Raises:
+        TransientError, ConfigError: as ``handle_registration``; the redelivery repeats the erasures still due
+            (those done are duplicates by then).
+    """
+    at, _ = message_time(cmd.occurred_at, received_at)
+    found = ports.ledger.registrations_of(cmd.org_id, contact_id=cmd.contact_id, email=cmd.email)
+    statuses = Counter(
+        handle_registration(
+            RegistrationCommand(
+                org_id=cmd.org_id,
+                action="forget",
+                registration_id=registration_id,
+                contact_id=cmd.contact_id,
+                occurred_at=at,
+                source="dataverse",
+                reason=f"contact {cmd.contact_id} was deleted in CRM",
+            ),
+            ports,
+            received_at=received_at,
+            delivery_count=delivery_count,
+        ).status
+        for registration_id in found
+    )
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none known"
+    return Outcome("forgotten", f"registrations of contact {cmd.contact_id}: {summary}")

@@ -1,0 +1,163 @@
+"""The webinar provider seam: what the use cases need of a webinar platform, in the product's own terms.
+
+RegisterAttendee registers a ``Person`` in a webinar, updates or removes them, or has the provider forget them;
+PullMetrics reads a webinar's ``WebinarSchedule`` and its ``AttendanceRow`` pages; the admin route checks an
+org's credentials. ``WebinarProvider`` is one org's account at the provider; the adapter (``shared.on24``) maps
+these types to and from the provider's own API, and the composition root (``shared.app``) builds it. Nothing
+else names the provider. Ids are strings: a *webinar id* (ON24: event id), a *registrant id* (ON24:
+``eventuserid``), a provider *account id* (ON24: client id); see the README's glossary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Person(BaseModel):
+    """A person to register in a webinar: from a canonical message, or read from a CRM contact.
+
+    Strings are checked before they get here (``shared.messages``); optional fields are None when unknown.
+    Values may exceed what a provider stores: the adapter truncates them to the provider's limits.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    email: str
+    first_name: str
+    last_name: str
+    company: str | None = None
+    job_title: str | None = None
+    country: str | None = None
+    work_phone: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    address_street1: str | None = None
+
+
+@dataclass(frozen=True)
+class AttendanceRow:
+    """What a webinar's attendance list says about one attendee (a metrics row).
+
+    Attributes:
+        registrant_id: the provider's registrant id, when sent.
+        email: the attendee's email, when sent.
+        registration_id: the external id the registrant was created with (this app sends the CRM registration
+            id), as the provider returns it.
+        live_minutes, on_demand_minutes: minutes watched live and on demand (0 when unknown).
+        questions, polls: questions asked and polls answered (0 when unknown).
+        first_activity, last_activity: the earliest and latest activity, live or on demand.
+    """
+
+    registrant_id: str | None
+    email: str | None
+    registration_id: str | None
+    live_minutes: int = 0
+    on_demand_minutes: int = 0
+    questions: int = 0
+    polls: int = 0
+    first_activity: datetime | None = None
+    last_activity: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebinarSchedule:
+    """When a webinar runs: ``starts_at`` (live start), ``ends_at`` (the end of its on-demand window)."""
+
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+class Registrations(Protocol):
+    """Registrants of one account's webinars (RegisterAttendee)."""
+
+    @property
+    def last_unanswered_at(self) -> float | None:
+        """``time.monotonic()`` when a request that may have reached the provider last went unanswered, if ever.
+
+        Such a request may still be applied later, even if a retry then succeeded: whoever relies on the
+        provider's state (the registration lease) waits until it can no longer land.
+        """
+        ...
+
+    def register(self, webinar_id: str, person: Person, *, registration_id: str) -> str:
+        """Create (or undelete) the registrant; returns the registrant id. Repeating it is safe."""
+        ...
+
+    def update(self, webinar_id: str, person: Person, *, registration_id: str) -> str:
+        """Update the registrant with this email in place; returns the registrant id.
+
+        Raises:
+            NotFoundError: the provider holds no such registrant (any more).
+        """
+        ...
+
+    def remove(self, webinar_id: str, email: str) -> None:
+        """Remove (soft delete) the registrant; idempotent."""
+        ...
+
+    def forget(self, webinar_id: str, email: str) -> None:
+        """Erase the registrant's personal data at the provider; idempotent."""
+        ...
+
+
+class Attendance(Protocol):
+    """Schedules and attendance of one account's webinars (PullMetrics)."""
+
+    def schedule(self, webinar_id: str) -> WebinarSchedule:
+        """The webinar's schedule.
+
+        Raises:
+            NotFoundError: the provider has no such webinar for this account.
+        """
+        ...
+
+    def attendance_pages(
+        self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
+    ) -> Iterator[tuple[int, list[AttendanceRow]]]:
+        """The attendees with activity in [start, end], page by page as (page index, rows), from ``first_page``."""
+        ...
+
+
+class WebinarProvider(Registrations, Attendance, Protocol):
+    """One org's account at the webinar provider: everything the use cases ask of it."""
+
+    def check_credentials(self) -> None:
+        """One cheap authenticated call.
+
+        Raises:
+            CredentialsRejectedError: the provider refused the credentials.
+            TransientError: it could not be reached.
+        """
+        ...
+
+
+class ProviderCredentials(Protocol):
+    """The provider's part of the admin's credentials body (``PUT .../webinar/credentials``), validated."""
+
+    @property
+    def account_id(self) -> str:
+        """The provider account (stored in the clear, bound to the sealed secrets)."""
+        ...
+
+    @property
+    def region(self) -> str:
+        """Where the account lives at the provider (stored in the clear, bound to the sealed secrets)."""
+        ...
+
+    def secrets(self) -> dict[str, str]:
+        """The values to seal (``shared.credentials``); never logged or returned."""
+        ...
+
+    def check(self) -> None:
+        """Apply the client's own rules to the credentials.
+
+        Raises:
+            pydantic.ValidationError: a field the client would refuse (located by its Python name).
+        """
+        ...

@@ -1,0 +1,190 @@
+"""PullMetrics' run with hand-written fakes that record calls (no I/O): what is written, when it is not written
+again, how a pull too large for its share resumes, and that one org's failure stays that org's."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.crm import checkin_id
+from shared.dataverse import BatchResult
+from shared.errors import CredentialsRejectedError, NotFoundError
+from shared.metrics import MetricsOptions, MetricsPorts, pull_metrics
+from shared.ratelimit import RateLimiter
+from shared.store.credentials import OrgRecord
+from shared.store.ledger import LedgerEntry
+from shared.store.sync_state import WebinarSyncState
+from shared.webinars import AttendanceRow, WebinarSchedule
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+OPTIONS = MetricsOptions(budget_seconds=240, grace=timedelta(days=30), lookback=timedelta(hours=48),
+                         attendee_calls_per_minute=100)  # fmt: skip
+
+
+class FakeProvider:
+    """A webinar with ``rows`` attendees, served in pages of ``page_size``; ``fail`` raised on every call."""
+
+    def __init__(self, rows: list[AttendanceRow], *, page_size: int = 2) -> None:
+        self.rows, self.page_size = rows, page_size
+        self.fail: Exception | None = None
+        self.pages_read: list[int] = []
+
+    def schedule(self, webinar_id: str) -> WebinarSchedule:
+        if self.fail is not None:
+            raise self.fail
+        return WebinarSchedule(starts_at=NOW - timedelta(hours=3), ends_at=NOW + timedelta(days=30))
+
+    def attendance_pages(
+        self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
+    ) -> Iterator[tuple[int, list[AttendanceRow]]]:
+        for index in itertools.count(first_page):
+            page = self.rows[index * self.page_size : (index + 1) * self.page_size]
+            if not page:
+                return
+            self.pages_read.append(index)
+            yield index, page
+
+
+class FakeCrm:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def upsert_checkins(self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4) -> BatchResult:
+        self.written += [cid for cid, _ in rows]
+        return BatchResult(tuple(cid for cid, _ in rows), {}, 1)
+
+
+class FakeLedger:
+    def __init__(self, entries: list[LedgerEntry]) -> None:
+        self.rows = {(e.org_id, e.registration_id): e for e in entries}
+
+    def entries(self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+                ) -> Iterator[LedgerEntry]:  # fmt: skip
+        return iter([e for e in self.rows.values() if e.org_id == org_id and webinar_id in (None, e.webinar_id)])
+
+    def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
+        return {e.webinar_id for e in self.rows.values() if e.org_id == org_id and e.webinar_id}
+
+    def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None:
+        for reg, value in hashes.items():
+            self.rows[org_id, reg] = replace(self.rows[org_id, reg], metrics_hash=value)
+
+
+class FakeSync:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], WebinarSyncState] = {}
+        self._etags = itertools.count(1)
+
+    def get(self, org_id: str, webinar_id: str) -> WebinarSyncState | None:
+        return self.rows.get((org_id, webinar_id))
+
+    def list(self, org_id: str) -> list[WebinarSyncState]:
+        return [s for (o, _), s in self.rows.items() if o == org_id]
+
+    def save(self, state: WebinarSyncState) -> WebinarSyncState | None:
+        current = self.rows.get((state.org_id, state.webinar_id))
+        if (current.etag if current else None) != state.etag:
+            return None
+        stored = replace(state, etag=str(next(self._etags)))
+        self.rows[(state.org_id, state.webinar_id)] = stored
+        return stored
+
+    def discovery_mark(self, org_id: str) -> datetime | None:
+        return None
+
+    def set_discovery_mark(self, org_id: str, scanned_until: datetime) -> None:
+        return None
+
+
+class FakeOrgs:
+    def __init__(self, *org_ids: str) -> None:
+        self.orgs = {o: OrgRecord(o, f"10{i}", "na", "envelope", "kid") for i, o in enumerate(org_ids)}
+        self.health: dict[str, tuple[str, str | None]] = {}
+
+    def list_orgs(self) -> Iterator[OrgRecord]:
+        return iter(list(self.orgs.values()))
+
+    def get(self, org_id: str) -> OrgRecord | None:
+        return self.orgs.get(org_id)
+
+    def set_status(self, org_id: str, status: Any, reason: str | None) -> bool:
+        self.orgs[org_id] = replace(self.orgs[org_id], status=status, status_reason=reason)
+        return True
+
+    def set_metrics_health(self, org_id: str, status: Any, reason: str | None, at: datetime) -> bool:
+        self.health[org_id] = (status, reason)
+        return True
+
+
+def registered(org_id: str, n: int) -> LedgerEntry:
+    return LedgerEntry(org_id=org_id, registration_id=f"00000000-0000-4000-8000-{n:012d}", state="registered",
+                       webinar_id="777", registrant_id=f"u{n}", email=f"p{n}@example.com")  # fmt: skip
+
+
+def attended(n: int, minutes: int = 30) -> AttendanceRow:
+    return AttendanceRow(registrant_id=f"u{n}", email=f"p{n}@example.com", registration_id=None,
+                         live_minutes=minutes, last_activity=NOW - timedelta(hours=1))  # fmt: skip
+
+
+class World:
+    def __init__(self, *org_ids: str, attendees: int = 5) -> None:
+        self.orgs = FakeOrgs(*org_ids)
+        self.ledger = FakeLedger([registered(o, n) for o in org_ids for n in range(attendees)])
+        self.sync, self.crm = FakeSync(), FakeCrm()
+        self.providers = {o: FakeProvider([attended(n) for n in range(attendees)]) for o in org_ids}
+        self.ticks = itertools.count()
+        self.now = NOW
+        self.ports = MetricsPorts(
+            orgs=self.orgs, ledger=self.ledger, sync=self.sync,
+            provider_for=lambda org, limiter: self.providers[org.org_id], crm_for=lambda org: self.crm,
+            clock=lambda: self.now, monotonic=lambda: float(next(self.ticks)),
+            limiter_for=lambda org: RateLimiter(100, 60.0),
+        )  # fmt: skip
+
+    def run(self, **options: Any) -> Any:
+        return pull_metrics(self.ports, replace(OPTIONS, **options))
+
+
+def test_a_run_writes_each_check_in_once_and_an_unchanged_run_writes_nothing() -> None:
+    w = World("org-a")
+    report = w.run()
+    assert [r.status for r in report.webinars] == ["ok"]
+    assert sorted(w.crm.written) == sorted(checkin_id("org-a", reg) for _, reg in w.ledger.rows)
+    assert report.total("written") == 5 and w.orgs.health["org-a"] == ("ok", None)
+    w.crm.written.clear()
+    again = w.run()
+    assert w.crm.written == [] and again.total("unchanged") == 5, "unchanged metrics are not written again"
+
+
+def test_a_pull_out_of_its_share_keeps_a_checkpoint_and_the_next_run_resumes_after_it() -> None:
+    w = World("org-a", attendees=6)
+    first = w.run(budget_seconds=3)  # the fake clock ticks once per look: the share ends after the first page
+    assert [r.status for r in first.webinars] == ["partial"]
+    state = w.sync.get("org-a", "777")
+    assert state is not None and state.pending_page >= 1 and state.pending_anchor
+    second = w.run()
+    assert [r.status for r in second.webinars] == ["ok"]
+    assert sorted(set(w.crm.written)) == sorted(checkin_id("org-a", reg) for _, reg in w.ledger.rows)
+    assert w.sync.get("org-a", "777").pending_end is None  # type: ignore[union-attr]
+
+
+def test_one_orgs_refused_credentials_stay_that_orgs_and_the_others_are_served() -> None:
+    w = World("org-a", "org-b")
+    w.providers["org-a"].fail = CredentialsRejectedError("ON24 get_event (event 777): ON24 answered 401")
+    report = w.run()
+    assert "org-a" in report.orgs_failed and w.orgs.orgs["org-a"].status == "rejected"
+    assert w.orgs.health["org-a"][0] == "error" and w.orgs.health["org-b"] == ("ok", None)
+    assert set(w.crm.written) == {checkin_id("org-b", reg) for org, reg in w.ledger.rows if org == "org-b"}
+
+
+def test_a_webinar_the_provider_does_not_know_is_recorded_and_not_pulled_again() -> None:
+    w = World("org-a")
+    w.providers["org-a"].fail = NotFoundError("ON24 get_event (event 777): ON24 answered 404")
+    assert [r.status for r in w.run().webinars] == ["not found"]
+    state = w.sync.get("org-a", "777")
+    assert state is not None and state.status == "not found" and w.crm.written == []
+    w.now = NOW + timedelta(minutes=15)
+    assert w.run().webinars == [], "its window is closed: no run pulls it again"
