@@ -18,9 +18,10 @@ What it measures
     each run through ``/proc/self/clear_refs`` where Linux allows it, else the process high-water mark), the
     Dataverse requests (``$batch`` and others) and writes, the ON24 requests, and the Table Storage calls (queries,
     entity-group transactions, single-entity calls). ON24 and Dataverse figures come from the stand-ins' request
-    logs; Table Storage calls from a counter wrapped around azure-core's ``RequestsTransport.send`` by this script
-    (production code is not touched). Time spent waiting on each service is the sum over threads of the wrapped
-    transports' wall time (Dataverse batches run four in parallel, so that sum can exceed the run's wall time).
+    logs; Table Storage calls from a counter wrapped around ``HttpClientTransport.send`` (the Table transport,
+    ``shared/store/transport.py``) by this script (production code is not touched). Time spent waiting on each
+    service is the sum over threads of the wrapped transports' wall time (Dataverse batches run four in
+    parallel, so that sum can exceed the run's wall time).
 
 Set-up (not measured)
     * ON24: one account and one webinar that went live three hours ago; each attendee is created with the stand-in's
@@ -387,9 +388,10 @@ def _table_kind(method: str, path: str) -> str:
 def counting_calls(*, table_port: int, on24_port: int, dataverse_port: int) -> Iterator[None]:
     """Count (and time) each HTTP exchange by destination, by wrapping azure-core's and httpx's transports."""
     import httpx
-    from azure.core.pipeline.transport import RequestsTransport
 
-    original_azure = RequestsTransport.send
+    from shared.store.transport import HttpClientTransport
+
+    original_azure = HttpClientTransport.send
     original_httpx = httpx.Client.send
 
     def azure_send(self: Any, request: Any, **kwargs: Any) -> Any:
@@ -410,12 +412,12 @@ def counting_calls(*, table_port: int, on24_port: int, dataverse_port: int) -> I
             if port in (on24_port, dataverse_port):
                 CALLS.add("on24" if port == on24_port else "dataverse", time.perf_counter() - started)
 
-    RequestsTransport.send = azure_send  # type: ignore[method-assign]
+    HttpClientTransport.send = azure_send  # type: ignore[method-assign]
     httpx.Client.send = httpx_send  # type: ignore[method-assign]
     try:
         yield
     finally:
-        RequestsTransport.send = original_azure  # type: ignore[method-assign]
+        HttpClientTransport.send = original_azure  # type: ignore[method-assign]
         httpx.Client.send = original_httpx  # type: ignore[method-assign]
 
 

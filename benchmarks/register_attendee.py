@@ -15,7 +15,7 @@ What it measures
       (``time.thread_time()`` around ``main``: excludes time blocked on I/O and waiting for the GIL), and
       ON24 / Dataverse / Table Storage calls. Phase totals come from the stand-ins' request logs; the per-kind
       split and the Table Storage count come from thin per-thread counters wrapped around
-      ``httpx.Client.send`` and ``azure.core``'s ``RequestsTransport.send`` (installed by this script only;
+      ``httpx.Client.send`` and the Table transport's ``HttpClientTransport.send`` (installed by this script only;
       production code is not touched);
     * correctness: one ON24 registrant per distinct registration, zero ON24 calls for duplicates, every
       ledger row ``registered`` and written back to CRM. A violation exits with status 1.
@@ -164,10 +164,11 @@ _CALLS = _Calls()
 def counting_calls(*, table_port: int, on24_port: int, dataverse_port: int) -> Iterator[None]:
     """Count each HTTP exchange of the current thread by destination port, by wrapping the transports."""
     import httpx
-    from azure.core.pipeline.transport import RequestsTransport
     from azure.data.tables import TableClient
 
-    original_azure = RequestsTransport.send
+    from shared.store.transport import HttpClientTransport
+
+    original_azure = HttpClientTransport.send
     original_httpx = httpx.Client.send
     table_operations = ("get_entity", "create_entity", "update_entity", "upsert_entity", "delete_entity")
     original_table = {name: getattr(TableClient, name) for name in table_operations}
@@ -193,14 +194,14 @@ def counting_calls(*, table_port: int, on24_port: int, dataverse_port: int) -> I
 
         return charged
 
-    RequestsTransport.send = azure_send
+    HttpClientTransport.send = azure_send
     httpx.Client.send = httpx_send  # type: ignore[method-assign]
     for name, operation in original_table.items():
         setattr(TableClient, name, library(operation))
     try:
         yield
     finally:
-        RequestsTransport.send = original_azure
+        HttpClientTransport.send = original_azure
         httpx.Client.send = original_httpx  # type: ignore[method-assign]
         for name, operation in original_table.items():
             setattr(TableClient, name, operation)
@@ -524,13 +525,13 @@ def _watch_list() -> dict[tuple[str, int, str], str]:
     import httpx
     import requests
     from azure.core.pipeline.policies import HttpLoggingPolicy
-    from azure.core.pipeline.transport import RequestsTransport
 
     from shared.app import App
     from shared.messages import parse_message
+    from shared.store.transport import HttpClientTransport
 
     watched: dict[str, Callable[..., Any]] = {
-        "Table Storage calls (azure-core RequestsTransport.send)": RequestsTransport.send,
+        "Table Storage calls (HttpClientTransport.send)": HttpClientTransport.send,
         "  requests: proxy/CA settings read from os.environ per call": requests.Session.merge_environment_settings,
         "  azure-core HttpLoggingPolicy.on_request (INFO record)": HttpLoggingPolicy.on_request,
         "  azure-core HttpLoggingPolicy.on_response (INFO record)": HttpLoggingPolicy.on_response,

@@ -449,17 +449,17 @@ def test_the_off_switch_stops_a_change_between_two_on24_calls(crm: CrmOrg, on24:
 # ---- cost -----------------------------------------------------------------------------------------------------
 @pytest.fixture
 def table_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    from azure.core.pipeline.transport import RequestsTransport
+    from shared.store.transport import HttpClientTransport
 
     calls: list[str] = []
-    original = RequestsTransport.send
+    original = HttpClientTransport.send
 
     def counting(self: Any, request: Any, **kwargs: Any) -> Any:
         if "/devstoreaccount1/" in request.url and ":" in request.url.split("//", 1)[1].split("/", 1)[0]:
             calls.append(f"{request.method} {request.url.split('?')[0].rsplit('/', 1)[-1]}")
         return original(self, request, **kwargs)
 
-    monkeypatch.setattr(RequestsTransport, "send", counting)
+    monkeypatch.setattr(HttpClientTransport, "send", counting)
     yield calls
 
 

@@ -36,17 +36,17 @@ def status(org: str, **kwargs: Any) -> tuple[int, Any]:
 @pytest.fixture
 def table_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every request to Azurite's Table service, as ``METHOD path?query``."""
-    from azure.core.pipeline.transport import RequestsTransport
+    from shared.store.transport import HttpClientTransport
 
     seen: list[str] = []
-    original = RequestsTransport.send
+    original = HttpClientTransport.send
 
     def recording(self: Any, request: Any, **kwargs: Any) -> Any:
         if "/devstoreaccount1/" in request.url:
             seen.append(f"{request.method} {request.url.split('/devstoreaccount1/', 1)[1]}")
         return original(self, request, **kwargs)
 
-    monkeypatch.setattr(RequestsTransport, "send", recording)
+    monkeypatch.setattr(HttpClientTransport, "send", recording)
     return seen
 
 

@@ -1,0 +1,124 @@
+"""The Table Storage transport on http.client: connections kept alive, a stale one retried, failures as azure-core's."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError, ServiceResponseTimeoutError
+from azure.core.rest import HttpRequest
+
+from shared.store.transport import HttpClientTransport
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.bodies: list[bytes] = []
+        self.close_after_answer = False
+        self.hang = threading.Event()  # set: the next request gets no answer until released
+        self.release = threading.Event()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.bodies.append(body)
+        if self.server.hang.is_set():
+            self.server.release.wait(5)
+            return
+        answer = b'{"ok": true}'
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+        if self.server.close_after_answer:
+            self.close_connection = True  # closes without "Connection: close": the client learns on next use
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def _post(srv: _Server, body: bytes = b"{}") -> HttpRequest:
+    return HttpRequest("POST", f"http://127.0.0.1:{srv.server_address[1]}/devstoreaccount1/t", content=body,
+                       headers={"Content-Type": "application/json"})
+
+
+def test_answers_come_back_whole_and_the_connection_is_kept_alive(server: _Server) -> None:
+    with HttpClientTransport() as transport:
+        answers = [transport.send(_post(server, f'{{"n": {n}}}'.encode())) for n in range(5)]
+    assert [a.status_code for a in answers] == [201] * 5
+    assert answers[0].json() == {"ok": True} and answers[0].headers["content-type"] == "application/json"
+    assert server.bodies == [f'{{"n": {n}}}'.encode() for n in range(5)], "each body reaches the server once"
+    assert server.connections == 1, "one kept-alive connection serves every call"
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_and_the_request_sent_once(server: _Server) -> None:
+    server.close_after_answer = True
+    with HttpClientTransport() as transport:
+        for n in range(3):
+            assert transport.send(_post(server, str(n).encode())).status_code == 201
+    assert server.bodies == [b"0", b"1", b"2"], "no request is lost or sent twice"
+    assert server.connections == 3
+
+
+def test_no_answer_in_the_read_timeout_is_a_response_timeout(server: _Server) -> None:
+    server.hang.set()
+    with HttpClientTransport(read_timeout=0.2) as transport, pytest.raises(ServiceResponseTimeoutError):
+        transport.send(_post(server))
+    assert len(server.bodies) == 1, "a request that may have been applied is not sent again"
+
+
+def test_a_dropped_connection_after_the_request_is_a_response_error_not_retried() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    seen: list[bytes] = []
+
+    def drop_each() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            seen.append(conn.recv(65536))
+            conn.close()
+
+    thread = threading.Thread(target=drop_each, daemon=True)
+    thread.start()
+    request = HttpRequest("POST", f"http://127.0.0.1:{listener.getsockname()[1]}/t", content=b"{}")
+    with HttpClientTransport() as transport, pytest.raises(ServiceResponseError):
+        transport.send(request)
+    listener.close()
+    assert len(seen) == 1, "a fresh connection's failure is not retried: the server may have applied the write"
+
+
+def test_nothing_listening_is_a_request_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with HttpClientTransport() as transport, pytest.raises(ServiceRequestError):
+        transport.send(HttpRequest("GET", f"http://127.0.0.1:{port}/t"))
