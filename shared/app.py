@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from azure.core.credentials import TokenCredential
@@ -23,26 +23,27 @@ from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
-from shared.health import HealthPorts, StatusPorts
-from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
-from shared.metrics import MetricsOptions, MetricsPorts
 from shared.on24 import On24Client, On24Credentials
 from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
-from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts, forget_registration
 from shared.registration.rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
 from shared.store import CredentialStore, OrgRecord, StateTables
-from shared.store.health import HealthStore
 from shared.store.ledger import Ledger
-from shared.store.pacing import SharedRateLimiter
 from shared.store.parked import ParkedMessages
-from shared.store.purges import PurgeRequests
-from shared.store.rejected import RejectedMessages
-from shared.store.sync_state import SyncStateStore
 from shared.webinars import ProviderCredentials
+
+if TYPE_CHECKING:  # feature modules are imported where they are wired: a function loads only what it runs
+    from shared.health import HealthPorts, StatusPorts
+    from shared.metrics import MetricsOptions, MetricsPorts
+    from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
+    from shared.store.health import HealthStore
+    from shared.store.pacing import SharedRateLimiter
+    from shared.store.purges import PurgeRequests
+    from shared.store.rejected import RejectedMessages
+    from shared.store.sync_state import SyncStateStore
 
 _log = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ class App:
 
     @_once
     def sync_state(self) -> SyncStateStore:
+        from shared.store.sync_state import SyncStateStore
+
         return SyncStateStore(self.tables.table("syncstate"))
 
     @_once
@@ -148,6 +151,8 @@ class App:
     @_once
     def rejected(self) -> RejectedMessages:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
+        from shared.store.rejected import RejectedMessages
+
         return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
 
     def _rejected_container(self) -> Any:
@@ -171,10 +176,14 @@ class App:
     @_once
     def health(self) -> HealthStore:
         """Each org's health summary (for the status route), kept by PullMetrics."""
+        from shared.store.health import HealthStore
+
         return HealthStore(self.tables.table("syncstate"))
 
     def attendee_limiter(self, org: OrgRecord) -> RateLimiter:
         """The ON24 account's attendee-list pacing, shared with every instance (one per account per process)."""
+        from shared.store.pacing import SharedRateLimiter
+
         with self._lock:
             limiter = self._limiters.get(org.account_id)
             if limiter is None:
@@ -207,10 +216,14 @@ class App:
     @_once
     def purges(self) -> PurgeRequests:
         """Open purge requests (orgs that left), beside the credentials rows."""
+        from shared.store.purges import PurgeRequests
+
         return PurgeRequests(self.tables.table("orgs"))
 
     def privacy_ports(self) -> PrivacyPorts:
         """The privacy use cases' stores; one person's registrations are forgotten by RegisterAttendee's own code."""
+        from shared.privacy import PrivacyPorts
+
         registration = self.registration_ports()
 
         def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome:
@@ -227,6 +240,8 @@ class App:
         )
 
     def privacy_options(self) -> PrivacyOptions:
+        from shared.privacy import PrivacyOptions
+
         s = self.settings
         return PrivacyOptions(
             grace=timedelta(days=s.metrics_grace_days), rejected_retention=timedelta(days=s.rejected_retention_days)
@@ -234,6 +249,8 @@ class App:
 
     # ---- PullMetrics, the status route --------------------------------------------------------
     def metrics_options(self) -> MetricsOptions:
+        from shared.metrics import MetricsOptions
+
         s = self.settings
         return MetricsOptions(
             budget_seconds=s.metrics_budget_seconds,
@@ -244,6 +261,8 @@ class App:
 
     def metrics_ports(self) -> MetricsPorts:
         """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
+        from shared.metrics import MetricsPorts
+
         return MetricsPorts(
             orgs=self.credentials,
             ledger=self.ledger,
@@ -254,11 +273,15 @@ class App:
         )
 
     def health_ports(self) -> HealthPorts:
+        from shared.health import HealthPorts
+
         return HealthPorts(
             orgs=self.credentials, ledger=self.ledger, rejected=self.rejected, rows=self.health, sync=self.sync_state
         )
 
     def status_ports(self) -> StatusPorts:
+        from shared.health import StatusPorts
+
         return StatusPorts(credentials=self.credentials, sync=self.sync_state, rows=self.health, parked=self.parked)
 
     # ---- crypto ------------------------------------------------------------------------------
@@ -268,6 +291,8 @@ class App:
             return self._key_provider
         s = self.settings
         if s.key_vault_url and s.credentials_key_secret_name:
+            from shared.keyvault import KeyVaultSecretSource, StaticTokenCredential
+
             credential: TokenCredential = (
                 StaticTokenCredential() if s.key_vault_auth == "none" else self.azure_credential
             )

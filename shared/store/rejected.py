@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -31,10 +31,12 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
-from azure.storage.blob import ContainerClient
 
 from shared.errors import ConfigError, TransientError
 from shared.store.tables import TRANSACTION_SIZE, delete_matching, merge_entity, table_errors
+
+if TYPE_CHECKING:  # the Blob SDK costs ~150 ms to import; only a body over the row limit needs it
+    from azure.storage.blob import ContainerClient
 
 _log = logging.getLogger(__name__)
 
