@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from azure.core.credentials import TokenCredential
@@ -25,6 +25,7 @@ from shared.dataverse import DataverseClient
 from shared.errors import ConfigError
 from shared.on24 import On24Client, On24Credentials
 from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
+from shared.once import built_once
 from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts, forget_registration
 from shared.registration.rules import Backoff
@@ -57,30 +58,6 @@ ADMIN_RETRY = RetryPolicy(budget=3.0, base_delay=0.2, max_delay=1.0, max_attempt
 HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
 
 
-_T = TypeVar("_T")
-_MISSING: Any = object()
-
-
-class _once(Generic[_T]):
-    """``functools.cached_property``, built under the App's lock: two threads asking at once never build (and
-    leak) two clients; once built, reads take no lock (the value sits in the instance's ``__dict__``)."""
-
-    def __init__(self, build: Callable[[Any], _T]) -> None:
-        self._build = build
-        self._name = build.__name__
-        self.__doc__ = build.__doc__
-
-    def __get__(self, app: App, owner: object = None) -> _T:
-        value = app.__dict__.get(self._name, _MISSING)
-        if value is _MISSING:
-            with app._build_lock:
-                value = app.__dict__.get(self._name, _MISSING)
-                if value is _MISSING:
-                    value = self._build(app)
-                    app.__dict__[self._name] = value
-        return value  # type: ignore[no-any-return]
-
-
 class App:
     """Long-lived clients for one worker process. Thread-safe to share across invocations."""
 
@@ -106,7 +83,7 @@ class App:
         self._limiters: dict[str, SharedRateLimiter] = {}
 
     # ---- identity ----------------------------------------------------------------------------
-    @_once
+    @built_once
     def azure_credential(self) -> TokenCredential:
         """DefaultAzureCredential (managed identity in Azure), created on first use."""
         if self._azure_credential is None:
@@ -117,7 +94,7 @@ class App:
         return self._azure_credential
 
     # ---- state -------------------------------------------------------------------------------
-    @_once
+    @built_once
     def tables(self) -> StateTables:
         s = self.settings
         tables = StateTables.connect(
@@ -129,26 +106,26 @@ class App:
         self._closers.append(tables)
         return tables
 
-    @_once
+    @built_once
     def credentials(self) -> CredentialStore:
         return CredentialStore(self.tables.table("orgs"))
 
-    @_once
+    @built_once
     def sync_state(self) -> SyncStateStore:
         from shared.store.sync_state import SyncStateStore
 
         return SyncStateStore(self.tables.table("syncstate"))
 
-    @_once
+    @built_once
     def ledger(self) -> Ledger:
         return Ledger(self.tables.table("ledger"))
 
-    @_once
+    @built_once
     def parked(self) -> ParkedMessages:
         """Registrations parked during an outage (``shared.parking`` re-drives them)."""
         return ParkedMessages(self.tables.table("ledger"))
 
-    @_once
+    @built_once
     def rejected(self) -> RejectedMessages:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
         from shared.store.rejected import RejectedMessages
@@ -173,7 +150,7 @@ class App:
                 self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
             return self._blob_container
 
-    @_once
+    @built_once
     def health(self) -> HealthStore:
         """Each org's health summary (for the status route), kept by PullMetrics."""
         from shared.store.health import HealthStore
@@ -213,7 +190,7 @@ class App:
         return ports if self._clock is None else replace(ports, clock=self._clock)
 
     # ---- privacy: retention, erasure, purge -----------------------------------------------------
-    @_once
+    @built_once
     def purges(self) -> PurgeRequests:
         """Open purge requests (orgs that left), beside the credentials rows."""
         from shared.store.purges import PurgeRequests
@@ -285,7 +262,7 @@ class App:
         return StatusPorts(credentials=self.credentials, sync=self.sync_state, rows=self.health, parked=self.parked)
 
     # ---- crypto ------------------------------------------------------------------------------
-    @_once
+    @built_once
     def key_provider(self) -> KeyProvider:
         if self._key_provider is not None:
             return self._key_provider
@@ -311,11 +288,11 @@ class App:
             "(production) or CREDENTIALS_KEY (base64 of 32 bytes, development only)"
         )
 
-    @_once
+    @built_once
     def cipher(self) -> CredentialCipher:
         return CredentialCipher(self.key_provider)
 
-    @_once
+    @built_once
     def retry_policy(self) -> RetryPolicy:
         """How long a function retries ON24/Dataverse blips before letting the platform retry (RETRY_BUDGET_SECONDS).
 
@@ -324,7 +301,7 @@ class App:
         return RetryPolicy(budget=self.settings.retry_budget_seconds)
 
     # ---- the webinar provider: ON24 -----------------------------------------------------------------
-    @_once
+    @built_once
     def http(self) -> httpx.Client:
         """One connection pool for all outbound REST calls of this worker."""
         if self._http_client is None:
