@@ -73,7 +73,9 @@ from benchmarks.common import (
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
 WEBINAR = 880001
 MAX_ATTEMPTS = 5  # deliveries of one message before it would be dead-lettered (TransientError -> redeliver)
-OVERHEAD_TARGET_MS = 2.0
+CPU_TARGET_MS = 3.0  # end-to-end handler CPU per new registration, p50
+THROUGHPUT_TARGET = 300.0  # new registrations a second, one worker process
+OWN_CODE_TARGET_MS = 2.0  # the integration's own share of that CPU (outside the HTTP client libraries)
 FIRST_NAMES = ("Zoë", "Jürgen", "Ada", "Grace", "Alan", "Hedy", "Radia", "Lynn", "Barbara", "Frances")
 LAST_NAMES = ("Ångström", "Weiß", "Lovelace", "Hopper", "Turing", "Lamarr", "Perlman", "Conway", "Liskov", "Allen")
 
@@ -323,10 +325,15 @@ class Phase:
         return len(self.samples) / self.wall_s if self.wall_s else 0.0
 
 
-def deliver(delivery: Delivery) -> Sample:
-    """Hand one message to ``RegisterAttendee.main`` as Service Bus would, redelivering on a raised error."""
+Handler = Callable[[Any], None]
+
+
+def deliver(delivery: Delivery, handler: Handler | None = None) -> Sample:
+    """Hand one message to ``RegisterAttendee.main`` (or ``handler``) as Service Bus would, redelivering on a
+    raised error."""
     from RegisterAttendee import main
 
+    handler = handler or main
     wall = cpu = 0.0
     _CALLS.reset()
     error = None
@@ -336,7 +343,7 @@ def deliver(delivery: Delivery) -> Sample:
         msg = delivery.message(attempt)
         wall_start, cpu_start = time.perf_counter(), time.thread_time()
         try:
-            main(msg)
+            handler(msg)
             error = None
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -356,6 +363,7 @@ def run_phase(
     stand_ins: Any,
     log_handler: WorkerLikeHandler,
     profiler: cProfile.Profile | None = None,
+    handler: Handler | None = None,
 ) -> Phase:
     stand_ins.reset_logs()
     log_handler.reset()
@@ -364,14 +372,14 @@ def run_phase(
         if profiler is not None:
             profiler.enable()
         try:
-            samples = [deliver(delivery) for delivery in deliveries]
+            samples = [deliver(delivery, handler) for delivery in deliveries]
         finally:
             if profiler is not None:
                 profiler.disable()
     else:
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="servicebus")
         try:
-            futures = [pool.submit(deliver, delivery) for delivery in deliveries]
+            futures = [pool.submit(deliver, delivery, handler) for delivery in deliveries]
             samples = [future.result() for future in futures]
         except BaseException:
             # Ctrl-C: drop the queued messages and let the in-flight ones finish while the servers are still up
@@ -589,7 +597,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=2000, help="new registrations in the main run (2000)")
     parser.add_argument("--latency-ms", type=float, default=5.0, help="ON24 stand-in latency per request (5)")
-    parser.add_argument("--concurrency", type=int, default=8, help="handler threads, like maxConcurrentCalls (8)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="handler threads, like maxConcurrentCalls (16, as host.json)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline run")
     parser.add_argument("--duplicate-ratio", type=float, default=0.2, help="share re-delivered as duplicates (0.2)")
     parser.add_argument("--dataverse-ratio", type=float, default=0.3,
                         help="share of Dataverse Create messages; the rest are canonical (0.3)")
@@ -636,12 +646,13 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     warmup = max(args.concurrency, 4)
     sequential = max(0, args.sequential)
     profiled = max(1, args.profile_messages) if args.profile != "never" else 0
-    seeded = warmup + args.messages + sequential + profiled
+    naive = 0 if args.no_baseline else args.messages
+    seeded = warmup + args.messages + sequential + profiled + naive
     crm_event_id, people = stand_ins.seed_crm(seeded, str(WEBINAR), args.seed)
     batches: dict[str, list[Delivery]] = {}
     offset = 0
     for name, size in (("warmup", warmup), ("main", args.messages), ("sequential", sequential),
-                       ("profile", profiled)):
+                       ("profile", profiled), ("naive", naive)):
         batches[name] = build_deliveries(people[offset:offset + size], crm_event_id, args.dataverse_ratio, rng)
         offset += size
     stand_ins.set_on24_latency(args.latency_ms / 1000)
@@ -678,7 +689,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         print_step("sequential pass done")
 
     overhead_p50 = percentile([s.cpu_ms for s in main_new.samples], 50)
-    overhead_ok = overhead_p50 < OVERHEAD_TARGET_MS
+    overhead_ok = overhead_p50 <= CPU_TARGET_MS and main_new.rate >= THROUGHPUT_TARGET
     profile_lines: list[str] = []
     if args.profile == "always" or (args.profile == "auto" and not overhead_ok):
         profiler = cProfile.Profile(time.thread_time)
@@ -692,11 +703,26 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         profile_lines = profile_report(profiler, len(profile_deliveries) + len(profile_dups))
         print_step("profiled sample done")
 
-    problems = verify(phases, delivered, stand_ins)
     counter_notes = [note for phase in phases for note in check_counters(phase)]
+    problems = verify(phases, delivered, stand_ins)  # before the baseline adds its own registrants to the webinar
     print_step("verified")
+    baseline: list[Phase] = []
+    if naive:
+        from benchmarks.naive_register import naive_main
+
+        # Same stand-ins, same process, same message mix and concurrency, fresh people: no ledger at all.
+        baseline.append(run_phase(f"naive, concurrency {args.concurrency}: new", batches["naive"], args.concurrency,
+                                  stand_ins, log_handler, handler=naive_main))
+        baseline.append(run_phase(f"naive, concurrency {args.concurrency}: duplicates",
+                                  duplicates_of(batches["naive"], args.duplicate_ratio, rng), args.concurrency,
+                                  stand_ins, log_handler, handler=naive_main))
+        print_step("naive baseline done")
 
     report(args, phases, main_new, main_duplicates, problems, counter_notes, profile_lines, overhead_p50)
+    if baseline:
+        print()
+        for line in baseline_report(main_new, main_duplicates, baseline[0], baseline[1]):
+            print(line)
     if problems:
         return 1
     targets_ok = overhead_ok and not counter_notes
@@ -746,13 +772,15 @@ def report(
     print(f"  {mark(main_duplicates.logs['on24'] == 0)} ON24 calls per duplicate = 0: {on24_dup:.3f} "
           f"({main_duplicates.logs['on24']} calls for {len(dups)})")
     dup_cpu = percentile([s.cpu_ms for s in dups], 50)
-    print(f"  {mark(overhead_p50 < OVERHEAD_TARGET_MS)} handler overhead p50 < {OVERHEAD_TARGET_MS:g} ms: "
+    print(f"  {mark(main_new.rate >= THROUGHPUT_TARGET)} throughput >= {THROUGHPUT_TARGET:g} new registrations/s "
+          f"(one worker process, concurrency {args.concurrency}): {main_new.rate:.0f}/s")
+    print(f"  {mark(overhead_p50 <= CPU_TARGET_MS)} handler CPU p50 <= {CPU_TARGET_MS:g} ms: "
           f"{overhead_p50:.2f} ms per new registration ({dup_cpu:.2f} ms per duplicate)")
     own_new = percentile([s.cpu_ms - s.library_cpu_ms for s in new], 50)
     own_dup = percentile([s.cpu_ms - s.library_cpu_ms for s in dups], 50)
     lib_new = percentile([s.library_cpu_ms for s in new], 50)
-    print(f"  {mark(own_new < OVERHEAD_TARGET_MS)} of which outside the HTTP client libraries p50 < "
-          f"{OVERHEAD_TARGET_MS:g} ms: {own_new:.2f} ms per new registration ({own_dup:.2f} ms per duplicate); "
+    print(f"  {mark(own_new < OWN_CODE_TARGET_MS)} of which outside the HTTP client libraries p50 < "
+          f"{OWN_CODE_TARGET_MS:g} ms: {own_new:.2f} ms per new registration ({own_dup:.2f} ms per duplicate); "
           f"inside azure-data-tables + httpx: {lib_new:.2f} ms")
     for note in counter_notes:
         print(f"  [WARN] {note}")
@@ -775,7 +803,37 @@ def report(
 
 
 
+def baseline_report(new: Phase, dups: Phase, naive_new: Phase, naive_dups: Phase) -> list[str]:
+    """This implementation beside the naive one (no ledger), same stand-ins, process, mix and concurrency."""
 
+    def requests(phase: Phase) -> float:
+        calls = sum(s.on24 + s.dataverse + s.table for s in phase.samples)
+        return calls / len(phase.samples) if phase.samples else 0.0
+
+    def cpu(phase: Phase) -> float:
+        return mean([s.cpu_ms for s in phase.samples])
+
+    def wasted(phase: Phase) -> int:
+        return phase.logs["on24"]
+
+    rows = [
+        ("requests per new registration (ON24+DV+Table)", requests(new), requests(naive_new)),
+        ("requests per duplicate", requests(dups), requests(naive_dups)),
+        ("throughput, new (msg/s)", new.rate, naive_new.rate),
+        ("wall of the new-registration run (s)", new.wall_s, naive_new.wall_s),
+        ("handler CPU per new registration, mean (ms)", cpu(new), cpu(naive_new)),
+        ("handler CPU per duplicate, mean (ms)", cpu(dups), cpu(naive_dups)),
+        ("ON24 calls wasted on duplicates", wasted(dups), wasted(naive_dups)),
+    ]
+    lines = [f"beside the naive baseline (benchmarks/naive_register.py: no ledger, one ON24 call per message, "
+             f"{len(naive_new.samples)} other new registrations + {len(naive_dups.samples)} duplicates):",
+             f"  {'':46s} {'this':>10s} {'naive':>10s} {'this/naive':>11s}"]
+    for label, ours, theirs in rows:
+        ratio = f"{ours / theirs:.2f}" if theirs else ("-" if not ours else "inf")
+        lines.append(f"  {label:46s} {ours:10.2f} {theirs:10.2f} {ratio:>11s}")
+    lines.append("  (the naive run also loses the ON24 id on a crash between ON24 and CRM, and lets an older message"
+                 " undo a newer one)")
+    return lines
 
 
 if __name__ == "__main__":
