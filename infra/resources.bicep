@@ -104,13 +104,15 @@ var tags = {
 }
 var functionAppName = 'func-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
-// The state tables the app uses (shared/store/tables.py TABLE_SUFFIXES) and its container for rejected bodies.
+// The state tables the app uses (shared/store/tables.py TABLE_SUFFIXES) and its containers: rejected bodies and
+// PullMetrics' per-webinar match indexes (shared/store/blobs.py).
 var stateTableSuffixes = [
   'orgs'
   'ledger'
   'syncstate'
 ]
 var rejectedContainerName = toLower('${stateTablePrefix}rejected')
+var matchIndexContainerName = toLower('${stateTablePrefix}metrics')
 
 // Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roles = {
@@ -228,6 +230,15 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 resource rejectedContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: rejectedContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// PullMetrics' match index per webinar (registrant ids, keyed email hashes and check-in hashes; no email or name).
+resource matchIndexContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: matchIndexContainerName
   properties: {
     publicAccess: 'None'
   }

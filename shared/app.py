@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # feature modules are imported where they are wired: a functi
     from shared.health import HealthPorts, StatusPorts
     from shared.metrics import MetricsOptions, MetricsPorts
     from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
+    from shared.store.blobs import MatchIndexes
     from shared.store.health import HealthStore
     from shared.store.pacing import SharedRateLimiter
     from shared.store.purges import PurgeRequests
@@ -79,7 +80,7 @@ class App:
         self._build_lock = threading.RLock()  # a client's build may need another (tables -> identity)
         self._closers: list[Any] = []
         self._dataverse: dict[str, DataverseClient] = {}
-        self._blob_container: Any = None
+        self._blob_service: Any = None
         self._limiters: dict[str, SharedRateLimiter] = {}
 
     # ---- identity ----------------------------------------------------------------------------
@@ -130,25 +131,26 @@ class App:
         """Unparseable queue messages, kept whole (large bodies in Blob Storage, connected on first need)."""
         from shared.store.rejected import RejectedMessages
 
-        return RejectedMessages(self.tables.table("ledger"), self._rejected_container)
+        return RejectedMessages(self.tables.table("ledger"), lambda: self._blob_container("rejected"))
 
-    def _rejected_container(self) -> Any:
-        from azure.storage.blob import BlobServiceClient
+    @built_once
+    def match_indexes(self) -> MatchIndexes:
+        """Each webinar's match index for PullMetrics (``<prefix>metrics`` container)."""
+        from shared.store.blobs import MatchIndexes
 
+        return MatchIndexes(lambda: self._blob_container("metrics"))
+
+    def _blob_container(self, suffix: str) -> Any:
+        """The ``<prefix><suffix>`` container; Blob Storage is connected on first need (its SDK is slow to import)."""
+        from shared.store.blobs import connect
+
+        s = self.settings
         with self._lock:
-            if self._blob_container is None:
-                s = self.settings
-                if s.state_connection:
-                    service = BlobServiceClient.from_connection_string(s.state_connection)
-                elif s.state_blob_url:
-                    service = BlobServiceClient(s.state_blob_url, credential=self.azure_credential)
-                else:
-                    raise ConfigError(
-                        "no Blob Storage endpoint: set AzureWebJobsStorage or STATE_STORAGE_BLOB_ENDPOINT"
-                    )
-                self._closers.append(service)
-                self._blob_container = service.get_container_client(s.table_prefix.lower() + "rejected")
-            return self._blob_container
+            if self._blob_service is None:
+                credential = None if s.state_connection else lambda: self.azure_credential
+                self._blob_service = connect(s.state_connection, s.state_blob_url, credential)
+                self._closers.append(self._blob_service)
+            return self._blob_service.get_container_client(s.table_prefix.lower() + suffix)
 
     @built_once
     def health(self) -> HealthStore:
@@ -214,6 +216,7 @@ class App:
             purges=self.purges,
             orgs=self.credentials,
             forget=forget,
+            indexes=self.match_indexes,
         )
 
     def privacy_options(self) -> PrivacyOptions:
@@ -246,6 +249,7 @@ class App:
             sync=self.sync_state,
             provider_for=self.provider_for,
             crm_for=self.crm_for,
+            indexes=self.match_indexes,
             limiter_for=self.attendee_limiter,
         )
 

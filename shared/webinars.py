@@ -10,7 +10,7 @@ else names the provider. Ids are strings: a *webinar id* (ON24: event id), a *re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -63,6 +63,32 @@ class AttendanceRow:
     polls: int = 0
     first_activity: datetime | None = None
     last_activity: datetime | None = None
+
+
+class AttendancePage:
+    """One page of a webinar's attendance list: its position, a fingerprint of its content, and its rows.
+
+    The rows are built on first access: a pull that finds the fingerprint unchanged since the page was last
+    written skips building and matching them. Equal fingerprints mean equal rows (a hash of the provider's
+    answer for the page's attendees).
+    """
+
+    __slots__ = ("_load", "_rows", "fingerprint", "index", "size")
+
+    def __init__(
+        self, index: int, fingerprint: str, size: int, load: Callable[[], Sequence[AttendanceRow]]
+    ) -> None:
+        self.index = index
+        self.fingerprint = fingerprint
+        self.size = size  # attendees on the page, known without building the rows
+        self._load = load
+        self._rows: Sequence[AttendanceRow] | None = None
+
+    @property
+    def rows(self) -> Sequence[AttendanceRow]:
+        if self._rows is None:
+            self._rows = self._load()
+        return self._rows
 
 
 @dataclass(frozen=True)
@@ -119,8 +145,8 @@ class Attendance(Protocol):
 
     def attendance_pages(
         self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
-    ) -> Iterator[tuple[int, list[AttendanceRow]]]:
-        """The attendees with activity in [start, end], page by page as (page index, rows), from ``first_page``."""
+    ) -> Iterator[AttendancePage]:
+        """The attendees with activity in [start, end], page by page, from ``first_page``."""
         ...
 
 

@@ -19,13 +19,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
 from shared.crm import CheckIn, checkin_id
 from shared.dataverse import BatchResult
-from shared.store.ledger import LedgerEntry
+from shared.metrics.index import MATCHABLE, IndexRow, email_key
 from shared.store.sync_state import COUNTERS
 from shared.webinars import AttendanceRow
 
@@ -36,7 +36,18 @@ METRICS_HASH_VERSION: Final = 1
 
 
 
-def checkin_fields(entry: LedgerEntry, row: AttendanceRow) -> dict[str, Any]:
+class Registration(Protocol):
+    """What a check-in needs of the registration it belongs to (an index row or a ledger row)."""
+
+    @property
+    def registration_id(self) -> str: ...
+    @property
+    def crm_event_id(self) -> str | None: ...
+    @property
+    def contact_id(self) -> str | None: ...
+
+
+def checkin_fields(entry: Registration, row: AttendanceRow) -> dict[str, Any]:
     """The check-in columns for one attendee (an event check-in linked to registration, event and contact).
 
     Viewing duration = live + on-demand minutes. "Number of interactions" = questions asked + polls answered (both
@@ -61,36 +72,36 @@ def metrics_hash(fields: dict[str, Any]) -> str:
 
 
 class Matcher:
-    """Finds the ledger row of an attendee: by the registration id sent, then the registrant id, then email."""
+    """Finds the registration of an attendee: by the registration id sent, then the registrant id, then email.
 
-    def __init__(self, entries: Iterable[LedgerEntry]) -> None:
-        self.by_registration: dict[str, LedgerEntry] = {}
+    Works on the webinar's match index (``shared.metrics.index``): emails are compared as keyed hashes.
+    """
+
+    def __init__(self, org_id: str, rows: Iterable[IndexRow]) -> None:
+        self._org_id = org_id
+        self.by_registration: dict[str, IndexRow] = {}
         self._by_user: dict[str, str] = {}
         self._by_email: dict[str, str] = {}
-        for entry in entries:
-            if entry.state not in ("registered", "cancelled"):
+        for row in rows:
+            if row.state not in MATCHABLE:
                 continue
-            reg = entry.registration_id
-            self.by_registration[reg] = entry
-            if entry.registrant_id:
-                self._by_user[entry.registrant_id] = reg
-            if entry.email:
-                self._by_email[entry.email.casefold()] = reg
+            reg = row.registration_id
+            self.by_registration[reg] = row
+            if row.registrant_id:
+                self._by_user[row.registrant_id] = reg
+            if row.email_key:
+                self._by_email[row.email_key] = reg
 
-    def match(self, row: AttendanceRow) -> LedgerEntry | None:
+    def match(self, row: AttendanceRow) -> IndexRow | None:
         reg = (row.registration_id or "").strip().lower()
         if reg in self.by_registration:
             return self.by_registration[reg]
         by_user = self._by_user.get(row.registrant_id or "")
         if by_user:
             return self.by_registration[by_user]
-        by_email = self._by_email.get((row.email or "").casefold())
+        key = email_key(self._org_id, row.email)
+        by_email = self._by_email.get(key) if key else None
         return self.by_registration[by_email] if by_email else None
-
-    def remember(self, registration_id: str, hashed: str) -> None:
-        entry = self.by_registration.get(registration_id)
-        if entry is not None:
-            self.by_registration[registration_id] = replace(entry, metrics_hash=hashed)
 
 
 class CheckinSink(Protocol):
@@ -124,15 +135,22 @@ class CheckinWriter:
         """Check-ins collected and not written yet."""
         return len(self._pending)
 
-    def take(self, rows: Sequence[AttendanceRow]) -> None:
-        """Match each row; collect the check-ins whose columns changed since they were last written."""
+    def take(self, rows: Sequence[AttendanceRow]) -> tuple[list[str], int]:
+        """Match each row; collect the check-ins whose columns changed since they were last written.
+
+        Returns the registrations matched and how many rows matched none.
+        """
+        matched: list[str] = []
+        unmatched = 0
         for row in rows:
             self.counts["pulled"] += 1
             entry = self.matcher.match(row)
             if entry is None:
                 self.counts["unmatched"] += 1
+                unmatched += 1
                 continue
             self.counts["matched"] += 1
+            matched.append(entry.registration_id)
             fields = checkin_fields(entry, row)
             digest = metrics_hash(fields)
             if digest == entry.metrics_hash:
@@ -141,19 +159,26 @@ class CheckinWriter:
             cid = checkin_id(self.org_id, entry.registration_id)
             self._pending[cid] = fields
             self._hashes[cid] = (entry.registration_id, digest)
+        return matched, unmatched
 
-    def flush(self) -> None:
-        """Write what is collected; record the hashes of the rows written."""
+    def skip(self, size: int, matched: int, unmatched: int) -> None:
+        """Count a page whose attendees are exactly as when their check-ins were last written."""
+        self.counts["pulled"] += size
+        self.counts["matched"] += matched
+        self.counts["unchanged"] += matched
+        self.counts["unmatched"] += unmatched
+
+    def flush(self) -> list[str]:
+        """Write what is collected; record the hashes of the rows written. Returns the registrations whose
+        check-ins were not written."""
         if not self._pending:
-            return
+            return []
         batch, batch_hashes = list(self._pending.items()), dict(self._hashes)
         self._pending.clear()  # a failed batch is not sent again by this run: the next pull re-reads its attendees
         self._hashes.clear()
         result = self.crm.upsert_checkins(batch, max_parallel=self.max_parallel)
         written = {cid: batch_hashes[cid] for cid in result.succeeded}
         self.hashes.set_metrics_hashes(self.org_id, dict(written.values()))
-        for reg, value in written.values():
-            self.matcher.remember(reg, value)
         self.counts["written"] += len(result.succeeded)
         self.counts["failed"] += len(result.failed)
         for cid, reason in list(result.failed.items())[:5]:
@@ -165,3 +190,4 @@ class CheckinWriter:
                 reason,
                 extra={"org_id": self.org_id, "on24_event_id": self.webinar_id, "registration_id": registration},
             )
+        return [batch_hashes[cid][0] for cid in result.failed]

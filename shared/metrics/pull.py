@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from shared.errors import NotFoundError
-from shared.metrics.checkins import CheckinSink, CheckinWriter, HashStore, Matcher
+from shared.metrics.checkins import METRICS_HASH_VERSION, CheckinSink, CheckinWriter, Matcher
+from shared.metrics.index import MatchIndex, PageMark
 from shared.metrics.schedule import (
     MAX_STEP_BACK_PAGES,
     META_REFRESH,
@@ -27,14 +28,14 @@ from shared.metrics.schedule import (
 )
 from shared.store.ledger import LedgerEntry
 from shared.store.sync_state import WebinarSyncState
-from shared.webinars import Attendance, AttendanceRow
+from shared.webinars import Attendance, AttendancePage
 
 _log = logging.getLogger(__name__)
 
 PullStatus = Literal["ok", "partial", "busy", "not found", "skipped", "not due", "error"]
 """``ok`` done; ``partial`` left for the next run; ``busy`` another run holds it; ``not found`` the provider has no
 such webinar; ``skipped`` no Dataverse URL; ``not due`` nothing to do yet; ``error`` it failed (reason recorded)."""
-# What matching and check-in fields need of a ledger row (reading 100,000 whole rows costs twice as much).
+# What the match index needs of a ledger row (reading 100,000 whole rows costs twice as much).
 MATCH_COLUMNS = ("State", "EventUserId", "Email", "CrmEventId", "ContactId", "MetricsHash")
 
 
@@ -47,10 +48,22 @@ class WebinarReport:
     error: str | None = None
 
 
-class PullLedger(HashStore, Protocol):
+class PullLedger(Protocol):
     def entries(
-        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]: ...
+
+
+class IndexStore(Protocol):
+    """Where each webinar's match index is kept (``shared.store.blobs.MatchIndexes``)."""
+
+    def load(self, org_id: str, webinar_id: str) -> bytes | None: ...
+    def save(self, org_id: str, webinar_id: str, data: bytes) -> None: ...
 
 
 class PullState(Protocol):
@@ -65,6 +78,7 @@ class Pull:
     provider: Attendance
     crm: CheckinSink
     ledger: PullLedger
+    indexes: IndexStore
     sync: PullState
     clock: Callable[[], datetime]
     monotonic: Callable[[], float]
@@ -119,24 +133,35 @@ def _read_and_write(
 ) -> WebinarReport:
     resumed = state.pending_end is not None
     start, end, _ = pull_window(state, signpost=signpost, lookback=pull.lookback)
-    matcher = Matcher(pull.ledger.entries(pull.org_id, webinar_id=state.webinar_id, columns=MATCH_COLUMNS))
-    writer = CheckinWriter(pull.org_id, state.webinar_id, pull.crm, pull.ledger, matcher, pull.max_parallel)
+    index = _match_index(pull, state.webinar_id, now)
+    writer = CheckinWriter(
+        pull.org_id, state.webinar_id, pull.crm, index, Matcher(pull.org_id, index.rows.values()), pull.max_parallel
+    )
     counts = writer.counts
     if resumed:  # resumed pull: keep its tally
         counts.update({k: v for k, v in state.counts.items() if k in counts})
     first_state = state
     try:
-        for page, new, whole in _pages(pull.provider, first_state, start, end, resumed=resumed):
-            writer.take(new)
-            if writer.pending >= pull.chunk_rows or pull.monotonic() >= deadline:
-                writer.flush()
+        for page, position in _pages(pull.provider, first_state, start, end, resumed=resumed):
+            mark = index.unchanged(page.index, page.fingerprint) if position == 0 else None
+            if mark is not None:
+                writer.skip(mark.size, mark.matched, mark.unmatched)
+            else:
+                matched, unmatched = writer.take(page.rows[position:])
+                if position == 0:  # a page read whole: remember it as it is once its check-ins are written
+                    index.mark_page(page.index, PageMark(page.fingerprint, page.size, len(matched), unmatched), matched)
+            out_of_time = pull.monotonic() >= deadline
+            if writer.pending >= pull.chunk_rows or out_of_time:
+                index.unmark_pages_of(writer.flush())
+                if out_of_time:
+                    pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
                 saved = pull.sync.save(
                     replace(
                         state,
                         pending_start=start,
                         pending_end=end,
-                        pending_page=page + 1,
-                        pending_anchor=tuple(k for k in map(attendee_key, whole) if k),
+                        pending_page=page.index + 1,
+                        pending_anchor=tuple(k for k in map(attendee_key, page.rows) if k),
                         counts=dict(counts),
                         status="in progress",
                         last_attempt_at=now,
@@ -145,9 +170,10 @@ def _read_and_write(
                 if saved is None:
                     return WebinarReport(pull.org_id, state.webinar_id, "busy", counts, "another run took over")
                 state = saved
-                if pull.monotonic() >= deadline:
+                if out_of_time:
                     raise _OutOfTime
-        writer.flush()
+        index.unmark_pages_of(writer.flush())
+        pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
     except _OutOfTime:
         _log.info(
             "metrics: webinar %s of org %s continues next run (page %d)",
@@ -160,24 +186,34 @@ def _read_and_write(
     return _finish(pull, state, counts, now=now, window=(start, end), resumed=resumed)
 
 
+def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:
+    """The webinar's match index, brought up to date with the ledger rows written since it was last refreshed."""
+    stored = pull.indexes.load(pull.org_id, webinar_id)
+    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, stored)
+    since = index.refresh_since()
+    changed = pull.ledger.entries(pull.org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS, updated_since=since)
+    index.refresh(changed, now)
+    return index
+
+
 def _pages(
     provider: Attendance, state: WebinarSyncState, start: datetime | None, end: datetime, *, resumed: bool
-) -> Iterator[tuple[int, Sequence[AttendanceRow], Sequence[AttendanceRow]]]:
-    """(page index, the attendees on it new to this pull, the whole page), in list order."""
+) -> Iterator[tuple[AttendancePage, int]]:
+    """(page, how many of its attendees an earlier run of this pull already wrote), in list order."""
     first = 0
     if resumed and state.pending_page > 0:
-        page_index, rows, position = _resume(provider, state, start, end)
-        if page_index >= 0:
-            yield page_index, rows[position:], rows
-            first = page_index + 1
-    for page_index, rows in provider.attendance_pages(state.webinar_id, start=start, end=end, first_page=first):
-        yield page_index, rows, rows
+        page, position = _resume(provider, state, start, end)
+        if page is not None:
+            yield page, position
+            first = page.index + 1
+    for page in provider.attendance_pages(state.webinar_id, start=start, end=end, first_page=first):
+        yield page, 0
 
 
 def _resume(
     provider: Attendance, state: WebinarSyncState, start: datetime | None, end: datetime
-) -> tuple[int, list[AttendanceRow], int]:
-    """Where a resumed pull picks up: (page index, that page's attendees, how many of them were written).
+) -> tuple[AttendancePage | None, int]:
+    """Where a resumed pull picks up: (the page, how many of its attendees were written), or (None, 0).
 
     Re-reads the page before the recorded one (and up to ``MAX_STEP_BACK_PAGES`` more, if the list moved up
     by more than a page) and continues after the last anchored attendee found. Without an anchor, or when none
@@ -188,16 +224,16 @@ def _resume(
         for page_index in range(last, max(-1, last - 1 - MAX_STEP_BACK_PAGES), -1):
             pages = provider.attendance_pages(state.webinar_id, start=start, end=end, first_page=page_index)
             page = next(iter(pages), None)
-            position = anchor_position(page[1], state.pending_anchor) if page is not None else None
+            position = anchor_position(page.rows, state.pending_anchor) if page is not None else None
             if page is not None and position is not None:
-                return page[0], page[1], position
+                return page, position
         _log.info(
             "metrics: webinar %s of org %s: the list moved too far since the last run; re-reading its window",
             state.webinar_id,
             state.org_id,
             extra={"org_id": state.org_id, "on24_event_id": state.webinar_id},
         )
-    return -1, [], 0
+    return None, 0
 
 
 def _finish(

@@ -31,7 +31,7 @@ from shared.errors import (
 )
 from shared.ids import is_webinar_id
 from shared.metrics.checkins import CheckinSink
-from shared.metrics.pull import Pull, PullLedger, WebinarReport, pull_webinar_now
+from shared.metrics.pull import IndexStore, Pull, PullLedger, WebinarReport, pull_webinar_now
 from shared.metrics.schedule import is_due, priority
 from shared.ratelimit import RateLimiter
 from shared.store.credentials import MetricsStatus, OrgRecord, OrgStatus
@@ -72,6 +72,7 @@ class MetricsPorts:
     sync: SyncStates
     provider_for: Callable[[OrgRecord, RateLimiter], Attendance]
     crm_for: Callable[[OrgRecord], CheckinSink | None]
+    indexes: IndexStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
     limiter_for: Callable[[OrgRecord], RateLimiter] | None = None
@@ -284,6 +285,7 @@ def _sync_webinar(
         provider=provider,
         crm=crm,
         ledger=ports.ledger,
+        indexes=ports.indexes,
         sync=ports.sync,
         clock=ports.clock,
         monotonic=ports.monotonic,

@@ -21,7 +21,17 @@ from shared.errors import CredentialsRejectedError, IntegrationError, NotFoundEr
 from shared.http import HttpClientBase
 from shared.on24._errors import Tolerance, interpret, parse
 from shared.on24._forms import MAX_PAGE_SIZE, attendee_query, check_email, check_event_id, registrant_form
-from shared.on24._models import PACIFIC, Attendee, On24Credentials, On24Event, Registrant, RegistrantFields, lenient_int
+from shared.on24._models import (
+    PACIFIC,
+    Attendee,
+    On24Credentials,
+    On24Event,
+    Registrant,
+    RegistrantFields,
+    attendees_of,
+    fingerprint,
+    lenient_int,
+)
 from shared.ratelimit import RateLimiter
 from shared.retry import RetryPolicy, call_with_retry
 
@@ -262,9 +272,23 @@ class On24Client(HttpClientBase):
         page_size: int = MAX_PAGE_SIZE,
         first_page: int = 0,
     ) -> Iterator[tuple[int, list[Attendee]]]:
-        """Like ``iter_attendees`` but page by page, as ``(page index, attendees)``, starting at ``first_page``.
+        """The attendees page by page, as ``(page index, attendees)``, from ``first_page`` (a pull resumes there)."""
+        pages = self.iter_attendee_page_rows(event_id, start=start, end=end, page_size=page_size, first_page=first_page)
+        return ((offset, attendees_of(rows)) for offset, rows, _ in pages)
 
-        A metrics pull too large for one run records the next page index and resumes there later.
+    def iter_attendee_page_rows(
+        self,
+        event_id: int | str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        first_page: int = 0,
+    ) -> Iterator[tuple[int, list[dict[str, Any]], str]]:
+        """Pages as ``(page index, the attendee objects as ON24 sent them, their fingerprint)``.
+
+        The fingerprint (a hash of the attendee objects, not of paging fields such as ``totalattendees``) lets a
+        pull skip validating and matching a page whose attendees are exactly as when it last wrote them.
         """
         if isinstance(first_page, bool) or first_page < 0:
             raise ValueError("first_page must be 0 or more")
@@ -273,7 +297,7 @@ class On24Client(HttpClientBase):
 
     def _attendee_pages(
         self, eid: str, params: dict[str, str], page_size: int, first_page: int
-    ) -> Iterator[tuple[int, list[Attendee]]]:
+    ) -> Iterator[tuple[int, list[dict[str, Any]], str]]:
         what = f"ON24 list_attendees (event {eid})"
         offset = first_page
         base: int | None = None  # 0 or 1: how this server counts currentpage
@@ -296,7 +320,8 @@ class On24Client(HttpClientBase):
                 _log.warning("%s: page %d repeats the previous page; ON24 ignored paging, stopping", what, offset)
                 return
             previous = signature
-            yield offset, [Attendee.model_validate(row) for row in rows if isinstance(row, dict)]
+            objects = [row for row in rows if isinstance(row, dict)]
+            yield offset, objects, fingerprint(objects)
             pagecount = lenient_int(top.get("pagecount"))
             if pagecount is None:
                 return  # unpaged answer: the whole list came at once

@@ -8,6 +8,8 @@ which is how ON24 reads and writes them).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -282,3 +284,14 @@ class Attendee(On24Model):
     lastliveactivity: _Time = None
     firstarchiveactivity: _Time = None
     lastarchiveactivity: _Time = None
+
+
+def attendees_of(rows: list[dict[str, Any]]) -> list[Attendee]:
+    """The attendee objects of one page, validated."""
+    return [Attendee.model_validate(row) for row in rows]
+
+
+def fingerprint(rows: list[dict[str, Any]]) -> str:
+    """A cheap hash of a page's attendee objects as ON24 sent them: equal fingerprints, equal attendees."""
+    text = json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()

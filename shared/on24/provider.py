@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.ids import ACCOUNT_ID_PATTERN
 from shared.on24._client import On24Client
-from shared.on24._models import Attendee, On24Credentials, On24Event, RegistrantFields
-from shared.webinars import AttendanceRow, Person, WebinarSchedule
+from shared.on24._models import Attendee, On24Credentials, On24Event, RegistrantFields, attendees_of
+from shared.webinars import AttendancePage, AttendanceRow, Person, WebinarSchedule
 
 NAME = "ON24"
 _Token = Annotated[SecretStr, Field(min_length=1, max_length=512)]
@@ -53,12 +54,17 @@ class On24Provider:
 
     def attendance_pages(
         self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
-    ) -> Iterator[tuple[int, list[AttendanceRow]]]:
-        pages = self._client.iter_attendee_pages(webinar_id, start=start, end=end, first_page=first_page)
-        return ((index, [attendance_of(attendee) for attendee in page]) for index, page in pages)
+    ) -> Iterator[AttendancePage]:
+        pages = self._client.iter_attendee_page_rows(webinar_id, start=start, end=end, first_page=first_page)
+        for index, rows, digest in pages:
+            yield AttendancePage(index, digest, len(rows), partial(_attendance_rows, rows))
 
     def check_credentials(self) -> None:
         self._client.check_credentials()
+
+
+def _attendance_rows(rows: list[dict[str, Any]]) -> list[AttendanceRow]:
+    return [attendance_of(attendee) for attendee in attendees_of(rows)]
 
 
 def registrant_fields(person: Person, registration_id: str) -> RegistrantFields:

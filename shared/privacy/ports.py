@@ -49,6 +49,13 @@ class ParkedLookup(Protocol):
     def remove(self, message: ParkedMessage) -> bool: ...
 
 
+class MatchIndexPrivacy(Protocol):
+    """PullMetrics' per-webinar match indexes (registrant ids and keyed email hashes)."""
+
+    def delete(self, org_id: str, webinar_id: str) -> None: ...
+    def delete_org(self, org_id: str, *, limit: int) -> int: ...
+
+
 class PurgeLog(Protocol):
     def get(self, org_id: str) -> PurgeRequest | None: ...
     def open(self, org_id: str, *, actor: str, now: datetime) -> PurgeRequest: ...
@@ -84,6 +91,7 @@ class PrivacyPorts:
     purges: PurgeLog
     orgs: OrgSwitch
     forget: ForgetRegistration
+    indexes: MatchIndexPrivacy
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
 

@@ -88,6 +88,7 @@ def _sweep(
         ("parked", ports.ledger.delete_parked),
         ("syncState", ports.sync.delete_org_rows),
         ("rejected", ports.rejected.delete_org_rows),
+        ("matchIndexes", ports.indexes.delete_org),
     ]
     deleted = dict.fromkeys(PURGED_PARTS, 0)
     budget = max_rows

@@ -143,6 +143,8 @@ def _clear_webinar(
     """One retention pass over a closed webinar's rows that hold personal data; it stops at ``deadline`` with a
     cursor and resumes there. Only a pass run whole within one run, leaving nothing, marks the webinar cleared."""
     resumed = state.retention_cursor is not None
+    # The webinar's match index holds registrant ids and keyed email hashes: it goes with the emails (idempotent).
+    ports.indexes.delete(state.org_id, state.webinar_id)
     since = None if resumed or state.retention_cleared_at is None else state.retention_cleared_at - RETENTION_OVERLAP
     rows = ports.ledger.personal_rows(
         state.org_id, state.webinar_id, after=state.retention_cursor, updated_since=since

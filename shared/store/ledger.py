@@ -56,15 +56,25 @@ class Ledger:
         return None if etag is None else replace(entry, etag=etag)
 
     def entries(
-        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]:
-        """An org's ledger rows, optionally only those of one ON24 event and only some ``columns`` (the rest
-        read as defaults): the metrics run reads 100,000 rows this way."""
+        """An org's ledger rows, optionally only those of one ON24 event, only those a registration wrote at or
+        after ``updated_since`` (``UpdatedAt``), and only some ``columns`` (the rest read as defaults): a
+        webinar's match index is built from 100,000 rows this way once, then kept up to date with the few
+        written since."""
         query = "PartitionKey eq @org"
         parameters: dict[str, Any] = {"org": org_id}
         if webinar_id is not None:
             query += " and On24EventId eq @event"
             parameters["event"] = webinar_id
+        if updated_since is not None:
+            query += " and UpdatedAt ge @since"
+            parameters["since"] = updated_since
         select = ["PartitionKey", "RowKey", *columns] if columns else None
         with table_errors(f"listing ledger rows of org {org_id!r}"):
             for entity in self._table.query_entities(query, parameters=parameters, select=select):
@@ -115,28 +125,6 @@ class Ledger:
         with table_errors(f"looking for changed ledger rows of org {org_id!r}"):
             rows = self._table.query_entities(query, parameters=parameters, select=["RowKey"], results_per_page=1)
             return next(iter(rows), None) is not None
-
-    def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None:
-        """Remember what was last written to CRM per registration (merge, 100 rows per transaction).
-
-        Only the ``MetricsHash`` column changes. A row deleted meanwhile is skipped.
-        """
-        items = list(hashes.items())
-        for start in range(0, len(items), TRANSACTION_SIZE):
-            chunk = items[start : start + TRANSACTION_SIZE]
-            operations: list[Any] = [
-                ("update", {"PartitionKey": org_id, "RowKey": reg, "MetricsHash": value}, {"mode": UpdateMode.MERGE})
-                for reg, value in chunk
-            ]
-            with table_errors(f"recording metrics hashes of org {org_id!r}"):
-                try:
-                    self._table.submit_transaction(operations)
-                except TableTransactionError:
-                    for _, entity, options in operations:  # one row was deleted: fall back row by row
-                        try:
-                            self._table.update_entity(entity, **options)
-                        except ResourceNotFoundError:
-                            continue
 
     # ---- privacy: retention, erasure lookup and purge (issue 14) -------------------------------------------
     def personal_rows(

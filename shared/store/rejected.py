@@ -13,7 +13,7 @@ import builtins
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -21,18 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 
-from shared.errors import ConfigError, TransientError
+from shared.store.blobs import blob_errors
 from shared.store.tables import TRANSACTION_SIZE, delete_matching, merge_entity, table_errors
 
 if TYPE_CHECKING:  # the Blob SDK costs ~150 ms to import; only a body over the row limit needs it
@@ -191,7 +186,7 @@ class RejectedMessages:
         return merge_entity(self._table, entity, f"marking rejected message {key} as replayed")
 
     def _upload(self, key: str, body: bytes) -> None:
-        with _blob_errors(f"keeping the body of rejected message {key}"):
+        with blob_errors(f"keeping the body of rejected message {key}"):
             container = self._container()
             if not self._container_ready:
                 with suppress(ResourceExistsError):
@@ -200,7 +195,7 @@ class RejectedMessages:
             container.upload_blob(key, body, overwrite=True)
 
     def _download(self, key: str) -> bytes:
-        with _blob_errors(f"reading the body of rejected message {key}"):
+        with blob_errors(f"reading the body of rejected message {key}"):
             return bytes(self._container().download_blob(key).readall())
 
     # ---- privacy: expiry, erasure and purge (issue 14) ---------------------------------------------------------
@@ -290,7 +285,7 @@ class RejectedMessages:
 
     def _delete_blob(self, key: str, *, unmodified_since: datetime | None = None) -> None:
         """Delete a body blob; gone already, or written since ``unmodified_since``, is left as it is."""
-        with _blob_errors(f"deleting the body of rejected message {key}"):
+        with blob_errors(f"deleting the body of rejected message {key}"):
             try:
                 self._container().delete_blob(key, if_unmodified_since=unmodified_since)
             except (ResourceNotFoundError, ResourceModifiedError):
@@ -308,21 +303,3 @@ def rejection_key(message_id: str, body: bytes) -> str:
     digest.update(b"\x00")
     digest.update(body)
     return digest.hexdigest()
-
-
-@contextmanager
-def _blob_errors(what: str) -> Iterator[None]:
-    """Map every azure-core error of Blob Storage onto the integration's error tree (this edge's one table)."""
-    try:
-        yield
-    except ClientAuthenticationError as exc:
-        raise ConfigError(f"Blob Storage rejected the app's identity while {what}") from exc
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientError(f"Blob Storage unreachable while {what}: {type(exc).__name__}") from exc
-    except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status in (401, 403):
-            raise ConfigError(f"Blob Storage refused access while {what} (HTTP {status})") from exc
-        raise TransientError(f"Blob Storage failed while {what} (HTTP {status})") from exc
-    except AzureError as exc:  # anything else of the SDK's (a stream cut short, ...): never escapes the store
-        raise TransientError(f"Blob Storage failed while {what}: {type(exc).__name__}") from exc

@@ -93,8 +93,11 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:  # azure-core's pipeline calls it with no arguments when the client closes
         self.close()
 
     def open(self) -> None:

@@ -97,7 +97,9 @@ def test_after_the_retention_run_no_email_remains_in_the_rows_of_a_closed_webina
     assert held is not None
 
     run_timer()  # PullMetrics learns the webinars' schedules
+    assert f"{ORG}/{CLOSED_WEBINAR}" in index_blobs(), "the closed webinar was pulled once, its match index kept"
     run_timer()  # the housekeeping share of the next run clears the closed webinar
+    assert f"{ORG}/{CLOSED_WEBINAR}" not in index_blobs(), "its match index goes with the emails"
     closed_rows = [r for r in table(env, "ledger").list_entities() if r.get("On24EventId") == str(CLOSED_WEBINAR)]
     assert emails_in(closed_rows) == [f"{closed[0]}.Email"], "only the leased row keeps its email"
     assert row(open_reg).email == "coming@people.example", "an open webinar's rows keep their emails"
@@ -125,7 +127,7 @@ def test_rejected_bodies_and_their_blobs_expire_after_the_retention_days(env: di
     for body in (small, large):
         register_main(service_bus_message(body))
     app = get_app()
-    assert len(list(app.rejected.list())) == 2 and len(list(app._rejected_container().list_blobs())) == 1
+    assert len(list(app.rejected.list())) == 2 and len(list(app._blob_container("rejected").list_blobs())) == 1
 
     def housekeeping_at(moment: datetime) -> privacy.HousekeepingReport:
         ports = replace(app.privacy_ports(), clock=lambda: moment)
@@ -136,7 +138,7 @@ def test_rejected_bodies_and_their_blobs_expire_after_the_retention_days(env: di
     assert len(list(app.rejected.list())) == 2
     report = housekeeping_at(now + timedelta(days=31))
     assert report.rejected_expired == 2 and not report.errors
-    assert list(app.rejected.list()) == [] and list(app._rejected_container().list_blobs()) == []
+    assert list(app.rejected.list()) == [] and list(app._blob_container("rejected").list_blobs()) == []
 
 
 # ---- erasure of one person ------------------------------------------------------------------------------------
@@ -325,7 +327,12 @@ class TwoOrgs:
         return {suffix: keys(suffix) for suffix in ("orgs", "ledger", "syncstate")}
 
     def blobs(self) -> list[str]:
-        return sorted(b.name for b in get_app()._rejected_container().list_blobs())
+        return sorted(b.name for b in get_app()._blob_container("rejected").list_blobs())
+
+
+def index_blobs() -> list[str]:
+    """PullMetrics' match indexes, ``<org>/<webinar>``."""
+    return sorted(b.name for b in get_app()._blob_container("metrics").list_blobs())
 
 
 def test_purge_leaves_zero_rows_for_the_org_and_does_not_touch_another_orgs_rows(
@@ -334,6 +341,7 @@ def test_purge_leaves_zero_rows_for_the_org_and_does_not_touch_another_orgs_rows
     orgs = TwoOrgs(env, crm, on24)
     mine = orgs.snapshot(ORG)
     assert mine["ledger"] and mine["syncstate"] and len(orgs.blobs()) == 2, "the org has state to purge"
+    assert index_blobs() == [f"{ORG}/{WEBINAR}", f"{OTHER_ORG}/880201"], "PullMetrics indexed both orgs' webinars"
     other_before, other_blob = orgs.snapshot(OTHER_ORG), [
         m.key for m in get_app().rejected.list_for_org(OTHER_ORG) if len(m.body) > INLINE_BODY_BYTES
     ]
@@ -347,6 +355,7 @@ def test_purge_leaves_zero_rows_for_the_org_and_does_not_touch_another_orgs_rows
     assert after["ledger"] == [] and after["syncstate"] == []
     assert [row[1] for row in after["orgs"]] == ["purge"], "only the purge request remains, until the final check"
     assert orgs.blobs() == other_blob
+    assert index_blobs() == [f"{OTHER_ORG}/880201"] and answer["purge"]["deleted"]["matchIndexes"] == 1
     assert orgs.snapshot(OTHER_ORG) == other_before, "the other org keeps every row, byte for byte"
 
     assert status(ORG)["purge"]["status"] == "deleted"

@@ -170,13 +170,15 @@ def test_key_vault_uses_rbac_soft_delete_and_purge_protection_and_the_key_is_gen
     assert bicep.of_type("Microsoft.KeyVault/vaults/secrets") == [bicep.resources["credentialsKeySecret"]]
 
 
-def test_state_tables_and_rejected_container_match_what_the_app_uses() -> None:
+def test_state_tables_and_blob_containers_match_what_the_app_uses() -> None:
     from shared.store.tables import TABLE_SUFFIXES
 
     bicep = load()
     suffixes = re.findall(r"'(\w+)'", bicep.variables["stateTableSuffixes"])
     assert tuple(suffixes) == TABLE_SUFFIXES
     assert bicep.variables["rejectedContainerName"] == "toLower('${stateTablePrefix}rejected')"
+    assert bicep.variables["matchIndexContainerName"] == "toLower('${stateTablePrefix}metrics')"
+    assert props(bicep.resources["matchIndexContainer"])["publicAccess"] == "'None'"
     storage = props(bicep.resources["storage"])
     assert storage["allowSharedKeyAccess"] == "false" and storage["allowBlobPublicAccess"] == "false"
     assert storage["minimumTlsVersion"] == "'TLS1_2'"

@@ -128,13 +128,14 @@ def test_expiry_deletes_old_bodies_and_blobs_but_not_one_kept_again_meanwhile(ap
     app.rejected.record("m-large", "bad", large, org_id="org-a")
     app.rejected.record("m-again", "bad", b"{again", org_id="org-b")
     cutoff = datetime.now(UTC) + timedelta(seconds=1)  # everything so far is "old"
-    container = app._rejected_container()
+    container = app._blob_container("rejected")
     assert [b.name for b in container.list_blobs()], "the large body is a blob"
 
     def again() -> None:
         app.rejected.record("m-again", "bad", b"{again", org_id="org-b")  # a redelivery: a fresh RejectedAt
 
-    racing = type(app.rejected)(RecordAfterListing(app.tables.table("ledger"), again), app._rejected_container)  # type: ignore[arg-type]
+    ledger = RecordAfterListing(app.tables.table("ledger"), again)
+    racing = type(app.rejected)(ledger, lambda: app._blob_container("rejected"))  # type: ignore[arg-type]
     deleted, finished = racing.expire(cutoff, limit=100)
     assert (deleted, finished) == (2, True)
     assert [m.message_id for m in app.rejected.list()] == ["m-again"]
@@ -149,12 +150,12 @@ def test_expiry_spares_a_large_body_kept_again_meanwhile_row_and_blob(app: App) 
     time.sleep(1.2)
     racing = type(app.rejected)(
         RecordAfterListing(app.tables.table("ledger"), lambda: app.rejected.record("m-large", "bad", large)),
-        app._rejected_container,
+        lambda: app._blob_container("rejected"),
     )
     assert racing.expire(cutoff, limit=10) == (0, True), "listed as expired, but kept again before the delete"
     assert [m.body for m in app.rejected.list()] == [large], "the row and its blob are both still there"
     assert app.rejected.expire(datetime.now(UTC) + timedelta(seconds=2), limit=10) == (1, True)
-    assert list(app.rejected.list()) == [] and list(app._rejected_container().list_blobs()) == []
+    assert list(app.rejected.list()) == [] and list(app._blob_container("rejected").list_blobs()) == []
 
 
 def test_rejected_purge_and_erasure_delete_rows_and_blobs_of_one_org(app: App) -> None:
@@ -166,9 +167,10 @@ def test_rejected_purge_and_erasure_delete_rows_and_blobs_of_one_org(app: App) -
     assert sorted(m.message_id for m in app.rejected.list_for_org("org-a")) == ["a1", "a2"]
     assert app.rejected.delete_org_rows("org-a", limit=100) == 2
     assert sorted(m.message_id for m in app.rejected.list()) == ["b1", "n1"]
-    assert len(list(app._rejected_container().list_blobs())) == 1, "org-b's blob stays"
+    assert len(list(app._blob_container("rejected").list_blobs())) == 1, "org-b's blob stays"
     assert app.rejected.delete(list(app.rejected.list_for_org("org-b"))) == 1
-    assert [m.message_id for m in app.rejected.list()] == ["n1"] and not list(app._rejected_container().list_blobs())
+    assert [m.message_id for m in app.rejected.list()] == ["n1"]
+    assert not list(app._blob_container("rejected").list_blobs())
     rows = list(app.tables.table("ledger").query_entities(f"PartitionKey eq '{REJECTED_PARTITION}'"))
     assert len(rows) == 1
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.crm import checkin_id
-from shared.metrics.checkins import Matcher, checkin_fields, metrics_hash
+from shared.metrics.checkins import METRICS_HASH_VERSION, Matcher, checkin_fields, metrics_hash
+from shared.metrics.index import MatchIndex
 from shared.metrics.schedule import is_due, priority, pull_window, with_schedule
 from shared.on24 import Attendee, On24Event
 from shared.on24.provider import attendance_of, schedule_of
@@ -83,13 +84,16 @@ def test_hash_changes_only_with_the_metrics() -> None:
 
 def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None:
     other = "0e0e0e0e-1111-4222-8333-444444444444"
-    matcher = Matcher(
+    index = MatchIndex("org", "42", METRICS_HASH_VERSION)
+    index.refresh(
         [
             entry(),
             entry(other, registrant_id="7000", email="b@example.com"),
             entry("11111111-1111-4111-8111-111111111111", state="failed", email="c@example.com"),
-        ]
+        ],
+        NOW,
     )
+    matcher = Matcher("org", index.rows.values())
     assert matcher.match(row(exteventusercd=REG.upper(), eventuserid="7000")).registration_id == REG
     assert matcher.match(row(exteventusercd="", eventuserid="7000", email="x@y")).registration_id == other
     assert matcher.match(row(email="ADA@example.COM")).registration_id == REG

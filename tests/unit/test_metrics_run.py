@@ -3,6 +3,7 @@ again, how a pull too large for its share resumes, and that one org's failure st
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -17,7 +18,7 @@ from shared.ratelimit import RateLimiter
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import LedgerEntry
 from shared.store.sync_state import WebinarSyncState
-from shared.webinars import AttendanceRow, WebinarSchedule
+from shared.webinars import AttendancePage, AttendanceRow, WebinarSchedule
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 OPTIONS = MetricsOptions(budget_seconds=240, grace=timedelta(days=30), lookback=timedelta(hours=48),
@@ -31,6 +32,7 @@ class FakeProvider:
         self.rows, self.page_size = rows, page_size
         self.fail: Exception | None = None
         self.pages_read: list[int] = []
+        self.pages_built: list[int] = []  # pages whose rows the pull built (not skipped by their fingerprint)
 
     def schedule(self, webinar_id: str) -> WebinarSchedule:
         if self.fail is not None:
@@ -39,38 +41,59 @@ class FakeProvider:
 
     def attendance_pages(
         self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
-    ) -> Iterator[tuple[int, list[AttendanceRow]]]:
+    ) -> Iterator[AttendancePage]:
         for index in itertools.count(first_page):
             page = self.rows[index * self.page_size : (index + 1) * self.page_size]
             if not page:
                 return
             self.pages_read.append(index)
-            yield index, page
+            yield AttendancePage(index, repr(page), len(page), functools.partial(self._build, index, page))
+
+    def _build(self, index: int, page: list[AttendanceRow]) -> list[AttendanceRow]:
+        self.pages_built.append(index)
+        return page
 
 
 class FakeCrm:
     def __init__(self) -> None:
         self.written: list[str] = []
+        self.refuse: set[str] = set()  # check-in ids Dataverse refuses
 
     def upsert_checkins(self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4) -> BatchResult:
-        self.written += [cid for cid, _ in rows]
-        return BatchResult(tuple(cid for cid, _ in rows), {}, 1)
+        ok = tuple(cid for cid, _ in rows if cid not in self.refuse)
+        self.written += ok
+        return BatchResult(ok, {cid: "refused" for cid, _ in rows if cid in self.refuse}, 1)
 
 
 class FakeLedger:
     def __init__(self, entries: list[LedgerEntry]) -> None:
-        self.rows = {(e.org_id, e.registration_id): e for e in entries}
+        self.rows = {(e.org_id, e.registration_id): replace(e, updated_at=e.updated_at or NOW) for e in entries}
+        self.asked_since: list[datetime | None] = []
 
-    def entries(self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
-                ) -> Iterator[LedgerEntry]:  # fmt: skip
-        return iter([e for e in self.rows.values() if e.org_id == org_id and webinar_id in (None, e.webinar_id)])
+    def entries(self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None,
+                updated_since: datetime | None = None) -> Iterator[LedgerEntry]:  # fmt: skip
+        self.asked_since.append(updated_since)
+        return iter([e for e in self.rows.values() if e.org_id == org_id and webinar_id in (None, e.webinar_id)
+                     and (updated_since is None or (e.updated_at and e.updated_at >= updated_since))])  # fmt: skip
+
+    def write(self, entry: LedgerEntry, at: datetime) -> None:
+        """What a registration's write does: the row, stamped ``UpdatedAt``."""
+        self.rows[entry.org_id, entry.registration_id] = replace(entry, updated_at=at)
 
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
         return {e.webinar_id for e in self.rows.values() if e.org_id == org_id and e.webinar_id}
 
-    def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None:
-        for reg, value in hashes.items():
-            self.rows[org_id, reg] = replace(self.rows[org_id, reg], metrics_hash=value)
+
+
+class FakeIndexes:
+    def __init__(self) -> None:
+        self.blobs: dict[tuple[str, str], bytes] = {}
+
+    def load(self, org_id: str, webinar_id: str) -> bytes | None:
+        return self.blobs.get((org_id, webinar_id))
+
+    def save(self, org_id: str, webinar_id: str, data: bytes) -> None:
+        self.blobs[org_id, webinar_id] = data
 
 
 class FakeSync:
@@ -133,13 +156,14 @@ class World:
     def __init__(self, *org_ids: str, attendees: int = 5) -> None:
         self.orgs = FakeOrgs(*org_ids)
         self.ledger = FakeLedger([registered(o, n) for o in org_ids for n in range(attendees)])
-        self.sync, self.crm = FakeSync(), FakeCrm()
+        self.sync, self.crm, self.indexes = FakeSync(), FakeCrm(), FakeIndexes()
         self.providers = {o: FakeProvider([attended(n) for n in range(attendees)]) for o in org_ids}
         self.ticks = itertools.count()
         self.now = NOW
         self.ports = MetricsPorts(
             orgs=self.orgs, ledger=self.ledger, sync=self.sync,
             provider_for=lambda org, limiter: self.providers[org.org_id], crm_for=lambda org: self.crm,
+            indexes=self.indexes,
             clock=lambda: self.now, monotonic=lambda: float(next(self.ticks)),
             limiter_for=lambda org: RateLimiter(100, 60.0),
         )  # fmt: skip
@@ -188,3 +212,86 @@ def test_a_webinar_the_provider_does_not_know_is_recorded_and_not_pulled_again()
     assert state is not None and state.status == "not found" and w.crm.written == []
     w.now = NOW + timedelta(minutes=15)
     assert w.run().webinars == [], "its window is closed: no run pulls it again"
+
+
+# ---- the match index: an unchanged page costs its fingerprint; whatever changed is read again -----------------
+def test_an_unchanged_rerun_builds_no_page_and_reads_only_the_ledger_rows_written_since() -> None:
+    w = World("org-a", attendees=6)
+    w.run()
+    provider = w.providers["org-a"]
+    assert provider.pages_built == [0, 1, 2] and w.ledger.asked_since == [None], "the first pull reads all rows"
+    provider.pages_built.clear()
+    w.crm.written.clear()
+    w.now = NOW + timedelta(minutes=15)
+    again = w.run()
+    assert provider.pages_built == [], "pages whose fingerprint is unchanged are not built, matched or hashed"
+    assert w.crm.written == [] and again.total("unchanged") == 6 and again.total("pulled") == 6
+    assert w.ledger.asked_since[-1] is not None and w.ledger.asked_since[-1] < w.now, "only rows written since"
+
+
+def test_a_page_whose_attendee_watched_more_is_read_and_only_that_check_in_is_written() -> None:
+    w = World("org-a", attendees=6)
+    w.run()
+    provider = w.providers["org-a"]
+    provider.pages_built.clear()
+    w.crm.written.clear()
+    provider.rows[3] = attended(3, minutes=55)
+    w.now = NOW + timedelta(minutes=15)
+    report = w.run()
+    assert provider.pages_built == [1], "only the page that changed is built"
+    assert w.crm.written == [checkin_id("org-a", registered("org-a", 3).registration_id)]
+    assert report.total("written") == 1 and report.total("unchanged") == 5
+
+
+def test_a_registration_changed_in_the_ledger_has_its_page_read_and_its_check_in_rewritten() -> None:
+    w = World("org-a", attendees=6)
+    w.run()
+    provider = w.providers["org-a"]
+    provider.pages_built.clear()
+    w.crm.written.clear()
+    w.now = NOW + timedelta(minutes=15)
+    moved = replace(w.ledger.rows["org-a", registered("org-a", 4).registration_id], contact_id="new-contact")
+    w.ledger.write(moved, w.now - timedelta(minutes=1))
+    w.run()
+    assert provider.pages_built == [2] and w.crm.written == [checkin_id("org-a", moved.registration_id)]
+
+
+def test_a_new_registration_matching_a_walk_in_is_found_on_a_page_that_did_not_change() -> None:
+    w = World("org-a", attendees=4)
+    provider = w.providers["org-a"]
+    provider.rows.append(attended(9))  # on page 2: nobody registered with that email or registrant id yet
+    first = w.run()
+    assert first.total("unmatched") == 1
+    provider.pages_built.clear()
+    w.crm.written.clear()
+    w.now = NOW + timedelta(minutes=15)
+    w.ledger.write(registered("org-a", 9), w.now - timedelta(minutes=1))
+    again = w.run()
+    assert provider.pages_built == [2], "pages with unmatched attendees are read again when the ledger changed"
+    assert w.crm.written == [checkin_id("org-a", registered("org-a", 9).registration_id)]
+    assert again.total("unmatched") == 0
+
+
+def test_a_check_in_dataverse_refused_is_written_again_next_run() -> None:
+    w = World("org-a", attendees=4)
+    refused = checkin_id("org-a", registered("org-a", 1).registration_id)
+    w.crm.refuse = {refused}
+    assert w.run().total("failed") == 1
+    w.crm.refuse.clear()
+    w.crm.written.clear()
+    w.providers["org-a"].pages_built.clear()
+    w.now = NOW + timedelta(minutes=15)
+    w.run()
+    assert w.crm.written == [refused] and w.providers["org-a"].pages_built == [0]
+
+
+def test_a_lost_index_is_rebuilt_from_the_ledger_and_nothing_is_missed() -> None:
+    w = World("org-a", attendees=4)
+    w.run()
+    w.indexes.blobs.clear()
+    w.providers["org-a"].rows[0] = attended(0, minutes=99)
+    w.crm.written.clear()
+    w.now = NOW + timedelta(minutes=15)
+    report = w.run()
+    assert checkin_id("org-a", registered("org-a", 0).registration_id) in w.crm.written
+    assert report.total("pulled") == 4 and w.ledger.asked_since[-1] is None, "rebuilt from every row"

@@ -213,6 +213,22 @@ class FakeOrgs:
         return None
 
 
+class FakeIndexes:
+    """Match index blobs by (org, webinar)."""
+
+    def __init__(self, *keys: tuple[str, str]) -> None:
+        self.blobs = dict.fromkeys(keys, b"index")
+
+    def delete(self, org_id: str, webinar_id: str) -> None:
+        self.blobs.pop((org_id, webinar_id), None)
+
+    def delete_org(self, org_id: str, *, limit: int) -> int:
+        mine = [key for key in self.blobs if key[0] == org_id][:limit]
+        for key in mine:
+            del self.blobs[key]
+        return len(mine)
+
+
 @dataclass(frozen=True)
 class FakeOutcome:
     status: str
@@ -241,6 +257,7 @@ def ports(
     parked: FakeParked | None = None,
     forgotten: list[str] | None = None,
     fail_after: int | None = None,
+    indexes: FakeIndexes | None = None,
 ) -> PrivacyPorts:
     led = ledger or FakeLedger([])
     calls = forgotten if forgotten is not None else []
@@ -262,6 +279,7 @@ def ports(
         purges=purges or FakePurges(),
         orgs=FakeOrgs(),
         forget=forget,
+        indexes=indexes or FakeIndexes(),
         clock=clk.wall,
         monotonic=clk.monotonic,
     )
@@ -276,8 +294,10 @@ def test_retention_clears_closed_webinars_only_and_marks_them_cleared() -> None:
     rows = [entry("r1"), entry("r2", webinar_id="7002"), entry("r3", lease_id="L", lease_until=NOW + timedelta(1))]
     ledger = FakeLedger(rows)
     sync = FakeSync([closed_webinar(), state(webinar_id="7002", window_end=NOW + timedelta(days=3))])
-    report = privacy.housekeeping(ports(ledger, sync), OPTIONS, budget_seconds=30)
+    indexes = FakeIndexes((ORG, "7001"), (ORG, "7002"))
+    report = privacy.housekeeping(ports(ledger, sync, indexes=indexes), OPTIONS, budget_seconds=30)
     assert ledger.rows["r1"].email is None and ledger.rows["r1"].registrant_id == rows[0].registrant_id
+    assert list(indexes.blobs) == [(ORG, "7002")], "the closed webinar's match index goes, the open one's stays"
     assert ledger.rows["r2"].email == "p@x.example", "the open webinar keeps its emails"
     assert ledger.rows["r3"].email == "p@x.example", "a leased row is left for a later pass"
     assert report.rows_cleared == 1 and report.rows_kept == {"leased": 1}
@@ -439,3 +459,10 @@ def test_a_repeated_purge_request_keeps_its_first_time() -> None:
     second = privacy.purge_org(ORG, ports(purges=purges, clock=clock), actor="someone else")
     assert second.request.requested_at == first.request.requested_at == NOW
     assert set(second.request.deleted) == set(PURGED_PARTS)
+
+
+def test_a_purge_deletes_the_orgs_match_indexes_and_not_another_orgs() -> None:
+    indexes = FakeIndexes((ORG, "7001"), (ORG, "7002"), ("other-org", "7001"))
+    outcome = privacy.purge_org(ORG, ports(indexes=indexes), actor="admin")
+    assert outcome.finished and outcome.request.deleted["matchIndexes"] == 2
+    assert list(indexes.blobs) == [("other-org", "7001")]
