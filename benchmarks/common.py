@@ -140,7 +140,7 @@ def start_parts(
     from shared.app import reset_app
     from tests.conftest import random_key
 
-    azurite = Azurite(("table",))
+    azurite = Azurite(("blob", "table"))
     stack.callback(azurite.stop)
     azurite.start()
     ca = TestCertificateAuthority(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ca-"))))

@@ -10,8 +10,16 @@ What it measures
     Three runs of one webinar with ``--attendees`` attendees (default 100,000 = 1,000 ON24 pages of 100):
 
     (a) first full sync: every attendee becomes one check-in (``$batch`` upserts of 1,000 rows, four in flight);
-    (b) the same again with nothing changed in ON24: every row's metrics hash matches, so zero Dataverse writes;
+        the webinar's match index is built from its 100,000 ledger rows and saved (one blob);
+    (b) the same again with nothing changed in ON24: the index is refreshed with the ledger rows written since
+        (none), every page's fingerprint matches, so no page is parsed and zero Dataverse writes are made;
     (c) 1% of the attendees watched the recording too (their minutes grew): exactly those rows are written.
+
+    Then the naive baseline (``benchmarks/naive_pull.py``: one PATCH per check-in, no change detection) pulls the
+    first ``--baseline-pages`` pages of the same webinar twice (first sync, nothing changed), in this process
+    against the same stand-ins; its figures are scaled to the whole webinar (its cost is linear in attendees) and
+    printed beside (a) and (b) with ratios, under the targets: (b) at most 10 s wall and 3 s CPU, (a) at most
+    60 s wall and 250 MiB peak RSS (PASS/FAIL; not enforced).
 
     Per run it prints wall time, CPU time of this process, peak Python heap (``tracemalloc`` peak while the run
     was traced) and peak RSS of this process during the run (``resource.getrusage`` ``ru_maxrss``, reset before
@@ -121,6 +129,8 @@ MAX_TIMER_RUNS = 20
 SLOW_SECONDS = 180.0
 LARGE_RSS_BYTES = 500 * 1024 * 1024
 MIB = 1024 * 1024
+UNCHANGED_WALL_TARGET_S, UNCHANGED_CPU_TARGET_S = 10.0, 3.0  # an unchanged re-run of the webinar
+FIRST_WALL_TARGET_S, FIRST_RSS_TARGET_BYTES = 60.0, 250 * MIB  # a first full sync
 
 
 # ---- the attendees ---------------------------------------------------------------------------------------------
@@ -477,7 +487,7 @@ def seed_ledger(connection_string: str, table_name: str, crm_event_id: str, even
 
     from shared.store.ledger import LedgerEntry
 
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(hours=3)  # registered before the webinar went live, three hours ago
     local = threading.local()
 
     def submit(start: int) -> None:
@@ -662,14 +672,16 @@ def verify_phase(phase: Phase, attendees: int, expected_writes: int) -> list[str
     return problems
 
 
-def ledger_rows_without_hash() -> int:
+def index_rows_without_hash(attendees: int) -> int:
+    """Registrations whose check-in hash the webinar's match index lacks (or missing from it) after a sync."""
     from shared.app import get_app
+    from shared.metrics.checkins import METRICS_HASH_VERSION
+    from shared.metrics.index import MatchIndex
 
-    table = get_app().tables.table("ledger")
     with CALLS.paused():
-        rows = table.query_entities("PartitionKey eq @org and MetricsHash eq ''", parameters={"org": ORG},
-                                    select=["RowKey"])
-        return sum(1 for _ in rows)
+        stored = get_app().match_indexes.load(ORG, str(WEBINAR))
+    index = MatchIndex.from_bytes(ORG, str(WEBINAR), METRICS_HASH_VERSION, stored)
+    return attendees - sum(1 for row in index.rows.values() if row.metrics_hash)
 
 
 # ---- production estimate -------------------------------------------------------------------------------------------
@@ -766,6 +778,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"),
                         help="root log level; records are formatted, then dropped (INFO)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the sample and the changed rows (1)")
+    parser.add_argument("--baseline-pages", type=int, default=50,
+                        help="ON24 pages the naive baseline pulls (50 = 5,000 attendees; 0: no baseline)")
     args = parser.parse_args(argv)
     if args.attendees < 100 or not 0 < args.changed_ratio < 1 or args.calls_per_minute < 1 or args.budget < 5:
         parser.error("--attendees must be at least 100, --changed-ratio within (0, 1), --calls-per-minute >= 1, "
@@ -831,6 +845,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.enter_context(counting_calls(**ports))
 
     timed, problems = run_pass(args, world, "timed", trace_memory=args.tracemalloc == "inline", profile=args.profile)
+    baseline = [] if args.baseline_pages <= 0 else run_baseline(args, world)
     traced: list[Phase] = []
     if args.tracemalloc == "pass":
         stand_ins.reset_for_second_pass(world.changed)
@@ -838,7 +853,78 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         problems += more
     step("verified")
     report(args, timed, traced, problems, stand_ins.rss_bytes(), len(world.changed))
+    print()
+    for line in targets_report(timed, baseline, args.attendees):
+        print(line)
     return 1 if problems else 0
+
+
+@dataclass
+class BaselineRun:
+    name: str
+    attendees: int
+    wall_s: float
+    cpu_s: float
+    dataverse: int
+    on24: int
+    writes: int
+
+
+def run_baseline(args: argparse.Namespace, world: World) -> list[BaselineRun]:
+    """The naive pull (benchmarks/naive_pull.py) over the first ``--baseline-pages`` pages of the same webinar, in
+    the same process against the same stand-ins, twice: a first sync and a re-run with nothing changed."""
+    from benchmarks.naive_pull import naive_pull
+    from shared.app import get_app
+
+    runs = []
+    for name in ("(a) first full sync", "(b) no change"):
+        world.stand_ins.reset_logs()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        done = naive_pull(get_app(), ORG, str(WEBINAR), max_pages=args.baseline_pages)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        logs = world.stand_ins.log_counts()
+        runs.append(BaselineRun(name, done.pulled, wall, cpu, logs["dataverse"], logs["on24"], done.patched))
+        world.step(f"naive baseline {name}: {done.pulled} attendees in {wall:.1f} s")
+    return runs
+
+
+def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], attendees: int) -> list[str]:
+    first, unchanged = timed[0], timed[1]
+    checks = [
+        (unchanged.wall_s <= UNCHANGED_WALL_TARGET_S,
+         f"unchanged re-run wall <= {UNCHANGED_WALL_TARGET_S:g} s: {unchanged.wall_s:.1f} s"),
+        (unchanged.cpu_s <= UNCHANGED_CPU_TARGET_S,
+         f"unchanged re-run CPU <= {UNCHANGED_CPU_TARGET_S:g} s: {unchanged.cpu_s:.1f} s"),
+        (first.wall_s <= FIRST_WALL_TARGET_S, f"first sync wall <= {FIRST_WALL_TARGET_S:g} s: {first.wall_s:.1f} s"),
+        (first.rss_peak <= FIRST_RSS_TARGET_BYTES,
+         f"first sync peak RSS <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"),
+    ]  # fmt: skip
+    lines = ["targets:", *(f"  {_mark(ok)} {text}" for ok, text in checks)]
+    if not baseline:
+        return lines
+    scale = attendees / max(1, baseline[0].attendees)
+    lines += [
+        "",
+        "beside the naive baseline (benchmarks/naive_pull.py: one PATCH per check-in, no change detection), run on "
+        f"the first {baseline[0].attendees} attendees and scaled x{scale:g} to {attendees} (its cost is linear):",
+        f"  {'':34s} {'this':>10s} {'naive':>10s} {'this/naive':>11s}",
+    ]
+    for ours, theirs in zip(timed[:2], baseline, strict=True):
+        rows = [
+            ("Dataverse requests", ours.logs["dataverse"], theirs.dataverse * scale),
+            ("Dataverse row writes", ours.writes, theirs.writes * scale),
+            ("wall (s)", ours.wall_s, theirs.wall_s * scale),
+            ("CPU (s)", ours.cpu_s, theirs.cpu_s * scale),
+        ]
+        lines.append(f"  {ours.name}:")
+        for label, mine, naive in rows:
+            ratio = f"{mine / naive:.3f}" if naive else "-"
+            lines.append(f"    {label:32s} {mine:10.1f} {naive:10.1f} {ratio:>11s}")
+    return lines
+
+
+def _mark(ok: bool) -> str:
+    return "[PASS]" if ok else "[FAIL]"
 
 
 def run_pass(
@@ -877,9 +963,9 @@ def run_pass(
         problems.append(f"(a): {stored} check-ins in Dataverse, expected {n}")
     problems += verify_phase(first, n, n)
     problems += verify_checkins(stand_ins, world.crm_event_id, world.sample, set(), "(a)")
-    without_hash = ledger_rows_without_hash()
+    without_hash = index_rows_without_hash(n)
     if without_hash:
-        problems.append(f"(a): {without_hash} ledger rows without a metrics hash after the sync")
+        problems.append(f"(a): {without_hash} registrations without a check-in hash in the match index after the sync")
 
     second = run_phase("(b) no change", stand_ins, world.log_handler, writes_before=first.logs["dataverse_writes"],
                        **options)
@@ -1092,10 +1178,6 @@ def report(args: argparse.Namespace, timed: Sequence[Phase], traced: Sequence[Ph
         passes = "both passes" if traced else "the timed pass"
         print(f"correctness: OK in {passes} ({n} check-ins stored once each; sampled rows carry the expected minutes,"
               f" interactions and lookups; (b) wrote nothing; (c) wrote exactly the {changed} changed rows)")
-
-
-
-
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 What it runs (all on 127.0.0.1, nothing to configure):
 
-* Azurite (Table Storage: org credentials, the registration ledger, sync state), the HTTPS Key Vault stand-in
+* Azurite (Table Storage: org credentials, the registration ledger, sync state; Blob Storage: the match
+  indexes PullMetrics keeps), the HTTPS Key Vault stand-in
   (throwaway CA; holds the credentials encryption key), the ON24 stand-in (one account, one webinar that went
   live two hours ago) and the Dataverse stand-in (a CRM org with accounts, ~50 contacts and their registrations);
 * the real function entry points, fed objects built with the ``azure.functions`` library's own types and
@@ -252,7 +253,7 @@ class Sandbox:
         }
 
 
-def start_sandbox(stack: ExitStack, guard: SignalGuard, services: tuple[str, ...] = ("table",)) -> Sandbox:
+def start_sandbox(stack: ExitStack, guard: SignalGuard, services: tuple[str, ...] = ("blob", "table")) -> Sandbox:
     """Start Azurite and the stand-ins; everything started is stopped when ``stack`` closes."""
     workdir = Path(tempfile.mkdtemp(prefix="sandbox-demo-"))
     stack.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -567,7 +568,7 @@ def run(args: argparse.Namespace, stack: ExitStack, guard: SignalGuard) -> None:
     say("Sandbox demo: Dynamics 365 event management <-> ON24, end to end on 127.0.0.1")
 
     step(1, "Start Azurite and the Key Vault, ON24 and Dataverse stand-ins")
-    sandbox = start_sandbox(stack, guard, ("table",))
+    sandbox = start_sandbox(stack, guard, ("blob", "table"))
     log = stack.enter_context(captured_app_logs(args.verbose))
     stack.enter_context(app_environment({**sandbox.app_settings(), "RETRY_BUDGET_SECONDS": "5"}))
     on24, dataverse = sandbox.on24, sandbox.dataverse
