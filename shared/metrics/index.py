@@ -86,6 +86,8 @@ class MatchIndex:
     pages: dict[int, PageMark] = field(default_factory=dict)
     refreshed_at: datetime | None = None
     dirty_pages: set[int] = field(default_factory=set)
+    changed: bool = False
+    """Whether anything worth saving changed since it was loaded (an unchanged re-run saves nothing)."""
 
     # ---- keeping up with the ledger -------------------------------------------------------------------
     def refresh_since(self) -> datetime | None:
@@ -124,6 +126,7 @@ class MatchIndex:
                 changed += 1
         if changed:
             self.dirty_pages |= {index for index, mark in self.pages.items() if mark.unmatched}
+            self.changed = True
         self.refreshed_at = now
         return changed
 
@@ -142,28 +145,33 @@ class MatchIndex:
     def mark_page(self, index: int, mark: PageMark, matched: Iterable[str]) -> None:
         """Record a page read in full. Keeps the invariant the skip relies on: every registration matched on a
         marked page points back at it (a registration now on another page drops its old page's mark)."""
-        self.pages[index] = mark
+        if self.pages.get(index) != mark:
+            self.pages[index] = mark
+            self.changed = True
         self.dirty_pages.discard(index)
         for reg in matched:
             row = self.rows.get(reg)
             if row is not None:
                 if row.page not in (-1, index):
                     self.pages.pop(row.page, None)
-                row.page = index
+                if row.page != index:
+                    row.page = index
+                    self.changed = True
 
     def unmark_pages_of(self, registration_ids: Iterable[str]) -> None:
         """Check-ins that were not written: their pages must be read in full next time."""
         for reg in registration_ids:
             row = self.rows.get(reg)
-            if row is not None and row.page >= 0:
-                self.pages.pop(row.page, None)
+            if row is not None and row.page >= 0 and self.pages.pop(row.page, None) is not None:
+                self.changed = True
 
     # ---- hashes (the check-in writer's HashStore) -----------------------------------------------------
     def set_metrics_hashes(self, org_id: str, hashes: dict[str, str]) -> None:
         for reg, value in hashes.items():
             row = self.rows.get(reg)
-            if row is not None:
+            if row is not None and row.metrics_hash != value:
                 row.metrics_hash = value
+                self.changed = True
 
     # ---- storage form ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

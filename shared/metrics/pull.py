@@ -153,7 +153,7 @@ def _read_and_write(
             out_of_time = pull.monotonic() >= deadline
             if writer.pending >= pull.chunk_rows or out_of_time:
                 index.unmark_pages_of(writer.flush())
-                if out_of_time:
+                if out_of_time and index.changed:
                     pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
                 saved = pull.sync.save(
                     replace(
@@ -173,7 +173,8 @@ def _read_and_write(
                 if out_of_time:
                     raise _OutOfTime
         index.unmark_pages_of(writer.flush())
-        pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
+        if index.changed:
+            pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
     except _OutOfTime:
         _log.info(
             "metrics: webinar %s of org %s continues next run (page %d)",

@@ -88,12 +88,14 @@ class FakeLedger:
 class FakeIndexes:
     def __init__(self) -> None:
         self.blobs: dict[tuple[str, str], bytes] = {}
+        self.saves = 0
 
     def load(self, org_id: str, webinar_id: str) -> bytes | None:
         return self.blobs.get((org_id, webinar_id))
 
     def save(self, org_id: str, webinar_id: str, data: bytes) -> None:
         self.blobs[org_id, webinar_id] = data
+        self.saves += 1
 
 
 class FakeSync:
@@ -226,6 +228,7 @@ def test_an_unchanged_rerun_builds_no_page_and_reads_only_the_ledger_rows_writte
     again = w.run()
     assert provider.pages_built == [], "pages whose fingerprint is unchanged are not built, matched or hashed"
     assert w.crm.written == [] and again.total("unchanged") == 6 and again.total("pulled") == 6
+    assert w.indexes.saves == 1, "an index nothing changed in is not saved again"
     assert w.ledger.asked_since[-1] is not None and w.ledger.asked_since[-1] < w.now, "only rows written since"
 
 
