@@ -22,12 +22,12 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 from pydantic import BaseModel
 
-from shared import admin, health, privacy
+from shared import admin
 from shared.app import App
 from shared.errors import (
     ConfigError,
@@ -39,8 +39,11 @@ from shared.errors import (
     TransientError,
 )
 from shared.ids import canonical_org_id, is_webinar_id
-from shared.metrics import WebinarReport, pull_webinar
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # each route imports the use case it runs when first called (a shorter cold start)
+    from shared import privacy
+    from shared.metrics import WebinarReport
 
 _log = logging.getLogger(__name__)
 
@@ -80,12 +83,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
         body = _parse_body(req.get_body(), app.credentials_fields, sandbox=app.settings.dataverse_auth == "none")
         _refuse_during_purge(app, org_id)
         return admin.store_credentials(
-            org_id,
-            body,
-            store=app.credentials,
-            cipher=app.cipher,
-            verify=app.verify_credentials,
-            actor=caller.name,
+            org_id, body, store=app.credentials, cipher=app.cipher, verify=app.verify_credentials, actor=caller.name
         )
 
     return _respond(req, app, "PUT", run)
@@ -109,6 +107,7 @@ def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
         answer = admin.remove_credentials(org_id, store=app.credentials, actor=caller.name)
         if not purge:
             return answer
+        from shared import privacy
         return _purge_answer(org_id, answer, privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name))
 
     return _respond(req, app, "DELETE", run)
@@ -240,6 +239,7 @@ def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
     def run(org_id: str, _caller: Caller) -> dict[str, Any]:
         _no_body(req.get_body())
+        from shared import health
         return health.org_status(org_id, app.status_ports())
 
     return _respond(req, app, "GET", run)
@@ -258,6 +258,7 @@ def post_webinar_pull(req: func.HttpRequest, app: App) -> func.HttpResponse:
             caller.name,
             extra={"org_id": org_id, "on24_event_id": webinar_id, "actor": caller.name, "audit": "metrics.pulled"},
         )
+        from shared.metrics import pull_webinar
         try:
             report = pull_webinar(
                 app.metrics_ports(),
@@ -331,6 +332,7 @@ def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
         email = _forget_email(_json_object(req.get_body()))
+        from shared import privacy
         try:
             report = privacy.forget_person(org_id, email, app.privacy_ports(), actor=caller.name)
         except privacy.ErasureIncompleteError:
@@ -381,7 +383,10 @@ def _refuse_during_purge(app: App, org_id: str) -> None:
 
 def _with_purge(app: App, org_id: str, view: dict[str, Any]) -> dict[str, Any]:
     request = app.purges.get(org_id)
-    return view if request is None else {**view, "purge": privacy.purge_view(request)}
+    if request is None:
+        return view
+    from shared import privacy
+    return {**view, "purge": privacy.purge_view(request)}
 
 
 def _purge_answer(org_id: str, answer: dict[str, Any], outcome: privacy.PurgeOutcome) -> Answer:

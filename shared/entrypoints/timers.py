@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from shared.app import App
 from shared.errors import IntegrationError
-from shared.health import HealthReport, refresh_health
-from shared.metrics import RunReport, pull_metrics
-from shared.parking import RetryReport, retry_parked
-from shared.privacy import HousekeepingReport, housekeeping
+
+if TYPE_CHECKING:  # each timer imports the use cases it runs when it first runs (a shorter cold start)
+    from shared.health import HealthReport
+    from shared.metrics import RunReport
+    from shared.parking import RetryReport
+    from shared.privacy import HousekeepingReport
 
 _log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ HOUSEKEEPING_SHARE = 0.1  # of PULL_METRICS_BUDGET_SECONDS, at most; metrics get
 
 def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
     """One timer run. Never raises for one org's trouble; storage or configuration faults do raise."""
+    from shared.metrics import pull_metrics
+
     started = time.perf_counter()
     options = app.metrics_options()
     run_housekeeping(app, budget_seconds=options.budget_seconds * HOUSEKEEPING_SHARE)
@@ -55,6 +60,8 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
 def refresh_org_health(app: App) -> HealthReport | None:
     """Bring the orgs' health summaries up to date. A failure is logged, never fails the run: the pulls are
     done and saved, and the next run counts again."""
+    from shared.health import refresh_health
+
     started = time.perf_counter()
     try:
         report = refresh_health(app.health_ports())
@@ -89,6 +96,8 @@ def refresh_org_health(app: App) -> HealthReport | None:
 
 def run_housekeeping(app: App, *, budget_seconds: float) -> HousekeepingReport:
     """The privacy share of a timer run, with one summary line. Never raises (failures are in the report)."""
+    from shared.privacy import housekeeping
+
     started = time.perf_counter()
     report = housekeeping(app.privacy_ports(), app.privacy_options(), budget_seconds=budget_seconds)
     _log.info(
@@ -119,6 +128,8 @@ def run_housekeeping(app: App, *, budget_seconds: float) -> HousekeepingReport:
 
 def run_retry_parked(app: App) -> RetryReport:
     """One timer run, with one summary log line."""
+    from shared.parking import retry_parked
+
     started = time.perf_counter()
     report = retry_parked(
         app.registration_ports(), app.credentials, app.parked, budget_seconds=app.settings.retry_parked_budget_seconds
