@@ -171,6 +171,25 @@ def test_second_run_without_change_writes_nothing_and_growth_writes_one_row(webi
     assert len(dataverse.rows(CHECKINS)) == 3, "upserts by derived id never duplicate"
 
 
+def test_a_walk_in_who_registers_in_crm_later_gets_a_check_in_on_the_next_run(
+    webinars: Webinars, dataverse: Any
+) -> None:
+    w = webinars
+    w.register(ORG_A, 7001, "early@a.example")
+    w.watch(7001, "early@a.example", live=10)
+    w.watch(7001, "late@a.example", live=20, exteventusercd="")  # watched before registering in CRM
+    run_timer()
+    state = get_app().sync_state.get(ORG_A, "7001")
+    assert state is not None and state.counts["unmatched"] == 1
+
+    w.register(ORG_A, 7001, "late@a.example")  # the ledger row is written now: the match index picks it up
+    writes = dataverse.writes
+    run_timer()
+    late = w.checkin(ORG_A, "late@a.example")
+    assert late is not None and late["msevtmgt_viewingdurationinmins"] == 20
+    assert dataverse.writes == writes + 1, "only the new match is written; the unchanged check-in is not"
+
+
 def test_removed_org_gets_no_on24_call_and_the_other_still_syncs(webinars: Webinars, on24: Any) -> None:
     w = webinars
     w.register(ORG_A, 7001, "keep@a.example")
