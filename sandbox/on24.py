@@ -604,6 +604,9 @@ class On24StandIn(StandIn):
             return _message(400, MSG_BAD_DATES)
         if start is not None and end is not None and end < start:
             return _message(400, MSG_END_BEFORE_START)
+        if query.get("datefiltermode", "lastactivity").lower() != "lastactivity":
+            # The stand-in filters on last activity, with or without the mode (ON24's default is not documented).
+            return _message(400, "Error, dateFilterMode is not supported for this call.")
         try:
             offset = int(query.get("pageoffset", "0"))
             per_page = min(int(query.get("itemsperpage", "100")), 100)  # "limit of 100 per page"

@@ -322,7 +322,8 @@ class App:
         ``pacing`` paces attendee-list calls (ON24 allows 100 a minute); one is shared per account per run.
         """
         credentials = credentials_of(org.account_id, org.region, open_secrets(self.cipher, org))
-        return On24Provider(self._on24(credentials, retry=self.retry_policy, pacing=pacing))
+        mode = None if self.settings.on24_attendee_date_filter == "default" else "lastActivity"
+        return On24Provider(self._on24(credentials, retry=self.retry_policy, pacing=pacing), date_filter_mode=mode)
 
     def verify_credentials(self, offered: ProviderCredentials) -> None:
         """One cheap authenticated call with credentials an admin offers; raises CredentialsRejectedError or

@@ -244,6 +244,12 @@ class Settings(BaseSettings):
     on24_attendee_calls_per_minute: Annotated[int, _number(1, 100000, whole=True)] = Field(
         100, validation_alias="ON24_ATTENDEE_CALLS_PER_MINUTE"
     )
+    on24_attendee_date_filter: Literal["lastActivity", "default"] = Field(
+        "lastActivity", validation_alias="ON24_ATTENDEE_DATE_FILTER"
+    )
+    """What ON24 filters a pull's window on: ``lastActivity`` sends ``dateFilterMode=lastActivity`` (documented
+    for the attendee list; the pull's windows assume last activity); ``default`` sends no mode (ON24's own
+    default, undocumented). Uncertain, hence a setting."""
     # ---- registration timing
     retry_budget_seconds: Annotated[float, _number(0, 600)] = Field(15.0, validation_alias="RETRY_BUDGET_SECONDS")
     on24_timeout_seconds: Annotated[float, _number(0.05, 120)] = Field(10.0, validation_alias="ON24_TIMEOUT_SECONDS")

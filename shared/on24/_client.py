@@ -284,15 +284,14 @@ class On24Client(HttpClientBase):
         end: datetime | None = None,
         page_size: int = MAX_PAGE_SIZE,
         first_page: int = 0,
+        date_filter_mode: str | None = None,
     ) -> Iterator[tuple[int, list[dict[str, Any]], str]]:
-        """Pages as ``(page index, the attendee objects as ON24 sent them, their fingerprint)``.
-
-        The fingerprint (a hash of the attendee objects, not of paging fields such as ``totalattendees``) lets a
-        pull skip validating and matching a page whose attendees are exactly as when it last wrote them.
-        """
+        """Pages as ``(page index, the attendee objects as ON24 sent them, their fingerprint)``; ``date_filter_mode``
+        is sent as ``dateFilterMode`` with the dates (None: ON24's default). The fingerprint (of the attendee
+        objects, not of paging fields) lets a pull skip a page whose attendees are as when it last wrote them."""
         if isinstance(first_page, bool) or first_page < 0:
             raise ValueError("first_page must be 0 or more")
-        eid, params = attendee_query(event_id, start, end, page_size)
+        eid, params = attendee_query(event_id, start, end, page_size, date_filter_mode)
         return self._attendee_pages(eid, params, page_size, first_page)
 
     def _attendee_pages(

@@ -45,9 +45,10 @@ _MIN_PHONE_DIGITS: Final = 7
 
 
 def attendee_query(
-    event_id: int | str, start: datetime | None, end: datetime | None, page_size: int
+    event_id: int | str, start: datetime | None, end: datetime | None, page_size: int, mode: str | None = None
 ) -> tuple[str, dict[str, str]]:
-    """Validate attendee-list arguments (before any I/O) and build the date filter parameters."""
+    """Validate attendee-list arguments (before any I/O) and build the date filter parameters (``mode``: the
+    ``dateFilterMode``, sent with dates only)."""
     eid = check_event_id(event_id)
     if isinstance(page_size, bool) or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
@@ -62,6 +63,8 @@ def attendee_query(
     if end is not None:  # round up to whole seconds so the last fraction of a second stays included
         whole = end.replace(microsecond=0) + (timedelta(seconds=1) if end.microsecond else timedelta())
         params["endDate"] = whole.isoformat()
+    if mode and params:
+        params["dateFilterMode"] = mode
     return eid, params
 
 

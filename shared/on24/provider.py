@@ -27,8 +27,9 @@ _Token = Annotated[SecretStr, Field(min_length=1, max_length=512)]
 class On24Provider:
     """One org's ON24 account as a ``shared.webinars.WebinarProvider``."""
 
-    def __init__(self, client: On24Client) -> None:
+    def __init__(self, client: On24Client, *, date_filter_mode: str | None = "lastActivity") -> None:
         self._client = client
+        self._date_filter_mode = date_filter_mode  # ON24_ATTENDEE_DATE_FILTER: see shared.settings
 
     def __repr__(self) -> str:
         return f"On24Provider({self._client!r})"
@@ -55,7 +56,9 @@ class On24Provider:
     def attendance_pages(
         self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
     ) -> Iterator[AttendancePage]:
-        pages = self._client.iter_attendee_page_rows(webinar_id, start=start, end=end, first_page=first_page)
+        pages = self._client.iter_attendee_page_rows(
+            webinar_id, start=start, end=end, first_page=first_page, date_filter_mode=self._date_filter_mode
+        )
         for index, rows, digest in pages:
             yield AttendancePage(index, digest, len(rows), partial(_attendance_rows, rows))
 

@@ -675,3 +675,19 @@ def test_stand_in_is_strict(on24: On24StandIn, event_id: int) -> None:
     assert (bad.status_code, bad.json()["message"]) == (400, "Error, incorrect date formats.")
     backwards = httpx.get(attendees, params={"startDate": "2024-05-02", "endDate": "2024-05-01"}, headers=auth)
     assert (backwards.status_code, backwards.json()["message"]) == (400, "Error, end date is before start date.")
+
+
+def test_the_provider_asks_for_the_last_activity_filter_unless_configured_to_leave_on24_s_default(
+    on24: On24StandIn, client: On24Client, event_id: int
+) -> None:
+    from shared.on24.provider import On24Provider
+
+    on24.set_attendee(event_id, "seen@example.com", liveminutes=5, lastliveactivity=datetime.now(UTC))
+    start, end = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(minutes=1)
+    pages = list(On24Provider(client).attendance_pages(str(event_id), start=start, end=end))
+    assert [row.email for page in pages for row in page.rows] == ["seen@example.com"]
+    assert on24.requests[-1].query["dateFilterMode"] == "lastActivity"
+    list(On24Provider(client, date_filter_mode=None).attendance_pages(str(event_id), start=start, end=end))
+    assert "dateFilterMode" not in on24.requests[-1].query
+    list(On24Provider(client).attendance_pages(str(event_id), start=None, end=None))
+    assert "dateFilterMode" not in on24.requests[-1].query, "the mode goes with dates only"
