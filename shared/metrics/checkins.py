@@ -2,13 +2,13 @@
 
 An attendee is matched to a CRM registration by the external id this app sent (the CRM registration id), then by
 the provider's registrant id, then by email within the webinar. Each matched registration's check-in is upserted at
-``shared.crm.checkin_id(org, registration)``; a hash of its columns is kept in the ledger (``MetricsHash``) and an
-unchanged row is not sent again.
+``shared.crm.checkin_id(org, registration)``; a hash of its columns is kept in the webinar's match index
+(``shared.metrics.index``) and an unchanged row is not sent again.
 
 **The hash is versioned.** Changing what goes into a check-in (a new column, another rounding) changes every hash,
 so every check-in in window is written again once: do it only on purpose, by bumping ``METRICS_HASH_VERSION``
-(and saying so in the release notes). Version 1 is stored without a prefix (what every existing ledger row holds);
-later versions carry theirs (``"2:…"``), so a row hashed under another version never compares equal.
+(and saying so in the release notes). Version 1 is stored without a prefix (what every existing ledger row and
+index holds); later versions carry theirs (``"2:…"``), so a row hashed under another version never compares equal.
 ``tests/unit/test_metrics_plan.py`` pins version 1's hash of a known row: it fails when the inputs change
 without a bump.
 """

@@ -23,12 +23,10 @@ from shared.on24._errors import Tolerance, interpret, parse
 from shared.on24._forms import MAX_PAGE_SIZE, attendee_query, check_email, check_event_id, registrant_form
 from shared.on24._models import (
     PACIFIC,
-    Attendee,
     On24Credentials,
     On24Event,
     Registrant,
     RegistrantFields,
-    attendees_of,
     fingerprint,
     lenient_int,
 )
@@ -264,19 +262,6 @@ class On24Client(HttpClientBase):
         return parse(On24Event, body, f"ON24 get_event (event {eid})")
 
     def iter_attendee_pages(
-        self,
-        event_id: int | str,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-        first_page: int = 0,
-    ) -> Iterator[tuple[int, list[Attendee]]]:
-        """The attendees page by page, as ``(page index, attendees)``, from ``first_page`` (a pull resumes there)."""
-        pages = self.iter_attendee_page_rows(event_id, start=start, end=end, page_size=page_size, first_page=first_page)
-        return ((offset, attendees_of(rows)) for offset, rows, _ in pages)
-
-    def iter_attendee_page_rows(
         self,
         event_id: int | str,
         *,

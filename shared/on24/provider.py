@@ -56,7 +56,7 @@ class On24Provider:
     def attendance_pages(
         self, webinar_id: str, *, start: datetime | None, end: datetime | None, first_page: int = 0
     ) -> Iterator[AttendancePage]:
-        pages = self._client.iter_attendee_page_rows(
+        pages = self._client.iter_attendee_pages(
             webinar_id, start=start, end=end, first_page=first_page, date_filter_mode=self._date_filter_mode
         )
         for index, rows, digest in pages:

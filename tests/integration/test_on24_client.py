@@ -30,6 +30,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.on24 import Attendee, On24Client, On24Credentials, RegistrantFields
+from shared.on24._models import attendees_of
 from shared.ratelimit import RateLimiter
 from shared.retry import RetryPolicy
 
@@ -388,7 +389,8 @@ def test_event_title_prefers_eventname(client: On24Client, on24: On24StandIn) ->
 # ---- attendees ---------------------------------------------------------------------------------------------------
 def _attendees(client: On24Client, event_id: int, **options: Any) -> list[Attendee]:
     """Every attendee of every page, in order."""
-    return [attendee for _, page in client.iter_attendee_pages(event_id, **options) for attendee in page]
+    pages = client.iter_attendee_pages(event_id, **options)
+    return [attendee for _, rows, _ in pages for attendee in attendees_of(rows)]
 
 
 def _fill(on24: On24StandIn, event_id: int, count: int) -> None:
@@ -430,7 +432,7 @@ def test_attendees_stream_lazily(client: On24Client, on24: On24StandIn, event_id
     iterator = client.iter_attendee_pages(event_id, page_size=10)
     assert on24.count("GET", f"/event/{event_id}/attendee") == 0
     first = next(iterator)[1][0]
-    assert first.email == "viewer0000@example.com"
+    assert first["email"] == "viewer0000@example.com"
     assert on24.count("GET", f"/event/{event_id}/attendee") == 1
 
 
