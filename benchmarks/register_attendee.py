@@ -18,7 +18,13 @@ What it measures
       ``httpx.Client.send`` and the Table transport's ``HttpClientTransport.send`` (installed by this script only;
       production code is not touched);
     * correctness: one ON24 registrant per distinct registration, zero ON24 calls for duplicates, every
-      ledger row ``registered`` and written back to CRM. A violation exits with status 1.
+      ledger row ``registered`` and written back to CRM. A violation exits with status 1;
+    * the targets, PASS/FAIL: at least 300 new registrations a second and at most 3 ms of handler CPU (p50) per
+      new registration at 16 concurrent deliveries;
+    * the naive baseline (``benchmarks/naive_register.py``: no ledger, one ON24 call per message, duplicates
+      included) on as many other registrations and their duplicates, same stand-ins, process, mix and
+      concurrency, with the ratios: requests, throughput, wall, CPU, ON24 calls wasted on duplicates
+      (``--no-baseline`` skips it).
 
     The ON24 and Dataverse stand-ins run in a separate process (a ``multiprocessing`` manager), as the real
     services are remote: their CPU and GIL use would otherwise count against the handler. Log records are
@@ -29,7 +35,7 @@ What it measures
 
 How to run (from the repository root; needs ``npm ci`` done for Azurite):
 
-    .venv/bin/python -m benchmarks.register_attendee [--messages 2000] [--latency-ms 5] [--concurrency 8]
+    .venv/bin/python -m benchmarks.register_attendee [--messages 2000] [--latency-ms 5] [--concurrency 16]
 
 Exit status: 0 when correct (performance targets are reported, not enforced unless ``--strict``: then 3
 on a miss), 1 when a correctness check fails, 130 on Ctrl-C.
