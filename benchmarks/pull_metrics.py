@@ -679,7 +679,7 @@ def index_rows_without_hash(attendees: int) -> int:
     from shared.metrics.index import MatchIndex
 
     with CALLS.paused():
-        stored = get_app().match_indexes.load(ORG, str(WEBINAR))
+        stored, _ = get_app().match_indexes.load(ORG, str(WEBINAR))
     index = MatchIndex.from_bytes(ORG, str(WEBINAR), METRICS_HASH_VERSION, stored)
     return attendees - sum(1 for row in index.rows.values() if row.metrics_hash)
 

@@ -11,7 +11,8 @@ When a page may be skipped: its fingerprint equals the one recorded when all its
 written (or found unchanged), the hash version is the same, and no ledger row matched on it (nor, if it had
 unmatched attendees, any row at all) changed since. Anything else re-reads the page as before. A lost or
 unreadable index is rebuilt from the ledger (its ``MetricsHash`` column seeds the hashes): at worst some
-check-ins are written once more, which is idempotent.
+check-ins are written once more, which is idempotent. A save is conditional on the version read; a pull whose
+save is refused (another pull of the webinar saved meanwhile) merges with ``forget_writes``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class MatchIndex:
     dirty_pages: set[int] = field(default_factory=set)
     changed: bool = False
     """Whether anything worth saving changed since it was loaded (an unchanged re-run saves nothing)."""
+    etag: str | None = None
+    """The stored version it was read from (None: none stored): a save is conditional on it."""
+    written: set[str] = field(default_factory=set)
+    """Registrations whose check-ins this pull wrote (see ``forget_writes``)."""
 
     # ---- keeping up with the ledger -------------------------------------------------------------------
     def refresh_since(self) -> datetime | None:
@@ -172,6 +177,18 @@ class MatchIndex:
             if row is not None and row.metrics_hash != value:
                 row.metrics_hash = value
                 self.changed = True
+            self.written.add(reg)
+
+    def forget_writes(self, registration_ids: Iterable[str]) -> None:
+        """Another pull of the webinar wrote check-ins at the same time: CRM holds whichever write landed last, so
+        these registrations' hashes and pages are dropped, and the next pull reads and writes them again."""
+        for reg in registration_ids:
+            row = self.rows.get(reg)
+            if row is not None:
+                row.metrics_hash = None
+                if row.page >= 0:
+                    self.pages.pop(row.page, None)
+                self.changed = True
 
     # ---- storage form ----------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -189,12 +206,14 @@ class MatchIndex:
         return zlib.compress(json.dumps(document, separators=(",", ":")).encode("utf-8"), 1)
 
     @classmethod
-    def from_bytes(cls, org_id: str, webinar_id: str, hash_version: int, data: bytes | None) -> MatchIndex:
+    def from_bytes(
+        cls, org_id: str, webinar_id: str, hash_version: int, data: bytes | None, etag: str | None = None
+    ) -> MatchIndex:
         """The stored index, or an empty one (rebuilt from the ledger) when there is none or it cannot be read.
 
         Page marks recorded under another hash version are dropped: every page is read and re-hashed once.
         """
-        index = cls(org_id, webinar_id, hash_version)
+        index = cls(org_id, webinar_id, hash_version, etag=etag)
         if not data:
             return index
         try:
@@ -209,5 +228,5 @@ class MatchIndex:
             refreshed = document.get("refreshedAt")
             index.refreshed_at = datetime.fromisoformat(refreshed) if refreshed else None
         except (ValueError, TypeError, KeyError, zlib.error):
-            return cls(org_id, webinar_id, hash_version)  # unreadable: rebuild from the ledger
+            return cls(org_id, webinar_id, hash_version, etag=etag)  # unreadable: rebuild from the ledger
         return index

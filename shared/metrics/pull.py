@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from shared.errors import NotFoundError
+from shared.errors import NotFoundError, TransientError
 from shared.metrics.checkins import METRICS_HASH_VERSION, CheckinSink, CheckinWriter, Matcher
 from shared.metrics.index import MatchIndex, PageMark
 from shared.metrics.schedule import (
@@ -62,8 +62,8 @@ class PullLedger(Protocol):
 class IndexStore(Protocol):
     """Where each webinar's match index is kept (``shared.store.blobs.MatchIndexes``)."""
 
-    def load(self, org_id: str, webinar_id: str) -> bytes | None: ...
-    def save(self, org_id: str, webinar_id: str, data: bytes) -> None: ...
+    def load(self, org_id: str, webinar_id: str) -> tuple[bytes | None, str | None]: ...
+    def save(self, org_id: str, webinar_id: str, data: bytes, etag: str | None) -> str | None: ...
 
 
 class PullState(Protocol):
@@ -154,7 +154,7 @@ def _read_and_write(
             if writer.pending >= pull.chunk_rows or out_of_time:
                 index.unmark_pages_of(writer.flush())
                 if out_of_time and index.changed:
-                    pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
+                    _save_index(pull, index)
                 saved = pull.sync.save(
                     replace(
                         state,
@@ -174,7 +174,7 @@ def _read_and_write(
                     raise _OutOfTime
         index.unmark_pages_of(writer.flush())
         if index.changed:
-            pull.indexes.save(pull.org_id, state.webinar_id, index.to_bytes())
+            _save_index(pull, index)
     except _OutOfTime:
         _log.info(
             "metrics: webinar %s of org %s continues next run (page %d)",
@@ -189,12 +189,28 @@ def _read_and_write(
 
 def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:
     """The webinar's match index, brought up to date with the ledger rows written since it was last refreshed."""
-    stored = pull.indexes.load(pull.org_id, webinar_id)
-    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, stored)
+    stored, etag = pull.indexes.load(pull.org_id, webinar_id)
+    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, stored, etag)
     since = index.refresh_since()
     changed = pull.ledger.entries(pull.org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS, updated_since=since)
     index.refresh(changed, now)
     return index
+
+
+def _save_index(pull: Pull, index: MatchIndex) -> None:
+    """Save the index if no other pull saved it meanwhile; else merge into theirs: the check-ins both pulls may
+    have written are forgotten there, so the next pull writes them again (CRM holds whichever write was last)."""
+    etag = pull.indexes.save(pull.org_id, index.webinar_id, index.to_bytes(), index.etag)
+    for _ in range(3):
+        if etag is not None:
+            index.etag, index.changed = etag, False
+            return
+        theirs = MatchIndex.from_bytes(
+            pull.org_id, index.webinar_id, index.hash_version, *pull.indexes.load(pull.org_id, index.webinar_id)
+        )
+        theirs.forget_writes(index.written)
+        etag = pull.indexes.save(pull.org_id, index.webinar_id, theirs.to_bytes(), theirs.etag)
+    raise TransientError(f"the match index of webinar {index.webinar_id} (org {pull.org_id!r}) keeps changing")
 
 
 def _pages(

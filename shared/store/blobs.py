@@ -6,13 +6,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -66,21 +68,34 @@ class MatchIndexes:
         self._ready = False
         self._lock = threading.Lock()
 
-    def load(self, org_id: str, webinar_id: str) -> bytes | None:
+    def load(self, org_id: str, webinar_id: str) -> tuple[bytes | None, str | None]:
+        """(the index, its etag), or (None, None) when there is none yet."""
         with blob_errors(f"reading the match index of webinar {webinar_id} (org {org_id!r})"):
             try:
-                return bytes(self._container().download_blob(_name(org_id, webinar_id)).readall())
+                download = self._container().download_blob(_name(org_id, webinar_id))
+                return bytes(download.readall()), download.properties.etag
             except ResourceNotFoundError:
-                return None
+                return None, None
 
-    def save(self, org_id: str, webinar_id: str, data: bytes) -> None:
+    def save(self, org_id: str, webinar_id: str, data: bytes, etag: str | None) -> str | None:
+        """Write the index if it is still at ``etag`` (absent when None). Returns the new etag, or None when
+        another pull saved it meanwhile (the caller merges)."""
         with blob_errors(f"saving the match index of webinar {webinar_id} (org {org_id!r})"):
             container = self._container()
             if not self._ready:
                 with self._lock, suppress(ResourceExistsError):
                     container.create_container()
                 self._ready = True
-            container.upload_blob(_name(org_id, webinar_id), data, overwrite=True)
+            condition: dict[str, Any] = (
+                {"overwrite": False}
+                if etag is None
+                else {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            )
+            try:
+                done = container.get_blob_client(_name(org_id, webinar_id)).upload_blob(data, **condition)
+            except (ResourceExistsError, ResourceModifiedError):
+                return None
+            return str(done["etag"])
 
     def delete(self, org_id: str, webinar_id: str) -> None:
         with blob_errors(f"deleting the match index of webinar {webinar_id} (org {org_id!r})"), suppress(

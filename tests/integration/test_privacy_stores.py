@@ -186,3 +186,22 @@ def test_a_purge_request_is_recorded_once_and_never_lists_as_an_org(app: App) ->
     app.purges.close("org-a")
     app.purges.close("org-a")
     assert app.purges.get("org-a") is None and not app.purges.save(stored), "a finished request is not re-created"
+
+
+def test_match_index_blobs_are_saved_only_at_the_version_read_and_purged_per_org(app: App) -> None:
+    indexes = app.match_indexes
+    assert indexes.load("org-a", "7001") == (None, None)
+    first = indexes.save("org-a", "7001", b"v1", None)
+    assert first is not None and indexes.load("org-a", "7001") == (b"v1", first)
+    assert indexes.save("org-a", "7001", b"other", None) is None, "another pull created it meanwhile"
+    second = indexes.save("org-a", "7001", b"v2", first)
+    assert second is not None and second != first
+    assert indexes.save("org-a", "7001", b"stale", first) is None, "another pull saved it meanwhile"
+    assert indexes.load("org-a", "7001") == (b"v2", second)
+    indexes.save("org-a", "7002", b"w", None)
+    indexes.save("org-b", "7001", b"b", None)
+    assert indexes.delete_org("org-a", limit=10) == 2
+    assert indexes.load("org-a", "7002") == (None, None) and indexes.load("org-b", "7001")[0] == b"b"
+    indexes.delete("org-b", "7001")
+    indexes.delete("org-b", "7001")  # idempotent
+    assert indexes.load("org-b", "7001") == (None, None)

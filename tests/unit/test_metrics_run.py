@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,9 +58,15 @@ class FakeCrm:
     def __init__(self) -> None:
         self.written: list[str] = []
         self.refuse: set[str] = set()  # check-in ids Dataverse refuses
+        self.minutes: dict[str, int] = {}  # check-in id -> viewing minutes of the last write that landed
+        self.before_write: Callable[[], None] | None = None  # runs once, just before the next write lands
 
     def upsert_checkins(self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4) -> BatchResult:
+        hook, self.before_write = self.before_write, None
+        if hook is not None:
+            hook()
         ok = tuple(cid for cid, _ in rows if cid not in self.refuse)
+        self.minutes.update({cid: fields["msevtmgt_viewingdurationinmins"] for cid, fields in rows if cid in ok})
         self.written += ok
         return BatchResult(ok, {cid: "refused" for cid, _ in rows if cid in self.refuse}, 1)
 
@@ -86,16 +92,28 @@ class FakeLedger:
 
 
 class FakeIndexes:
+    """Blobs with etags, saved only at the version read (as ``MatchIndexes``)."""
+
     def __init__(self) -> None:
-        self.blobs: dict[tuple[str, str], bytes] = {}
+        self.blobs: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.saves = 0
+        self._etags = itertools.count(1)
+        self.before_save: Callable[[], None] | None = None  # runs once, just before the next save
 
-    def load(self, org_id: str, webinar_id: str) -> bytes | None:
-        return self.blobs.get((org_id, webinar_id))
+    def load(self, org_id: str, webinar_id: str) -> tuple[bytes | None, str | None]:
+        stored = self.blobs.get((org_id, webinar_id))
+        return stored if stored is not None else (None, None)
 
-    def save(self, org_id: str, webinar_id: str, data: bytes) -> None:
-        self.blobs[org_id, webinar_id] = data
+    def save(self, org_id: str, webinar_id: str, data: bytes, etag: str | None) -> str | None:
+        hook, self.before_save = self.before_save, None
+        if hook is not None:
+            hook()
+        current = self.blobs.get((org_id, webinar_id))
+        if (current[1] if current else None) != etag:
+            return None
         self.saves += 1
+        self.blobs[org_id, webinar_id] = (data, new := str(next(self._etags)))
+        return new
 
 
 class FakeSync:
@@ -298,3 +316,29 @@ def test_a_lost_index_is_rebuilt_from_the_ledger_and_nothing_is_missed() -> None
     report = w.run()
     assert checkin_id("org-a", registered("org-a", 0).registration_id) in w.crm.written
     assert report.total("pulled") == 4 and w.ledger.asked_since[-1] is None, "rebuilt from every row"
+
+
+def test_two_pulls_of_one_webinar_at_once_leave_the_check_ins_both_wrote_to_be_written_again() -> None:
+    """Pull A (a timer run) reads 40 minutes; before its write lands, pull B (an on-demand pull) reads 50, writes
+    them and saves its index. Then A's older write lands: CRM says 40, B's index says "50 written". A's save is
+    refused; merged into B's index, the check-ins A wrote lose their hashes, so the next pull writes 50 again."""
+    w = World("org-a", attendees=4)
+    w.run()
+    provider = w.providers["org-a"]
+    w.now = NOW + timedelta(minutes=15)
+    provider.rows[:] = [attended(n, minutes=40) for n in range(4)]
+
+    def pull_b() -> None:
+        provider.rows[:] = [attended(n, minutes=50) for n in range(4)]
+        w.run()
+
+    w.crm.before_write = pull_b
+    w.run()  # pull A
+    assert set(w.crm.minutes.values()) == {40}, "A's older write landed last"
+    w.now = NOW + timedelta(minutes=30)
+    w.run()
+    assert set(w.crm.minutes.values()) == {50}, "the next pull writes the newest metrics again"
+    w.crm.written.clear()
+    w.now = NOW + timedelta(minutes=45)
+    w.run()
+    assert w.crm.written == [], "then they are settled"
