@@ -576,8 +576,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
 // Storage Blob Data Owner on the account: the Functions host keeps its leases (PullMetrics timer singleton), host keys
 // and locks in blobs (AzureWebJobsStorage with an identity needs Blob Data Owner), Flex Consumption reads the app
-// package from the deployment container, and RegisterAttendee writes rejected message bodies to the
-// `<STATE_TABLE_PREFIX>rejected` container. The host needs no queue role: the app has no blob or queue triggers.
+// package from the deployment container, RegisterAttendee writes rejected message bodies to the
+// `<STATE_TABLE_PREFIX>rejected` container, and PullMetrics keeps its match indexes in `<STATE_TABLE_PREFIX>metrics`.
+// The host needs no queue role: the app has no blob or queue triggers.
 resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appIdentity.id, roles.storageBlobDataOwner)
   scope: storage
@@ -585,7 +586,7 @@ resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
-    description: 'Functions host storage, deployment package and rejected-message blobs'
+    description: 'Functions host storage, deployment package, rejected-message and match-index blobs'
   }
 }
 
