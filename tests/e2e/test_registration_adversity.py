@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,27 @@ def deliver(body: Any, **kwargs: Any) -> None:
     main(service_bus_message(body, **kwargs))
 
 
+class InBackground:
+    """A delivery on a thread of its own (a second worker), started at once; ``join`` returns what it raised."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported to the test thread
+                self._raised.append(exc)
+
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    def join(self, timeout: float = 10) -> list[BaseException]:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the background delivery did not finish"
+        return self._raised
+
+
 def deliver_until_done(body: Any, *, attempts: int = 200, **kwargs: Any) -> int:
     """Redeliver on a transient fault, as Service Bus does (same message id and enqueue time)."""
     kwargs.setdefault("message_id", uuid.uuid4().hex)
@@ -119,16 +140,7 @@ def test_a_permanent_failure_waits_for_the_live_lease_instead_of_overwriting_it(
 ) -> None:
     reg = crm.registration(crm.contact("No", "Email", None))  # CRM's contact has no email: updates fail
     create = on24.hold_next("POST", "/registrant")
-    failures: list[BaseException] = []
-
-    def register() -> None:
-        try:
-            deliver(canonical(reg, crm, "register", T0, "ada@example.com"))
-        except BaseException as exc:  # reported to the test thread
-            failures.append(exc)
-
-    holder = threading.Thread(target=register)
-    holder.start()
+    holder = InBackground(lambda: deliver(canonical(reg, crm, "register", T0, "ada@example.com")))
     create.wait_arrived()  # the register holds the lease and is inside its ON24 create
     update = dataverse_body(org_id=ORG, registration_id=reg, message="Update", at=T0 + timedelta(minutes=1))
     update_id, update_enqueued = uuid.uuid4().hex, datetime.now(UTC)
@@ -138,7 +150,7 @@ def test_a_permanent_failure_waits_for_the_live_lease_instead_of_overwriting_it(
     held = row(reg)
     assert held.lease_id and held.intent is not None and held.intent.action == "register", "the lease is untouched"
     create.release()
-    holder.join(10)
+    failures = holder.join()
     assert not failures and row(reg).state == "registered" and row(reg).lease_id is None
 
     deliver_until_done(update, message_id=update_id, enqueued_time=update_enqueued,
@@ -422,23 +434,12 @@ def test_the_off_switch_stops_a_change_between_two_on24_calls(crm: CrmOrg, on24:
     reg = str(uuid.uuid4())
     deliver_until_done(canonical(reg, crm, "register", T0, "a@example.com"))
     first = on24.hold_next("POST", "/registrant")  # the move's first call: removing a
-    outcome: list[BaseException | None] = []
-
-    def move() -> None:
-        try:
-            deliver(canonical(reg, crm, "update", T0 + timedelta(minutes=1), "b@example.com"))
-            outcome.append(None)
-        except BaseException as exc:  # reported to the test thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=move)
-    thread.start()
+    move = InBackground(lambda: deliver(canonical(reg, crm, "update", T0 + timedelta(minutes=1), "b@example.com")))
     first.wait_arrived()
     assert remove_main(http_request("DELETE", ORG)).status_code == 200
     calls_at_removal = on24.count()
     first.release()
-    thread.join(10)
-    assert outcome == [None]
+    assert move.join() == []
     assert on24.count() == calls_at_removal, "no ON24 call starts after RemoveCredentials returned"
     assert active(on24, reg) == [], "a was removed by the call in flight; b was never created"
     entry = row(reg)

@@ -8,7 +8,6 @@ our ledger keeps ids only, and an older message cannot bring them back.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from tests.e2e.test_registration_adversity import (
     ORG,
     T0,
     WEBINAR,
+    InBackground,
     active,
     canonical,
     crm,
@@ -70,24 +70,14 @@ def test_a_newer_register_after_a_forget_registers_the_person_again(crm: CrmOrg,
 def test_a_forget_racing_a_register_ends_with_no_registrant(crm: CrmOrg, on24: Any) -> None:
     reg = str(uuid.uuid4())
     create = on24.hold_next("POST", "/registrant")
-    errors: list[BaseException] = []
-
-    def register() -> None:
-        try:
-            deliver(canonical(reg, crm, "register", T0, "racer@example.com"))
-        except BaseException as exc:  # reported to the test thread
-            errors.append(exc)
-
-    holder = threading.Thread(target=register)
-    holder.start()
+    holder = InBackground(lambda: deliver(canonical(reg, crm, "register", T0, "racer@example.com")))
     create.wait_arrived()  # the register holds the row and is inside its ON24 create
     forget = canonical(reg, crm, "forget", T0 + timedelta(seconds=30))
     forget_id, enqueued = uuid.uuid4().hex, datetime.now(UTC)
     with pytest.raises(TransientError, match="another delivery"):
         deliver(forget, message_id=forget_id, enqueued_time=enqueued)
     create.release()
-    holder.join(10)
-    assert not errors
+    assert not holder.join()
     deliver_until_done(forget, message_id=forget_id, enqueued_time=enqueued)
     assert active(on24, reg) == [] and "racer@example.com" not in on24_emails(on24)
     assert row(reg).state == "forgotten"
