@@ -26,11 +26,38 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.store.ledger_rows import Intent, LedgerEntry, LedgerState, RegistrantRef, pending_column
 from shared.store.parked import PARKED_PARTITION
-from shared.store.tables import delete_matching, delete_partition, read_entity, table_errors, write_entity
+from shared.store.tables import (
+    TRANSACTION_SIZE,
+    delete_matching,
+    delete_partition,
+    read_entity,
+    table_errors,
+    write_entity,
+)
 
 _log = logging.getLogger(__name__)
 
-TRANSACTION_SIZE = 100  # Table Storage's limit of operations in one entity group transaction
+
+def _rows_of(
+    org_id: str, *, webinar_id: str | None = None, after: str | None = None, updated_since: datetime | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The filter of an org's ledger rows: of one ON24 event, after a row key, written since a time.
+
+    "Written" means by ``Ledger.write``, the only writer of ``UpdatedAt``: merges such as retention's change the
+    system ``Timestamp`` of every row they touch and would make each pass rescan them.
+    """
+    clauses = ["PartitionKey eq @org"]
+    parameters: dict[str, Any] = {"org": org_id}
+    conditions: tuple[tuple[str, str, str | datetime | None], ...] = (
+        ("On24EventId eq @event", "event", webinar_id),
+        ("RowKey gt @after", "after", after),
+        ("UpdatedAt ge @since", "since", updated_since),
+    )
+    for clause, name, value in conditions:
+        if value is not None:
+            clauses.append(clause)
+            parameters[name] = value
+    return " and ".join(clauses), parameters
 
 
 class Ledger:
@@ -67,14 +94,7 @@ class Ledger:
         after ``updated_since`` (``UpdatedAt``), and only some ``columns`` (the rest read as defaults): a
         webinar's match index is built from 100,000 rows this way once, then kept up to date with the few
         written since."""
-        query = "PartitionKey eq @org"
-        parameters: dict[str, Any] = {"org": org_id}
-        if webinar_id is not None:
-            query += " and On24EventId eq @event"
-            parameters["event"] = webinar_id
-        if updated_since is not None:
-            query += " and UpdatedAt ge @since"
-            parameters["since"] = updated_since
+        query, parameters = _rows_of(org_id, webinar_id=webinar_id, updated_since=updated_since)
         select = ["PartitionKey", "RowKey", *columns] if columns else None
         with table_errors(f"listing ledger rows of org {org_id!r}"):
             for entity in self._table.query_entities(query, parameters=parameters, select=select):
@@ -97,16 +117,8 @@ class Ledger:
         return found
 
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
-        """ON24 event ids of the org's ledger rows written by registrations since ``since`` (all when None).
-
-        Filters on ``UpdatedAt``, which only ``write`` sets: the metrics hash merge changes the system
-        ``Timestamp`` of every synced row and would make each run rescan them.
-        """
-        query = "PartitionKey eq @org"
-        parameters: dict[str, Any] = {"org": org_id}
-        if since is not None:
-            query += " and UpdatedAt ge @since"
-            parameters["since"] = since
+        """ON24 event ids of the org's ledger rows written by registrations since ``since`` (all when None)."""
+        query, parameters = _rows_of(org_id, updated_since=since)
         with table_errors(f"discovering webinars of org {org_id!r}"):
             return {
                 str(entity["On24EventId"])
@@ -120,8 +132,7 @@ class Ledger:
         Read-only, for the health summary: it stops at the first matching row, so an unchanged org costs one
         query (Table Storage still evaluates the filter over the partition, like ``webinars_touched_since``).
         """
-        query = "PartitionKey eq @org and UpdatedAt ge @since"
-        parameters: dict[str, Any] = {"org": org_id, "since": since}
+        query, parameters = _rows_of(org_id, updated_since=since)
         with table_errors(f"looking for changed ledger rows of org {org_id!r}"):
             rows = self._table.query_entities(query, parameters=parameters, select=["RowKey"], results_per_page=1)
             return next(iter(rows), None) is not None
@@ -135,14 +146,8 @@ class Ledger:
 
         The email never goes into the query (a request URL may be logged): only emptiness is tested.
         """
-        query = "PartitionKey eq @org and On24EventId eq @event and (Email ne '' or Pending ne '' or Intent ne '')"
-        parameters: dict[str, Any] = {"org": org_id, "event": webinar_id}
-        if after is not None:
-            query += " and RowKey gt @after"
-            parameters["after"] = after
-        if updated_since is not None:
-            query += " and UpdatedAt ge @since"
-            parameters["since"] = updated_since
+        query, parameters = _rows_of(org_id, webinar_id=webinar_id, after=after, updated_since=updated_since)
+        query += " and (Email ne '' or Pending ne '' or Intent ne '')"
         with table_errors(f"listing ledger rows with personal data of webinar {webinar_id} (org {org_id!r})"):
             for entity in self._table.query_entities(query, parameters=parameters):
                 yield LedgerEntry.from_entity(entity)
