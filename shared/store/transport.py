@@ -11,7 +11,13 @@ Errors keep azure-core's meaning: no connection -> ``ServiceRequestError``; the 
 request was sent, or timed out waiting -> ``ServiceResponseError`` (the SDK's retry policy treats both as it
 does for requests). One case is handled here, as urllib3 does: a pooled connection the server has closed is
 dropped before use when its socket shows the close; in the narrow race where the close arrives while the
-request is being sent (no byte of an answer yet), the request is sent once more on a new connection.
+request is being sent (no byte of an answer yet), the request is sent once more on a new connection. Once the
+status line has arrived, nothing is resent here, whatever happens to the rest of the answer.
+
+``_Response`` builds on ``azure.core.rest._http_response_impl.HttpResponseImpl``, a private module: the public
+``HttpResponse`` is a protocol with no constructor. ``azure-core`` is therefore pinned in requirements.txt, and
+tests/unit/test_table_transport.py checks the constructor and the attributes this module relies on, so an
+upgrade that changes them fails the suite instead of production.
 """
 
 from __future__ import annotations
@@ -138,8 +144,9 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
             try:
                 conn.request(request.method, target, body=body, headers=dict(request.headers))
                 answer = conn.getresponse()
-                data = answer.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                # No status line yet: RemoteDisconnected means the server closed before sending one byte, and the
+                # other two can only be raised here before the answer's first byte was read.
                 conn.close()
                 if reused and attempt == 1:
                     continue  # the server closed this kept-alive connection just as it was reused
@@ -150,6 +157,16 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise ServiceResponseError(f"the exchange with {host} failed: {exc}", error=exc) from exc
+            # The status line has arrived: the server has the request. Whatever fails from here on is never resent
+            # by this transport (the SDK's retry policy decides, as it does for requests).
+            try:
+                data = answer.read()
+            except TimeoutError as exc:
+                conn.close()
+                raise ServiceResponseTimeoutError(f"{host} stopped answering for {read_timeout} s", error=exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise ServiceResponseError(f"{host} broke off its answer: {exc}", error=exc) from exc
             headers = case_insensitive_dict(answer.getheaders())
             if answer.will_close:
                 conn.close()

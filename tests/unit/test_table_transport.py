@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,8 +68,12 @@ def server() -> Iterator[_Server]:
 
 
 def _post(srv: _Server, body: bytes = b"{}") -> HttpRequest:
-    return HttpRequest("POST", f"http://127.0.0.1:{srv.server_address[1]}/devstoreaccount1/t", content=body,
-                       headers={"Content-Type": "application/json"})
+    return HttpRequest(
+        "POST",
+        f"http://127.0.0.1:{srv.server_address[1]}/devstoreaccount1/t",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def test_answers_come_back_whole_and_the_connection_is_kept_alive(server: _Server) -> None:
@@ -122,3 +128,110 @@ def test_nothing_listening_is_a_request_error() -> None:
         port = probe.getsockname()[1]
     with HttpClientTransport() as transport, pytest.raises(ServiceRequestError):
         transport.send(HttpRequest("GET", f"http://127.0.0.1:{port}/t"))
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """One whole HTTP/1.1 request (head and Content-Length body), or b"" at the end of the connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def _answer_then_break_off(listener: socket.socket, seen: list[bytes], head_read: threading.Event) -> None:
+    """One connection: the first request gets a whole answer, the second only its head and part of its body,
+    then, once the client has read the head, a reset (SO_LINGER 0), as a server or proxy dying mid-answer does.
+    Further connections get the same."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            for answered in (True, False):
+                data = _read_request(conn)
+                if not data:
+                    break
+                seen.append(data)
+                if answered:
+                    conn.sendall(
+                        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+                    )
+                    continue
+                conn.sendall(
+                    b'HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"Ju'
+                )
+                head_read.wait(5)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_an_answer_broken_off_after_its_first_byte_is_never_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    seen: list[bytes] = []
+    head_read = threading.Event()  # set once http.client has parsed a status line: the reset comes after it
+    begin = http.client.HTTPResponse.begin
+
+    def begin_then_signal(response: http.client.HTTPResponse) -> None:
+        begin(response)
+        if response.length == 100:
+            head_read.set()
+
+    monkeypatch.setattr(http.client.HTTPResponse, "begin", begin_then_signal)
+    thread = threading.Thread(target=_answer_then_break_off, args=(listener, seen, head_read), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/devstoreaccount1/t"
+    try:
+        with HttpClientTransport(read_timeout=2) as transport:
+            first = transport.send(HttpRequest("POST", url, content='{"Name": "Jörg Müller"}'.encode()))
+            assert first.status_code == 201
+            with pytest.raises(ServiceResponseError):
+                transport.send(HttpRequest("POST", url, content='{"Name": "Иван Петров"}'.encode()))
+    finally:
+        listener.close()
+    posts = [request for request in seen if request.startswith(b"POST")]
+    assert len(posts) == 2, "2 calls reach the server twice: the broken-off answer's request is not resent"
+
+
+def test_the_private_azure_core_response_type_still_has_what_the_transport_relies_on() -> None:
+    """``_Response`` subclasses azure-core's private HttpResponseImpl: its constructor keywords and the attributes
+    set after it must exist in the pinned version, and the public accessors must read the body given."""
+    import inspect
+
+    from azure.core.rest import HttpResponse
+    from azure.core.rest._http_response_impl import HttpResponseImpl
+    from azure.core.utils import case_insensitive_dict
+
+    from shared.store.transport import _Response
+
+    assert inspect.isclass(HttpResponseImpl) and issubclass(_Response, HttpResponseImpl)
+    body = '{"PartitionKey": "org-ø", "Name": "Åsa Ødegård"}'.encode()
+    request = HttpRequest("GET", "http://127.0.0.1/t")
+    headers = case_insensitive_dict({"content-type": "application/json;odata=nometadata"})
+    response = _Response(request, 200, "OK", headers, body)
+    assert isinstance(response, HttpResponse)
+    assert response._content == body and response._is_stream_consumed is True
+    assert response.content == body and response.text() == body.decode() and response.json()["Name"] == "Åsa Ødegård"
+    assert response.status_code == 200 and response.reason == "OK" and response.request is request
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.content_type == "application/json;odata=nometadata"
+    response.raise_for_status()
+
+
+def test_azure_core_is_pinned_at_the_installed_version() -> None:
+    """The transport's private import is checked against one version: the deployed one."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pins = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text(encoding="utf-8")
+    assert f"azure-core=={version('azure-core')}" in pins.splitlines()
