@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.hosting import metrics_budget_problem
 
 REGISTRATIONS_QUEUE = "webinar-registrations"
 """The queue's name: a ``%REGISTRATIONS_QUEUE%`` binding expression the host resolves; ``tools.replay`` sends to it."""
@@ -107,7 +108,6 @@ def is_dataverse_host(url: str) -> bool:
         return False
 
 
-
 def is_loopback_url(url: str) -> bool:
     """True for URLs whose host is a loopback address or ``localhost`` (the sandbox stand-ins)."""
     host = urlsplit(url).hostname or ""
@@ -132,8 +132,12 @@ def _number(low: float | None = None, high: float | None = None, *, whole: bool 
             number = float(value)
         except (TypeError, ValueError):
             raise _problem("must be a number") from None
-        if (low is not None and number < low) or (high is not None and number > high):
-            raise _problem(f"must be between {low} and {high}")
+        if low is not None and high is not None and not low <= number <= high:
+            raise _problem(f"must be between {low:g} and {high:g}")
+        if low is not None and number < low:
+            raise _problem(f"must be at least {low:g}")
+        if high is not None and number > high:
+            raise _problem(f"must be at most {high:g}")
         return int(number) if whole else number
 
     return BeforeValidator(check)
@@ -315,10 +319,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the settings.
-
-        Args:
-            environ: the environment to read; the process environment when omitted.
+        """Read and validate ``environ`` (the process environment when omitted).
 
         Raises:
             ConfigError: a setting is missing or malformed; the message names it.
@@ -373,6 +374,8 @@ class Settings(BaseSettings):
                 "5 x ON24_TIMEOUT_SECONDS (one ON24 call and the time an unanswered request may still land) "
                 "plus REGISTRATION_LEASE_MARGIN_SECONDS"
             )
+        if problem := metrics_budget_problem(self.metrics_budget_seconds, _ENVIRON.get() or os.environ):
+            raise ConfigError(f"setting {problem}")
         return self
 
 

@@ -93,3 +93,48 @@ def test_dataverse_url_is_stored_as_its_canonical_origin() -> None:
     )
     assert settings.dataverse_url == "https://contoso.crm4.dynamics.com"
     assert settings.admin_org_scope is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("PULL_METRICS_BUDGET_SECONDS", "1", "must be at least 5"),  # a lower bound only
+        ("ON_DEMAND_PULL_BUDGET_SECONDS", "500", "must be between 1 and 100"),
+        ("ON24_TIMEOUT_SECONDS", "0.01", "must be between 0.05 and 120"),
+        ("REJECTED_RETENTION_DAYS", "0", "must be between 1 and 3650"),
+    ],
+)
+def test_a_number_out_of_range_says_the_range_in_words(name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"AzureWebJobsStorage": STORAGE, name: value})
+    assert str(caught.value) == f"setting {name} {says}", "a bound that does not exist is never printed as None"
+
+
+def test_the_metrics_budget_must_fit_the_host_function_timeout() -> None:
+    """host.json's functionTimeout is 10 minutes: a run needs 120 s after its budget, so 480 s is the most."""
+    base = {"AzureWebJobsStorage": STORAGE}
+    assert Settings.from_environ({**base, "PULL_METRICS_BUDGET_SECONDS": "480"}).metrics_budget_seconds == 480
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({**base, "PULL_METRICS_BUDGET_SECONDS": "600"})
+    message = str(caught.value)
+    assert message.startswith("setting PULL_METRICS_BUDGET_SECONDS must be at most 480: ")
+    assert "functionTimeout (600 s)" in message and "host.json" in message
+
+
+def test_the_app_setting_override_of_function_timeout_is_what_the_budget_is_checked_against() -> None:
+    """``AzureFunctionsJobHost__functionTimeout`` overrides host.json, as the host does."""
+    base = {"AzureWebJobsStorage": STORAGE, "PULL_METRICS_BUDGET_SECONDS": "600"}
+    longer = Settings.from_environ({**base, "AzureFunctionsJobHost__functionTimeout": "00:30:00"})
+    assert longer.metrics_budget_seconds == 600
+    assert Settings.from_environ({**base, "AzureFunctionsJobHost__functionTimeout": "-1"}).metrics_budget_seconds == 600
+    with pytest.raises(ConfigError, match=r"^setting PULL_METRICS_BUDGET_SECONDS must be at most 180: "):
+        Settings.from_environ({**base, "AzureFunctionsJobHost__functionTimeout": "00:05:00"})
+    with pytest.raises(ConfigError, match=r"^setting app setting AzureFunctionsJobHost__functionTimeout must be"):
+        Settings.from_environ({**base, "AzureFunctionsJobHost__functionTimeout": "ten minutes"})
+
+
+def test_the_default_budget_fits_the_deployed_host_json() -> None:
+    from shared.hosting import HOST_JSON, function_timeout_seconds
+
+    assert function_timeout_seconds({}) == 600 and HOST_JSON.is_file()
+    assert Settings.from_environ({"AzureWebJobsStorage": STORAGE}).metrics_budget_seconds == 240
