@@ -47,7 +47,8 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
         extra={
             **totals,
             "webinars": len(report.webinars),
-            "orgs_failed": sorted(report.orgs_failed),
+            # A plain comma-separated string (org ids hold no comma): Application Insights stores a list's repr.
+            "orgs_failed": ",".join(sorted(report.orgs_failed)),
             "left_for_next_run": report.left_for_next_run,
             "duration_ms": round((time.perf_counter() - started) * 1000),
         },
@@ -84,10 +85,10 @@ def refresh_org_health(app: App) -> HealthReport | None:
         f"; {len(report.failed)} orgs left for the next run" if report.failed else "",
         extra={
             "orgs_counted": len(report.counted),
-            "health_orgs_failed": sorted(report.failed),
-            "tokens_attention": [
+            "health_orgs_failed": ",".join(sorted(report.failed)),
+            "tokens_attention": ",".join(
                 f"{org}:{token['state']}:{token['idleDays']}" for org, token in sorted(report.tokens.items())
-            ],
+            ),
             "duration_ms": round((time.perf_counter() - started) * 1000),
         },
     )
