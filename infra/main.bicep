@@ -34,6 +34,9 @@ param maxDeliveryCount int = 10
 @description('Default Dataverse org URL (DATAVERSE_URL); may be empty.')
 param dataverseUrl string = ''
 
+@description('Create the credentials key if missing, with a temporary Key Vault role (GENERATE_CREDENTIALS_KEY; the postprovision hook sets it to false).')
+param generateCredentialsKey bool = true
+
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
   location: location
@@ -51,6 +54,7 @@ module resources 'resources.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     maxDeliveryCount: maxDeliveryCount
     dataverseUrl: dataverseUrl
+    generateCredentialsKey: generateCredentialsKey
   }
 }
 
@@ -64,6 +68,7 @@ output SERVICE_BUS_NAMESPACE string = resources.outputs.SERVICE_BUS_NAMESPACE
 output SERVICE_BUS_QUEUE string = resources.outputs.SERVICE_BUS_QUEUE
 output SERVICE_BUS_SEND_RULE string = resources.outputs.SERVICE_BUS_SEND_RULE
 output KEY_VAULT_NAME string = resources.outputs.KEY_VAULT_NAME
+output KEYGEN_ROLE_ASSIGNMENT_ID string = resources.outputs.KEYGEN_ROLE_ASSIGNMENT_ID
 output STORAGE_ACCOUNT_NAME string = resources.outputs.STORAGE_ACCOUNT_NAME
 output APPLICATIONINSIGHTS_NAME string = resources.outputs.APPLICATIONINSIGHTS_NAME
 output LOG_ANALYTICS_WORKSPACE_ID string = resources.outputs.LOG_ANALYTICS_WORKSPACE_ID

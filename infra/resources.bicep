@@ -94,6 +94,9 @@ param rejectedRetentionDays int = 30
 @description('Allow the Service Bus SAS rule for Dataverse to be created. Dataverse service endpoints sign in with SAS, so this stays true unless messages arrive another way.')
 param createDataverseSendRule bool = true
 
+@description('Run the deployment script that creates the credentials key if it does not exist, with its temporary Key Vault role. The azd postprovision hook deletes that role afterwards and sets GENERATE_CREDENTIALS_KEY=false, so later provisions create neither again.')
+param generateCredentialsKey bool = true
+
 @description('Give the app identity "Azure Service Bus Data Owner" on the registrations queue so the scale controller can read the queue length (see the role assignment below). With false, Flex falls back to scaling on the age of the first message only.')
 param grantQueueLengthToScaleController bool = true
 
@@ -259,9 +262,12 @@ resource stateTables 'Microsoft.Storage/storageAccounts/tableServices/tables@202
 
 // ---- Service Bus --------------------------------------------------------------------------------------------------
 
-resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   // Local (SAS) authentication stays on: the Dataverse service endpoint signs in with a SAS key (Plug-in
-  // Registration Tool). The only SAS rule is queue-scoped and Send-only; the function app uses its identity.
+  // Registration Tool). The function app uses its identity. Service Bus itself creates the namespace-wide
+  // RootManageSharedAccessKey rule (Manage, Send, Listen) with every namespace; this template neither creates,
+  // uses nor outputs it. Whoever may list the namespace's keys (Owner, Contributor) can read it: README
+  // "Service Bus keys" says how to rotate it and keep it unused. The one rule made here is queue-scoped, Send-only.
   // Public network access stays on: Dataverse, a Microsoft cloud service, posts from outside any virtual network.
   name: 'sb-${resourceToken}'
   location: location
@@ -277,7 +283,7 @@ resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   }
 }
 
-resource registrationsQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+resource registrationsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: serviceBus
   name: registrationsQueueName
   properties: {
@@ -311,7 +317,7 @@ resource serviceBusMetrics 'Microsoft.Insights/diagnosticSettings@2021-05-01-pre
 
 // Dataverse's Service Bus service endpoint signs in with SAS. Send only, and scoped to this queue: the key can post
 // registrations and nothing else. Its key is never a template output; see README "Dataverse service endpoint".
-resource dataverseSendRule 'Microsoft.ServiceBus/namespaces/queues/authorizationRules@2022-10-01-preview' = if (createDataverseSendRule) {
+resource dataverseSendRule 'Microsoft.ServiceBus/namespaces/queues/authorizationRules@2024-01-01' = if (createDataverseSendRule) {
   parent: registrationsQueue
   name: 'dataverse-send'
   properties: {
@@ -354,7 +360,7 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 // secret, so re-running `azd provision` never rotates the key behind the app's back; the value is written to a file
 // on the script container's tmpfs, passed to `az keyvault secret set --file`, never echoed and never returned as
 // an output. The container and its storage are deleted when the script succeeds.
-resource generateCredentialsKey 'Microsoft.Resources/deploymentScripts@2023-08-01' = {
+resource generateCredentialsKeyScript 'Microsoft.Resources/deploymentScripts@2023-08-01' = if (generateCredentialsKey) {
   name: 'generate-credentials-key-${resourceToken}'
   location: location
   tags: tags
@@ -414,6 +420,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: client certificates are not how admins authenticate here (function keys, optionally Entra via App Service authentication).
   // checkov:skip=CKV_AZURE_222: the admin routes and the Functions host must be reachable without a virtual network; every admin request needs a function key.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function from zero; there is no instance count to pin for failover.
+  // checkov:skip=CKV_AZURE_18: siteConfig.http20Enabled is left unset: ARM refuses some siteConfig properties on Flex Consumption sites depending on the region (error 51021) and Microsoft's Flex quickstarts set only minTlsVersion.
+  // checkov:skip=CKV_AZURE_67: same property as CKV_AZURE_18 (the HTTP version); unset for the same reason, a deployment that fails in some regions costs more than HTTP/2 on the admin routes gains.
   // checkov:skip=CKV_AZURE_213: health check pings are an App Service feature; a Flex Consumption app scales to zero and has no always-on endpoint to probe.
   name: functionAppName
   location: location
@@ -430,12 +438,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    // No ftpsState, alwaysOn, linuxFxVersion or other classic siteConfig runtime properties: Flex Consumption has no
-    // FTP endpoint or always-on instances, takes the runtime from functionAppConfig, and ARM rejects those properties
-    // for Flex sites in newer regions (error 51021).
+    // siteConfig holds only what Microsoft's Flex Consumption quickstarts set (minTlsVersion) and the app settings.
+    // ARM rejects other siteConfig properties on Flex sites (error 51021), and which ones depends on the region:
+    // ftpsState, alwaysOn, linuxFxVersion and http20Enabled among them. The runtime and scale live in
+    // functionAppConfig below.
     siteConfig: {
+      // TLS 1.2 at least for every client of the admin routes (the platform default on new apps; stated, not assumed).
       minTlsVersion: '1.2'
-      http20Enabled: true
       // Every setting the code (shared/settings.py) and the bindings (function.json %NAME% and connection prefixes)
       // need; tests/infra/test_settings_coverage.py fails if one is missing. Flex Consumption rejects or ignores the
       // classic FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION / WEBSITE_* settings: the runtime and the scale
@@ -644,13 +653,19 @@ resource secretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     description: 'Read the credentials encryption key'
   }
   dependsOn: [
-    generateCredentialsKey
+    generateCredentialsKeyScript
   ]
 }
 
-// Key Vault Secrets Officer on the vault for the key-generation identity only: the deployment script checks whether
-// the secret exists and creates it once. Vault scope because the secret does not exist before the script runs.
-resource keygenSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+// Key Vault Secrets Officer on the vault for the key-generation identity only, and only for as long as the script
+// needs it: the deployment script checks whether the secret exists and creates it once. Vault scope because the
+// secret does not exist before the script runs (a role cannot be scoped to a secret that is not there yet), and
+// Azure RBAC has no expiring assignment outside PIM. So the assignment is temporary by procedure: its id is an
+// output, the azd postprovision hook (infra/scripts/postprovision.sh) deletes it as the deploying user (who could
+// create it, so may delete it) and sets GENERATE_CREDENTIALS_KEY=false so the next provision does not create it
+// again. Until then, anyone able to attach id-keygen to a resource could read or replace the key; afterwards the
+// identity holds no role. Without azd, delete it by hand (README "Deploying to Azure").
+resource keygenSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (generateCredentialsKey) {
   name: guid(keyVault.id, keygenIdentity.id, roles.keyVaultSecretsOfficer)
   scope: keyVault
   properties: {
@@ -687,6 +702,8 @@ output SERVICE_BUS_QUEUE string = registrationsQueue.name
 @description('Name of the Send-only SAS rule for the Dataverse service endpoint (its key is not an output).')
 output SERVICE_BUS_SEND_RULE string = createDataverseSendRule ? dataverseSendRule.name : ''
 output KEY_VAULT_NAME string = keyVault.name
+@description('The key-generation identity\'s temporary Key Vault role assignment, which the postprovision hook deletes (empty when not created).')
+output KEYGEN_ROLE_ASSIGNMENT_ID string = generateCredentialsKey ? keygenSecretsOfficer.id : ''
 output STORAGE_ACCOUNT_NAME string = storage.name
 output APPLICATIONINSIGHTS_NAME string = appInsights.name
 output LOG_ANALYTICS_WORKSPACE_ID string = logAnalytics.id

@@ -1,5 +1,14 @@
-# azd postprovision hook (Windows): same text as postprovision.sh. Prints no secret.
+# azd postprovision hook (Windows): does what postprovision.sh does. Prints no secret.
 $ErrorActionPreference = 'Stop'
+if ($env:KEYGEN_ROLE_ASSIGNMENT_ID) {
+    az role assignment delete --ids $env:KEYGEN_ROLE_ASSIGNMENT_ID -o none
+    if ($LASTEXITCODE -ne 0) {
+        Write-Error "postprovision: could not delete the key-generation identity's Key Vault role; delete it with: az role assignment delete --ids $env:KEYGEN_ROLE_ASSIGNMENT_ID"
+        exit 1
+    }
+    azd env set GENERATE_CREDENTIALS_KEY false
+    Write-Host "Deleted the key-generation identity's temporary Key Vault role (the credentials key exists)."
+}
 Write-Host ""
 Write-Host "Provisioned. Next steps (README 'Deploying to Azure'):"
 Write-Host "  Dataverse application user: client id $env:APP_IDENTITY_CLIENT_ID"

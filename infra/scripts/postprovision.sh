@@ -1,7 +1,20 @@
 #!/bin/sh
-# azd postprovision hook: print the values the Dataverse steps need (README "Deploying to Azure"). Prints no secret:
-# the SAS key and the function key are fetched by the admin with the commands shown.
+# azd postprovision hook.
+# 1. Deletes the key-generation identity's temporary Key Vault role (KEYGEN_ROLE_ASSIGNMENT_ID, an output of
+#    infra/resources.bicep) and sets GENERATE_CREDENTIALS_KEY=false, so no identity keeps write access to the
+#    credentials key and later provisions do not grant it again. It runs as the deploying user, who created it.
+# 2. Prints the values the Dataverse steps need (README "Deploying to Azure"). Prints no secret: the SAS key and the
+#    function key are fetched by the admin with the commands shown.
 set -eu
+if [ -n "${KEYGEN_ROLE_ASSIGNMENT_ID:-}" ]; then
+  if ! az role assignment delete --ids "$KEYGEN_ROLE_ASSIGNMENT_ID" -o none; then
+    echo "postprovision: could not delete the key-generation identity's Key Vault role; delete it with" >&2
+    echo "  az role assignment delete --ids $KEYGEN_ROLE_ASSIGNMENT_ID" >&2
+    exit 1
+  fi
+  azd env set GENERATE_CREDENTIALS_KEY false
+  echo "Deleted the key-generation identity's temporary Key Vault role (the credentials key exists)."
+fi
 cat <<TEXT
 
 Provisioned. Next steps (README "Deploying to Azure"):

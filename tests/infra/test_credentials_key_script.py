@@ -133,3 +133,45 @@ def test_any_other_error_fails_the_deployment_without_writing(vault: Path) -> No
     done = run(vault)
     assert done.returncode != 0 and "VaultNotFound" in done.stderr
     assert versions(vault) == []
+
+
+HOOK = INFRA / "scripts" / "postprovision.sh"
+FAKE_CLI = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$CALLS"
+[ -n "${FAIL:-}" ] && [ "$(basename "$0")" = az ] && { echo "(AuthorizationFailed) no permission" >&2; exit 1; }
+exit 0
+"""
+
+
+def _run_hook(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("az", "azd"):
+        (bin_dir / tool).write_text(FAKE_CLI)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env}
+    run = subprocess.run(["sh", str(HOOK)], env=environ, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603, S607
+    return run, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_the_postprovision_hook_deletes_the_temporary_key_vault_role_and_turns_key_generation_off(
+    tmp_path: Path,
+) -> None:
+    role = (
+        "/subscriptions/0000/resourceGroups/rg-müller/providers/Microsoft.KeyVault/vaults/kv1"
+        "/providers/Microsoft.Authorization/roleAssignments/abc"
+    )
+    run, calls = _run_hook(tmp_path, KEYGEN_ROLE_ASSIGNMENT_ID=role)
+    assert run.returncode == 0, run.stderr
+    assert calls == [f"az role assignment delete --ids {role} -o none", "azd env set GENERATE_CREDENTIALS_KEY false"]
+    (tmp_path / "later").mkdir()
+    again, calls_again = _run_hook(tmp_path / "later")
+    assert again.returncode == 0 and calls_again == [], "nothing to delete when the role was not created"
+
+
+def test_the_postprovision_hook_fails_loudly_when_the_role_cannot_be_deleted(tmp_path: Path) -> None:
+    run, calls = _run_hook(tmp_path, KEYGEN_ROLE_ASSIGNMENT_ID="/roleAssignments/abc", FAIL="1")
+    assert run.returncode == 1
+    assert "az role assignment delete --ids /roleAssignments/abc" in run.stderr, "says what to run by hand"
+    assert not any(c.startswith("azd env set") for c in calls), "key generation stays on until the role is gone"

@@ -103,6 +103,39 @@ def test_function_app_is_flex_consumption_python_311_on_one_user_assigned_identi
     assert not rejected, f"ARM rejects these siteConfig properties on Flex Consumption sites: {rejected}"
 
 
+def test_site_config_holds_only_what_the_flex_samples_set_each_value_explained() -> None:
+    """ARM's error 51021 refuses some siteConfig properties on Flex sites depending on the region; Microsoft's Flex
+    quickstart sets minTlsVersion only. Anything else (http20Enabled was here) risks a failed deployment."""
+    site = load().resources["functionApp"]
+    site_config_text = props(site)["siteConfig"]
+    assert set(top_level_props(site_config_text[1:-1])) == {"minTlsVersion", "appSettings"}
+    lines = site_config_text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("minTlsVersion:"))
+    assert lines[at - 1].strip().startswith("//") and "TLS" in lines[at - 1], "minTlsVersion says why it is there"
+
+
+def test_service_bus_resources_use_the_ga_api_version() -> None:
+    """2024-01-01 is the newest GA Microsoft.ServiceBus version that checkov and the Bicep types know (no preview)."""
+    service_bus = [r for r in load().resources.values() if r.type.startswith("Microsoft.ServiceBus/")]
+    assert len(service_bus) == 3
+    assert {r.api_version for r in service_bus} == {"2024-01-01"}
+    previews = {r.symbol for r in load().resources.values() if "preview" in r.api_version}
+    assert previews == {"serviceBusMetrics"}, "diagnosticSettings has no GA version newer than 2021-05-01-preview"
+
+
+def test_the_key_generation_role_is_temporary_and_the_hook_deletes_it() -> None:
+    bicep = load()
+    for symbol in ("keygenSecretsOfficer", "generateCredentialsKeyScript"):
+        head = bicep.text.splitlines()[bicep.resources[symbol].line - 1]
+        assert head.endswith("= if (generateCredentialsKey) {"), f"{symbol} exists only while the key is created"
+    assert bicep.outputs["KEYGEN_ROLE_ASSIGNMENT_ID"] == "generateCredentialsKey ? keygenSecretsOfficer.id : ''"
+    azd = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert azd["generateCredentialsKey"]["value"] == "${GENERATE_CREDENTIALS_KEY=true}"
+    for hook in ("postprovision.sh", "postprovision.ps1"):
+        text = (INFRA / "scripts" / hook).read_text(encoding="utf-8")
+        assert "az role assignment delete --ids" in text and "azd env set GENERATE_CREDENTIALS_KEY false" in text
+
+
 def test_no_flex_deprecated_setting_and_thread_pool_matches_service_bus_concurrency() -> None:
     from tests.infra.bicep import app_settings
 
@@ -161,7 +194,7 @@ def test_key_vault_uses_rbac_soft_delete_and_purge_protection_and_the_key_is_gen
     assert vault["enableRbacAuthorization"] == "true"
     assert vault["enableSoftDelete"] == "true" and vault["enablePurgeProtection"] == "true"
     assert "accessPolicies" not in vault
-    script = bicep.resources["generateCredentialsKey"]
+    script = bicep.resources["generateCredentialsKeyScript"]
     assert "loadTextContent('scripts/generate-credentials-key.sh')" in script.body
     assert "outputs" not in script.body and "AZ_SCRIPTS_OUTPUT_PATH" not in (
         INFRA / "scripts" / "generate-credentials-key.sh"
@@ -246,3 +279,13 @@ def test_checkov_passes_and_every_skip_is_justified_and_still_needed() -> None:
     skipped = {c["check_id"] for c in results["skipped_checks"]}
     assert skipped == set(skips), f"stale skips: {set(skips) - skipped}"
     assert len(results["passed_checks"]) >= 20
+
+
+def test_host_json_sets_no_log_category_that_opentelemetry_mode_ignores() -> None:
+    """With telemetryMode OpenTelemetry the host does not emit Host.Results and Host.Aggregator (the Application
+    Insights request and aggregate metrics of the classic mode), so a level for them is dead configuration."""
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host["telemetryMode"] == "OpenTelemetry"
+    levels = host["logging"]["logLevel"]
+    assert not {"Host.Results", "Host.Aggregator"} & set(levels)
+    assert levels["Function"] == "Information" and levels["default"] == "Warning"
