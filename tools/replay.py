@@ -1,21 +1,26 @@
 """``python -m tools.replay``: send dead-lettered messages back to the queue, and re-submit kept rejected bodies.
 
     python -m tools.replay dead-letters [--reason R] [--org ORG] [--older-than AGE] [--newer-than AGE]
-                                        [--limit N] [--dry-run] [--yes]
+                                        [--limit N] [--dry-run] [--yes] [--json]
     python -m tools.replay rejected [--transform assume-utc] [--reason R] [--org ORG] [--older-than AGE]
                                     [--newer-than AGE] [--include-replayed] [--to queue|handler]
-                                    [--limit N] [--dry-run] [--yes]
+                                    [--limit N] [--dry-run] [--yes] [--json]
 
 Run from a checkout with the app's settings in the environment (the names of ``local.settings.json``): Service
 Bus through ``ServiceBusConnection`` (a connection string) or ``ServiceBusConnection__fullyQualifiedNamespace``
 (the signed-in identity, ``DefaultAzureCredential``), the queue from ``REGISTRATIONS_QUEUE``; the kept bodies
 from the state storage settings. It lists what it selected (ids, age, org, reason, never a body), says how many
-it will send, and asks before it acts (``--yes`` skips the question, ``--dry-run`` stops after the list).
+it will send, and asks before it acts (``--yes`` skips the question, ``--dry-run`` stops after the list); without
+a terminal to ask on it sends nothing unless ``--yes`` is given. Each message sent prints a progress line;
+``--json`` prints JSON Lines instead (one object per selected message, per message sent, and a summary). Errors
+go to standard error; the exit codes are listed by ``--help`` (``EXIT_CODES``), 2 being argparse's usage error.
 
 Dead letters are moved with ``azure-servicebus``: received from ``<queue>/$DeadLetterQueue`` (peek-lock), sent
-to the queue, and only then completed; a message that was not selected is abandoned back to the dead-letter
-queue at the end, so a crash anywhere leaves each message in the dead-letter queue, on the queue, or (sent
-and not completed yet) in both: a duplicate, which the ledger turns into a no-op.
+to the queue, and only then completed. A dead letter that was not selected is locked only while the tool must
+hold it to reach a selected one behind it, and is abandoned back as soon as that one has moved (or at once
+when nothing selected lies behind it), so other readers see it again as the tool goes. A crash anywhere
+leaves each message in the dead-letter queue, on the queue, or (sent and not completed yet) in both: a
+duplicate, which the ledger turns into a no-op.
 
 Kept rejected bodies are sent to the queue when a Service Bus connection is configured (they then take the
 normal path: ordering, parking, retries) and otherwise handed straight to RegisterAttendee's handler in this
@@ -28,150 +33,29 @@ The selection and the transforms are pure (``tools.replay_rules``); this module 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.ids import canonical_org_id
 from shared.messages import org_id_hint
 from shared.settings import REGISTRATIONS_QUEUE
+from tools.replay_bus import Sent, connect, move_dead_letters, outgoing, peek_dead_letters
 from tools.replay_rules import TRANSFORMS, Candidate, Filters, Prepared, describe, parse_age, prepare, select
 
-PAGE = 100  # messages per peek or receive
-RECEIVE_WAIT_SECONDS = 5.0
-
-
-# ---- Service Bus ---------------------------------------------------------------------------------------------------
-def connect(environ: Mapping[str, str], namespace: str | None = None) -> Any | None:
-    """A ``ServiceBusClient`` from the app's connection settings, or None when none is configured."""
-    from azure.servicebus import ServiceBusClient
-
-    connection = (environ.get("ServiceBusConnection") or "").strip()
-    namespace = namespace or (environ.get("ServiceBusConnection__fullyQualifiedNamespace") or "").strip()
-    if connection and not namespace:
-        return ServiceBusClient.from_connection_string(connection)
-    if namespace:
-        from azure.identity import DefaultAzureCredential
-
-        return ServiceBusClient(namespace, DefaultAzureCredential())
-    return None
-
-
-def _text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def _body(message: Any) -> bytes:
-    body = message.body
-    if isinstance(body, bytes | bytearray):
-        return bytes(body)
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    return b"".join(bytes(part) for part in body)  # a data body: a generator of sections
-
-
-def dead_letter_candidate(message: Any) -> Candidate:
-    """A received (or peeked) dead-lettered message as a candidate."""
-    body = _body(message)
-    reason = " - ".join(part for part in (message.dead_letter_reason, message.dead_letter_error_description) if part)
-    properties = {_text(k): _text(v) for k, v in (message.application_properties or {}).items()}
-    return Candidate(
-        source="dead-letter",
-        ref=str(message.sequence_number),
-        message_id=str(message.message_id or ""),
-        body=body,
-        reason=reason or "(no reason given)",
-        at=message.enqueued_time_utc,
-        org_id=org_id_hint(body),
-        content_type=message.content_type,
-        application_properties=properties,
-    )
-
-
-def outgoing(prepared: Prepared) -> Any:
-    """The message to send: the prepared body, the original id and properties, and where it comes from."""
-    from azure.servicebus import ServiceBusMessage
-
-    candidate = prepared.candidate
-    properties: dict[str | bytes, Any] = {}
-    for name, value in candidate.application_properties.items():
-        properties[name] = value
-    properties["replayedFrom"] = f"{candidate.source}:{candidate.ref}"
-    return ServiceBusMessage(
-        prepared.body,
-        content_type="application/json",
-        message_id=candidate.message_id or None,
-        application_properties=properties,
-    )
-
-
-def peek_dead_letters(client: Any, queue: str, *, most: int) -> list[Candidate]:
-    """Up to ``most`` dead-lettered messages, without locking or changing them."""
-    from azure.servicebus import ServiceBusSubQueue
-
-    found: list[Candidate] = []
-    with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
-        sequence = 0
-        while len(found) < most:
-            batch = receiver.peek_messages(max_message_count=min(PAGE, most - len(found)), sequence_number=sequence)
-            if not batch:
-                break
-            found.extend(dead_letter_candidate(message) for message in batch)
-            sequence = max(message.sequence_number for message in batch) + 1
-    return found
-
-
-@dataclass
-class MoveResult:
-    moved: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    """Selected but no longer in the dead-letter queue (moved or expired meanwhile)."""
-
-
-Sent = Callable[[Prepared, str], None]
-"""Called once per message that was sent, with how (``queue``, ``handler: registered``)."""
-
-
-def move_dead_letters(client: Any, queue: str, chosen: Sequence[Prepared], on_sent: Sent) -> MoveResult:
-    """Send each chosen dead letter to the queue, then complete it; abandon every other one received."""
-    from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
-
-    wanted = {int(p.candidate.ref): p for p in chosen}
-    result = MoveResult()
-    held: list[Any] = []
-    with (
-        client.get_queue_receiver(
-            queue,
-            sub_queue=ServiceBusSubQueue.DEAD_LETTER,
-            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-            max_wait_time=RECEIVE_WAIT_SECONDS,
-        ) as receiver,
-        client.get_queue_sender(queue) as sender,
-    ):
-        try:
-            while wanted:
-                batch = receiver.receive_messages(max_message_count=PAGE, max_wait_time=RECEIVE_WAIT_SECONDS)
-                if not batch:
-                    break
-                for message in batch:
-                    held.append(message)
-                    chosen_one = wanted.pop(message.sequence_number, None)
-                    if chosen_one is None:
-                        continue
-                    sender.send_messages(outgoing(chosen_one))
-                    receiver.complete_message(message)
-                    held.pop()
-                    result.moved.append(chosen_one.candidate.ref)
-                    on_sent(chosen_one, "queue")
-        finally:
-            for message in held:
-                receiver.abandon_message(message)
-    result.missing = [str(sequence) for sequence in wanted]
-    return result
+EXIT_OK, EXIT_FAILED, EXIT_NOT_CONFIGURED, EXIT_NOT_CONFIRMED = 0, 1, 3, 4  # 2 is argparse's usage error
+EXIT_CODES = """exit codes:
+  0  done, or nothing to send (also every --dry-run)
+  1  stopped part-way: a send failed, or not every selected message was sent (see the last line)
+  2  usage error: an argument was refused, nothing was read or sent
+  3  not configured: no Service Bus connection where one is needed, or the app's settings are invalid
+  4  not confirmed: declined at the prompt, or no terminal to ask on and no --yes; nothing was sent"""
 
 
 # ---- kept rejected bodies --------------------------------------------------------------------------------------------
@@ -211,14 +95,22 @@ def to_queue(client: Any, queue: str) -> tuple[str, Send]:
 
 def to_handler(app: Any) -> tuple[str, Send]:
     """RegisterAttendee's own handler in this process, given the message as the Functions host would."""
-    from sandbox.triggers import service_bus_message
+    from azure.functions.servicebus import ServiceBusMessage
+
     from shared.entrypoints.queue import process_registration_message
 
     def send(chosen: Sequence[Prepared], on_sent: Sent) -> None:
         for prepared in chosen:
             candidate = prepared.candidate
-            message = service_bus_message(
-                prepared.body, message_id=candidate.message_id or None, enqueued_time=candidate.at
+            properties = dict(candidate.application_properties)
+            message = ServiceBusMessage(
+                body=prepared.body,
+                message_id=candidate.message_id or uuid.uuid4().hex,
+                content_type="application/json",
+                enqueued_time_utc=candidate.at or datetime.now(UTC),
+                delivery_count=1,
+                application_properties=properties,
+                user_properties=properties,
             )
             on_sent(prepared, f"handler: {process_registration_message(message, app).status}")
 
@@ -235,10 +127,17 @@ def _age(text: str) -> timedelta:
 # ---- the command -----------------------------------------------------------------------------------------------------
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n\n")[0].replace("``", "")
-    parser = argparse.ArgumentParser(prog="python -m tools.replay", description=summary)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.replay",
+        description=summary,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    dead = commands.add_parser("dead-letters", help="move dead-lettered messages back to the queue")
-    kept = commands.add_parser("rejected", help="re-submit kept rejected bodies after a fix")
+    dead = commands.add_parser("dead-letters", help="move dead-lettered messages back to the queue", epilog=EXIT_CODES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    kept = commands.add_parser("rejected", help="re-submit kept rejected bodies after a fix", epilog=EXIT_CODES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     for sub in (dead, kept):
         sub.add_argument("--reason", help="part of the reason (case-insensitive)")
         sub.add_argument("--org", help="only messages naming this org id")
@@ -248,7 +147,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         sub.add_argument("--queue", help="the registrations queue (default: REGISTRATIONS_QUEUE)")
         sub.add_argument("--namespace", help="<name>.servicebus.windows.net, signed in with DefaultAzureCredential")
         sub.add_argument("--dry-run", action="store_true", help="list what would be sent, send nothing")
-        sub.add_argument("--yes", action="store_true", help="do not ask before sending")
+        sub.add_argument("--yes", action="store_true", help="do not ask before sending (needed without a terminal)")
+        sub.add_argument("--json", action="store_true", help="JSON Lines on standard output instead of text")
     dead.add_argument("--scan", type=int, default=10_000, help="look at most at this many dead letters")
     kept.add_argument("--transform", action="append", choices=sorted(TRANSFORMS), default=[], help="fix to apply")
     kept.add_argument("--include-replayed", action="store_true", help="also bodies already re-submitted")
@@ -261,20 +161,37 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _stdout(line: str) -> None:
+    print(line, flush=True)
+
+
+def _terminal_prompt(question: str) -> str:
+    """Ask on the terminal: the question to standard error (standard output may be piped), the answer from stdin."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    return sys.stdin.readline()
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     bus: Any | None = None,
     app: Any | None = None,
-    ask: Callable[[str], str] = input,
-    out: Callable[[str], None] = print,
+    ask: Callable[[str], str] | None = None,
+    out: Callable[[str], None] = _stdout,
+    err: Callable[[str], None] = _stderr,
     now: datetime | None = None,
 ) -> int:
-    """Run the command. Returns the exit code: 0 done (or nothing to do), 1 failed, 2 not configured, 3 declined.
+    """Run the command and return its exit code (``EXIT_CODES``).
 
     ``bus`` (a ``ServiceBusClient`` or a stand-in with its methods) and ``app`` (``shared.app.App``) are built
-    from ``environ`` when not given.
+    from ``environ`` when not given. ``ask`` answers the confirmation; by default the terminal, and with no
+    terminal (stdin not a TTY) nothing is sent without ``--yes``.
     """
     args = _arguments(argv)
     environ = os.environ if environ is None else environ
@@ -290,18 +207,25 @@ def main(
     )
     bus = bus if bus is not None else connect(environ, args.namespace)
     if bus is None and (args.command == "dead-letters" or args.to == "queue"):
-        out("no Service Bus configured: set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
-        return 2
+        err("no Service Bus configured: set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
+        return EXIT_NOT_CONFIGURED
     if args.command == "dead-letters":
-        job = _dead_letter_job(bus, queue, args.scan, out)
+        job = _dead_letter_job(bus, queue, args.scan, err)
     else:
         if app is None:
             from shared.app import App
+            from shared.errors import ConfigError
             from shared.settings import Settings
 
-            app = App(Settings.from_environ(environ))
+            try:
+                app = App(Settings.from_environ(environ))
+            except ConfigError as exc:
+                err(f"the app's settings are not usable: {exc}")
+                return EXIT_NOT_CONFIGURED
         job = _rejected_job(app, bus if args.to != "handler" else None, queue, args.transform)
-    return _run(job, filters, args, ask, out, now)
+    if ask is None:
+        ask = _terminal_prompt if sys.stdin is not None and sys.stdin.isatty() else None
+    return _run(job, filters, args, _Console(out, err, ask, args.json), now)
 
 
 @dataclass(frozen=True)
@@ -313,11 +237,24 @@ class _Job:
     mark: Sent
 
 
-def _dead_letter_job(bus: Any, queue: str, scan: int, out: Callable[[str], None]) -> _Job:
+@dataclass(frozen=True)
+class _Console:
+    """Where the command writes: text or JSON Lines to ``out``, problems to ``err``, questions through ``ask``."""
+
+    out: Callable[[str], None]
+    err: Callable[[str], None]
+    ask: Callable[[str], str] | None
+    json: bool
+
+    def say(self, text: str, **record: Any) -> None:
+        self.out(json.dumps(record, ensure_ascii=False, default=str) if self.json else text)
+
+
+def _dead_letter_job(bus: Any, queue: str, scan: int, err: Callable[[str], None]) -> _Job:
     def send(chosen: Sequence[Prepared], on_sent: Sent) -> None:
         moved = move_dead_letters(bus, queue, chosen, on_sent)
         if moved.missing:
-            out(f"{len(moved.missing)} selected messages had left the dead-letter queue meanwhile")
+            err(f"{len(moved.missing)} selected messages had left the dead-letter queue meanwhile")
 
     def mark(_prepared: Prepared, _how: str) -> None:
         return None  # gone from the dead-letter queue: nothing else to note
@@ -336,43 +273,65 @@ def _rejected_job(app: Any, bus: Any | None, queue: str, transforms: list[str]) 
     return _Job(rejected_candidates(store), transforms, where, send, mark)
 
 
-def _run(
-    job: _Job,
-    filters: Filters,
-    args: argparse.Namespace,
-    ask: Callable[[str], str],
-    out: Callable[[str], None],
-    now: datetime,
-) -> int:
+def _record(prepared: Prepared, now: datetime) -> dict[str, Any]:
+    """A message as JSON: ids, age, org, reason and verdict; never a body."""
+    c = prepared.candidate
+    age = round((now - c.at).total_seconds()) if c.at else None
+    return {"source": c.source, "ref": c.ref, "messageId": c.message_id, "orgId": c.org_id, "ageSeconds": age,
+            "reason": c.reason[:200], "changes": list(prepared.changes), "ready": prepared.ready,
+            "problem": prepared.problem}  # fmt: skip
+
+
+def _run(job: _Job, filters: Filters, args: argparse.Namespace, console: _Console, now: datetime) -> int:
     candidates, where = job.candidates, job.where
     chosen = [prepare(candidate, job.transforms) for candidate in select(candidates, filters, now)]
     for prepared in chosen:
-        out(describe(prepared, now))
+        console.say(describe(prepared, now), event="selected", **_record(prepared, now))
     ready = [p for p in chosen if p.ready]
-    out(
+    console.say(
         f"{len(chosen)} of {len(candidates)} {args.command} selected; {len(ready)} to send to {where}"
-        + (f", {len(chosen) - len(ready)} would be rejected again (not sent)" if len(ready) < len(chosen) else "")
-    )
+        + (f", {len(chosen) - len(ready)} would be rejected again (not sent)" if len(ready) < len(chosen) else ""),
+        event="plan", command=args.command, candidates=len(candidates), selected=len(chosen), toSend=len(ready),
+        to=where, dryRun=args.dry_run,
+    )  # fmt: skip
     if not ready or args.dry_run:
-        return 0
-    if not args.yes and ask(f"Send {len(ready)} messages to {where}? [y/N] ").strip().lower() not in ("y", "yes"):
-        out("nothing sent")
-        return 3
+        return EXIT_OK
+    if not args.yes:
+        if console.ask is None:
+            console.err(f"not sending {len(ready)} messages: there is no terminal to confirm on (standard input is "
+                        "not a TTY); re-run with --yes to send them, or --dry-run to list them only")  # fmt: skip
+            return EXIT_NOT_CONFIRMED
+        try:
+            answer = console.ask(f"Send {len(ready)} messages to {where}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            console.err("nothing sent")
+            return EXIT_NOT_CONFIRMED
     outcomes: list[str] = []
 
     def sent(prepared: Prepared, how: str) -> None:
         job.mark(prepared, how)
         outcomes.append(how)
+        c = prepared.candidate
+        console.say(
+            f"[{len(outcomes)}/{len(ready)}] {c.source} {c.ref[:16]} message {c.message_id or '-'} "
+            f"org {c.org_id or '-'}: {how}",
+            event="sent", index=len(outcomes), total=len(ready), source=c.source, ref=c.ref,
+            messageId=c.message_id, orgId=c.org_id, how=how,
+        )  # fmt: skip
 
-    code = 0
+    code = EXIT_OK
     try:
         job.send(ready, sent)
     except Exception as exc:  # report and stop: whatever was sent is already marked
-        out(f"stopped: {type(exc).__name__}: {exc}")
-        code = 1
+        console.err(f"stopped: {type(exc).__name__}: {exc}")
+        code = EXIT_FAILED
     summary = f": {', '.join(f'{n} {how}' for how, n in sorted(Counter(outcomes).items()))}" if outcomes else ""
-    out(f"sent {len(outcomes)} of {len(ready)}{summary}")
-    return code or (0 if len(outcomes) == len(ready) else 1)
+    code = code or (EXIT_OK if len(outcomes) == len(ready) else EXIT_FAILED)
+    console.say(f"sent {len(outcomes)} of {len(ready)}{summary}", event="summary", sent=len(outcomes),
+                toSend=len(ready), outcomes=dict(Counter(outcomes)), exitCode=code)  # fmt: skip
+    return code
 
 
 if __name__ == "__main__":

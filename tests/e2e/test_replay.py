@@ -8,8 +8,14 @@ is handed to RegisterAttendee the way the host would deliver it.
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from RegisterAttendee import main as register_main
@@ -20,6 +26,8 @@ from tests.e2e.test_pull_metrics import ORG_A, Webinars
 from tests.functions import service_bus_message
 from tests.unit.test_replay_shell import QUEUE, Operator
 from tools.replay import main as replay
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def replay_with(*args: str, bus: InMemoryServiceBus | None = None, answer: str = "y") -> tuple[int, Operator]:
@@ -145,3 +153,69 @@ def test_a_dead_letter_replayed_after_a_newer_change_keeps_its_place_in_the_orde
     entry = get_app().ledger.get(ORG_A, regs["replayed"])
     assert entry is not None and entry.state == "cancelled", "the replayed update is older than the cancel: stale"
     assert on24.registrant(7001, "replayed@a.example")["isdeleted"] is True
+
+
+# ---- the command as an operator runs it: a subprocess, its exit code, its two streams ----------------------------
+def replay_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m tools.replay`` in a child process, standard input not a terminal (as in a pipeline)."""
+    return subprocess.run(  # noqa: S603 - this venv's python on the repository's own tool
+        [sys.executable, "-m", "tools.replay", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_lists_the_exit_codes_apart_from_argparse_s_usage_error() -> None:
+    for args in (["--help"], ["dead-letters", "--help"], ["rejected", "--help"]):
+        shown = replay_process(*args)
+        assert shown.returncode == 0 and shown.stderr == ""
+        codes = dict(re.findall(r"^  ([0-9])  (.+)$", shown.stdout, re.M))
+        assert set(codes) == {"0", "1", "2", "3", "4"}, shown.stdout
+        assert codes["2"].startswith("usage error") and codes["4"].startswith("not confirmed")
+    refused = replay_process("dead-letters", "--limit", "0")
+    assert refused.returncode == 2 and refused.stdout == "" and "--limit must be at least 1" in refused.stderr
+
+
+def test_without_service_bus_settings_it_says_so_on_stderr_and_exits_3() -> None:
+    env = {name: "" for name in os.environ if name.startswith("ServiceBusConnection")}
+    run = replay_process("dead-letters", "--dry-run", env=env)
+    assert run.returncode == 3 and run.stdout == ""
+    assert "no Service Bus configured" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_pipeline_without_yes_sends_nothing_and_with_yes_reports_json_lines(webinars: Webinars, on24: Any) -> None:
+    reg, body = flow_message(webinars, "joerg.mueller@firma.de")
+    register_main(service_bus_message(body, message_id="flow-run-3"))
+
+    refused = replay_process("rejected", "--org", ORG_A, "--transform", "assume-utc", "--to", "handler")
+    assert refused.returncode == 4 and "Traceback" not in refused.stderr
+    assert "no terminal" in refused.stderr and "--yes" in refused.stderr
+    assert (
+        refused.stdout.splitlines()[-1]
+        == "1 of 1 rejected selected; 1 to send to RegisterAttendee's handler in this process"
+    )
+    assert get_app().ledger.get(ORG_A, reg) is None, "nothing sent"
+
+    done = replay_process("rejected", "--org", ORG_A, "--transform", "assume-utc", "--to", "handler", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["event"] for r in records] == ["selected", "plan", "sent", "summary"]
+    assert records[2]["how"] == "handler: registered" and records[2]["messageId"] == "flow-run-3"
+    assert records[3]["exitCode"] == 0 and records[3]["outcomes"] == {"handler: registered": 1}
+    assert "mueller" not in done.stdout.lower(), "no address is printed"
+    entry = get_app().ledger.get(ORG_A, reg)
+    assert entry is not None and entry.state == "registered"
+
+
+def test_the_tool_imports_no_test_or_sandbox_code() -> None:
+    for path in sorted((ROOT / "tools").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not [n for n in names if n.split(".")[0] in {"sandbox", "tests"}], f"{path.name} imports {names}"
