@@ -34,6 +34,9 @@ param maxDeliveryCount int = 10
 @description('Default Dataverse org URL (DATAVERSE_URL); may be empty.')
 param dataverseUrl string = ''
 
+@description('E-mail address for the alert rules (ALERT_EMAIL); empty: alerts without notification.')
+param alertEmail string = ''
+
 @description('Create the credentials key if missing, with a temporary Key Vault role (GENERATE_CREDENTIALS_KEY; the postprovision hook sets it to false).')
 param generateCredentialsKey bool = true
 
@@ -55,6 +58,7 @@ module resources 'resources.bicep' = {
     maxDeliveryCount: maxDeliveryCount
     dataverseUrl: dataverseUrl
     generateCredentialsKey: generateCredentialsKey
+    alertEmail: alertEmail
   }
 }
 

@@ -97,6 +97,9 @@ param createDataverseSendRule bool = true
 @description('Run the deployment script that creates the credentials key if it does not exist, with its temporary Key Vault role. The azd postprovision hook deletes that role afterwards and sets GENERATE_CREDENTIALS_KEY=false, so later provisions create neither again.')
 param generateCredentialsKey bool = true
 
+@description('E-mail address the alert rules notify (through one action group). Empty: the rules are created without an action, and fire in the portal only.')
+param alertEmail string = ''
+
 @description('Give the app identity "Azure Service Bus Data Owner" on the registrations queue so the scale controller can read the queue length (see the role assignment below). With false, Flex falls back to scaling on the age of the first message only.')
 param grantQueueLengthToScaleController bool = true
 
@@ -688,6 +691,188 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
     description: 'Entra ID authenticated telemetry ingestion'
   }
 }
+
+// ---- alerts (docs/queries.kql, deployed) ---------------------------------------------------------------------------
+
+// The five alert queries of docs/queries.kql, each a log search alert that fires when its query returns a row (the
+// queries are written so that any row is a problem). Each rule's query is the same text as in docs/queries.kql:
+// tests/infra/test_alerts.py compares them, so a change is made in both places. The dead-letter query reads the
+// Service Bus metrics in the Log Analytics workspace (diagnostic setting above); the others read the app's traces
+// in Application Insights. Windows match each query's own ago(); the token query is evaluated once a day.
+var alertRules = [
+  {
+    // docs/queries.kql query 1; tests/infra/test_alerts.py keeps the text identical.
+    name: 'failed-registrations'
+    title: 'Failed registrations per org'
+    description: 'RegisterAttendee recorded a permanent failure (outcome failed): the registration, ledger row and CRM say why. README Operations.'
+    severity: 2
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    scope: 'appInsights'
+    query: '''
+traces
+| where timestamp > ago(1h)
+| where isnotempty(customDimensions.outcome) and isnotempty(customDimensions.registration_id)
+| extend org_id = tostring(customDimensions.org_id),
+         registration_id = tostring(customDimensions.registration_id),
+         outcome = tostring(customDimensions.outcome),
+         reason = tostring(customDimensions.reason)
+| where outcome == "failed"
+| summarize failed = count(), registrations = make_set(registration_id, 20), reasons = make_set(reason, 5)
+    by org_id
+| order by failed desc
+'''
+  }
+  {
+    // docs/queries.kql query 2; tests/infra/test_alerts.py keeps the text identical.
+    name: 'dead-letter-growth'
+    title: 'Dead-letter queue growing'
+    description: 'Messages reached the registrations dead-letter queue after maxDeliveryCount deliveries: fix the cause, then python -m tools.replay dead-letters.'
+    severity: 1
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT2H'
+    scope: 'logAnalytics'
+    query: '''
+AzureMetrics
+| where TimeGenerated > ago(2h)
+| where ResourceProvider == "MICROSOFT.SERVICEBUS" and MetricName == "DeadletteredMessages"
+| summarize dead_letters = max(Maximum) by Resource, bin(TimeGenerated, 15m)
+| order by TimeGenerated asc
+| serialize
+| extend growth = dead_letters - prev(dead_letters, 1, dead_letters)
+| where TimeGenerated > ago(30m) and growth > 0
+'''
+  }
+  {
+    // docs/queries.kql query 3; tests/infra/test_alerts.py keeps the text identical.
+    name: 'metrics-behind'
+    title: 'PullMetrics behind schedule'
+    description: 'No PullMetrics run in 45 minutes, webinars carried over in each of the last 4 runs, or orgs failed in the last run.'
+    severity: 2
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    scope: 'appInsights'
+    query: '''
+let window = 1h;
+let runs = traces
+    | where timestamp > ago(window)
+    | where isnotempty(customDimensions.left_for_next_run)
+    | extend left_for_next_run = toint(customDimensions.left_for_next_run),
+             orgs_failed = tostring(customDimensions.orgs_failed),
+             written = toint(customDimensions.written),
+             duration_ms = todouble(customDimensions.duration_ms);
+let last_run = toscalar(runs | summarize max(timestamp));
+union
+    (print problem = "no PullMetrics run finished in the last 45 minutes", detail = tostring(last_run)
+     | where isnull(last_run) or last_run < ago(45m)),
+    (runs
+     | top 4 by timestamp desc
+     | summarize runs = count(), backlogged = countif(left_for_next_run > 0), left = max(left_for_next_run)
+     | where runs == 4 and backlogged == 4
+     | project problem = "webinars carried over in each of the last 4 runs", detail = strcat(left, " left")),
+    (runs
+     | top 1 by timestamp desc
+     | where isnotempty(orgs_failed)
+     | project problem = "orgs failed in the last run", detail = orgs_failed)
+'''
+  }
+  {
+    // docs/queries.kql query 4; tests/infra/test_alerts.py keeps the text identical.
+    name: 'token-attention'
+    title: 'ON24 tokens about to be disabled or refused'
+    description: 'An org\'s ON24 token is idle for 45 days or more, or was refused: README Operations, When a token is about to expire.'
+    severity: 2
+    evaluationFrequency: 'P1D'
+    windowSize: 'P1D'
+    scope: 'appInsights'
+    query: '''
+traces
+| where timestamp > ago(1d)
+| where isnotempty(customDimensions.token_state)
+| extend org_id = tostring(customDimensions.org_id),
+         token_state = tostring(customDimensions.token_state),
+         idle_days = toint(customDimensions.idle_days)
+| summarize arg_max(timestamp, token_state, idle_days) by org_id
+| order by idle_days desc
+'''
+  }
+  {
+    // docs/queries.kql query 5; tests/infra/test_alerts.py keeps the text identical.
+    name: 'rejected-messages'
+    title: 'Rejected queue messages'
+    description: 'RegisterAttendee could not parse a message and kept it whole: fix the producer, then python -m tools.replay rejected.'
+    severity: 3
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    scope: 'appInsights'
+    query: '''
+traces
+| where timestamp > ago(1h)
+| where tostring(customDimensions.outcome) == "rejected"
+| extend reason = tostring(customDimensions.reason), message_id = tostring(customDimensions.message_id)
+| summarize rejected = count(), messages = make_set(message_id, 20) by reason
+| order by rejected desc
+'''
+  }
+]
+
+// One action group: e-mail to alertEmail (the common alert schema gives the rule, the query and a link to results).
+resource alertActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-${resourceToken}'
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'on24alerts'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operations'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource alerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
+  for rule in alertRules: {
+    name: 'alert-${rule.name}-${resourceToken}'
+    location: location
+    tags: tags
+    kind: 'LogAlert'
+    properties: {
+      displayName: rule.title
+      description: rule.description
+      severity: rule.severity
+      enabled: true
+      scopes: [
+        rule.scope == 'logAnalytics' ? logAnalytics.id : appInsights.id
+      ]
+      evaluationFrequency: rule.evaluationFrequency
+      windowSize: rule.windowSize
+      criteria: {
+        allOf: [
+          {
+            query: rule.query
+            timeAggregation: 'Count'
+            operator: 'GreaterThan'
+            threshold: 0
+            failingPeriods: {
+              numberOfEvaluationPeriods: 1
+              minFailingPeriodsToAlert: 1
+            }
+          }
+        ]
+      }
+      autoMitigate: true
+      actions: {
+        actionGroups: empty(alertEmail) ? [] : [
+          alertActionGroup.id
+        ]
+      }
+    }
+  }
+]
 
 // ---- outputs (no secrets) -----------------------------------------------------------------------------------------
 
