@@ -64,3 +64,55 @@ def test_each_fact_names_its_source() -> None:
     assert bicep.params["queueLockDurationSeconds"].default == "120" and "lock duration 2 minutes" in DEPLOY
     assert bicep.params["maxDeliveryCount"].default == "10" and "max delivery count 10" in DEPLOY
     assert "pypi.org/project/azure-functions/1.26.0" in README and '"node": ">=22"' in README
+
+
+def test_the_dataverse_steps_register_every_step_the_app_parses_in_one_list() -> None:
+    """Erasure needs the Delete steps (registration, and contact with an emailaddress1 pre-image): an admin who
+    follows the guide must register them, so the one table lists every (message, entity) the parser accepts."""
+    from shared.messages.dataverse import CONTACT_ENTITY, REGISTRATION_ENTITY
+
+    steps = set(re.findall(r"^\s*\| `(Create|Update|Delete)` \| `(\w+)` \|", DEPLOY, re.M))
+    assert steps == {
+        ("Create", REGISTRATION_ENTITY),
+        ("Update", REGISTRATION_ENTITY),
+        ("Delete", REGISTRATION_ENTITY),
+        ("Delete", CONTACT_ENTITY),
+    }
+    contact_row = next(
+        line for line in DEPLOY.splitlines() if line.strip().startswith(f"| `Delete` | `{CONTACT_ENTITY}`")
+    )
+    assert "pre-image" in contact_row and "emailaddress1" in contact_row
+
+
+def test_the_namespace_root_key_and_the_queue_trust_boundary_are_documented() -> None:
+    keys = DEPLOY.split("### Service Bus keys and the queue's trust boundary", 1)[1]
+    assert "RootManageSharedAccessKey" in keys and "listKeys" in keys
+    assert "--name RootManageSharedAccessKey --key PrimaryKey" in keys, "how to rotate it"
+    assert "any holder write messages for any org of this deployment" in keys
+    assert "one namespace" in keys and "per owner" in keys
+    template = (ROOT / "infra" / "resources.bicep").read_text(encoding="utf-8")
+    assert "RootManageSharedAccessKey" in template, "the template says the rule exists and is not used"
+
+
+def test_the_opentelemetry_facts_cite_pages_that_exist_and_no_false_portal_claim() -> None:
+    for page in (
+        "azure/azure-functions/configure-monitoring#require-microsoft-entra-authentication",
+        "azure/azure-monitor/app/azure-ad-authentication",
+    ):
+        assert f"https://learn.microsoft.com/{page}" in DEPLOY, page
+    assert "shows no log stream or recent invocations" not in README
+
+
+def test_key_generation_leaves_no_standing_role_and_says_why() -> None:
+    assert "KEYGEN_ROLE_ASSIGNMENT_ID" in DEPLOY and "GENERATE_CREDENTIALS_KEY=false" in DEPLOY
+    assert "az role assignment delete --ids" in DEPLOY
+
+
+def test_security_policy_and_license_are_there_and_say_what_they_must() -> None:
+    security = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    for heading in ("## Reporting a vulnerability", "## What the app stores", "## Trust boundaries"):
+        assert heading in security, heading
+    assert "any org of the" in security and "RootManageSharedAccessKey" in security
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("MIT License\n") and "WITHOUT WARRANTY OF ANY KIND" in license_text
+    assert "SECURITY.md" in README and "LICENSE" in README
