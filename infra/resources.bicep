@@ -697,8 +697,8 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
 // The five alert queries of docs/queries.kql, each a log search alert that fires when its query returns a row (the
 // queries are written so that any row is a problem). Each rule's query is the same text as in docs/queries.kql:
 // tests/infra/test_alerts.py compares them, so a change is made in both places. The dead-letter query reads the
-// Service Bus metrics in the Log Analytics workspace (diagnostic setting above); the others read the app's traces
-// in Application Insights. Windows match each query's own ago(); the token query is evaluated once a day.
+// Service Bus metrics in the Log Analytics workspace (scope 'workspace', diagnostic setting above); the others read
+// the app's traces in Application Insights (scope 'insights'). Windows match each query's own ago(); the token query is evaluated once a day.
 var alertRules = [
   {
     // docs/queries.kql query 1; tests/infra/test_alerts.py keeps the text identical.
@@ -708,7 +708,7 @@ var alertRules = [
     severity: 2
     evaluationFrequency: 'PT15M'
     windowSize: 'PT1H'
-    scope: 'appInsights'
+    scope: 'insights'
     query: '''
 traces
 | where timestamp > ago(1h)
@@ -731,7 +731,7 @@ traces
     severity: 1
     evaluationFrequency: 'PT15M'
     windowSize: 'PT2H'
-    scope: 'logAnalytics'
+    scope: 'workspace'
     query: '''
 AzureMetrics
 | where TimeGenerated > ago(2h)
@@ -751,7 +751,7 @@ AzureMetrics
     severity: 2
     evaluationFrequency: 'PT15M'
     windowSize: 'PT1H'
-    scope: 'appInsights'
+    scope: 'insights'
     query: '''
 let window = 1h;
 let runs = traces
@@ -784,7 +784,7 @@ union
     severity: 2
     evaluationFrequency: 'P1D'
     windowSize: 'P1D'
-    scope: 'appInsights'
+    scope: 'insights'
     query: '''
 traces
 | where timestamp > ago(1d)
@@ -804,7 +804,7 @@ traces
     severity: 3
     evaluationFrequency: 'PT15M'
     windowSize: 'PT1H'
-    scope: 'appInsights'
+    scope: 'insights'
     query: '''
 traces
 | where timestamp > ago(1h)
@@ -846,7 +846,7 @@ resource alerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
       severity: rule.severity
       enabled: true
       scopes: [
-        rule.scope == 'logAnalytics' ? logAnalytics.id : appInsights.id
+        (rule.scope == 'workspace') ? logAnalytics.id : appInsights.id
       ]
       evaluationFrequency: rule.evaluationFrequency
       windowSize: rule.windowSize

@@ -162,5 +162,3 @@ def move_dead_letters(client: Any, queue: str, chosen: Sequence[Prepared], on_se
 def _release(receiver: Any, held: list[Any]) -> None:
     while held:
         receiver.abandon_message(held.pop())
-
-

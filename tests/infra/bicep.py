@@ -1,296 +1,32 @@
-"""A small reader for the repository's Bicep files (no Bicep CLI here): params, vars, resources, app settings.
+"""The repository's Bicep files as data, read with pycep-parser (the parser checkov uses; no Bicep CLI here).
 
-It understands the subset infra/ uses: ``param``/``var``/``resource``/``output`` declarations at column 0, blocks
-delimited by braces (strings, ``'''`` strings and ``//`` comments skipped), ``name: value`` properties, and arrays of
-``{ name: 'X' value: <expr> }`` objects. Expressions are kept as text; ``evaluate`` turns the few shapes the app
-settings use into plausible runtime values, so the settings can be fed to ``Settings.from_environ``.
+pycep turns a template into JSON: parameters, variables, resources (a condition or a loop wraps the body in
+``config.config``), modules and outputs, with expressions as nested ``function``/``operator`` objects. This module
+adds only what the checks need on top: the body of a resource whatever wraps it, its app settings, the comment
+above a declaration (pycep drops comments), a rendering of an expression back to Bicep-like text for readable
+assertions, and ``evaluate``, which turns the few expression shapes the app settings use into plausible runtime
+values so that the settings can be fed to ``Settings.from_environ``.
+
+One limit of pycep's JSON: a string literal and a bare identifier both arrive as a Python ``str``. A ``str`` equal
+to a declared parameter, variable, resource or loop variable is taken as a reference; the templates use no
+literal that equals a declared name (``test_no_literal_string_shadows_a_declared_name`` keeps it so).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
+
+from pycep import BicepParser
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-
-_DECL = re.compile(r"^(param|var|resource|output|module)\s+(\w+)\s*(.*)$")
-_RESOURCE_HEAD = re.compile(r"^'([^'@]+)@([^']+)'\s*(existing)?\s*=\s*(.*)$")
-
-
-@dataclass
-class Resource:
-    symbol: str
-    type: str
-    api_version: str
-    existing: bool
-    body: str
-    """The text between the resource's outer braces."""
-    comments: list[str] = field(default_factory=list)
-    """The ``//`` comment lines directly above the declaration."""
-    line: int = 0
-
-    def prop(self, name: str) -> str | None:
-        """The expression of a top-level property of the body (``name: value`` on one line), or None."""
-        return top_level_props(self.body).get(name)
-
-
-@dataclass
-class Param:
-    name: str
-    type: str
-    default: str | None
-    decorators: list[str]
-
-
-@dataclass
-class BicepFile:
-    path: Path
-    text: str
-    params: dict[str, Param]
-    variables: dict[str, str]
-    resources: dict[str, Resource]
-    outputs: dict[str, str]
-
-    def of_type(self, resource_type: str) -> list[Resource]:
-        return [r for r in self.resources.values() if r.type == resource_type]
-
-
-def _skip_string(text: str, i: int) -> int:
-    """Index just past the string starting at ``i`` (``'...'`` with ``\\'`` escapes, or ``'''...'''``)."""
-    if text.startswith("'''", i):
-        end = text.index("'''", i + 3)
-        return end + 3
-    j = i + 1
-    while j < len(text):
-        if text[j] == "\\":
-            j += 2
-            continue
-        if text[j] == "'":
-            return j + 1
-        j += 1
-    raise ValueError(f"unterminated string at {i}")
-
-
-def _code_positions(text: str, start: int, stop: int | None = None) -> Iterator[int]:
-    """Indices of the characters from ``start`` that are outside strings and ``//`` comments."""
-    i, end = start, len(text) if stop is None else stop
-    while i < end:
-        if text[i] == "'":
-            i = _skip_string(text, i)
-        elif text.startswith("//", i):
-            i = text.index("\n", i)
-        else:
-            yield i
-            i += 1
-
-
-def matching(text: str, start: int) -> int:
-    """Index of the bracket closing the one at ``start`` (``{``/``[``/``(``), skipping strings and comments."""
-    pairs = {"{": "}", "[": "]", "(": ")"}
-    stack: list[str] = []
-    for i in _code_positions(text, start):
-        ch = text[i]
-        if ch in pairs:
-            stack.append(pairs[ch])
-        elif ch in "}])":
-            if ch != stack.pop():
-                raise ValueError(f"unbalanced {ch!r} at {i}")
-            if not stack:
-                return i
-    raise ValueError(f"unclosed bracket at {start}")
-
-
-def top_level_props(body: str) -> dict[str, str]:
-    """``name: value`` pairs at nesting depth 0 of a block body; a value opening a bracket spans to its close."""
-    found: dict[str, str] = {}
-    i = 0
-    while i < len(body):
-        m = re.compile(r"\s*(?://[^\n]*\n\s*)*([A-Za-z_][\w]*|'[^']*')\s*:\s*").match(body, i)
-        if not m:
-            nl = body.find("\n", i)
-            if nl == -1:
-                break
-            i = nl + 1
-            continue
-        key = m.group(1).strip("'")
-        j = m.end()
-        end = _value_end(body, j)
-        found[key] = body[j:end].strip()
-        i = end
-    return found
-
-
-def _value_end(text: str, j: int) -> int:
-    """End of the expression starting at ``j``: the end of its line, extended over brackets and strings."""
-    i = j
-    while i < len(text) and text[i] != "\n":
-        ch = text[i]
-        if ch == "'":
-            i = _skip_string(text, i)
-            continue
-        if text.startswith("//", i):
-            break
-        if ch in "{[(":
-            i = matching(text, i) + 1
-            continue
-        i += 1
-    return i
-
-
-def parse(path: Path) -> BicepFile:
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    params: dict[str, Param] = {}
-    variables: dict[str, str] = {}
-    resources: dict[str, Resource] = {}
-    outputs: dict[str, str] = {}
-    decorators: list[str] = []
-    comments: list[str] = []
-    n = 0
-    while n < len(lines):
-        line = lines[n]
-        if line.startswith("@"):
-            start = offsets[n]
-            end = _value_end(text, start)
-            decorators.append(text[start:end])
-            n = text.count("\n", 0, end) + 1
-            continue
-        if line.startswith("//"):
-            comments.append(line[2:].strip())
-            n += 1
-            continue
-        m = _DECL.match(line)
-        if not m:
-            if not line.strip():
-                comments = []
-            n += 1
-            continue
-        kind, name, rest = m.groups()
-        start = offsets[n] + len(line) - len(rest)
-        if kind == "param":
-            pm = re.match(r"(\w+)(?:\s*=\s*)?", rest)
-            assert pm, line
-            default_start = start + pm.end()
-            has_default = "=" in rest.split("//")[0]
-            default = text[default_start : _value_end(text, default_start)].strip() if has_default else None
-            params[name] = Param(name, pm.group(1), default, decorators)
-            end = _value_end(text, start)
-        elif kind == "var":
-            eq = text.index("=", start) + 1
-            end = _value_end(text, eq)
-            variables[name] = text[eq:end].strip()
-        elif kind == "output":
-            eq = text.index("=", start) + 1
-            end = _value_end(text, eq)
-            outputs[name] = text[eq:end].strip()
-        elif kind == "resource":
-            rm = _RESOURCE_HEAD.match(rest)
-            assert rm, line
-            brace = text.index("{", start + rm.start(4))
-            end = matching(text, brace)
-            resources[name] = Resource(
-                name, rm.group(1), rm.group(2), bool(rm.group(3)), text[brace + 1 : end], list(comments), n + 1
-            )
-            end += 1
-        else:  # module
-            brace = text.index("{", start)
-            end = matching(text, brace) + 1
-        decorators = []
-        comments = []
-        n = text.count("\n", 0, end) + 1
-    return BicepFile(path, text, params, variables, resources, outputs)
-
-
-def objects_in_array(array_text: str) -> list[dict[str, str]]:
-    """The ``{ ... }`` objects of an array expression, each as its top-level properties."""
-    assert array_text.startswith("["), array_text[:40]
-    found: list[dict[str, str]] = []
-    depth = start = 0
-    for i in _code_positions(array_text, 1, len(array_text) - 1):
-        ch = array_text[i]
-        if ch in "{[(":
-            start = i if depth == 0 else start
-            depth += 1
-        elif ch in "}])":
-            depth -= 1
-            if depth == 0 and ch == "}":
-                found.append(top_level_props(array_text[start + 1 : i]))
-    return found
-
-
-def unquote(expr: str) -> str | None:
-    """The value of a plain string literal (no interpolation), else None."""
-    if len(expr) >= 2 and expr[0] == expr[-1] == "'" and "${" not in expr:
-        return expr[1:-1].replace("\\'", "'")
-    return None
-
-
-def app_settings(bicep: BicepFile, site_symbol: str = "functionApp") -> dict[str, str]:
-    """The function app's ``siteConfig.appSettings`` as name -> expression text."""
-    site = bicep.resources[site_symbol]
-    site_config = top_level_props(props(site)["siteConfig"][1:-1])
-    settings: dict[str, str] = {}
-    for entry in objects_in_array(site_config["appSettings"]):
-        name = unquote(entry["name"])
-        assert name, f"app setting names must be literals: {entry}"
-        assert name not in settings, f"app setting {name} is set twice"
-        settings[name] = entry["value"]
-    return settings
-
-
-def load() -> BicepFile:
-    return parse(INFRA / "resources.bicep")
-
-
 FAKE_CLIENT_ID = "0f3c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a0f9"
-
-
-def evaluate(expr: str, bicep: BicepFile, depth: int = 0) -> str:
-    """A plausible runtime value for an app-setting expression (the shapes infra/ uses), for feeding the app."""
-    if depth > 8:
-        raise ValueError(f"expression too deep: {expr}")
-    expr = expr.strip()
-    literal = unquote(expr)
-    if literal is not None:
-        return literal
-    if re.fullmatch(r"-?[0-9]+", expr):  # an int literal (a parameter's default), interpolated into a string
-        return expr
-    if expr.startswith("'") and expr.endswith("'"):
-        return re.sub(r"\$\{([^}]*)\}", lambda m: evaluate(m.group(1), bicep, depth + 1), expr[1:-1])
-    if expr in bicep.params:
-        default = bicep.params[expr].default
-        if default is None:
-            return f"{expr}-value"
-        return evaluate(default, bicep, depth + 1)
-    if expr in bicep.variables:
-        return evaluate(bicep.variables[expr], bicep, depth + 1)
-    if re.fullmatch(r"toLower\((.*)\)", expr):
-        return evaluate(expr[len("toLower(") : -1], bicep, depth + 1).lower()
-    if re.fullmatch(r"toLower\(uniqueString\(.*\)\)|uniqueString\(.*\)", expr):
-        return "abc123def456g"
-    m = re.fullmatch(r"(\w+)\.(name|properties\.(\w+))", expr)
-    if m and m.group(1) in bicep.resources:
-        resource = bicep.resources[m.group(1)]
-        name_expr = resource.prop("name")
-        name = evaluate(name_expr, bicep, depth + 1) if name_expr else m.group(1)
-        attribute = m.group(3)
-        if attribute is None:
-            return name
-        if attribute == "clientId":
-            return FAKE_CLIENT_ID
-        if attribute == "vaultUri":
-            return f"https://{name}.vault.azure.net/"
-        if attribute == "ConnectionString":
-            return "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/"
-        return f"{name}-{attribute}"
-    raise ValueError(f"cannot evaluate Bicep expression {expr!r}")
-
+LOOP_VARIABLES = {"rule", "suffix"}
+"""The names the templates' ``for`` loops bind (references inside a loop body)."""
 
 # Built-in role ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 BUILT_IN_ROLES = {
@@ -306,27 +42,221 @@ BUILT_IN_ROLES = {
 }
 
 
-def props(resource: Resource) -> dict[str, str]:
-    """The top-level properties of a resource's ``properties`` object."""
-    return top_level_props(top_level_props(resource.body)["properties"][1:-1])
+@dataclass(frozen=True)
+class Resource:
+    symbol: str
+    type: str
+    api_version: str
+    existing: bool
+    body: dict[str, Any]
+    """The resource's own properties (name, location, properties, ...), unwrapped from a condition or a loop."""
+    condition: Any
+    loop: dict[str, Any] | None
+    comments: list[str]
+    """The ``//`` comment lines directly above the declaration (pycep drops comments; read from the text)."""
+    head: str
+    """The declaration line, as written."""
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.body.get("properties") or {})
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    text: str
+    data: dict[str, Any]
+
+    @cached_property
+    def names(self) -> set[str]:
+        """Every declared name an identifier can refer to."""
+        groups = ("parameters", "variables", "resources", "modules")
+        return {name for group in groups for name in self.data.get(group, {})} | LOOP_VARIABLES
+
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        return dict(self.data.get("parameters", {}))
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return {name: entry["value"] for name, entry in self.data.get("variables", {}).items()}
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return {name: entry["value"] for name, entry in self.data.get("outputs", {}).items()}
+
+    @cached_property
+    def resources(self) -> dict[str, Resource]:
+        lines = self.text.split("\n")
+        found = {}
+        for symbol, entry in self.data.get("resources", {}).items():
+            config = entry["config"]
+            wrapped = "config" in config and ("condition" in config or "loop_type" in config)
+            at = next(i for i, line in enumerate(lines) if re.match(rf"resource {symbol}\s", line))
+            comments = []
+            for line in reversed(lines[:at]):
+                if not line.startswith("//"):
+                    break
+                comments.insert(0, line[2:].strip())
+            found[symbol] = Resource(
+                symbol=symbol,
+                type=entry["type"],
+                api_version=entry["api_version"],
+                existing=bool(entry["existing"]),
+                body=config["config"] if wrapped else config,
+                condition=config.get("condition") if wrapped else None,
+                loop=config.get("loop_type") if wrapped else None,
+                comments=comments,
+                head=lines[at],
+            )
+        return found
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return [r for r in self.resources.values() if r.type == resource_type]
+
+    def decorator(self, param: str, kind: str) -> Any:
+        """The argument of a parameter's decorator (``min_value``, ``max_value``, ``allowed``, ...), or None."""
+        return next((d["argument"] for d in self.params[param]["decorators"] if d["type"] == kind), None)
+
+    def render(self, value: Any) -> str:
+        """A pycep value as Bicep-like text: references bare, literals quoted (for assertions and messages)."""
+        return render(value, self.names)
+
+
+def parse(path: Path) -> Template:
+    text = path.read_text(encoding="utf-8")
+    return Template(path, text, BicepParser().parse(text=text))
+
+
+def load() -> Template:
+    return parse(INFRA / "resources.bicep")
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def render(value: Any, names: set[str]) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value if value in names else "'" + value.replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ", ".join(render(v, names) for v in value) + "]"
+    if "function" in value:
+        function = value["function"]
+        args = ", ".join(render(v, names) for v in function["parameters"].values() if v is not None)
+        text = f"{_camel(function['type'])}({args})"
+        return f"{text}.{function['property_name']}" if function.get("property_name") else text
+    if "operator" in value:
+        operator, operands = value["operator"]["type"], value["operator"]["operands"]
+        if operator == "property_accessor":
+            return f"{render(operands['operand_1'], names)}.{_member(operands['operand_2'], names)}"
+        if operator == "conditional":
+            parts = (operands["condition"], operands["true_value"], operands["false_value"])
+            return "{} ? {} : {}".format(*(render(p, names) for p in parts))
+        if operator == "not":
+            return "!" + render(operands["bool_value"], names)
+        if operator == "equals":
+            return f"{render(operands['operand_1'], names)} == {render(operands['operand_2'], names)}"
+        return f"{operator}({', '.join(render(v, names) for v in operands.values())})"
+    return "{" + ", ".join(f"{k}: {render(v, names)}" for k, v in value.items()) + "}"
+
+
+def _member(value: Any, names: set[str]) -> str:
+    """The member part of ``a.b.c`` (pycep nests it as accessors): names as written, never quoted."""
+    if isinstance(value, str):
+        return value
+    if "operator" in value and value["operator"]["type"] == "property_accessor":
+        operands = value["operator"]["operands"]
+        return f"{_member(operands['operand_1'], names)}.{_member(operands['operand_2'], names)}"
+    return render(value, names)
+
+
+def app_settings(template: Template, site_symbol: str = "functionApp") -> dict[str, Any]:
+    """The function app's ``siteConfig.appSettings`` as name -> pycep value."""
+    settings: dict[str, Any] = {}
+    for entry in template.resources[site_symbol].properties["siteConfig"]["appSettings"]:
+        name = entry["name"]
+        assert isinstance(name, str) and name not in template.names, f"app setting names must be literals: {entry}"
+        assert name not in settings, f"app setting {name} is set twice"
+        settings[name] = entry["value"]
+    return settings
+
+
+def evaluate(value: Any, template: Template, depth: int = 0) -> str:
+    """A plausible runtime value for an app-setting expression (the shapes infra/ uses), for feeding the app."""
+    if depth > 8:
+        raise ValueError(f"expression too deep: {value}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if value in template.params:
+            default = template.params[value].get("default")
+            return f"{value}-value" if default is None else evaluate(default, template, depth + 1)
+        if value in template.variables:
+            return evaluate(template.variables[value], template, depth + 1)
+        return re.sub(r"\$\{([^}]*)\}", lambda m: evaluate(_reference(m.group(1)), template, depth + 1), value)
+    if "function" in value:
+        function = value["function"]
+        if function["type"] == "to_lower":
+            return evaluate(function["parameters"]["string_to_change"], template, depth + 1).lower()
+        if function["type"] == "unique_string":
+            return "abc123def456g"
+    if "operator" in value and value["operator"]["type"] == "property_accessor":
+        return _attribute(render(value, template.names), template, depth)
+    raise ValueError(f"cannot evaluate Bicep expression {render(value, template.names)}")
+
+
+def _reference(text: str) -> Any:
+    """An interpolated ``${...}`` reference as pycep would give it (a name or a dotted accessor)."""
+    head, *rest = text.strip().split(".")
+    if not rest:
+        return head
+    return {"operator": {"type": "property_accessor", "operands": {"operand_1": head, "operand_2": ".".join(rest)}}}
+
+
+def _attribute(dotted: str, template: Template, depth: int) -> str:
+    symbol, _, attribute = dotted.partition(".")
+    resource = template.resources.get(symbol)
+    if resource is None:
+        raise ValueError(f"cannot evaluate {dotted}")
+    name = evaluate(resource.body.get("name", symbol), template, depth + 1)
+    if attribute == "name":
+        return name
+    leaf = attribute.rsplit(".", 1)[-1]
+    return {
+        "clientId": FAKE_CLIENT_ID,
+        "vaultUri": f"https://{name}.vault.azure.net/",
+        "ConnectionString": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/",
+    }.get(leaf, f"{name}-{leaf}")
 
 
 def role_assignments() -> list[tuple[Resource, str, str, str]]:
     """(resource, role name, scope symbol, principal symbol) of every role assignment."""
-    bicep = load()
-    roles = top_level_props(bicep.variables["roles"][1:-1])
+    template = load()
+    roles = template.variables["roles"]
     found = []
-    for assignment in bicep.of_type("Microsoft.Authorization/roleAssignments"):
-        values = props(assignment)
+    for assignment in template.of_type("Microsoft.Authorization/roleAssignments"):
+        values = assignment.properties
+        definition = render(values["roleDefinitionId"], template.names)
         key = re.fullmatch(
-            r"subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions', roles\.(\w+)\)",
-            values["roleDefinitionId"],
+            r"subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions', roles\.(\w+)\)", definition
         )
-        assert key, f"{assignment.symbol}: role ids come from the roles variable"
-        guid = unquote(roles[key.group(1)])
+        assert key, f"{assignment.symbol}: role ids come from the roles variable, not {definition}"
+        guid = roles[key.group(1)]
         assert guid in BUILT_IN_ROLES, f"{assignment.symbol}: unknown role id {guid}"
-        principal = re.fullmatch(r"(\w+)\.properties\.principalId", values["principalId"])
+        principal = re.fullmatch(r"(\w+)\.properties\.principalId", render(values["principalId"], template.names))
         assert principal, assignment.symbol
-        assert values["principalType"] == "'ServicePrincipal'"
-        found.append((assignment, BUILT_IN_ROLES[guid], assignment.prop("scope") or "", principal.group(1)))
+        assert values["principalType"] == "ServicePrincipal"
+        scope = assignment.body.get("scope", "")
+        found.append((assignment, BUILT_IN_ROLES[guid], scope if isinstance(scope, str) else "", principal.group(1)))
     return found

@@ -62,7 +62,7 @@ def test_every_documented_alert_is_deployed_with_the_same_query_text() -> None:
 def test_each_rule_reads_the_right_data_over_its_query_s_window_and_fires_on_any_row() -> None:
     for rule in deployed_rules():
         query = rule["query"]
-        expected_scope = "logAnalytics" if query.lstrip().startswith("AzureMetrics") else "appInsights"
+        expected_scope = "workspace" if query.lstrip().startswith("AzureMetrics") else "insights"
         assert rule["scope"] == expected_scope, rule["name"]
         assert _duration(rule["windowSize"]) >= _ago(query), f"{rule['name']}: the window cuts the query short"
         assert timedelta(minutes=5) <= _duration(rule["evaluationFrequency"]) <= timedelta(days=1)

@@ -61,8 +61,8 @@ def test_each_fact_names_its_source() -> None:
     ):
         assert f"https://learn.microsoft.com/{page}" in DEPLOY, page
     bicep = load()
-    assert bicep.params["queueLockDurationSeconds"].default == "120" and "lock duration 2 minutes" in DEPLOY
-    assert bicep.params["maxDeliveryCount"].default == "10" and "max delivery count 10" in DEPLOY
+    assert bicep.params["queueLockDurationSeconds"]["default"] == 120 and "lock duration 2 minutes" in DEPLOY
+    assert bicep.params["maxDeliveryCount"]["default"] == 10 and "max delivery count 10" in DEPLOY
     assert "pypi.org/project/azure-functions/1.26.0" in README and '"node": ">=22"' in README
 
 

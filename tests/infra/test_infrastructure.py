@@ -2,7 +2,8 @@
 connection, least-privilege roles that each say why, a queue that outlasts a delivery, a vault that keeps the key,
 no secret in any output, and a checkov scan with nothing failed and every skip explained.
 
-There is no Bicep CLI here: the templates are read with tests/infra/bicep.py and scanned with checkov (PyPI).
+There is no Bicep CLI here: the templates are read with pycep-parser (tests/infra/bicep.py) and scanned with
+checkov (PyPI).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
-from tests.infra.bicep import INFRA, ROOT, load, parse, props, role_assignments, top_level_props, unquote
+from tests.infra.bicep import INFRA, ROOT, Template, app_settings, load, parse, role_assignments
 
 # Settings Flex Consumption deprecates (functions-app-settings#flex-consumption-plan-deprecations).
 FLEX_DEPRECATED_SETTINGS = {
@@ -31,6 +33,17 @@ FLEX_DEPRECATED_SETTINGS = {
 
 # What an output may reference: names, ids, the identity's ids, the host name, and other outputs of the module.
 SAFE_OUTPUT = r"\w+\.(name|id|properties\.(clientId|principalId|defaultHostName))|resources\.outputs\.\w+"
+
+
+def _literals(value: Any) -> list[str]:
+    """Every string in a pycep value (literals and identifiers alike)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _literals(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _literals(v)]
+    return []
 
 
 # siteConfig properties ARM refuses for Flex Consumption sites (error 51021; the runtime and scale live in
@@ -70,7 +83,7 @@ def test_roles_are_exactly_the_least_privilege_set() -> None:
         ("Azure Service Bus Data Receiver", "registrationsQueue", "appIdentity"),  # the trigger
         ("Azure Service Bus Data Owner", "registrationsQueue", "appIdentity"),  # scale controller: queue length
         ("Key Vault Secrets User", "credentialsKeySecret", "appIdentity"),  # read the key, one secret only
-        ("Key Vault Secrets Officer", "keyVault", "keygenIdentity"),  # deployment script creates the key
+        ("Key Vault Secrets Officer", "keyVault", "keygenIdentity"),  # deployment script creates the key (temporary)
         ("Monitoring Metrics Publisher", "appInsights", "appIdentity"),  # Entra-authenticated telemetry
     }
     names = {role for role, _, _ in granted}
@@ -79,56 +92,60 @@ def test_roles_are_exactly_the_least_privilege_set() -> None:
 
 
 def test_function_app_is_flex_consumption_python_311_on_one_user_assigned_identity() -> None:
-    bicep = load()
-    plan = bicep.resources["plan"]
-    assert "name: 'FC1'" in plan.body and "tier: 'FlexConsumption'" in plan.body
-    site = bicep.resources["functionApp"]
-    assert site.prop("kind") == "'functionapp,linux'"
-    identity = top_level_props(site.prop("identity")[1:-1])  # type: ignore[index]
-    assert identity["type"] == "'UserAssigned'" and "appIdentity.id" in identity["userAssignedIdentities"]
-    config = top_level_props(props(site)["functionAppConfig"][1:-1])
-    runtime = top_level_props(config["runtime"][1:-1])
-    assert runtime == {"name": "'python'", "version": "'3.11'"}
-    scale = top_level_props(config["scaleAndConcurrency"][1:-1])
-    assert scale["maximumInstanceCount"] == "maximumInstanceCount", "the scale limit is a parameter"
-    param = bicep.params["maximumInstanceCount"]
-    assert param.type == "int" and "@minValue(40)" in param.decorators and "@maxValue(1000)" in param.decorators
-    deployment = config["deployment"]
-    assert "type: 'blobContainer'" in deployment and "deploymentContainerName" in deployment
-    assert "type: 'UserAssignedIdentity'" in deployment
-    assert "userAssignedIdentityResourceId: appIdentity.id" in deployment
-    assert props(site)["httpsOnly"] == "true"
-    site_config = top_level_props(props(site)["siteConfig"][1:-1])
-    rejected = FLEX_REJECTED_SITE_CONFIG & set(site_config)
+    template = load()
+    plan = template.resources["plan"].body
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    site = template.resources["functionApp"]
+    assert site.body["kind"] == "functionapp,linux"
+    assert site.body["identity"]["type"] == "UserAssigned"
+    assert list(site.body["identity"]["userAssignedIdentities"]) == ["'${appIdentity.id}'"]
+    config = site.properties["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["scaleAndConcurrency"]["maximumInstanceCount"] == "maximumInstanceCount", (
+        "the scale limit is a parameter"
+    )
+    param = template.params["maximumInstanceCount"]
+    assert param["type"] == "int"
+    assert template.decorator("maximumInstanceCount", "min_value") == 40
+    assert template.decorator("maximumInstanceCount", "max_value") == 1000
+    storage = config["deployment"]["storage"]
+    assert storage["type"] == "blobContainer" and "deploymentContainerName" in storage["value"]
+    assert storage["authentication"]["type"] == "UserAssignedIdentity"
+    assert template.render(storage["authentication"]["userAssignedIdentityResourceId"]) == "appIdentity.id"
+    assert site.properties["httpsOnly"] is True
+    rejected = FLEX_REJECTED_SITE_CONFIG & set(site.properties["siteConfig"])
     assert not rejected, f"ARM rejects these siteConfig properties on Flex Consumption sites: {rejected}"
 
 
 def test_site_config_holds_only_what_the_flex_samples_set_each_value_explained() -> None:
     """ARM's error 51021 refuses some siteConfig properties on Flex sites depending on the region; Microsoft's Flex
     quickstart sets minTlsVersion only. Anything else (http20Enabled was here) risks a failed deployment."""
-    site = load().resources["functionApp"]
-    site_config_text = props(site)["siteConfig"]
-    assert set(top_level_props(site_config_text[1:-1])) == {"minTlsVersion", "appSettings"}
-    lines = site_config_text.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.strip().startswith("minTlsVersion:"))
+    template = load()
+    site_config = template.resources["functionApp"].properties["siteConfig"]
+    assert set(site_config) == {"minTlsVersion", "appSettings"} and site_config["minTlsVersion"] == "1.2"
+    lines = template.text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("minTlsVersion: '1.2'"))
     assert lines[at - 1].strip().startswith("//") and "TLS" in lines[at - 1], "minTlsVersion says why it is there"
 
 
 def test_service_bus_resources_use_the_ga_api_version() -> None:
-    """2024-01-01 is the newest GA Microsoft.ServiceBus version that checkov and the Bicep types know (no preview)."""
-    service_bus = [r for r in load().resources.values() if r.type.startswith("Microsoft.ServiceBus/")]
+    """2024-01-01 is a GA Microsoft.ServiceBus version that checkov and the Bicep types know (no preview)."""
+    template = load()
+    service_bus = [r for r in template.resources.values() if r.type.startswith("Microsoft.ServiceBus/")]
     assert len(service_bus) == 3
     assert {r.api_version for r in service_bus} == {"2024-01-01"}
-    previews = {r.symbol for r in load().resources.values() if "preview" in r.api_version}
+    previews = {r.symbol for r in template.resources.values() if "preview" in r.api_version}
     assert previews == {"serviceBusMetrics"}, "diagnosticSettings has no GA version newer than 2021-05-01-preview"
 
 
 def test_the_key_generation_role_is_temporary_and_the_hook_deletes_it() -> None:
-    bicep = load()
+    template = load()
     for symbol in ("keygenSecretsOfficer", "generateCredentialsKeyScript"):
-        head = bicep.text.splitlines()[bicep.resources[symbol].line - 1]
-        assert head.endswith("= if (generateCredentialsKey) {"), f"{symbol} exists only while the key is created"
-    assert bicep.outputs["KEYGEN_ROLE_ASSIGNMENT_ID"] == "generateCredentialsKey ? keygenSecretsOfficer.id : ''"
+        resource = template.resources[symbol]
+        assert resource.condition == "generateCredentialsKey", f"{symbol} exists only while the key is created"
+        assert resource.head.endswith("= if (generateCredentialsKey) {")
+    output = template.render(template.outputs["KEYGEN_ROLE_ASSIGNMENT_ID"])
+    assert output == "generateCredentialsKey ? keygenSecretsOfficer.id : ''"
     azd = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
     assert azd["generateCredentialsKey"]["value"] == "${GENERATE_CREDENTIALS_KEY=true}"
     for hook in ("postprovision.sh", "postprovision.ps1"):
@@ -137,18 +154,17 @@ def test_the_key_generation_role_is_temporary_and_the_hook_deletes_it() -> None:
 
 
 def test_no_flex_deprecated_setting_and_thread_pool_matches_service_bus_concurrency() -> None:
-    from tests.infra.bicep import app_settings
-
-    settings = app_settings(load())
+    template = load()
+    settings = app_settings(template)
     assert not FLEX_DEPRECATED_SETTINGS & set(settings), "Flex Consumption rejects or ignores these settings"
     host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     concurrent = host["extensions"]["serviceBus"]["maxConcurrentCalls"]
-    threads = int(unquote(settings["PYTHON_THREADPOOL_THREAD_COUNT"]) or 0)
+    threads = int(settings["PYTHON_THREADPOOL_THREAD_COUNT"])
     assert threads >= concurrent, "a sync main runs on the worker's thread pool: one thread per concurrent delivery"
     assert host["telemetryMode"] == "OpenTelemetry"
-    assert unquote(settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"]) == "true"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
     assert "Authorization=AAD" in settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
-    assert "DisableLocalAuth: true" in load().resources["appInsights"].body
+    assert template.resources["appInsights"].properties["DisableLocalAuth"] is True
 
 
 def _settings_default(name: str, fallback: float) -> float:
@@ -159,77 +175,94 @@ def _settings_default(name: str, fallback: float) -> float:
 
 
 def test_queue_lock_outlasts_one_delivery_and_dead_letters_expired_messages() -> None:
-    bicep = load()
-    queue = props(bicep.resources["registrationsQueue"])
-    assert queue["lockDuration"] == "'PT${queueLockDurationSeconds}S'"
-    lock = int(bicep.params["queueLockDurationSeconds"].default or 0)
+    template = load()
+    queue = template.resources["registrationsQueue"].properties
+    assert queue["lockDuration"] == "PT${queueLockDurationSeconds}S"
+    lock = template.params["queueLockDurationSeconds"]["default"]
     lease = _settings_default("REGISTRATION_LEASE_SECONDS", 90)
     budget = _settings_default("RETRY_BUDGET_SECONDS", 15)
     timeout = _settings_default("ON24_TIMEOUT_SECONDS", 10)
     assert lease + budget + timeout < lock <= 300, "lease + retry budget + one ON24 call must fit in the lock"
-    assert "@maxValue(300)" in bicep.params["queueLockDurationSeconds"].decorators, "Service Bus allows 5 minutes"
-    assert queue["maxDeliveryCount"] == "maxDeliveryCount" and bicep.params["maxDeliveryCount"].default == "10"
-    assert queue["deadLetteringOnMessageExpiration"] == "true"
-    assert queue["requiresSession"] == "false"
+    assert template.decorator("queueLockDurationSeconds", "max_value") == 300, "Service Bus allows 5 minutes"
+    assert queue["maxDeliveryCount"] == "maxDeliveryCount" and template.params["maxDeliveryCount"]["default"] == 10
+    assert queue["deadLetteringOnMessageExpiration"] is True
+    assert queue["requiresSession"] is False
 
 
 def test_dataverse_gets_a_send_only_queue_scoped_sas_rule_whose_key_is_never_output() -> None:
-    bicep = load()
-    rule = bicep.resources["dataverseSendRule"]
+    template = load()
+    rule = template.resources["dataverseSendRule"]
     assert rule.type == "Microsoft.ServiceBus/namespaces/queues/authorizationRules"
-    assert rule.prop("parent") == "registrationsQueue"
-    assert re.sub(r"\s+", " ", props(rule)["rights"]) == "[ 'Send' ]"
-    assert len(bicep.of_type("Microsoft.ServiceBus/namespaces/authorizationRules")) == 0, "no namespace-wide rule"
+    assert rule.body["parent"] == "registrationsQueue"
+    assert rule.properties["rights"] == ["Send"]
+    assert not template.of_type("Microsoft.ServiceBus/namespaces/authorizationRules"), "no namespace-wide rule"
     for path in (INFRA / "resources.bicep", INFRA / "main.bicep"):
-        text = path.read_text(encoding="utf-8")
-        assert "listKeys" not in text and "listkeys" not in text.lower(), f"{path.name} must never read a key"
-        for name, expr in parse(path).outputs.items():
-            for reference in re.findall(r"\b\w+(?:\.\w+)+", expr):
+        parsed = parse(path)
+        assert "listkeys" not in parsed.text.lower(), f"{path.name} must never read a key"
+        for name, value in parsed.outputs.items():
+            for reference in re.findall(r"\b\w+(?:\.\w+)+", parsed.render(value)):
                 assert re.fullmatch(SAFE_OUTPUT, reference), f"output {name} exposes {reference}"
 
 
 def test_key_vault_uses_rbac_soft_delete_and_purge_protection_and_the_key_is_generated_once() -> None:
-    bicep = load()
-    vault = props(bicep.resources["keyVault"])
-    assert vault["enableRbacAuthorization"] == "true"
-    assert vault["enableSoftDelete"] == "true" and vault["enablePurgeProtection"] == "true"
+    template = load()
+    vault = template.resources["keyVault"].properties
+    assert vault["enableRbacAuthorization"] is True
+    assert vault["enableSoftDelete"] is True and vault["enablePurgeProtection"] is True
     assert "accessPolicies" not in vault
-    script = bicep.resources["generateCredentialsKeyScript"]
-    assert "loadTextContent('scripts/generate-credentials-key.sh')" in script.body
-    assert "outputs" not in script.body and "AZ_SCRIPTS_OUTPUT_PATH" not in (
+    script = template.resources["generateCredentialsKeyScript"]
+    assert (
+        template.render(script.properties["scriptContent"]) == "loadTextContent('scripts/generate-credentials-key.sh')"
+    )
+    assert "outputs" not in script.properties and "AZ_SCRIPTS_OUTPUT_PATH" not in (
         INFRA / "scripts" / "generate-credentials-key.sh"
     ).read_text(encoding="utf-8")
-    assert bicep.resources["credentialsKeySecret"].existing, "the template never holds the key's value"
-    assert bicep.of_type("Microsoft.KeyVault/vaults/secrets") == [bicep.resources["credentialsKeySecret"]]
+    assert template.resources["credentialsKeySecret"].existing, "the template never holds the key's value"
+    assert template.of_type("Microsoft.KeyVault/vaults/secrets") == [template.resources["credentialsKeySecret"]]
 
 
 def test_state_tables_and_blob_containers_match_what_the_app_uses() -> None:
     from shared.store.tables import TABLE_SUFFIXES
 
-    bicep = load()
-    suffixes = re.findall(r"'(\w+)'", bicep.variables["stateTableSuffixes"])
-    assert tuple(suffixes) == TABLE_SUFFIXES
-    assert bicep.variables["rejectedContainerName"] == "toLower('${stateTablePrefix}rejected')"
-    assert bicep.variables["matchIndexContainerName"] == "toLower('${stateTablePrefix}metrics')"
-    assert props(bicep.resources["matchIndexContainer"])["publicAccess"] == "'None'"
-    storage = props(bicep.resources["storage"])
-    assert storage["allowSharedKeyAccess"] == "false" and storage["allowBlobPublicAccess"] == "false"
-    assert storage["minimumTlsVersion"] == "'TLS1_2'"
+    template = load()
+    assert tuple(template.variables["stateTableSuffixes"]) == TABLE_SUFFIXES
+    assert template.render(template.variables["rejectedContainerName"]) == "toLower('${stateTablePrefix}rejected')"
+    assert template.render(template.variables["matchIndexContainerName"]) == "toLower('${stateTablePrefix}metrics')"
+    assert template.resources["matchIndexContainer"].properties["publicAccess"] == "None"
+    storage = template.resources["storage"].properties
+    assert storage["allowSharedKeyAccess"] is False and storage["allowBlobPublicAccess"] is False
+    assert storage["minimumTlsVersion"] == "TLS1_2"
 
 
 def test_main_passes_its_parameters_and_azd_parameters_exist() -> None:
     main = parse(INFRA / "main.bicep")
     resources = load()
-    module_params = re.search(r"params: \{(.*?)\n  \}", main.text, re.S)
-    assert module_params
-    for name in top_level_props(module_params.group(1)):
-        assert name in resources.params and name in main.params, name
+    for name, value in main.data["modules"]["resources"]["config"]["params"].items():
+        assert name in resources.params and value == name and name in main.params, name
     azd_params = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
     assert set(azd_params) <= set(main.params)
-    for name, output in main.outputs.items():
+    for name, value in main.outputs.items():
+        output = main.render(value)
         assert output == f"resources.outputs.{name}" or name in {"AZURE_RESOURCE_GROUP", "AZURE_LOCATION"}
         if output.startswith("resources.outputs."):
             assert name in resources.outputs
+
+
+def test_no_literal_string_shadows_a_declared_name() -> None:
+    """pycep gives literals and identifiers alike as str (tests/infra/bicep.py): a literal equal to a declared
+    name would be read as a reference. Every quoted literal in the templates must differ from every name."""
+    for path in (INFRA / "resources.bicep", INFRA / "main.bicep"):
+        template: Template = parse(path)
+        code, in_decorator = [], False
+        for line in template.text.splitlines():
+            in_decorator = line.startswith("@") or (in_decorator and not re.match(r"(param|output) ", line))
+            if not in_decorator:  # decorators hold metadata, never references
+                code.append(line.split("//")[0])
+        code = "\n".join(code)
+        quoted = set(re.findall(r"'([A-Za-z_]\w*)'", code))
+        assert not quoted & template.names, (
+            f"{path.name}: literal(s) equal to a declared name: {quoted & template.names}"
+        )
 
 
 def test_azure_yaml_publishes_the_repository_root_as_the_tagged_function_app() -> None:
@@ -238,7 +271,8 @@ def test_azure_yaml_publishes_the_repository_root_as_the_tagged_function_app() -
     assert service, "one service"
     name, body = service.group(1), service.group(2)
     assert re.search(r"^    project: \.$", body, re.M) and "language: python" in body and "host: function" in body
-    assert f"'azd-service-name': '{name}'" in load().resources["functionApp"].body
+    tags = load().resources["functionApp"].body["tags"]["function"]["parameters"]
+    assert tags["arg_1"] == "tags" and tags["arg_2"] == {"'azd-service-name'": name}
     assert re.search(r"^infra:\n  provider: bicep\n  path: infra\n  module: main$", text, re.M)
 
 

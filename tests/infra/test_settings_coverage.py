@@ -21,7 +21,7 @@ from shared.crypto import KeyVaultKeyProvider
 from shared.errors import ConfigError
 from shared.keyvault import StaticTokenCredential
 from shared.settings import Settings
-from tests.infra.bicep import FAKE_CLIENT_ID, ROOT, BicepFile, app_settings, evaluate, load, parse
+from tests.infra.bicep import FAKE_CLIENT_ID, ROOT, Template, app_settings, evaluate, load, parse
 
 FUNCTION_JSONS = sorted(ROOT.glob("*/function.json"))
 BINDING_EXPRESSION = re.compile(r"%([A-Za-z0-9_.\-]+)%")
@@ -58,7 +58,7 @@ def binding_connections() -> set[str]:
     return names
 
 
-def coverage_problems(bicep: BicepFile) -> list[str]:
+def coverage_problems(bicep: Template) -> list[str]:
     """What a deployment of this template would lack, in words; empty when everything is set."""
     settings = app_settings(bicep)
     values = {name: evaluate(expr, bicep) for name, expr in settings.items()}
@@ -116,11 +116,11 @@ def test_the_template_sets_every_binding_expression_connection_and_required_sett
 def test_binding_expressions_get_the_resources_the_template_creates() -> None:
     bicep = load()
     settings = app_settings(bicep)
-    assert settings["REGISTRATIONS_QUEUE"] == "registrationsQueue.name", "the trigger must listen on the queue created"
+    assert bicep.render(settings["REGISTRATIONS_QUEUE"]) == "registrationsQueue.name", "listen on the queue created"
     assert evaluate(settings["PULL_METRICS_SCHEDULE"], bicep) == "0 */15 * * * *"
     namespace = evaluate(settings["ServiceBusConnection__fullyQualifiedNamespace"], bicep)
     assert namespace.endswith(".servicebus.windows.net")
-    assert settings["AzureWebJobsStorage__accountName"] == "storage.name"
+    assert bicep.render(settings["AzureWebJobsStorage__accountName"]) == "storage.name"
 
 
 def test_removing_any_setting_that_matters_is_caught(tmp_path: Path) -> None:
