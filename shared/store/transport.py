@@ -143,19 +143,31 @@ class HttpClientTransport(HttpTransport):  # type: ignore[type-arg]
                 raise ServiceRequestError(f"could not connect to {host}: {exc}", error=exc) from exc
             try:
                 conn.request(request.method, target, body=body, headers=dict(request.headers))
-                answer = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                # No status line yet: RemoteDisconnected means the server closed before sending one byte, and the
-                # other two can only be raised here before the answer's first byte was read.
-                conn.close()
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                conn.close()  # nothing of an answer has been read: the send itself failed
                 if reused and attempt == 1:
                     continue  # the server closed this kept-alive connection just as it was reused
                 raise ServiceResponseError(f"{host} closed the connection: {exc}", error=exc) from exc
             except TimeoutError as exc:
                 conn.close()
-                raise ServiceResponseTimeoutError(f"{host} did not answer in {read_timeout} s", error=exc) from exc
+                raise ServiceResponseTimeoutError(
+                    f"{host} did not take the request in {read_timeout} s", error=exc
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                raise ServiceResponseError(f"the exchange with {host} failed: {exc}", error=exc) from exc
+            try:
+                answer = conn.getresponse()
+            except http.client.RemoteDisconnected as exc:
+                conn.close()  # closed before the first byte of a status line (http.client's own guarantee)
+                if reused and attempt == 1:
+                    continue
+                raise ServiceResponseError(f"{host} closed the connection: {exc}", error=exc) from exc
+            except TimeoutError as exc:
+                conn.close()
+                raise ServiceResponseTimeoutError(f"{host} did not answer in {read_timeout} s", error=exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()  # a reset may come after part of the status line: not resent
                 raise ServiceResponseError(f"the exchange with {host} failed: {exc}", error=exc) from exc
             # The status line has arrived: the server has the request. Whatever fails from here on is never resent
             # by this transport (the SDK's retry policy decides, as it does for requests).
