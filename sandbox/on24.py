@@ -258,10 +258,12 @@ class On24StandIn(StandIn):
             event = self._events[int(event_id)]
             return [self._render_attendee(event, email) for email in sorted(event.attendees, key=self._order(event))]
 
-    def set_attendee(self, event_id: int | str, email: str, **metrics: Any) -> dict[str, Any]:
+    def set_attendee(self, event_id: int | str, email: str, /, **metrics: Any) -> dict[str, Any]:
         """Record (or overwrite) an attendee's metrics under ON24 keys; datetimes become Pacific timestamps.
 
-        An email that is not registered yet is registered first (with only the email).
+        An email that is not registered yet is registered first (with only the email). Any key overrides what the
+        attendee list shows, ``email`` included (ON24 may show an address in another spelling than was sent:
+        another case, an IDN domain in Unicode).
 
         Returns:
             The attendee row as the API renders it.
@@ -439,8 +441,7 @@ class On24StandIn(StandIn):
         return _message(429, MSG_THROTTLED, headers)
 
     # ---- registration ------------------------------------------------------------------------------------
-    @staticmethod
-    def _form(request: Request, allowed: set[str]) -> dict[str, str] | Response:
+    def _form(self, request: Request, allowed: set[str]) -> dict[str, str] | Response:
         content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             # ON24's answer to a JSON or missing body is undocumented; 415 is what its Java stack would send
