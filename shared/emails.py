@@ -23,7 +23,7 @@ import functools
 import re
 import unicodedata
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 
 MAX_FORGET_CHARS = 320
 """RFC 5321's longest address: 64 characters for the local part, 255 for the domain."""
@@ -40,26 +40,8 @@ def normalise_email(value: str) -> str:
     Raises:
         EmailError: not an email address; the message names the rule, not the value.
     """
-    text = value.strip()
-    if "@" not in text:
-        raise EmailError("is not an email address: it has no @")
-    try:
-        checked = validate_email(
-            text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False,
-            allow_domain_literal=False, allow_display_name=False,
-        )  # fmt: skip
-    except EmailNotValidError as exc:
-        raise EmailError(f"is not an email address: {_rule(str(exc))}") from None
+    checked = _validated(value.strip())
     return f"{checked.local_part}@{checked.ascii_domain.lower()}"
-
-
-def is_email(value: str) -> bool:
-    """Whether ``value`` is an email address by the rules of :func:`normalise_email`."""
-    try:
-        normalise_email(value)
-    except EmailError:
-        return False
-    return True
 
 
 def address_to_forget(value: str) -> str:
@@ -102,16 +84,24 @@ def match_key(value: str) -> str:
 def spellings(value: str) -> set[str]:
     """The ways a kept message body may spell the address: as given, in normal form, with the Unicode domain."""
     text = value.strip()
-    forms = {text}
     try:
-        checked = validate_email(
+        checked = _validated(text)
+    except EmailError:
+        return {text}
+    return {text, f"{checked.local_part}@{checked.ascii_domain}", f"{checked.local_part}@{checked.domain}"}
+
+
+def _validated(text: str) -> ValidatedEmail:
+    """email-validator's verdict, offline: no DNS, no quoted local part, no IP literal, no display name."""
+    if "@" not in text:
+        raise EmailError("is not an email address: it has no @")
+    try:
+        return validate_email(
             text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False,
             allow_domain_literal=False, allow_display_name=False,
         )  # fmt: skip
-    except EmailNotValidError:
-        return forms
-    forms |= {f"{checked.local_part}@{checked.ascii_domain}", f"{checked.local_part}@{checked.domain}"}
-    return forms
+    except EmailNotValidError as exc:
+        raise EmailError(f"is not an email address: {_rule(str(exc))}") from None
 
 
 def _rule(message: str) -> str:

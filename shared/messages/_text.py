@@ -78,8 +78,6 @@ def email_address(value: str) -> str:
     """An address in its normal form (:func:`shared.emails.normalise_email`: IDN domain in ASCII), at most
     ON24's 100 characters in that form; hostile text (control characters, formula starts) is refused."""
     value = required_text(value)
-    if len(value) > MAX_TEXT_CHARS:
-        raise PydanticCustomError("too_long", "is longer than {maximum} characters", {"maximum": MAX_TEXT_CHARS})
     if value[0] in _FORMULA_STARTS:
         raise PydanticCustomError("email", "starts with a spreadsheet formula character (= + - @)")
     # The address itself never goes into the reason: reasons reach logs and the ledger.
