@@ -20,6 +20,7 @@ import pytest
 
 from ForgetAttendee import main as forget_main
 from RegisterAttendee import main as register_main
+from sandbox.triggers import dataverse_delete_body
 from shared.app import get_app
 from tests.builders import CrmOrg, dataverse_body
 from tests.e2e.test_pull_metrics import ORG_A, Webinars, run_timer
@@ -155,3 +156,21 @@ def test_forget_by_an_address_of_our_markets_finds_every_trace_under_any_spellin
     assert answer["rejectedMessagesDeleted"] == 1
     assert active(on24, reg) == [] and row(reg).email is None
     assert active(on24, bystander) == [(WEBINAR, "anna.schmidt@firma.de")]
+
+
+def test_a_deleted_crm_contact_forgets_a_registration_known_only_by_its_address_in_another_spelling(
+    crm: CrmOrg, on24: Any
+) -> None:
+    contact = crm.contact("Иван", "Петров", "Иван@Пример.РФ")  # the pre-image's spelling
+    by_email = str(uuid.uuid4())  # canonical: known by email only, kept as иван@xn--e1afmkfd.xn--p1ai
+    deliver_until_done(canonical(by_email, crm, "register", T0, "иван@пример.рф"))
+    bystander = str(uuid.uuid4())
+    deliver_until_done(canonical(bystander, crm, "register", T0, "иван@пример.бг"))  # noqa: RUF001 - Bulgaria: another domain
+
+    deliver_until_done(
+        dataverse_delete_body(org_id=ORG, entity="contact", row_id=contact, at=T0 + timedelta(minutes=1),
+                              email="Иван@Пример.РФ")
+    )  # fmt: skip
+
+    assert row(by_email).state == "forgotten" and active(on24, by_email) == []
+    assert row(bystander).state == "registered" and active(on24, bystander) == [(WEBINAR, "иван@xn--e1afmkfd.xn--90ae")]
