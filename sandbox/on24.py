@@ -71,7 +71,11 @@ _PREFIX = re.compile(r"/v2/client/([^/]+)(/.*)?")
 _EVENT_PATH = re.compile(r"/event/([^/]+)(/registrant|/attendee)?/?")
 _RUN_PATH = re.compile(r"/sandbox/events/([0-9]+)/run/?")
 _INPUT_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})([+-]\d{2}:\d{2})?)?")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# What ON24 plausibly takes as an address (its rule is undocumented, §7.5): a local part of printable characters
+# without the RFC 5322 specials, dots only between characters; a domain of two or more labels of letters (any
+# script, so an IDN domain in Unicode passes as well as its ASCII form), digits and inner hyphens.
+_LOCAL = re.compile(r"[^\s\"(),:;<>@\[\\\]]{1,64}")
+_LABEL = re.compile(r"(?!-)[^\W_]([^\W_]|-){0,62}(?<!-)")
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -160,6 +164,9 @@ class On24StandIn(StandIn):
         self._limits: dict[str, _Limit] = {}
         self._ids = itertools.count(300_000_001)
         self.paging: PagingMode = "zero"
+        self.ascii_emails_only = False
+        """An account whose validation takes ASCII addresses only (as many mail systems do): an IDN domain must
+        come in its ASCII form, and a local part with ``ö`` or ``и`` is "not valid"."""
 
     # ---- Python controls for tests and the demo --------------------------------------------------------------
     def add_client(self, client_id: str | int, key: str, secret: str) -> None:
@@ -251,10 +258,12 @@ class On24StandIn(StandIn):
             event = self._events[int(event_id)]
             return [self._render_attendee(event, email) for email in sorted(event.attendees, key=self._order(event))]
 
-    def set_attendee(self, event_id: int | str, email: str, **metrics: Any) -> dict[str, Any]:
+    def set_attendee(self, event_id: int | str, email: str, /, **metrics: Any) -> dict[str, Any]:
         """Record (or overwrite) an attendee's metrics under ON24 keys; datetimes become Pacific timestamps.
 
-        An email that is not registered yet is registered first (with only the email).
+        An email that is not registered yet is registered first (with only the email). Any key overrides what the
+        attendee list shows, ``email`` included (ON24 may show an address in another spelling than was sent:
+        another case, an IDN domain in Unicode).
 
         Returns:
             The attendee row as the API renders it.
@@ -432,8 +441,7 @@ class On24StandIn(StandIn):
         return _message(429, MSG_THROTTLED, headers)
 
     # ---- registration ------------------------------------------------------------------------------------
-    @staticmethod
-    def _form(request: Request, allowed: set[str]) -> dict[str, str] | Response:
+    def _form(self, request: Request, allowed: set[str]) -> dict[str, str] | Response:
         content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             # ON24's answer to a JSON or missing body is undocumented; 415 is what its Java stack would send
@@ -461,10 +469,24 @@ class On24StandIn(StandIn):
         email = form.get("email", "").strip()
         if not email:
             return _message(400, "Email is required.")
-        if not _EMAIL.fullmatch(email):
+        if not self._email_valid(email):
             return _message(400, "Email is not valid.")  # status and text of validation failures: §7.5
         form["email"] = email
         return form
+
+    def _email_valid(self, email: str) -> bool:
+        local, at, domain = email.rpartition("@")
+        labels = domain.split(".")
+        return bool(
+            at
+            and _LOCAL.fullmatch(local)
+            and not (local.startswith(".") or local.endswith(".") or ".." in local)
+            and all(ch.isprintable() for ch in email)
+            and len(labels) >= 2
+            and all(_LABEL.fullmatch(label) for label in labels)
+            and not labels[-1].isdigit()
+            and (email.isascii() or not self.ascii_emails_only)
+        )
 
     def _create(self, event: _Event, form: dict[str, str]) -> Response:
         key = form["email"].lower()

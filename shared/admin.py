@@ -30,7 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from shared.credentials import seal_secrets
 from shared.crypto import CredentialCipher
 from shared.errors import PermanentError
-from shared.ids import WEBINAR_ID_PATTERN
+from shared.ids import WEBINAR_ID_PATTERN, is_field_name
 from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
 from shared.webinars import ProviderCredentials
@@ -123,7 +123,8 @@ def parse_credentials_input(
     known = {key for model in models for name, info in model.model_fields.items() for key in (name, info.alias)}
     unknown = [key for key in data if key not in known]
     if unknown:
-        raise InputError(str(unknown[0]), "unknown field")
+        name = str(unknown[0])  # named only when it is shaped like a field name: a key may hold data too
+        raise InputError(name if is_field_name(name) else "body", "unknown field")
     return CredentialsInput(provider, org.dataverse_url, org.webinar_ids)
 
 

@@ -17,12 +17,19 @@ WEBINAR_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
 """A webinar id (ON24's event id): decimal digits; ``is_webinar_id`` also requires it to be positive."""
 ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{1,19}$")
 """The webinar provider's account id (ON24's client id): decimal digits."""
+_FIELD_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _GUID_PATTERN = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 
 
 def is_webinar_id(value: str) -> bool:
     """True when ``value`` is a webinar id: 1-18 digits, not zero (leading zeros allowed; normalise with ``int``)."""
     return bool(WEBINAR_ID_PATTERN.fullmatch(value)) and int(value) > 0
+
+
+def is_field_name(value: str) -> bool:
+    """Whether a JSON key is shaped like a field name (an ASCII identifier of up to 64 characters): only such a
+    key may be quoted in an error, since a key can hold data (an email) as well as a value can."""
+    return _FIELD_NAME_PATTERN.fullmatch(value) is not None
 
 
 def is_org_id(value: str) -> bool:

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from shared import admin
 from shared.app import App
+from shared.emails import EmailError, address_to_forget
 from shared.errors import (
     ConfigError,
     CredentialsRejectedError,
@@ -38,7 +39,7 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
-from shared.ids import canonical_org_id, is_webinar_id
+from shared.ids import canonical_org_id, is_field_name, is_webinar_id
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # each route imports the use case it runs when first called (a shorter cold start)
@@ -322,7 +323,6 @@ def _no_body(raw: bytes | None) -> None:
 
 
 # ---- privacy routes: erasure of one person, leaving (issue 14) --------------------------------------------------
-MAX_EMAIL_CHARS = 320  # RFC 5321: 64 for the local part, 255 for the domain
 CREDENTIALS_ROUTE = "/api/orgs/{org}/webinar/credentials"  # a running purge shows in its GET
 
 
@@ -347,19 +347,18 @@ def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
 
 
 def _forget_email(data: dict[str, Any]) -> str:
-    """The ``email`` of a forget body (its only field): printable, no spaces, something on both sides of an ``@``."""
+    """The ``email`` of a forget body (its only field), as :func:`shared.emails.address_to_forget` reads it."""
     unknown = sorted(set(data) - {"email"})
     if unknown:
-        raise ApiError(400, "invalid_field", f"{unknown[0]}: unknown field", unknown[0][:64])
+        name = unknown[0] if is_field_name(unknown[0]) else "body"  # a key is named only if it cannot be data
+        raise ApiError(400, "invalid_field", f"{name}: unknown field; the only field is email", name)
     email = data.get("email")
     if not isinstance(email, str):
         raise ApiError(400, "invalid_field", "email: a string is required", "email")
-    email = email.strip()
-    local, at, domain = email.rpartition("@")
-    printable = all(ch.isprintable() and not ch.isspace() for ch in email)
-    if not (at and local and domain and printable and len(email) <= MAX_EMAIL_CHARS):
-        raise ApiError(400, "invalid_field", "email: must be an email address (at most 320 characters)", "email")
-    return email
+    try:
+        return address_to_forget(email)
+    except EmailError as exc:
+        raise ApiError(400, "invalid_field", f"email: {exc}", "email") from None
 
 
 def _purge_flag(value: str | None) -> bool:

@@ -3,8 +3,8 @@
 
 Pure: bytes and message properties in, a command out. Redelivering the same bytes cannot help a body that fails,
 so the caller records the reason and completes the message (the README's *Queue messages* has the formats). Reasons
-name the field path (``attendee.email``) and never echo more than a short ``repr()`` of the offending value, with
-``<``/``>`` escaped, so control characters and markup in hostile input stay inert in logs and in the ledger.
+name the field path (``attendee.email``) and the rule it breaks, never the offending value: any field may hold
+an email or a name, and reasons reach logs, the ledger and the status route.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 
 from shared.ids import canonical_org_id
-from shared.messages._commands import ContactErasure, MessageError, RegistrationCommand, preview
+from shared.messages._commands import ContactErasure, MessageError, RegistrationCommand
 from shared.messages._json import MAX_BODY_BYTES, load_json_object
 from shared.messages._text import MAX_EMAIL_CHARS, MAX_TEXT_CHARS
 from shared.messages.canonical import CANONICAL_SCHEMA, parse_canonical, person_from_crm
@@ -86,5 +86,4 @@ __all__ = [
     "org_id_hint",
     "parse_message",
     "person_from_crm",
-    "preview",
 ]

@@ -12,7 +12,6 @@ from shared.errors import PermanentError
 from shared.http import truncate
 from shared.webinars import Person
 
-_PREVIEW_CHARS = 60
 _MAX_REASON_CHARS = 400
 _GUID_RE = re.compile(r"\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?")
 NIL_GUID = "00000000-0000-0000-0000-000000000000"
@@ -22,7 +21,7 @@ class MessageError(PermanentError):
     """A queue message cannot be turned into a command; redelivery cannot help.
 
     Args:
-        reason: what is wrong, without the offending value (or only a :func:`preview` of it).
+        reason: the field's rule that is broken, never the offending value (it may hold personal data).
         field: dotted path of the offending field (``attendee.email``), when one is to blame.
 
     Attributes:
@@ -90,24 +89,6 @@ class ContactErasure(BaseModel):
     contact_id: str
     email: str | None = None
     occurred_at: datetime | None = None
-
-
-def preview(value: object) -> str:
-    """A short, inert rendering of an untrusted value for error messages.
-
-    Args:
-        value: anything taken from a message.
-
-    Returns:
-        ``repr()`` of at most 60 characters of it (``...`` appended when cut), with ``<`` and ``>`` escaped.
-    """
-    if isinstance(value, str):
-        text = repr(value[:_PREVIEW_CHARS]) + ("..." if len(value) > _PREVIEW_CHARS else "")
-    elif value is None or isinstance(value, bool | int | float):
-        text = repr(value)[:_PREVIEW_CHARS]
-    else:
-        text = f"a JSON {json_type(value)}"
-    return text.replace("<", "\\x3c").replace(">", "\\x3e")
 
 
 def json_type(value: object) -> str:

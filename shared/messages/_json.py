@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.messages._commands import MessageError, json_type, preview
+from shared.messages._commands import MessageError, json_type
 
 MAX_BODY_BYTES = 256 * 1024
 """Largest body accepted (Service Bus standard tier maximum; Dataverse trims its own at 192 KB)."""
@@ -57,13 +57,12 @@ def _check_content_type(content_type: str | None) -> None:
     media_type, _, params = content_type.partition(";")
     if media_type.strip().lower() != _JSON_MEDIA_TYPE:
         raise MessageError(
-            f"content type {preview(media_type.strip())} is not supported: "
-            "the service endpoint must use the JSON message format (application/json)"
+            "content type is not supported: the service endpoint must use the JSON message format (application/json)"
         )
     for param in params.split(";"):
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in {"utf-8", "utf8"}:
-            raise MessageError(f"charset {preview(value.strip())} is not supported: messages must be UTF-8")
+            raise MessageError("charset is not supported: messages must be UTF-8")
 
 
 def _reject_constant(name: str) -> Any:

@@ -12,7 +12,8 @@ Decisions on the canonical format:
 * ``on24EventId`` (optional) is a string of digits or a JSON integer (ON24 ids are numeric and JSON producers
   emit either); it is normalised to its decimal string without leading zeros and must be positive.
 * ``attendee`` is optional for every action (the caller then reads the contact from Dataverse); when present it
-  must be complete: a syntactically valid ``email`` (ASCII, at most 100 characters) and non-empty
+  must be complete: an ``email`` address (internationalized addresses included, see ``shared.emails``; its
+  domain is sent in ASCII form, at most 100 characters in all) and non-empty
   ``firstName`` and ``lastName``. Names containing ``<`` or ``>`` are rejected as "not a person's name".
   Names longer than ON24's 50 characters are accepted (the ON24 client truncates); any text longer than
   1,000 characters is rejected.
@@ -32,7 +33,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.errors import PermanentError
-from shared.messages._commands import MessageError, RegistrationCommand, preview
+from shared.messages._commands import MessageError, RegistrationCommand
 from shared.messages._text import (
     Guid,
     OptionalText,
@@ -157,10 +158,8 @@ def parse_canonical(data: dict[str, Any]) -> RegistrationCommand:
     schema = data.get("schema")
     if schema != CANONICAL_SCHEMA:
         if isinstance(schema, str) and schema.startswith("webinar-registration/"):
-            raise MessageError(
-                f"unsupported version {preview(schema)}; this app reads {CANONICAL_SCHEMA!r}", field="schema"
-            )
-        raise MessageError(f"unknown schema {preview(schema)}; expected {CANONICAL_SCHEMA!r}", field="schema")
+            raise MessageError(f"is an unsupported version; this app reads {CANONICAL_SCHEMA!r}", field="schema")
+        raise MessageError(f"is not a known schema; expected {CANONICAL_SCHEMA!r}", field="schema")
     try:
         message = _CanonicalMessage.model_validate(data)
     except PydanticValidationError as exc:

@@ -21,7 +21,6 @@ from shared.messages._commands import (
     RegistrationCommand,
     json_type,
     normalise_guid,
-    preview,
 )
 from shared.messages._text import email_address, iso_datetime
 
@@ -64,7 +63,7 @@ def parse_dataverse(data: dict[str, Any], *, size_exceeded: bool) -> Registratio
         return _parse_dataverse_delete(data, entity_name.lower())
     if entity_name.lower() != REGISTRATION_ENTITY or message_name.lower() not in {"create", "update"}:
         raise MessageError(
-            f"Dataverse message {preview(message_name)} on entity {preview(entity_name)} is not handled: "
+            "this Dataverse message (MessageName on PrimaryEntityName) is not handled: "
             f"only Create, Update and Delete of {REGISTRATION_ENTITY}, and Delete of {CONTACT_ENTITY}"
         )
     is_create = message_name.lower() == "create"
@@ -86,7 +85,7 @@ def parse_dataverse(data: dict[str, Any], *, size_exceeded: bool) -> Registratio
             not isinstance(logical_name, str) or logical_name.lower() != entity_name.lower()
         ):
             raise MessageError(
-                f"is {preview(logical_name)}, not {REGISTRATION_ENTITY}", field="InputParameters.Target.LogicalName"
+                f"must be {REGISTRATION_ENTITY}", field="InputParameters.Target.LogicalName"
             )
         target_id = _dv_guid(target.get("Id"), "InputParameters.Target.Id", allow_nil=True)
         target_attrs = _key_values(target.get("Attributes"), "InputParameters.Target.Attributes")
@@ -177,7 +176,7 @@ def _dv_guid(value: object, field: str, *, allow_nil: bool = False) -> str | Non
         raise MessageError(f"must be a GUID string, not a JSON {json_type(value)}", field=field)
     guid = normalise_guid(value.strip())
     if guid is None:
-        raise MessageError(f"must be a GUID, not {preview(value)}", field=field)
+        raise MessageError("must be a GUID", field=field)
     if guid == NIL_GUID:
         if allow_nil:
             return None
@@ -249,12 +248,10 @@ def _dv_date(value: object, field: str) -> datetime | None:
         try:  # the +hhmm suffix only marks local kind: the milliseconds are UTC
             return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(match.group(1)))
         except OverflowError:
-            raise MessageError(f"is out of range: {preview(value)}", field=field) from None
+            raise MessageError("is out of range", field=field) from None
     try:
         return iso_datetime(value)
     except PydanticCustomError:
-        raise MessageError(
-            f"must be /Date(ms)/ or ISO-8601 with an offset, not {preview(value)}", field=field
-        ) from None
+        raise MessageError("must be /Date(ms)/ or ISO-8601 with an offset", field=field) from None
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from shared.emails import match_key
 from shared.store.ledger import LedgerEntry
 
 FORMAT: Final = 1
@@ -35,10 +36,11 @@ before it lands, and instances' clocks differ a little. Re-reading a row is harm
 
 
 def email_key(org_id: str, email: str | None) -> str | None:
-    """A keyed hash of a casefolded email (keyed by the org): matches like the email, reveals nothing by itself."""
+    """A keyed hash of an email's match form (:func:`shared.emails.match_key`: any case, IDN domain in Unicode or
+    ASCII; keyed by the org): matches like the email, reveals nothing by itself."""
     if not email:
         return None
-    digest = hashlib.blake2b(email.casefold().encode("utf-8"), digest_size=12, key=org_id.encode("utf-8")[:64])
+    digest = hashlib.blake2b(match_key(email).encode("utf-8"), digest_size=12, key=org_id.encode("utf-8")[:64])
     return digest.hexdigest()
 
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from shared.emails import spellings
 from shared.errors import TransientError
 from shared.privacy.ports import ErasureOutcome, PrivacyPorts
 
@@ -96,8 +97,10 @@ def mentions(body: bytes, email: str) -> bool:
     """Whether a kept message body holds the address ``email`` (any case), as raw text or inside a JSON string.
 
     The whole address must match: ``ann@x.example`` is not found in ``joann@x.example`` or ``ann@x.example.org``.
+    An IDN domain is found in its Unicode and its ASCII (punycode) spelling.
     """
-    address = re.compile(r"(?<![\w.%+\-])" + re.escape(email) + r"(?![\w\-]|\.\w)", re.IGNORECASE)
+    forms = "|".join(re.escape(form) for form in sorted(spellings(email), key=len, reverse=True))
+    address = re.compile(r"(?<![\w.%+\-])(?:" + forms + r")(?![\w\-]|\.\w)", re.IGNORECASE)
     text = body.decode("utf-8", "replace")
     if address.search(text):
         return True

@@ -24,6 +24,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.emails import match_key
 from shared.store.ledger_rows import Intent, LedgerEntry, LedgerState, RegistrantRef, pending_column
 from shared.store.parked import PARKED_PARTITION
 from shared.store.tables import (
@@ -102,16 +103,17 @@ class Ledger:
 
     def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]:
         """The org's registrations of one person: by CRM contact id, or by email (confirmed or pending, compared
-        case-insensitively, as ON24 does). Reads the org's partition: for erasure, not for every message."""
-        wanted = email.casefold() if email else None
+        in their match form: any case, IDN domain in Unicode or ASCII). Reads the org's partition: for erasure, not
+        for every message."""
+        wanted = match_key(email) if email else None
         found = []
         with table_errors(f"finding the registrations of a person in org {org_id!r}"):
             rows = self._table.query_entities(
                 "PartitionKey eq @org", parameters={"org": org_id}, select=["RowKey", "ContactId", "Email", "Pending"]
             )
             for row in rows:
-                emails = {str(row.get("Email") or "").casefold()}
-                emails |= {ref.email.casefold() for ref in pending_column(row.get("Pending"), org_id, row["RowKey"])}
+                emails = {match_key(str(row.get("Email") or ""))}
+                emails |= {match_key(ref.email) for ref in pending_column(row.get("Pending"), org_id, row["RowKey"])}
                 if (contact_id and row.get("ContactId") == contact_id) or (wanted and wanted in emails):
                     found.append(str(row["RowKey"]))
         return found

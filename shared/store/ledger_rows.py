@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from shared.emails import match_key
 from shared.errors import ConfigError
 from shared.store import codec
 from shared.store.codec import EPOCH
@@ -28,8 +29,8 @@ class RegistrantRef:
     email: str
 
     def same(self, other: RegistrantRef) -> bool:
-        """ON24 compares emails case-insensitively within an event."""
-        return self.webinar_id == other.webinar_id and self.email.casefold() == other.email.casefold()
+        """ON24 compares emails case-insensitively within an event (and an IDN domain is one domain)."""
+        return self.webinar_id == other.webinar_id and match_key(self.email) == match_key(other.email)
 
 
 @dataclass(frozen=True, slots=True)

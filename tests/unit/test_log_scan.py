@@ -40,6 +40,13 @@ def test_the_scanner_finds_an_email_wherever_a_record_carries_it(rec: logging.Lo
     assert "ada@people.example" in render(rec)
 
 
+@pytest.mark.parametrize("address", ["Jörg.Müller@firma.de", "åsa.ødegård@företag.se", "иван@пример.рф"])
+def test_the_scanner_finds_addresses_of_our_markets(address: str) -> None:
+    scan = LogScan()
+    scan.handle(record("registered %s", address))
+    assert [leak.address for leak in scan.leaks(allowed=set())] == [address]
+
+
 def test_allowed_addresses_and_ids_pass() -> None:
     scan = LogScan()
     scan.handle(record("audit: credentials removed by %s", "admin@contoso.example", org_id="o1"))

@@ -11,7 +11,6 @@ import pytest
 from azure.functions.servicebus import ServiceBusMessage
 from pydantic import ValidationError as PydanticValidationError
 
-from shared import messages
 from shared.errors import PermanentError
 from shared.messages import (
     MAX_BODY_BYTES,
@@ -533,9 +532,9 @@ HOSTILE_BODIES: list[Any] = [
     pytest.param(_body(canonical(orgId="x" * 65)), None, "orgId", id="org-id-too-long"),
     pytest.param(_body(canonical(orgId="")), None, "orgId", id="org-id-empty"),
     pytest.param(_body(dataverse(PrimaryEntityName="contact")), None, "contact", id="dataverse-wrong-entity"),
-    pytest.param(_body(dataverse("Assign")), None, "Assign", id="dataverse-wrong-message"),
+    pytest.param(_body(dataverse("Assign")), None, "is not handled", id="dataverse-wrong-message"),
     pytest.param(
-        _body(dataverse("Delete", PrimaryEntityName="account")), None, "account", id="dataverse-delete-account"
+        _body(dataverse("Delete", PrimaryEntityName="account")), None, "is not handled", id="dataverse-delete-account"
     ),
     pytest.param(_body(dataverse(MessageName=_DELETE)), None, "MessageName", id="dataverse-no-message-name"),
     pytest.param(_body(dataverse(MessageName=5)), None, "MessageName", id="dataverse-message-name-int"),
@@ -646,22 +645,13 @@ def test_a_body_of_exactly_the_maximum_size_is_parsed() -> None:
     assert parse_message(body).action == "register"
 
 
-def test_echoed_values_are_truncated_and_inert() -> None:
+def test_a_refused_value_is_never_echoed() -> None:
     hostile = "\u200b<script>" + "A" * 500  # a zero-width space passes the text check but is not printable
 
     with pytest.raises(MessageError) as caught:
         parse_message(dumps(canonical(registrationId=hostile)))
 
-    text = str(caught.value)
-    assert "A" * 61 not in text
-    assert "\\u200b" in text and "\u200b" not in text
-    assert "<" not in text and ">" not in text
-
-
-def test_the_preview_helper_never_renders_a_container() -> None:
-    assert messages.preview({"a": "<script>"}) == "a JSON object"
-    assert messages.preview(["x"]) == "a JSON array"
-    assert messages.preview("<b>") == "'\\x3cb\\x3e'"
+    assert str(caught.value) == "registrationId: must be a GUID"
 
 
 def test_a_non_bytes_body_is_a_programming_error() -> None:
@@ -701,7 +691,7 @@ def test_a_dataverse_delete_of_a_contact_erases_the_person_with_the_pre_image_em
     data["PreEntityImages"] = kv({"PreImage": {"Attributes": kv({"emailaddress1": "Ada@Example.com"})}})
     command = parse_message(dumps(data))
     assert isinstance(command, ContactErasure)
-    assert (command.org_id, command.contact_id, command.email) == (ORG, contact, "Ada@Example.com")
+    assert (command.org_id, command.contact_id, command.email) == (ORG, contact, "Ada@example.com")  # normal form
 
 
 def test_a_contact_pre_image_with_a_malformed_email_is_ignored_not_fatal() -> None:
