@@ -167,8 +167,12 @@ def store_credentials(
     cipher: CredentialCipher,
     verify: Callable[[ProviderCredentials], None],
     actor: str,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Check the credentials with the provider, then seal and save them (a re-PUT rotates).
+
+    The save keeps the org's parking and makes its parked registrations due at ``now`` (the app's clock): those
+    parked because ON24 refused the old token, or during an outage, are re-driven by the next RetryParked run.
 
     Raises:
         CredentialsRefusedError: the provider refused them, for whatever reason (nothing is stored; detail logged).
@@ -196,7 +200,7 @@ def store_credentials(
         webinar_ids=tuple(body.webinar_ids),
         updated_by=actor,
     )
-    record = store.save(seal_secrets(cipher, record, provider.secrets()))
+    record = store.save(seal_secrets(cipher, record, provider.secrets()), now=now)
     _log.info(
         "audit: ON24 credentials stored for org %s by %s",
         org_id,

@@ -83,7 +83,13 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
         body = _parse_body(req.get_body(), app.credentials_fields, sandbox=app.settings.dataverse_auth == "none")
         _refuse_during_purge(app, org_id)
         return admin.store_credentials(
-            org_id, body, store=app.credentials, cipher=app.cipher, verify=app.verify_credentials, actor=caller.name
+            org_id,
+            body,
+            store=app.credentials,
+            cipher=app.cipher,
+            verify=app.verify_credentials,
+            actor=caller.name,
+            now=app.registration_ports().clock(),
         )
 
     return _respond(req, app, "PUT", run)
