@@ -29,8 +29,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from shared.credentials import seal_secrets
 from shared.crypto import CredentialCipher
-from shared.errors import PermanentError
-from shared.ids import WEBINAR_ID_PATTERN
+from shared.errors import ConfigError, PermanentError
+from shared.ids import WEBINAR_ID_PATTERN, canonical_org_id
 from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
 from shared.webinars import ProviderCredentials
@@ -54,6 +54,51 @@ class CredentialsRefusedError(PermanentError):
 
     def __init__(self) -> None:
         super().__init__(REFUSED_MESSAGE)
+
+
+class DataverseRefusedError(PermanentError):
+    """The org's Dataverse URL is not bound to the org (``WhoAmI``), or cannot be checked; nothing is stored.
+
+    Attributes:
+        code: ``dataverse_org_mismatch`` (another org's URL) or ``dataverse_unverified`` (the app's identity was
+            refused there, or the answer had no org id).
+        field: ``dataverseUrl`` when the body gave the URL, None for the deployment's ``DATAVERSE_URL``.
+    """
+
+    def __init__(self, code: str, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.code, self.field = code, field
+
+
+def check_dataverse_org(org_id: str, url: str, *, given: bool, org_behind: Callable[[str], str]) -> None:
+    """Refuse a Dataverse URL whose ``OrganizationId`` (``WhoAmI``, as the app's identity sees it) is not ``org_id``,
+    so an admin of one org cannot point the app's identity at another org's rows. Ids are GUIDs, not personal data.
+
+    Raises:
+        DataverseRefusedError: another org's URL, or the app's identity was refused there; TransientError: unreachable.
+    """
+    where = f"dataverseUrl {url}" if given else f"DATAVERSE_URL ({url}, used for orgs without a dataverseUrl)"
+    field = "dataverseUrl" if given else None
+    try:
+        found = org_behind(url)
+    except (ConfigError, PermanentError) as exc:
+        _log.warning("admin: the Dataverse org behind %s could not be checked for org %s: %s", url, org_id, exc,
+                     extra={"org_id": org_id, "dataverse_url": url, "error": type(exc).__name__})  # fmt: skip
+        raise DataverseRefusedError(
+            "dataverse_unverified",
+            f"{where}: Dataverse refused the app's identity or did not say which org it is ({type(exc).__name__}); "
+            "the app must be an application user there; nothing was stored",
+            field,
+        ) from None
+    if canonical_org_id(found) != org_id:
+        _log.warning("admin: %s belongs to Dataverse org %s, not to org %s: refused", where, found, org_id,
+                     extra={"org_id": org_id, "dataverse_url": url, "dataverse_org": found})  # fmt: skip
+        hint = "" if given else "; give this org's own dataverseUrl"
+        raise DataverseRefusedError(
+            "dataverse_org_mismatch",
+            f"{where} belongs to Dataverse org {found}, not to org {org_id}{hint}; nothing was stored",
+            field,
+        )
 
 
 def _positive_event_id(value: str) -> str:
@@ -167,16 +212,21 @@ def store_credentials(
     cipher: CredentialCipher,
     verify: Callable[[ProviderCredentials], None],
     actor: str,
+    org_behind: Callable[[str], str],
+    default_dataverse_url: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Check the credentials with the provider, then seal and save them (a re-PUT rotates).
 
-    The save keeps the org's parking and makes its parked registrations due at ``now`` (the app's clock): those
-    parked because ON24 refused the old token, or during an outage, are re-driven by the next RetryParked run.
+    The org's effective Dataverse URL (``dataverseUrl``, else ``default_dataverse_url``) must belong to the org:
+    ``org_behind`` (Dataverse ``WhoAmI``) answers its ``OrganizationId``. The save keeps the org's parking and
+    makes its parked registrations due at ``now`` (the app's clock): those parked because ON24 refused the old
+    token, or during an outage, are re-driven by the next RetryParked run.
 
     Raises:
         CredentialsRefusedError: the provider refused them, for whatever reason (nothing is stored; detail logged).
-        TransientError: the provider or storage could not be reached (nothing is stored).
+        DataverseRefusedError: the Dataverse URL belongs to another org, or cannot be checked (nothing is stored).
+        TransientError: the provider, Dataverse or storage could not be reached (nothing is stored).
     """
     provider = body.provider
     try:
@@ -190,6 +240,9 @@ def store_credentials(
             extra={"org_id": org_id, "client_id": provider.account_id, "error": type(exc).__name__},
         )
         raise CredentialsRefusedError from None
+    url = body.dataverse_url or default_dataverse_url
+    if url:
+        check_dataverse_org(org_id, url, given=body.dataverse_url is not None, org_behind=org_behind)
     record = OrgRecord(
         org_id=org_id,
         account_id=provider.account_id,
@@ -239,8 +292,10 @@ __all__ = [
     "UNAVAILABLE_MESSAGE",
     "CredentialsInput",
     "CredentialsRefusedError",
+    "DataverseRefusedError",
     "InputError",
     "OrgFields",
+    "check_dataverse_org",
     "credentials_status",
     "parse_credentials_input",
     "remove_credentials",

@@ -89,6 +89,8 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
             cipher=app.cipher,
             verify=app.verify_credentials,
             actor=caller.name,
+            org_behind=lambda url: app.dataverse(url).who_am_i(),
+            default_dataverse_url=app.settings.dataverse_url,
             now=app.registration_ports().clock(),
         )
 
@@ -139,6 +141,8 @@ def _respond(
         return _error(exc)
     except admin.CredentialsRefusedError as exc:
         return _error(ApiError(422, "on24_rejected_credentials", str(exc)))
+    except admin.DataverseRefusedError as exc:
+        return _error(ApiError(422, exc.code, str(exc), exc.field))
     except TransientError as exc:
         _log.warning("admin %s for org %s failed transiently: %s", method, log_org, exc, extra={"org_id": org_id})
         return _error(ApiError(503, "unavailable", admin.UNAVAILABLE_MESSAGE))

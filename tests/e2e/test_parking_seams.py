@@ -52,8 +52,9 @@ def clock(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any, d
     on24.add_event(ON24_CLIENT_ID, WEBINAR, title="Seams webinar")
     virtual = VirtualClock()
     set_app(App(Settings.from_environ(), clock=virtual))
-    for org in (ORG_A, ORG_B):
-        assert store_main(http_request("PUT", org, credentials_body())).status_code == 200
+    assert store_main(http_request("PUT", ORG_A, credentials_body())).status_code == 200
+    other = credentials_body(dataverseUrl=dataverse.url_for(ORG_B))  # the stand-in's WhoAmI answers ORG_A
+    assert store_main(http_request("PUT", ORG_B, other)).status_code == 200
     on24.reset_log()
     yield virtual
     on24.add_client(ON24_CLIENT_ID, ON24_KEY, ON24_SECRET)  # the session's account, as other tests expect it
