@@ -49,14 +49,22 @@ class InputError(ValueError):
         self.field = field
 
 
-class CredentialsRefusedError(PermanentError):
+class RefusedError(PermanentError):
+    """A save refused after an outbound check (a 422): ``code`` for machines, ``field`` at fault if one."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.field = code, field
+
+
+class CredentialsRefusedError(RefusedError):
     """The provider refused the credentials being stored. The message is fixed; the detail is only logged."""
 
     def __init__(self) -> None:
-        super().__init__(REFUSED_MESSAGE)
+        super().__init__("on24_rejected_credentials", REFUSED_MESSAGE)
 
 
-class DataverseRefusedError(PermanentError):
+class DataverseRefusedError(RefusedError):
     """The org's Dataverse URL is not bound to the org (``WhoAmI``), or cannot be checked; nothing is stored.
 
     Attributes:
@@ -64,10 +72,6 @@ class DataverseRefusedError(PermanentError):
             refused there, or the answer had no org id).
         field: ``dataverseUrl`` when the body gave the URL, None for the deployment's ``DATAVERSE_URL``.
     """
-
-    def __init__(self, code: str, message: str, field: str | None) -> None:
-        super().__init__(message)
-        self.code, self.field = code, field
 
 
 def check_dataverse_org(org_id: str, url: str, *, given: bool, org_behind: Callable[[str], str]) -> None:
@@ -295,6 +299,7 @@ __all__ = [
     "DataverseRefusedError",
     "InputError",
     "OrgFields",
+    "RefusedError",
     "check_dataverse_org",
     "credentials_status",
     "parse_credentials_input",

@@ -239,3 +239,21 @@ def test_registrations_refused_for_the_orgs_token_are_parked_and_registered_afte
     assert all(get_app().ledger.get(ORG_A, r).state == "registered" for r in regs)
     assert all(dataverse.row(REGISTRATIONS, r)["msevtmgt_syncedwithprovider"] == SYNCED for r in regs)
     assert not get_app().credentials.get(ORG_A).parking
+
+
+def test_the_hourly_sweep_makes_due_parked_work_that_an_older_save_left_without_a_due_time(
+    clock: Any, on24: Any
+) -> None:
+    on24.down = 503
+    reg, body = canonical(ORG_A, START, 0)
+    assert deliver(body, START) == "completed"
+    on24.down = None
+    get_app().credentials.set_parking(ORG_A, 0, None)  # what a save of an older version left: no ParkUntil
+    clock.now = START + timedelta(minutes=30)
+    run_retry_parked()
+    assert len(get_app().parked.for_org(ORG_A)) == 1, "not due: RetryParked reads only orgs with a due time"
+    clock.now = START + timedelta(hours=1)  # the first run of the hour sweeps
+    run_retry_parked()
+    clock.now += timedelta(minutes=1)
+    run_retry_parked()
+    assert get_app().parked.for_org(ORG_A) == [] and get_app().ledger.get(ORG_A, reg).state == "registered"
