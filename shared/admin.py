@@ -38,7 +38,7 @@ from shared.webinars import ProviderCredentials
 _log = logging.getLogger(__name__)
 
 REFUSED_MESSAGE = "ON24 did not accept these credentials (client id, access token key or secret); nothing was stored"
-UNAVAILABLE_MESSAGE = "ON24 or the credential store is unavailable; nothing was changed, try again later"
+UNAVAILABLE_MESSAGE = "ON24, Dataverse or the credential store is unavailable; nothing was changed, try again later"
 
 
 class InputError(ValueError):
