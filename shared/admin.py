@@ -13,7 +13,9 @@ Input rules (a 400 naming the field for anything else, before any outbound call)
 - ``webinarIds``: positive ON24 event ids, stored without leading zeros, duplicates dropped.
 
 The credential check against the provider answers with one fixed message whatever ON24 said (an unknown client id
-and a wrong secret look the same to the caller); the detail goes to the log.
+and a wrong secret look the same to the caller); the detail goes to the log. The org's effective Dataverse URL
+must be its own: Dataverse's ``WhoAmI`` must name the org id (``check_dataverse_org``), so an admin of one org
+cannot point the app's identity at another org's rows.
 """
 
 from __future__ import annotations

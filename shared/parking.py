@@ -210,7 +210,8 @@ def _set_aside(parked: ParkedMessages, rejected: RejectedMessages, message: Park
     rejected.record(f"parked:{message.row_key}", reason, message.command.encode("utf-8"), org_id=message.org_id,
                     delivery_count=message.attempts)  # fmt: skip
     parked.remove(message)
-    _log.error(reason, extra={"org_id": message.org_id, "registration_id": message.key, "outcome": "rejected"})
+    extra = {"org_id": message.org_id, "registration_id": message.key, "message_id": f"parked:{message.row_key}"}
+    _log.error(reason, extra={**extra, "outcome": "rejected"})
 
 
 def _sweep(ports: RegistrationPorts, credentials: CredentialStore, parked: ParkedMessages, now: datetime) -> int:
