@@ -58,14 +58,6 @@ class RetryReport:
     left_for_next_run: int = 0
 
 
-class _OrgStops(Exception):
-    """The org's probe failed: its other messages wait for ``until``."""
-
-    def __init__(self, until: datetime, error: Exception) -> None:
-        super().__init__(str(error))
-        self.until, self.error = until, error
-
-
 def retry_parked(
     ports: RegistrationPorts,
     credentials: CredentialStore,
