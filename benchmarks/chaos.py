@@ -677,6 +677,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     events = {int(k): v for k, v in seeded.items()}
     for registration in registrations:
         registration.crm_event_ids = events
+    stand_ins.own_dataverse(ORG)  # a credentials save checks the org behind DATAVERSE_URL (WhoAmI)
     response = store_main(http_request("PUT", ORG, credentials_body()))
     if response.status_code != 200:
         raise RuntimeError(f"StoreCredentials answered {response.status_code}")

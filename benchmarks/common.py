@@ -97,6 +97,16 @@ class StandInServers:
     def urls(self) -> tuple[str, str]:
         return self.on24.url, self.dataverse.url
 
+    def own_dataverse(self, org_id: str) -> str:
+        """Make ``org_id`` the org behind the Dataverse stand-in's URL (DATAVERSE_URL): a credentials save checks
+        it with WhoAmI. Returns the URL; ``dataverse_url_for`` gives other orgs a URL of their own."""
+        self.dataverse.organization_id = org_id
+        return self.dataverse.url
+
+    def dataverse_url_for(self, org_id: str) -> str:
+        """A URL of the Dataverse stand-in (same rows) whose WhoAmI answers ``org_id``."""
+        return self.dataverse.url_for(org_id)
+
     def reset_logs(self) -> None:
         self.on24.reset_log()
         self.dataverse.reset_log()

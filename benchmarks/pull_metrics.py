@@ -944,6 +944,7 @@ def run_pass(
     os.environ.update(env)
     reset_app()
     started = time.perf_counter()
+    stand_ins.own_dataverse(ORG)
     response = store_main(http_request("PUT", ORG, credentials_body()))
     if response.status_code != 200:
         raise RuntimeError(f"StoreCredentials answered {response.status_code}: {response.get_body()[:300]!r}")
@@ -1019,7 +1020,8 @@ def run_orgs(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     for n, org in enumerate(seeded):
         org_id = f"{n:08x}-0b5e-4c00-8000-{n:012x}"
         org["org_id"] = org_id
-        body = {"clientId": org["client"], "accessTokenKey": org["key"], "accessTokenSecret": org["secret"]}
+        body = {"clientId": org["client"], "accessTokenKey": org["key"], "accessTokenSecret": org["secret"],
+                "dataverseUrl": stand_ins.dataverse_url_for(org_id)}  # fmt: skip
         response = store_main(http_request("PUT", org_id, body))
         if response.status_code != 200:
             raise RuntimeError(f"StoreCredentials answered {response.status_code}: {response.get_body()[:300]!r}")

@@ -644,6 +644,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     reset_app()
 
     stand_ins.add_on24_account(ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, WEBINAR)
+    stand_ins.own_dataverse(ORG)
     response = store_main(http_request("PUT", ORG, credentials_body()))
     if response.status_code != 200:
         raise RuntimeError(f"StoreCredentials answered {response.status_code}: {response.get_body()[:300]!r}")

@@ -284,7 +284,8 @@ class DataverseStandIn(StandIn):
     Args:
         expected_token: when set, every request needs ``Authorization: Bearer <expected_token>`` (else 401); the
             attribute may be changed at run time to emulate a rotated/revoked token. None: no auth check.
-        organization_id: returned by ``WhoAmI``; random when omitted.
+        organization_id: the org behind ``url``, as ``WhoAmI`` answers it (strictly: the app refuses to store
+            another org's URL); random when omitted. ``url_for(org)`` serves the same rows for another org.
         host, port, ssl_context: as for ``StandIn``.
     """
 
@@ -312,8 +313,30 @@ class DataverseStandIn(StandIn):
         self._version = 1000
         self._limit: tuple[int, float] | None = None
         self._window: deque[float] = deque()
+        self._aliases: dict[str, _OrgAlias] = {}
+        self._serving_for = threading.local()
 
     # ---- test and demo controls --------------------------------------------------------------------------------
+
+    def url_for(self, organization_id: str) -> str:
+        """A URL of this stand-in whose ``WhoAmI`` answers ``organization_id``: the same rows, faults and request
+        log, on a port of its own (a real org has one URL; tests that store several orgs give each its own)."""
+        key = organization_id.lower()
+        if key == self.organization_id.lower():
+            return self.url
+        with self._stats_lock:
+            alias = self._aliases.get(key)
+            if alias is None:
+                alias = _OrgAlias(self, organization_id, host=self._host, ssl_context=self._ssl_context)
+                alias.start()
+                self._aliases[key] = alias
+        return alias.url
+
+    def close(self) -> None:
+        for alias in self._aliases.values():
+            alias.close()
+        self._aliases.clear()
+        super().close()
 
     def set_limit(self, requests_per_window: int | None, window_seconds: float = 300.0) -> None:
         """Emulate the request-count limit: beyond ``requests_per_window`` in a sliding window, answer 429.
@@ -378,6 +401,14 @@ class DataverseStandIn(StandIn):
         return SCHEMA[entity_set]
 
     # ---- serving -----------------------------------------------------------------------------------------------
+
+    def _serve_for(self, request: Request, organization_id: str) -> Response | None:
+        """Serve a request that came in on the URL of another org (``url_for``)."""
+        self._serving_for.org = organization_id
+        try:
+            return self._serve(request)
+        finally:
+            self._serving_for.org = None
 
     def _serve(self, request: Request) -> Response | None:
         with self._stats_lock:
@@ -462,7 +493,7 @@ class DataverseStandIn(StandIn):
                     "@odata.context": f"{self._base()}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
                     "BusinessUnitId": str(uuid.UUID(int=1)),
                     "UserId": self.user_id,
-                    "OrganizationId": self.organization_id,
+                    "OrganizationId": getattr(self._serving_for, "org", None) or self.organization_id,
                 },
             )
         if "/" in resource:
@@ -863,6 +894,22 @@ class DataverseStandIn(StandIn):
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+
+class _OrgAlias(StandIn):
+    """Another org's URL of a ``DataverseStandIn``: every request is served by it, ``WhoAmI`` for this org."""
+
+    name = "dataverse-stand-in-alias"
+
+    def __init__(self, main: DataverseStandIn, organization_id: str, **where: Any) -> None:
+        super().__init__(**where)
+        self.main, self.organization_id = main, organization_id
+
+    def _serve(self, request: Request) -> Response | None:
+        return self.main._serve_for(request, self.organization_id)
+
+    def handle(self, request: Request) -> Response:  # pragma: no cover - _serve hands every request to the main one
+        return self.main.handle(request)
 
 
 def _coerce(table: Table, name: str, column: Column, value: Any) -> Any:

@@ -13,7 +13,9 @@ Input rules (a 400 naming the field for anything else, before any outbound call)
 - ``webinarIds``: positive ON24 event ids, stored without leading zeros, duplicates dropped.
 
 The credential check against the provider answers with one fixed message whatever ON24 said (an unknown client id
-and a wrong secret look the same to the caller); the detail goes to the log.
+and a wrong secret look the same to the caller); the detail goes to the log. The org's effective Dataverse URL
+must be its own: Dataverse's ``WhoAmI`` must name the org id (``check_dataverse_org``), so an admin of one org
+cannot point the app's identity at another org's rows.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from shared.credentials import seal_secrets
 from shared.crypto import CredentialCipher
-from shared.errors import PermanentError
-from shared.ids import WEBINAR_ID_PATTERN, is_field_name
+from shared.errors import ConfigError, PermanentError
+from shared.ids import WEBINAR_ID_PATTERN, canonical_org_id, is_field_name
 from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
 from shared.webinars import ProviderCredentials
@@ -38,7 +40,7 @@ from shared.webinars import ProviderCredentials
 _log = logging.getLogger(__name__)
 
 REFUSED_MESSAGE = "ON24 did not accept these credentials (client id, access token key or secret); nothing was stored"
-UNAVAILABLE_MESSAGE = "ON24 or the credential store is unavailable; nothing was changed, try again later"
+UNAVAILABLE_MESSAGE = "ON24, Dataverse or the credential store is unavailable; nothing was changed, try again later"
 
 
 class InputError(ValueError):
@@ -49,11 +51,60 @@ class InputError(ValueError):
         self.field = field
 
 
-class CredentialsRefusedError(PermanentError):
+class RefusedError(PermanentError):
+    """A save refused after an outbound check (a 422): ``code`` for machines, ``field`` at fault if one."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.field = code, field
+
+
+class CredentialsRefusedError(RefusedError):
     """The provider refused the credentials being stored. The message is fixed; the detail is only logged."""
 
     def __init__(self) -> None:
-        super().__init__(REFUSED_MESSAGE)
+        super().__init__("on24_rejected_credentials", REFUSED_MESSAGE)
+
+
+class DataverseRefusedError(RefusedError):
+    """The org's Dataverse URL is not bound to the org (``WhoAmI``), or cannot be checked; nothing is stored.
+
+    Attributes:
+        code: ``dataverse_org_mismatch`` (another org's URL) or ``dataverse_unverified`` (the app's identity was
+            refused there, or the answer had no org id).
+        field: ``dataverseUrl`` when the body gave the URL, None for the deployment's ``DATAVERSE_URL``.
+    """
+
+
+def check_dataverse_org(org_id: str, url: str, *, given: bool, org_behind: Callable[[str], str]) -> None:
+    """Refuse a Dataverse URL whose ``OrganizationId`` (``WhoAmI``, as the app's identity sees it) is not ``org_id``,
+    so an admin of one org cannot point the app's identity at another org's rows. Ids are GUIDs, not personal data.
+
+    Raises:
+        DataverseRefusedError: another org's URL, or the app's identity was refused there; TransientError: unreachable.
+    """
+    where = f"dataverseUrl {url}" if given else f"DATAVERSE_URL ({url}, used for orgs without a dataverseUrl)"
+    field = "dataverseUrl" if given else None
+    try:
+        found = org_behind(url)
+    except (ConfigError, PermanentError) as exc:
+        _log.warning("admin: the Dataverse org behind %s could not be checked for org %s: %s", url, org_id, exc,
+                     extra={"org_id": org_id, "dataverse_url": url, "error": type(exc).__name__})  # fmt: skip
+        raise DataverseRefusedError(
+            "dataverse_unverified",
+            f"{where}: Dataverse refused the app's identity or did not say which org it is ({type(exc).__name__}); "
+            "the app must be an application user there; nothing was stored",
+            field,
+        ) from None
+    if canonical_org_id(found) != org_id:
+        _log.warning("admin: %s belongs to Dataverse org %s, not to org %s: refused", where, found, org_id,
+                     extra={"org_id": org_id, "dataverse_url": url, "dataverse_org": found})  # fmt: skip
+        hint = "" if given else "; give this org's own dataverseUrl"
+        raise DataverseRefusedError(
+            "dataverse_org_mismatch",
+            f"{where} belongs to Dataverse org {found}, not to org {org_id}{hint}; nothing was stored",
+            field,
+        )
 
 
 def _positive_event_id(value: str) -> str:
@@ -168,12 +219,21 @@ def store_credentials(
     cipher: CredentialCipher,
     verify: Callable[[ProviderCredentials], None],
     actor: str,
+    org_behind: Callable[[str], str],
+    default_dataverse_url: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Check the credentials with the provider, then seal and save them (a re-PUT rotates).
 
+    The org's effective Dataverse URL (``dataverseUrl``, else ``default_dataverse_url``) must belong to the org:
+    ``org_behind`` (Dataverse ``WhoAmI``) answers its ``OrganizationId``. The save keeps the org's parking and
+    makes its parked registrations due at ``now`` (the app's clock): those parked because ON24 refused the old
+    token, or during an outage, are re-driven by the next RetryParked run.
+
     Raises:
         CredentialsRefusedError: the provider refused them, for whatever reason (nothing is stored; detail logged).
-        TransientError: the provider or storage could not be reached (nothing is stored).
+        DataverseRefusedError: the Dataverse URL belongs to another org, or cannot be checked (nothing is stored).
+        TransientError: the provider, Dataverse or storage could not be reached (nothing is stored).
     """
     provider = body.provider
     try:
@@ -187,6 +247,9 @@ def store_credentials(
             extra={"org_id": org_id, "client_id": provider.account_id, "error": type(exc).__name__},
         )
         raise CredentialsRefusedError from None
+    url = body.dataverse_url or default_dataverse_url
+    if url:
+        check_dataverse_org(org_id, url, given=body.dataverse_url is not None, org_behind=org_behind)
     record = OrgRecord(
         org_id=org_id,
         account_id=provider.account_id,
@@ -197,7 +260,7 @@ def store_credentials(
         webinar_ids=tuple(body.webinar_ids),
         updated_by=actor,
     )
-    record = store.save(seal_secrets(cipher, record, provider.secrets()))
+    record = store.save(seal_secrets(cipher, record, provider.secrets()), now=now)
     _log.info(
         "audit: ON24 credentials stored for org %s by %s",
         org_id,
@@ -236,8 +299,11 @@ __all__ = [
     "UNAVAILABLE_MESSAGE",
     "CredentialsInput",
     "CredentialsRefusedError",
+    "DataverseRefusedError",
     "InputError",
     "OrgFields",
+    "RefusedError",
+    "check_dataverse_org",
     "credentials_status",
     "parse_credentials_input",
     "remove_credentials",

@@ -42,7 +42,7 @@ from shared.dataverse._odata import (
     select_clause,
 )
 from shared.dataverse._token import TokenCache
-from shared.errors import ThrottledError, TransientError
+from shared.errors import PermanentError, ThrottledError, TransientError
 from shared.http import HttpClientBase
 from shared.retry import RetryPolicy, call_with_retry
 from shared.settings import DATAVERSE_HOST_SUFFIXES, is_dataverse_host
@@ -152,6 +152,18 @@ class DataverseClient(HttpClientBase):
         return self._exchange(
             "GET", url, entity_set=entity_set, row_id=rid, headers=READ_HEADERS, decode=decode_object
         )
+
+    def who_am_i(self) -> str:
+        """The ``OrganizationId`` behind this URL as the app's identity sees it (the ``WhoAmI`` function).
+
+        Raises:
+            ConfigError: the app's identity was refused; TransientError: as ``get_row``; PermanentError: no id.
+        """
+        answer = self._exchange("GET", self._api + "WhoAmI", entity_set="WhoAmI", row_id=None,
+                                headers=READ_HEADERS, decode=decode_object)  # fmt: skip
+        if not isinstance(answer.get("OrganizationId"), str):
+            raise PermanentError(f"Dataverse WhoAmI at {self._url} answered without an OrganizationId")
+        return str(answer["OrganizationId"])
 
     def update_row(self, entity_set: str, row_id: str, fields: Mapping[str, Any], *, must_exist: bool = True) -> None:
         """Update columns of one row (PATCH); with ``must_exist`` (default) it never creates a row.

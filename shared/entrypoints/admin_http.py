@@ -84,8 +84,10 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
         body = _parse_body(req.get_body(), app.credentials_fields, sandbox=app.settings.dataverse_auth == "none")
         _refuse_during_purge(app, org_id)
         return admin.store_credentials(
-            org_id, body, store=app.credentials, cipher=app.cipher, verify=app.verify_credentials, actor=caller.name
-        )
+            org_id, body, store=app.credentials, cipher=app.cipher, verify=app.verify_credentials, actor=caller.name,
+            org_behind=lambda url: app.dataverse(url).who_am_i(), default_dataverse_url=app.settings.dataverse_url,
+            now=app.registration_ports().clock(),
+        )  # fmt: skip
 
     return _respond(req, app, "PUT", run)
 
@@ -132,8 +134,8 @@ def _respond(
         return _json(200, result)
     except ApiError as exc:
         return _error(exc)
-    except admin.CredentialsRefusedError as exc:
-        return _error(ApiError(422, "on24_rejected_credentials", str(exc)))
+    except admin.RefusedError as exc:  # ON24 refused the credentials, or the Dataverse URL is another org's
+        return _error(ApiError(422, exc.code, str(exc), exc.field))
     except TransientError as exc:
         _log.warning("admin %s for org %s failed transiently: %s", method, log_org, exc, extra={"org_id": org_id})
         return _error(ApiError(503, "unavailable", admin.UNAVAILABLE_MESSAGE))

@@ -133,19 +133,28 @@ def run_retry_parked(app: App) -> RetryReport:
 
     started = time.perf_counter()
     report = retry_parked(
-        app.registration_ports(), app.credentials, app.parked, budget_seconds=app.settings.retry_parked_budget_seconds
+        app.registration_ports(),
+        app.credentials,
+        app.parked,
+        rejected=app.rejected,
+        budget_seconds=app.settings.retry_parked_budget_seconds,
     )
     _log.info(
-        "parked registrations: %s; %d orgs still unreachable, %d resumed, %d dropped, %d left for the next run",
+        "parked registrations: %s; %d orgs still unreachable, %d resumed, %d failed, %d set aside, %d dropped, "
+        "%d left for the next run",
         ", ".join(f"{status} {count}" for status, count in sorted(report.outcomes.items())) or "none re-driven",
         len(report.orgs_still_unreachable),
         len(report.orgs_resumed),
+        len(report.orgs_failed),
+        report.set_aside,
         report.dropped,
         report.left_for_next_run,
         extra={
             **{f"parked_{status}": count for status, count in report.outcomes.items()},
             "orgs_still_unreachable": len(report.orgs_still_unreachable),
             "orgs_resumed": len(report.orgs_resumed),
+            "parked_orgs_failed": sorted(report.orgs_failed),
+            "parked_set_aside": report.set_aside,
             "parked_dropped": report.dropped,
             "left_for_next_run": report.left_for_next_run,
             "duration_ms": round((time.perf_counter() - started) * 1000),

@@ -215,13 +215,16 @@ def _warnings(view: dict[str, Any]) -> list[str]:
     registrations = view["registrations"]
     if registrations["last24h"].get("failed"):
         found.append(f"{registrations['last24h']['failed']} registrations failed in the last 24 hours")
+    refused = credentials.get("status") == "rejected"  # parked until a save (PUT) or the hourly probe
     if registrations["parking"]:
+        cause = "ON24 refused the org's token" if refused else "ON24 or CRM did not answer"
         found.append(
-            f"ON24 or CRM did not answer {registrations['parking']['failedAttempts']} attempts in a row: new "
+            f"{cause} {registrations['parking']['failedAttempts']} attempts in a row: new "
             f"registrations are parked; next attempt at {registrations['parking']['nextAttempt']}"
         )
     if registrations["total"].get("parked"):
-        found.append(f"{registrations['total']['parked']} registrations are parked until ON24 answers again")
+        until = "the org's credentials are saved again (PUT)" if refused else "ON24 answers again"
+        found.append(f"{registrations['total']['parked']} registrations are parked until {until}")
     if view["rejectedMessages"]["waiting"]:
         found.append(f"{view['rejectedMessages']['waiting']} rejected queue messages wait for a fix and a replay")
     return found

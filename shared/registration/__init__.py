@@ -21,11 +21,18 @@ Transient faults propagate (Service Bus redelivers); permanent ones are recorded
 (publishing state = webinar provider error) and the message completes.
 """
 
-from shared.registration.deliver import forget_registration, handle_contact_erasure, handle_registration, park
+from shared.registration.deliver import (
+    REJECTED_PROBE,
+    forget_registration,
+    handle_contact_erasure,
+    handle_registration,
+    park,
+)
 from shared.registration.ports import DISABLED, Outcome, OutcomeStatus, RegistrationPorts
 
 __all__ = [
     "DISABLED",
+    "REJECTED_PROBE",
     "Outcome",
     "OutcomeStatus",
     "RegistrationPorts",

@@ -89,6 +89,10 @@ def act(
         reason = f"ON24 refused the change in event {where}: {exc}"
         if isinstance(exc, CredentialsRejectedError):  # the whole org is affected: show it on the org's status
             ports.credentials.set_status(cmd.org_id, "rejected", f"ON24 rejected the org's credentials: {exc}")
+            if ports.parked is not None:  # not the registration's fault: the delivery parks it until a save
+                current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
+                release(ports, cmd, provider, lease, interrupted(lease, current, pending, failed=False), must=False)
+                raise
         current, pending = remaining_after(leased, steps, tuple(deleted), False, unsure=deleting)
         failed = with_rank(replace(interrupted(lease, current, pending, failed=True), reason=reason), rank)
         failed = replace(failed, webinar_id=failed.webinar_id or where)  # PullMetrics finds the webinar

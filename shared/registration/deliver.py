@@ -6,9 +6,9 @@ import logging
 import time
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from shared.errors import BusyError, PermanentError, TransientError
+from shared.errors import BusyError, CredentialsRejectedError, PermanentError, TransientError
 from shared.messages import ContactErasure, RegistrationCommand
 from shared.registration.act import act
 from shared.registration.decide import resolve
@@ -26,6 +26,10 @@ from shared.store.credentials import OrgRecord
 from shared.store.parked import ParkedMessage
 
 _log = logging.getLogger(__name__)
+
+REJECTED_PROBE = timedelta(hours=1)
+"""How long the parked work of an org whose token ON24 refused waits for a probe, unless credentials are saved
+again first (a save makes it due at once): one ON24 call an hour with a refused token, never a stream of them."""
 
 
 def handle_registration(
@@ -67,12 +71,19 @@ def handle_registration(
     org_read_at = time.monotonic()
     if org is None:
         return note_skip(ports, cmd, DISABLED)
-    if org.parking and not redrive and ports.parked is not None:
-        return park(ports, org, cmd, received_at, declared, "ON24 or CRM did not answer the org's last attempts")
+    if (org.parking or org.status == "rejected") and not redrive and ports.parked is not None:
+        rejected = org.status == "rejected"
+        why = "ON24 refused the org's credentials" if rejected else "ON24 or CRM did not answer the org's last attempts"
+        return park(ports, org, cmd, received_at, declared, why, rejected=rejected)
     try:
         return _apply_message(ports, org, org_read_at, cmd, at, declared)
     except BusyError:
         raise  # another delivery is at it: not an outage
+    except CredentialsRejectedError as exc:  # raised only with a parking (see ``act``): recoverable by a save
+        if redrive:
+            raise
+        reason = f"ON24 refused the org's credentials: {exc}"
+        return park(ports, org, cmd, received_at, declared, reason, attempts=delivery_count or 0, rejected=True)
     except TransientError as exc:
         if redrive or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
             raise
@@ -88,18 +99,20 @@ def park(
     error: str,
     *,
     attempts: int = 0,
+    rejected: bool = False,
 ) -> Outcome:
     """Keep the message durably for a later attempt, and park the org's next registrations at once.
 
     The message then completes: an outage of hours dead-letters nothing. ``shared.parking`` re-drives parked
-    messages with exponential backoff, one probe per org while it stays unreachable.
+    messages with exponential backoff, one probe per org while it stays unreachable; with ``rejected`` (ON24
+    refused the org's token) the first probe waits ``REJECTED_PROBE``, or for the next credentials save.
     """
     assert ports.parked is not None
     now = ports.clock()
     if org.parking:  # the org already waits for its next probe: this message joins it
         failures, next_at = org.park_failures, org.park_until or now
     else:
-        failures, next_at = 1, now + ports.backoff.delay(1)
+        failures, next_at = 1, now + (REJECTED_PROBE if rejected else ports.backoff.delay(1))
         ports.credentials.set_parking(cmd.org_id, failures, next_at)
     kept = ports.parked.park(
         ParkedMessage(

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
 from shared.ids import canonical_org_id
-from shared.store.codec import EPOCH, moment
-from shared.store.tables import merge_entity, read_entity, table_errors
+from shared.store.codec import EPOCH, etag_of, moment
+from shared.store.tables import StoreUnavailableError, merge_entity, read_entity, table_errors, write_entity
 
 _log = logging.getLogger(__name__)
 
@@ -122,6 +122,20 @@ class OrgRecord:
         )
 
 
+def _carried_over(row: OrgRecord, existing: OrgRecord, now: datetime) -> OrgRecord:
+    """``row`` with what a save keeps from the org's current row; parked work becomes due at ``now``."""
+    due = None if existing.park_until is None else min(existing.park_until, now)
+    return replace(
+        row,
+        created_at=existing.created_at or row.created_at,
+        metrics_status=existing.metrics_status,
+        metrics_reason=existing.metrics_reason,
+        metrics_at=existing.metrics_at,
+        park_failures=existing.park_failures,
+        park_until=due,
+    )
+
+
 def _metrics_status(value: Any) -> MetricsStatus | None:
     if value == "ok":
         return "ok"
@@ -140,15 +154,27 @@ class CredentialStore:
         entity = read_entity(self._table, key, _ROW_KEY, f"reading the credentials of org {key!r}")
         return None if entity is None else OrgRecord.from_entity(dict(entity))
 
-    def save(self, record: OrgRecord) -> OrgRecord:
-        """Create or replace the org's row; keeps the original ``created_at``."""
-        now = datetime.now(UTC)
-        record = replace(record, org_id=org_key(record.org_id))
-        existing = self.get(record.org_id)
-        record = replace(record, created_at=existing.created_at if existing else now, updated_at=now)
-        with table_errors(f"saving the credentials of org {record.org_id!r}"):
-            self._table.upsert_entity(record.to_entity(), mode=UpdateMode.REPLACE)
-        return record
+    def save(self, record: OrgRecord, *, now: datetime | None = None) -> OrgRecord:
+        """Create or replace the org's row (a re-PUT rotates), keeping what is not the admin's to set.
+
+        The original ``created_at``, the metrics health and the parking stay; parked work is made due at ``now``
+        (the app's clock), so the next RetryParked run re-drives it with the new credentials and nothing parked
+        is stranded. Etag-guarded: a parking or status written meanwhile is read again, never overwritten.
+
+        Raises:
+            StoreUnavailableError: the row kept changing (ten lost races in a row); nothing was saved.
+        """
+        key = org_key(record.org_id)
+        what = f"saving the credentials of org {key!r}"
+        for _ in range(10):
+            wall = datetime.now(UTC)
+            entity = read_entity(self._table, key, _ROW_KEY, what)
+            row = replace(record, org_id=key, created_at=wall, updated_at=wall)
+            if entity is not None:
+                row = _carried_over(row, OrgRecord.from_entity(dict(entity)), now or wall)
+            if write_entity(self._table, row.to_entity(), None if entity is None else etag_of(entity), what):
+                return row
+        raise StoreUnavailableError(f"{what}: the row kept changing; nothing was saved, try again")
 
     def delete(self, org_id: str) -> OrgRecord | None:
         """Delete the org's row and any row stored under another spelling of its id (idempotent).

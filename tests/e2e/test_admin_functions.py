@@ -52,15 +52,13 @@ def test_store_status_remove_round_trip(on24_env: dict[str, str], on24: Any) -> 
 
     code, stored = put(
         ORG,
-        credentials_body(
-            region="na", dataverseUrl="https://contoso.crm.dynamics.com/", webinarIds=["4471234", "4471234"]
-        ),
+        credentials_body(region="na", webinarIds=["4471234", "4471234"]),  # no Dataverse URL: nothing to bind
     )
     assert code == 200, stored
     assert stored["webinarIds"] == ["4471234"]
     assert stored["configured"] is True and stored["status"] == "active"
     assert stored["clientId"] == ON24_CLIENT_ID and stored["region"] == "na"
-    assert stored["dataverseUrl"] == "https://contoso.crm.dynamics.com"
+    assert stored["dataverseUrl"] is None
     assert stored["keyVersion"].startswith("kv:on24-credentials-key/")
     assert on24.count("GET") == 1, "credentials are checked against ON24 with one call"
 

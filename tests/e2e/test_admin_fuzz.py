@@ -25,9 +25,11 @@ from hypothesis import strategies as st
 from CredentialsStatus import main as status_main
 from PullWebinar import main as pull_webinar_main
 from RemoveCredentials import main as remove_main
-from shared.app import reset_app
+from shared.app import App, reset_app, set_app
+from shared.settings import Settings
 from StoreCredentials import main as store_main
 from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET
+from tests.e2e.test_pull_metrics_isolation import RefusingCredential
 from tests.functions import admin_request
 from WebinarStatus import main as webinar_status_main
 
@@ -140,7 +142,9 @@ def admin_env(
     if request.param != "function key":
         monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
         monkeypatch.setenv("ADMIN_ORG_SCOPE", "true")
-    reset_app()
+    # An accepted dataverseUrl is checked with Dataverse's WhoAmI: the identity's token request is refused here,
+    # so no request leaves the machine (422 dataverse_unverified).
+    set_app(App(Settings.from_environ(), azure_credential=RefusingCredential()))
     handler = Collect()
     root = logging.getLogger()
     level = root.level

@@ -24,9 +24,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from sandbox.capture import CaptureServer
+from shared import admin
 from shared.app import App, get_app, reset_app, set_app
+from shared.credentials import seal_secrets
 from shared.errors import DecryptionError
+from shared.on24.provider import CredentialsBody
 from shared.settings import Settings
+from shared.store import OrgRecord
 from tests.builders import canonical_body
 from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, credentials_body
 from tests.e2e.test_admin_functions import delete, put, raw_org_rows, status
@@ -156,12 +160,10 @@ def test_dataverse_url_outside_the_allowlist_is_a_400_naming_the_field(
         ("https://contoso.crm.dynamics.cn", "https://contoso.crm.dynamics.cn"),  # China (21Vianet)
     ],
 )
-def test_dataverse_hosts_on_the_allowlist_are_stored_as_origins(
-    on24_env: dict[str, str], url: str, stored: str
-) -> None:
-    code, body = put(ORG, credentials_body(dataverseUrl=url))
-    assert code == 200, body
-    assert body["dataverseUrl"] == stored
+def test_dataverse_hosts_on_the_allowlist_pass_the_rule_as_origins(url: str, stored: str) -> None:
+    # Storing one also needs its WhoAmI to name the org (test_dataverse_org_binding), which no test can reach here.
+    parsed = admin.parse_credentials_input(credentials_body(dataverseUrl=url), CredentialsBody, sandbox=False)
+    assert parsed.dataverse_url == stored
 
 
 def test_loopback_http_is_accepted_only_in_the_sandbox(app_env: dict[str, str], dataverse: Any) -> None:
@@ -176,7 +178,10 @@ def test_no_token_ever_reaches_a_host_outside_the_allowlist(
     code, body = put(ORG, credentials_body(dataverseUrl=capture.url))
     assert code == 400 and body["error"]["field"] == "dataverseUrl"
     # Whatever reaches the table anyway (an edited row) is no way out either: the URL is bound to the envelope.
-    assert put(ORG, credentials_body(dataverseUrl="https://contoso.crm.dynamics.com"))[0] == 200
+    app = get_app()  # a row with an allowlisted URL, saved through the store (a PUT would call its WhoAmI)
+    record = OrgRecord(ORG, ON24_CLIENT_ID, "na", "", None, dataverse_url="https://contoso.crm.dynamics.com")
+    secrets = {"accessTokenKey": ON24_KEY, "accessTokenSecret": ON24_SECRET}
+    app.credentials.save(seal_secrets(app.cipher, record, secrets))
     org_table(on24_env).update_entity(
         {"PartitionKey": ORG, "RowKey": "credentials", "DataverseUrl": capture.url}, mode=UpdateMode.MERGE
     )
@@ -453,3 +458,56 @@ def test_the_scope_without_app_service_authentication_fails_closed(
     code, body = put(ORG, credentials_body())
     assert code == 500 and "WEBSITE_AUTH_ENABLED" in body["error"]["message"]
     assert raw_org_rows(on24_env) == []
+
+
+# ---- dataverseUrl belongs to its org: Dataverse's WhoAmI names the org behind a URL ---------------------------------
+@pytest.fixture
+def scoped_with_dataverse(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, dataverse: Any) -> Any:
+    """Org-scoped admins; DATAVERSE_URL is ORG's Dataverse (the stand-in's WhoAmI answers ORG)."""
+    for name, value in {"WEBSITE_AUTH_ENABLED": "true", "ADMIN_ORG_SCOPE": "true", "RETRY_BUDGET_SECONDS": "0"}.items():
+        monkeypatch.setenv(name, value)
+    reset_app()
+    assert dataverse.organization_id == ORG
+    return dataverse
+
+
+def test_an_admin_of_one_org_cannot_store_another_orgs_dataverse_url(scoped_with_dataverse: Any, env_rows: Any) -> None:
+    dataverse = scoped_with_dataverse
+    admin_of_other = user_principal("asa.odegard@fabrikam.example", [f"Webinar.Admin.{OTHER}"])
+    code, body = put(OTHER, credentials_body(dataverseUrl=dataverse.url), headers=admin_of_other)
+    assert code == 422, body
+    error = body["error"]
+    assert error["code"] == "dataverse_org_mismatch" and error["field"] == "dataverseUrl"
+    assert ORG in error["message"] and OTHER in error["message"], "the message names both org ids"
+    assert env_rows() == [], "nothing is stored"
+
+    code, body = put(OTHER, credentials_body(), headers=admin_of_other)  # DATAVERSE_URL: ORG's too
+    assert code == 422 and body["error"]["code"] == "dataverse_org_mismatch" and "field" not in body["error"]
+    assert "DATAVERSE_URL" in body["error"]["message"] and env_rows() == []
+
+    own = dataverse.url_for(OTHER.upper())  # WhoAmI answers in any case: compared in the canonical spelling
+    code, body = put(OTHER, credentials_body(dataverseUrl=own), headers=admin_of_other)
+    assert code == 200 and body["dataverseUrl"] == own
+    admin_of_org = user_principal("joerg.mueller@contoso.example", [f"Webinar.Admin.{ORG}"])
+    assert put(ORG, credentials_body(), headers=admin_of_org)[0] == 200, "the default URL is ORG's own"
+    assert sorted(row["PartitionKey"] for row in env_rows()) == sorted([ORG, OTHER])
+    assert dataverse.count(path_contains="WhoAmI") == 4
+
+
+def test_a_dataverse_url_that_cannot_be_checked_stores_nothing(scoped_with_dataverse: Any, env_rows: Any) -> None:
+    dataverse = scoped_with_dataverse
+    admin_of_org = user_principal("ivan.petrov@contoso.example", [f"Webinar.Admin.{ORG}"])
+    dataverse.down = 503
+    code, body = put(ORG, credentials_body(dataverseUrl=dataverse.url), headers=admin_of_org)
+    assert code == 503 and body["error"]["code"] == "unavailable" and env_rows() == []
+    dataverse.down = None
+    missing = {"error": {"code": "0x80040220", "message": "The user is not a member of the organization."}}
+    dataverse.fail_next(1, status=403, payload=missing, path_contains="WhoAmI")
+    code, body = put(ORG, credentials_body(dataverseUrl=dataverse.url), headers=admin_of_org)
+    assert code == 422 and body["error"]["code"] == "dataverse_unverified" and env_rows() == []
+    assert put(ORG, credentials_body(dataverseUrl=dataverse.url), headers=admin_of_org)[0] == 200
+
+
+@pytest.fixture
+def env_rows(app_env: dict[str, str]) -> Any:
+    return lambda: raw_org_rows(app_env)

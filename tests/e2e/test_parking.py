@@ -42,15 +42,16 @@ class VirtualClock:
 
 
 @pytest.fixture
-def clock(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any) -> Any:
+def clock(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any, dataverse: Any) -> Any:
     for name, value in {"RETRY_BUDGET_SECONDS": "0", "PARK_AFTER_DELIVERIES": "3", "PARK_BACKOFF_BASE_SECONDS": "60",
                         "PARK_BACKOFF_MAX_SECONDS": "1800"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     on24.add_event(ON24_CLIENT_ID, WEBINAR, title="Outage webinar")
     virtual = VirtualClock()
     set_app(App(Settings.from_environ(), clock=virtual))
-    for org in (ORG, OTHER_ORG):
-        assert store_main(http_request("PUT", org, credentials_body())).status_code == 200
+    assert store_main(http_request("PUT", ORG, credentials_body())).status_code == 200
+    other = credentials_body(dataverseUrl=dataverse.url_for(OTHER_ORG))  # the stand-in's WhoAmI answers ORG
+    assert store_main(http_request("PUT", OTHER_ORG, other)).status_code == 200
     on24.reset_log()
     yield virtual
     reset_app()

@@ -294,7 +294,8 @@ class TwoOrgs:
         self.env = env
         on24.add_client(OTHER_CLIENT, "key-3", "Secret-3-0001")
         on24.add_event(OTHER_CLIENT, 880201)
-        other = {"clientId": OTHER_CLIENT, "accessTokenKey": "key-3", "accessTokenSecret": "Secret-3-0001"}
+        other = {"clientId": OTHER_CLIENT, "accessTokenKey": "key-3", "accessTokenSecret": "Secret-3-0001",
+                 "dataverseUrl": crm.dataverse.url_for(OTHER_ORG)}  # fmt: skip
         assert store_main(http_request("PUT", OTHER_ORG, other)).status_code == 200
         for org, webinar in ((ORG, WEBINAR), (OTHER_ORG, 880201)):
             for i in range(2):

@@ -51,7 +51,8 @@ class Webinars:
         ):
             on24.add_event(client, event, livestart=self.live, liveend=self.live + timedelta(hours=1))
             self.crm[event] = CrmOrg(dataverse, webinar_id=str(event))
-        body_b = {"clientId": CLIENT_B, "accessTokenKey": "key-b", "accessTokenSecret": "Secret-B-0001"}
+        body_b = {"clientId": CLIENT_B, "accessTokenKey": "key-b", "accessTokenSecret": "Secret-B-0001",
+                  "dataverseUrl": dataverse.url_for(ORG_B)}  # fmt: skip
         assert store_main(http_request("PUT", ORG_A, credentials_body())).status_code == 200
         assert store_main(http_request("PUT", ORG_B, body_b)).status_code == 200
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from sandbox.dataverse import DataverseStandIn
 from shared.app import App, get_app, set_app
+from shared.credentials import seal_secrets
 from shared.crm import checkin_id
 from shared.settings import Settings
 from StoreCredentials import main as store_main
@@ -69,7 +71,8 @@ class Tenants:
         key, secret = f"key-{client}", f"Secret-{client}-0001"
         self.on24.add_client(client, key, secret)
         self.on24.add_event(client, webinar, livestart=self.live, liveend=self.live + timedelta(hours=1))
-        body = {"clientId": client, "accessTokenKey": key, "accessTokenSecret": secret}
+        body = {"clientId": client, "accessTokenKey": key, "accessTokenSecret": secret,
+                "dataverseUrl": self.dataverse.url_for(org_id)}  # fmt: skip
         response = store_main(http_request("PUT", org_id, body))
         assert response.status_code == 200, response.get_body()
         crm = CrmOrg(self.dataverse, webinar_id=str(webinar))
@@ -101,6 +104,14 @@ class Tenants:
         service = TableServiceClient.from_connection_string(self.env["AzureWebJobsStorage"])
         table = service.get_table_client(self.env["STATE_TABLE_PREFIX"] + "orgs")
         table.update_entity({"PartitionKey": org_id, "RowKey": "credentials", **columns}, mode=UpdateMode.MERGE)
+
+    def repoint_in_store(self, org_id: str, client: str, dataverse_url: str) -> None:
+        """Point the org's row at a URL where the app's identity is refused now (a save checks WhoAmI, so this is
+        a row saved before the app user was removed there), through the store itself."""
+        app = get_app()
+        record = replace(app.credentials.get(org_id), dataverse_url=dataverse_url)
+        secrets = {"accessTokenKey": f"key-{client}", "accessTokenSecret": f"Secret-{client}-0001"}
+        app.credentials.save(seal_secrets(app.cipher, record, secrets))
 
     def repoint(self, org_id: str, client: str, dataverse_url: str) -> None:
         """Store the org's credentials again with its own Dataverse URL (after its registrations went through)."""
@@ -157,7 +168,7 @@ def _bad_webinar_id(t: Tenants, second: DataverseStandIn) -> str:
 
 def _dataverse_403(t: Tenants, second: DataverseStandIn) -> str:
     t.org(DATAVERSE_403, "3002", 9202)
-    t.repoint(DATAVERSE_403, "3002", second.url)
+    t.repoint(DATAVERSE_403, "3002", second.url_for(DATAVERSE_403))
     second.fail_next(
         1000,
         status=403,
@@ -169,7 +180,7 @@ def _dataverse_403(t: Tenants, second: DataverseStandIn) -> str:
 
 def _token_refused(t: Tenants, second: DataverseStandIn) -> str:
     t.org(TOKEN_REFUSED, "3003", 9203)
-    t.repoint(TOKEN_REFUSED, "3003", REFUSED_URL)
+    t.repoint_in_store(TOKEN_REFUSED, "3003", REFUSED_URL)
     return "AADSTS500011"
 
 

@@ -41,7 +41,8 @@ def fleet(app_env: dict[str, str], on24: Any, dataverse: Any) -> dict[str, list[
     for n in range(ORGS):
         org, client = org_id(n), str(6000 + n)
         on24.add_client(client, f"key-{client}", f"Secret-{client}")
-        body = {"clientId": client, "accessTokenKey": f"key-{client}", "accessTokenSecret": f"Secret-{client}"}
+        body = {"clientId": client, "accessTokenKey": f"key-{client}", "accessTokenSecret": f"Secret-{client}",
+                "dataverseUrl": dataverse.url_for(org)}  # fmt: skip
         assert store_main(http_request("PUT", org, body)).status_code == 200
         fleet[org] = []
         for w in range(WEBINARS):

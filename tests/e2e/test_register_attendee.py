@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.functions.timer import TimerRequest
 
 from RegisterAttendee import main
 from RemoveCredentials import main as remove_main
+from RetryParked import main as retry_main
 from shared.app import get_app, reset_app
 from shared.errors import TransientError
 from StoreCredentials import main as store_main
@@ -330,19 +332,28 @@ def test_on24_refusal_is_recorded_as_a_permanent_failure(crm: CrmOrg, on24: Any,
     assert dataverse.row(REGISTRATIONS, reg)["msevtmgt_publishingstate"] == 100000004
 
 
-def test_revoked_on24_token_fails_permanently(crm: CrmOrg, on24: Any) -> None:
+def test_revoked_on24_token_parks_the_registration_until_the_credentials_are_saved_again(
+    crm: CrmOrg, on24: Any, dataverse: Any
+) -> None:
     on24.deactivate(ON24_CLIENT_ID)
     reg = crm.registration(crm.contact("Adele", "Goldberg", "adele@example.com"))
     deliver(dataverse_body(org_id=ORG, registration_id=reg), application_properties=dataverse_properties("Create"))
     entry = ledger_row(reg)
-    assert entry.state == "failed" and "deactivated" in (entry.reason or "")
-    assert entry.webinar_id == str(WEBINAR), "PullMetrics and the status route find the webinar"
+    assert entry is None or entry.state != "failed", "not the registration's fault: parked, not failed"
+    assert dataverse.row(REGISTRATIONS, reg)["msevtmgt_publishingstate"] != 100000004
+    assert [m.key for m in get_app().parked.for_org(ORG)] == [reg]
     org = get_app().credentials.get(ORG)
     assert org.status == "rejected" and "deactivated" in (org.status_reason or ""), "the org shows why"
     on24.reactivate(ON24_CLIENT_ID)
+    calls = on24.count()
     later = crm.registration(crm.contact("Ada", "Later", "ada.later@example.com"))
     deliver(dataverse_body(org_id=ORG, registration_id=later), application_properties=dataverse_properties("Create"))
-    assert get_app().credentials.get(ORG).status == "active", "the next accepted call clears the flag"
+    assert on24.count() == calls, "while the org is rejected, new registrations park without calling ON24"
+    assert store_main(http_request("PUT", ORG, credentials_body())).status_code == 200
+    assert get_app().credentials.get(ORG).status == "active", "ON24 accepted the saved credentials"
+    retry_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))  # the save made them due at once
+    assert ledger_row(reg).state == "registered" and ledger_row(later).state == "registered"
+    assert get_app().parked.for_org(ORG) == []
 
 
 def test_malformed_and_hostile_bodies_get_a_permanent_outcome_and_no_on24_call(

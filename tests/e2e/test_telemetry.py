@@ -91,6 +91,7 @@ def world(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any, d
         "accessTokenKey": OTHER_KEY,
         "accessTokenSecret": OTHER_SECRET,
         "webinarIds": [str(WEBINAR)],
+        "dataverseUrl": dataverse.url_for(FAILING_ORG),
     }
     assert store_main(http_request("PUT", FAILING_ORG, other)).status_code == 200
     on24.deactivate(OTHER_CLIENT_ID)  # its next call is refused: PullMetrics records the org as failed

@@ -95,18 +95,19 @@ def test_a_healthy_org_and_a_failing_org_each_show_every_field(webinars: Webinar
     assert broken["credentials"]["status"] == "rejected"
     assert "deactivated" in broken["credentials"]["statusReason"]
     assert broken["token"]["state"] == "rejected"
-    assert broken["registrations"]["last24h"]["failed"] == 7 and broken["registrations"]["total"]["failed"] == 7
-    assert broken["registrations"]["inOn24"] == 1 and broken["registrations"]["total"]["registered"] == 1
+    registrations = broken["registrations"]  # ON24 refused the token: parked until a save, none failed
+    assert registrations["last24h"]["failed"] == 0 and registrations["total"]["parked"] == 7
+    assert registrations["inOn24"] == 1 and registrations["total"]["registered"] == 1
     assert broken["webinars"][0]["webinarId"] == "7003" and broken["webinars"][0]["lastPull"] is None
-    recent = broken["registrations"]["recentFailures"]
-    assert len(recent) == 5, "the 5 most recent reasons"
-    assert [f["registrationId"] for f in recent] == failing[::-1][:5], "newest first"
-    assert all("ON24 refused" in f["reason"] and "deactivated" in f["reason"] for f in recent)
+    assert registrations["recentFailures"] == []
+    assert registrations["parking"]["failedAttempts"] == 1
+    assert {m.key for m in get_app().parked.for_org(ORG_B)} == set(failing)
     rejected = broken["rejectedMessages"]
     assert rejected["total"] == 1 and rejected["waiting"] == 1 and rejected["last24h"] == 1
     assert "registrationId" in rejected["latest"]["reason"]
     warnings = " | ".join(broken["warnings"])
-    assert "ON24 refused the org's credentials" in warnings and "7 registrations failed" in warnings
+    assert "ON24 refused the org's credentials" in warnings
+    assert "7 registrations are parked until the org's credentials are saved again (PUT)" in warnings
     assert "1 rejected queue messages" in warnings
 
     for answer in (healthy, broken):
