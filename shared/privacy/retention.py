@@ -106,6 +106,9 @@ def _continue_purges(ports: PrivacyPorts, options: PrivacyOptions, deadline: flo
 
 def _expire_rejected(ports: PrivacyPorts, options: PrivacyOptions, deadline: float, report: HousekeepingReport) -> None:
     cutoff = ports.clock() - options.rejected_retention
+    while ports.monotonic() < deadline:  # rows kept before issue 18 go to their org's partition first
+        if ports.rejected.move_legacy(limit=BATCH_ROWS)[1]:
+            break
     while ports.monotonic() < deadline:
         deleted, finished = ports.rejected.expire(cutoff, limit=BATCH_ROWS)
         report.rejected_expired += deleted

@@ -157,6 +157,9 @@ class FakeRejected:
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
         return (m for m in self.messages if m.org_id == org_id)
 
+    def move_legacy(self, *, limit: int) -> tuple[int, bool]:
+        return 0, True
+
     def delete(self, messages: Sequence[RejectedMessage]) -> int:
         if self.fail_delete:
             raise TransientError("storage unavailable")
