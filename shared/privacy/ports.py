@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -57,6 +57,16 @@ class MatchIndexPrivacy(Protocol):
     def delete_org(self, org_id: str, *, limit: int) -> int: ...
 
 
+class ForgetTombstones(Protocol):
+    """``shared.store.tombstones.Tombstones``: what a forget leaves so that a late register stays undone."""
+
+    def record(
+        self, org_id: str, at: datetime, *, registration_ids: Iterable[str] = (), email: str | None = None
+    ) -> int: ...
+    def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]: ...
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
+
+
 class PurgeLog(Protocol):
     def get(self, org_id: str) -> PurgeRequest | None: ...
     def open(self, org_id: str, *, actor: str, now: datetime) -> PurgeRequest: ...
@@ -93,6 +103,7 @@ class PrivacyPorts:
     orgs: OrgSwitch
     forget: ForgetRegistration
     indexes: MatchIndexPrivacy
+    tombstones: ForgetTombstones
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
 
@@ -114,6 +125,7 @@ class HousekeepingReport:
     """org -> rows deleted this run, per part."""
     purges_closed: list[str] = field(default_factory=list)
     rejected_expired: int = 0
+    tombstones_expired: int = 0
     rows_cleared: int = 0
     rows_kept: dict[str, int] = field(default_factory=dict)
     """why_kept reason -> rows that keep personal data for now."""

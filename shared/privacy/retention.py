@@ -13,6 +13,7 @@ from shared.privacy.purge import BATCH_ROWS, counts_text, purge_step
 from shared.store.ledger import LedgerEntry
 from shared.store.purges import PURGED_PARTS
 from shared.store.sync_state import WebinarSyncState
+from shared.store.tombstones import TOMBSTONE_RETENTION
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def housekeeping(ports: PrivacyPorts, options: PrivacyOptions, *, budget_seconds
     steps: list[tuple[str, Callable[[PrivacyPorts, PrivacyOptions, float, HousekeepingReport], None]]] = [
         ("purges", _continue_purges),
         ("rejected bodies", _expire_rejected),
+        ("forget tombstones", _expire_tombstones),
         ("ledger retention", _clear_closed_webinars),
     ]
     for name, step in steps:
@@ -125,6 +127,20 @@ def _expire_rejected(ports: PrivacyPorts, options: PrivacyOptions, deadline: flo
         )
 
 
+def _expire_tombstones(
+    ports: PrivacyPorts, options: PrivacyOptions, deadline: float, report: HousekeepingReport
+) -> None:
+    """Tombstones outlive every way a register ranked before their forget can come back (``TOMBSTONE_RETENTION``),
+    kept rejected bodies included."""
+    cutoff = ports.clock() - max(TOMBSTONE_RETENTION, options.rejected_retention)
+    while ports.monotonic() < deadline:
+        deleted, finished = ports.tombstones.expire(cutoff, limit=BATCH_ROWS)
+        report.tombstones_expired += deleted
+        if finished:
+            return
+    report.out_of_time = True
+
+
 def _clear_closed_webinars(
     ports: PrivacyPorts, options: PrivacyOptions, deadline: float, report: HousekeepingReport
 ) -> None:
@@ -149,9 +165,7 @@ def _clear_webinar(
     # The webinar's match index holds registrant ids and keyed email hashes: it goes with the emails (idempotent).
     ports.indexes.delete(state.org_id, state.webinar_id)
     since = None if resumed or state.retention_cleared_at is None else state.retention_cleared_at - RETENTION_OVERLAP
-    rows = ports.ledger.personal_rows(
-        state.org_id, state.webinar_id, after=state.retention_cursor, updated_since=since
-    )
+    rows = ports.ledger.personal_rows(state.org_id, state.webinar_id, after=state.retention_cursor, updated_since=since)
     kept: dict[str, int] = {}
     cleared = 0
     last_key: str | None = None

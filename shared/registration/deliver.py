@@ -12,6 +12,7 @@ from shared.errors import BusyError, PermanentError, TransientError
 from shared.messages import ContactErasure, RegistrationCommand
 from shared.registration.act import act
 from shared.registration.decide import resolve
+from shared.registration.forgotten import remember_forget, unless_forgotten
 from shared.registration.lease import claim, guarded
 from shared.registration.ports import DISABLED, NoOpFound, Outcome, RegistrationPorts
 from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
@@ -63,6 +64,7 @@ def handle_registration(
             extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id, "clamped_time": True},
         )
     declared = Rank(at, PRIORITY[cmd.action])
+    remember_forget(ports, cmd, declared)
     org = ports.credentials.get(cmd.org_id)
     org_read_at = time.monotonic()
     if org is None:
@@ -138,6 +140,7 @@ def _apply_message(
         desired = resolve(cmd, entry, crm, declared.priority)
     except PermanentError as exc:
         return record_failure(ports, cmd, crm, declared, str(exc))
+    desired = unless_forgotten(ports, cmd, desired, declared)
 
     if time.monotonic() - org_read_at > ports.org_recheck_seconds:
         if ports.credentials.get(cmd.org_id) is None:
@@ -188,6 +191,8 @@ def handle_contact_erasure(
             (those done are duplicates by then).
     """
     at, _ = message_time(cmd.occurred_at, received_at)
+    if ports.tombstones is not None and cmd.email:  # a register of this address still on its way stays undone
+        ports.tombstones.record(cmd.org_id, at, email=cmd.email)
     found = ports.ledger.registrations_of(cmd.org_id, contact_id=cmd.contact_id, email=cmd.email)
     statuses = Counter(
         handle_registration(

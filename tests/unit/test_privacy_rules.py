@@ -5,7 +5,7 @@ retention, the budget and bookmarks of the timer's share, erasure of one person,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -216,6 +216,33 @@ class FakeOrgs:
         return None
 
 
+@dataclass
+class FakeTombstones:
+    """Tombstones by (org, key): the time of the latest forget."""
+
+    rows: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def record(
+        self, org_id: str, at: datetime, *, registration_ids: Iterable[str] = (), email: str | None = None
+    ) -> int:
+        keys = [f"r|{r}" for r in registration_ids] + ([f"e|{email.casefold()}"] if email else [])
+        for key in keys:
+            self.rows[(org_id, key)] = max(at, self.rows.get((org_id, key), at))
+        return len(keys)
+
+    def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
+        old = [key for key, at in self.rows.items() if at < cutoff][:limit]
+        for key in old:
+            del self.rows[key]
+        return len(old), len(old) < limit
+
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int:
+        mine = [key for key in self.rows if key[0] == org_id][:limit]
+        for key in mine:
+            del self.rows[key]
+        return len(mine)
+
+
 class FakeIndexes:
     """Match index blobs by (org, webinar)."""
 
@@ -283,6 +310,7 @@ def ports(
         orgs=FakeOrgs(),
         forget=forget,
         indexes=indexes or FakeIndexes(),
+        tombstones=FakeTombstones(),
         clock=clk.wall,
         monotonic=clk.monotonic,
     )
