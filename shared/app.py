@@ -205,6 +205,7 @@ class App(PrivacyParts):
 
     def metrics_ports(self) -> MetricsPorts:
         """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
+        from shared.emailhash import MATCH_INDEX
         from shared.metrics import MetricsPorts
 
         return MetricsPorts(
@@ -214,6 +215,7 @@ class App(PrivacyParts):
             provider_for=self.provider_for,
             crm_for=self.crm_for,
             indexes=self.match_indexes,
+            email_hasher=lambda: self.email_hashers(MATCH_INDEX),
             limiter_for=self.attendee_limiter,
         )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
+from shared.emailhash import EmailHasher
 from shared.errors import NotFoundError, TransientError
 from shared.metrics.checkins import METRICS_HASH_VERSION, CheckinSink, CheckinWriter, Matcher
 from shared.metrics.index import MatchIndex, PageMark
@@ -86,6 +87,8 @@ class Pull:
     lookback: timedelta
     chunk_rows: int
     max_parallel: int
+    email_key: EmailHasher
+    """Keys the match index's email hashes (``shared.emailhash``, purpose ``match-index``)."""
 
 
 class _OutOfTime(Exception):
@@ -135,7 +138,7 @@ def _read_and_write(
     start, end, _ = pull_window(state, signpost=signpost, lookback=pull.lookback)
     index = _match_index(pull, state.webinar_id, now)
     writer = CheckinWriter(
-        pull.org_id, state.webinar_id, pull.crm, index, Matcher(pull.org_id, index.rows.values()), pull.max_parallel
+        pull.org_id, state.webinar_id, pull.crm, index, Matcher(index.email_key, index.rows.values()), pull.max_parallel
     )
     counts = writer.counts
     if resumed:  # resumed pull: keep its tally
@@ -190,7 +193,7 @@ def _read_and_write(
 def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:
     """The webinar's match index, brought up to date with the ledger rows written since it was last refreshed."""
     stored, etag = pull.indexes.load(pull.org_id, webinar_id)
-    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, stored, etag)
+    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, pull.email_key, stored, etag)
     since = index.refresh_since()
     changed = pull.ledger.entries(pull.org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS, updated_since=since)
     index.refresh(changed, now)
@@ -205,9 +208,8 @@ def _save_index(pull: Pull, index: MatchIndex) -> None:
         if etag is not None:
             index.etag, index.changed = etag, False
             return
-        theirs = MatchIndex.from_bytes(
-            pull.org_id, index.webinar_id, index.hash_version, *pull.indexes.load(pull.org_id, index.webinar_id)
-        )
+        stored = pull.indexes.load(pull.org_id, index.webinar_id)
+        theirs = MatchIndex.from_bytes(pull.org_id, index.webinar_id, index.hash_version, index.email_key, *stored)
         theirs.forget_writes(index.written)
         etag = pull.indexes.save(pull.org_id, index.webinar_id, theirs.to_bytes(), theirs.etag)
     raise TransientError(f"the match index of webinar {index.webinar_id} (org {pull.org_id!r}) keeps changing")

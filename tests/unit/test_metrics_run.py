@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.crm import checkin_id
 from shared.dataverse import BatchResult
+from shared.emailhash import EmailHasher
 from shared.errors import CredentialsRejectedError, NotFoundError
 from shared.metrics import MetricsOptions, MetricsPorts, pull_metrics
 from shared.ratelimit import RateLimiter
@@ -183,7 +184,7 @@ class World:
         self.ports = MetricsPorts(
             orgs=self.orgs, ledger=self.ledger, sync=self.sync,
             provider_for=lambda org, limiter: self.providers[org.org_id], crm_for=lambda org: self.crm,
-            indexes=self.indexes,
+            indexes=self.indexes, email_hasher=lambda: EmailHasher("local:test#match-index", b"k" * 32),
             clock=lambda: self.now, monotonic=lambda: float(next(self.ticks)),
             limiter_for=lambda org: RateLimiter(100, 60.0),
         )  # fmt: skip
