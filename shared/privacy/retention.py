@@ -25,11 +25,13 @@ CLEAR_BATCH = 100  # ledger rows cleared per entity group transaction
 
 def closes_at(state: WebinarSyncState, grace: timedelta) -> datetime | None:
     """When the webinar's ledger rows may drop their emails: the end of its metrics window (on-demand end plus
-    grace, already in ``window_end``); for a webinar ON24 said it does not know, that moment plus the grace.
+    grace, already in ``window_end``), as ON24's schedule says it. For a webinar ON24 currently says it does not
+    know (``not found``, re-checked with backoff) or stopped knowing for good (``gone``, see
+    ``shared.metrics.pull``), its window end plus the grace again: a removal may still need the emails.
     None while the window is unknown or a pull of it is unfinished (matching may still need the emails)."""
     if state.window_end is None or state.pending_end is not None:
         return None
-    return state.window_end + grace if state.status == "not found" else state.window_end
+    return state.window_end + grace if state.status in ("not found", "gone") else state.window_end
 
 
 def retention_due(state: WebinarSyncState, now: datetime, grace: timedelta) -> bool:
