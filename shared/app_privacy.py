@@ -81,13 +81,21 @@ class PrivacyParts:
 
     def privacy_ports(self: _App) -> PrivacyPorts:
         """The privacy use cases' stores; one person's registrations are forgotten by RegisterAttendee's own code."""
+        from shared.emailhash import LEDGER
         from shared.privacy import PrivacyPorts
         from shared.registration import forget_registration
 
         registration = self.registration_ports()
 
-        def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome:
-            return forget_registration(org_id, registration_id, registration, requested_at=requested_at, reason=reason)
+        def forget(
+            org_id: str, registration_id: str, *, requested_at: datetime, reason: str, email: str | None = None
+        ) -> ErasureOutcome:
+            return forget_registration(
+                org_id, registration_id, registration, requested_at=requested_at, reason=reason, email=email
+            )
+
+        def email_hash(email: str | None) -> str | None:  # the key is read on first use only
+            return self.email_hashers(LEDGER)(email)
 
         return PrivacyPorts(
             ledger=self.ledger,
@@ -99,6 +107,7 @@ class PrivacyParts:
             forget=forget,
             indexes=self.match_indexes,
             tombstones=self.tombstones,
+            email_hash=email_hash,
         )
 
     def privacy_options(self: _App) -> PrivacyOptions:

@@ -24,6 +24,7 @@ from shared.crypto import KeyProvider, derive_key
 
 TOMBSTONE = "tombstone"
 MATCH_INDEX = "match-index"
+LEDGER = "ledger"  # what retention leaves in a ledger row in place of the email it clears
 
 
 def compared_form(email: str) -> str:

@@ -25,8 +25,12 @@ class LedgerPrivacy(Protocol):
     def personal_rows(
         self, org_id: str, webinar_id: str, *, after: str | None = None, updated_since: datetime | None = None
     ) -> Iterator[LedgerEntry]: ...
-    def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]: ...
-    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]: ...
+    def clear_personal_data(
+        self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
+    ) -> list[str]: ...
+    def registrations_of(
+        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
+    ) -> list[str]: ...
     def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
     def delete_parked(self, org_id: str, *, limit: int) -> int: ...
 
@@ -90,7 +94,9 @@ class ErasureOutcome(Protocol):
 class ForgetRegistration(Protocol):
     """``shared.registration.forget_registration`` bound to the app's registration ports."""
 
-    def __call__(self, org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome: ...
+    def __call__(
+        self, org_id: str, registration_id: str, *, requested_at: datetime, reason: str, email: str | None = None
+    ) -> ErasureOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ class PrivacyPorts:
     forget: ForgetRegistration
     indexes: MatchIndexPrivacy
     tombstones: ForgetTombstones
+    email_hash: Callable[[str | None], str | None]
+    """The keyed hash retention leaves in place of a cleared email (``shared.emailhash``, purpose ``ledger``)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
 

@@ -180,7 +180,7 @@ def _clear_webinar(
                 clear.append(entry)
             else:
                 kept[reason] = kept.get(reason, 0) + 1
-        done = ports.ledger.clear_personal_data(clear)
+        done = ports.ledger.clear_personal_data(clear, ports.email_hash)
         cleared += len(done)
         if len(done) < len(clear):
             kept["changed"] = kept.get("changed", 0) + len(clear) - len(done)

@@ -9,10 +9,13 @@ ranked after the forget registers the person as usual. The tombstones themselves
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from shared.messages import RegistrationCommand
 from shared.registration.ports import Desired, RegistrationPorts
 from shared.registration.rules import PRIORITY, Rank
+from shared.store.ledger import LedgerEntry
+from shared.webinars import Person
 
 _log = logging.getLogger(__name__)
 
@@ -52,3 +55,32 @@ def unless_forgotten(ports: RegistrationPorts, cmd: RegistrationCommand, desired
         "only a change made after the erasure registers them again"
     )
     return Desired(PRIORITY["forget"], None, None, "forgotten", reason, desired.crm_event_id, None)
+
+
+def address_only(email: str | None) -> Person | None:
+    """A forget's carrier of the address it was given (route body, contact pre-image): it registers nobody."""
+    return Person(email=email, first_name="", last_name="") if email else None
+
+
+def addressable(
+    cmd: RegistrationCommand, entry: LedgerEntry | None, desired: Desired
+) -> tuple[LedgerEntry | None, str | None]:
+    """For a removal: the row to plan from, and why ON24 cannot be reached (None: it can).
+
+    ON24 removes and forgets registrants by address. When retention cleared the address of a row whose registrant
+    ON24 still holds, a forget uses the address it was given; without one, the removal cannot reach ON24, and
+    says so (a recorded failure, on the status route) instead of reporting ``cancelled`` or ``forgotten``.
+    """
+    if desired.target is not None or entry is None or entry.state != "registered" or entry.email:
+        return entry, None
+    if not entry.webinar_id:
+        return entry, None
+    given = cmd.person.email if cmd.person is not None else None
+    if given:
+        return replace(entry, email=given), None
+    done = "forgotten" if cmd.action == "forget" else "removed"
+    return entry, (
+        f"ON24 registrant {entry.registrant_id or '(id unknown)'} in event {entry.webinar_id} cannot be {done}: "
+        f"retention cleared the address ON24 needs and this {cmd.action} did not carry it; forget the person "
+        "through the admin forget route, which is given the address"
+    )

@@ -5,7 +5,7 @@ retention, the budget and bookmarks of the timer's share, erasure of one person,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -99,7 +99,9 @@ class FakeLedger:
             if row.webinar_id == webinar_id and (row.email or row.pending) and (after is None or key > after):
                 yield row
 
-    def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
+    def clear_personal_data(
+        self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
+    ) -> list[str]:
         if self.clock is not None:
             self.clock.mono += self.clear_seconds
         done = []
@@ -110,7 +112,9 @@ class FakeLedger:
             done.append(e.registration_id)
         return done
 
-    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]:
+    def registrations_of(
+        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
+    ) -> list[str]:
         wanted = (email or "").casefold()
         return [k for k, r in self.rows.items() if r.email and r.email.casefold() == wanted]
 
@@ -293,7 +297,9 @@ def ports(
     calls = forgotten if forgotten is not None else []
     clk = clock or Clock()
 
-    def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> FakeOutcome:
+    def forget(
+        org_id: str, registration_id: str, *, requested_at: datetime, reason: str, email: str | None = None
+    ) -> FakeOutcome:
         if fail_after is not None and len(calls) >= fail_after:
             raise TransientError("ON24 unavailable")
         calls.append(registration_id)
@@ -311,6 +317,7 @@ def ports(
         forget=forget,
         indexes=indexes or FakeIndexes(),
         tombstones=FakeTombstones(),
+        email_hash=lambda email: f"h:{email.casefold()}" if email else None,
         clock=clk.wall,
         monotonic=clk.monotonic,
     )
