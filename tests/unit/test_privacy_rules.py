@@ -292,6 +292,7 @@ def ports(
     forgotten: list[str] | None = None,
     fail_after: int | None = None,
     indexes: FakeIndexes | None = None,
+    tombstones: FakeTombstones | None = None,
 ) -> PrivacyPorts:
     led = ledger or FakeLedger([])
     calls = forgotten if forgotten is not None else []
@@ -316,7 +317,7 @@ def ports(
         orgs=FakeOrgs(),
         forget=forget,
         indexes=indexes or FakeIndexes(),
-        tombstones=FakeTombstones(),
+        tombstones=tombstones if tombstones is not None else FakeTombstones(),
         email_hash=lambda email: f"h:{email.casefold()}" if email else None,
         clock=clk.wall,
         monotonic=clk.monotonic,
@@ -504,3 +505,26 @@ def test_a_purge_deletes_the_orgs_match_indexes_and_not_another_orgs() -> None:
     outcome = privacy.purge_org(ORG, ports(indexes=indexes), actor="admin")
     assert outcome.finished and outcome.request.deleted["matchIndexes"] == 2
     assert list(indexes.blobs) == [("other-org", "7001")]
+
+
+# ---- forget tombstones (issue 18) --------------------------------------------------------------------------------
+def test_a_forget_that_finds_nothing_still_leaves_a_tombstone_by_address_and_ids_for_what_it_finds() -> None:
+    stones = FakeTombstones()
+    report = privacy.forget_person(ORG, "Jorg.Muller@firma.example", ports(tombstones=stones), actor="officer")
+    assert report.registrations == [] and stones.rows == {(ORG, "e|jorg.muller@firma.example"): NOW}
+    ledger = FakeLedger([entry("r1", email="ivan.petrov@firma.example")])
+    privacy.forget_person(ORG, "ivan.petrov@firma.example", ports(ledger, tombstones=stones), actor="officer")
+    assert (ORG, "r|r1") in stones.rows and (ORG, "e|ivan.petrov@firma.example") in stones.rows
+
+
+def test_tombstones_expire_after_their_retention_or_the_rejected_bodies_whichever_is_longer() -> None:
+    from shared.store.tombstones import TOMBSTONE_RETENTION
+
+    stones = FakeTombstones({(ORG, "r|old"): NOW - TOMBSTONE_RETENTION - timedelta(days=1),
+                             (ORG, "r|young"): NOW - TOMBSTONE_RETENTION + timedelta(days=1)})  # fmt: skip
+    report = privacy.housekeeping(ports(tombstones=stones), OPTIONS, budget_seconds=30)
+    assert report.tombstones_expired == 1 and list(stones.rows) == [(ORG, "r|young")]
+    stones.rows[(ORG, "r|mid")] = NOW - TOMBSTONE_RETENTION - timedelta(days=5)
+    long_kept = replace(OPTIONS, rejected_retention=TOMBSTONE_RETENTION + timedelta(days=10))
+    privacy.housekeeping(ports(tombstones=stones), long_kept, budget_seconds=30)
+    assert sorted(stones.rows) == [(ORG, "r|mid"), (ORG, "r|young")], "a kept rejected body may still be replayed"
