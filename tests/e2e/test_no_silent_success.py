@@ -18,10 +18,14 @@ from azure.functions.timer import TimerRequest
 
 from ForgetAttendee import main as forget_main
 from PullMetrics import main as pull_main
-from tests.builders import CrmOrg
+from sandbox.triggers import dataverse_delete_body
+from shared.app import get_app
+from shared.messages import ContactErasure
+from shared.registration import handle_contact_erasure
+from tests.builders import CrmOrg, dataverse_body
 from tests.conftest import ON24_CLIENT_ID
 from tests.e2e.test_registration_adversity import ORG, T0, canonical, crm, deliver_until_done, env, row
-from tests.functions import admin_request, json_body
+from tests.functions import admin_request, dataverse_properties, json_body
 from WebinarStatus import main as status_main
 
 CLOSED = 880160  # ran 100 days ago, on demand until 40 days ago: with 30 days' grace, closed 10 days ago
@@ -80,3 +84,33 @@ def test_a_cancel_that_can_no_longer_address_the_registrant_says_so_and_the_stat
     failures = status["registrations"]["recentFailures"]
     assert [f["registrationId"] for f in failures] == [reg] and "cannot be removed" in failures[0]["reason"]
     assert "karin" not in json.dumps(status).lower()
+
+
+def test_a_contact_deletion_after_retention_forgets_with_the_pre_images_address_or_says_it_could_not(
+    env: dict[str, str], crm: CrmOrg, on24: Any, dataverse: Any
+) -> None:
+    now = datetime.now(UTC)
+    on24.add_event(ON24_CLIENT_ID, CLOSED, livestart=now - timedelta(days=100), archiveend=now - timedelta(days=40))
+    closed_crm = CrmOrg(dataverse, webinar_id=str(CLOSED))
+    with_image, without_image = (closed_crm.contact("Mikko", name, f"mikko.{name.lower()}@yritys.example")
+                                 for name in ("Virtanen", "Nieminen"))  # fmt: skip
+    regs = {contact: closed_crm.registration(contact) for contact in (with_image, without_image)}
+    for reg in regs.values():
+        deliver_until_done(dataverse_body(org_id=ORG, registration_id=reg, at=T0),
+                           application_properties=dataverse_properties("Create"))  # fmt: skip
+    run_timer()
+    run_timer()
+    assert all(row(reg).email is None and row(reg).state == "registered" for reg in regs.values())
+
+    pre_image = "mikko.virtanen@yritys.example"
+    deliver_until_done(dataverse_delete_body(org_id=ORG, entity="contact", row_id=with_image,
+                                             at=T0 + timedelta(minutes=1), email=pre_image))  # fmt: skip
+    assert row(regs[with_image]).state == "forgotten" and live(on24, "mikko.virtanen@yritys.example") == []
+
+    outcome = handle_contact_erasure(
+        ContactErasure(org_id=ORG, contact_id=without_image, occurred_at=T0 + timedelta(minutes=1)),
+        get_app().registration_ports(),
+        received_at=datetime.now(UTC),
+    )
+    assert outcome.status == "failed" and "1 failed" in (outcome.reason or ""), "never 'forgotten' when it was not"
+    assert row(regs[without_image]).last_outcome == "failed" and live(on24, "mikko.nieminen@yritys.example")
