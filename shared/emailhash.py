@@ -10,7 +10,8 @@ Why pinned: the key comes from one *version* of the credentials key, the one cur
 needed, whose id (never the key) is recorded in a ``KeyPin``. Rotating the Key Vault secret adds versions but does
 not change the hashes, so a tombstone written before a rotation still stops a late register after it. That
 version must stay enabled in Key Vault (as it must while credentials sealed under it remain); if it cannot be
-read, hashing fails loudly (``DecryptionError``) instead of silently matching nothing.
+read, hashing fails loudly (``ConfigError``: every delivery waits for the fix) instead of silently matching
+nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shared.crypto import KeyProvider, derive_key
+from shared.errors import ConfigError, DecryptionError
 
 TOMBSTONE = "tombstone"
 MATCH_INDEX = "match-index"
@@ -75,13 +77,22 @@ class EmailHashers:
         """The hasher for ``purpose``.
 
         Raises:
-            DecryptionError: the pinned key version can no longer be read (disabled or deleted in Key Vault).
-            TransientError, ConfigError: Key Vault or Table Storage could not be read.
+            ConfigError: the pinned key version can no longer be read (disabled or deleted in Key Vault, or another
+                ``CREDENTIALS_KEY``), or the app's identity may not read Key Vault or Table Storage.
+            TransientError: Key Vault or Table Storage could not be reached.
         """
         with self._lock:
             hasher = self._built.get(purpose)
             if hasher is None:
                 key_id = self._pin.get() or self._pin.pin(self._keys.current_key().key_id)
-                key = derive_key(self._keys.key(key_id), f"email-hash/{purpose}")
+                try:
+                    material = self._keys.key(key_id)
+                except DecryptionError as exc:
+                    raise ConfigError(
+                        f"the credentials key version {key_id!r} that keyed email hashes (forget tombstones, match "
+                        f"indexes) derive from cannot be read: {exc}. Enable that version again; a new key would "
+                        "make every stored hash miss"
+                    ) from exc
+                key = derive_key(material, f"email-hash/{purpose}")
                 hasher = self._built[purpose] = EmailHasher(f"{key_id}#{purpose}", key)
             return hasher

@@ -35,7 +35,7 @@ def unless_forgotten(ports: RegistrationPorts, cmd: RegistrationCommand, desired
 
     Raises:
         TransientError: storage or Key Vault unavailable (the message is redelivered).
-        DecryptionError: the pinned hash key can no longer be read (see ``shared.emailhash``).
+        ConfigError: the pinned hash key can no longer be read (see ``shared.emailhash``).
     """
     if ports.tombstones is None or desired.target is None:
         return desired
