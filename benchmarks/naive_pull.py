@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from shared.app import App
 from shared.crm import CHECKIN_SET, checkin_id
+from shared.emailhash import MATCH_INDEX
 from shared.metrics.checkins import Matcher, checkin_fields
 from shared.metrics.index import MatchIndex
 from shared.metrics.pull import MATCH_COLUMNS
@@ -32,9 +33,9 @@ def naive_pull(app: App, org_id: str, webinar_id: str, *, max_pages: int | None 
     crm_url = org.dataverse_url or app.settings.dataverse_url
     assert crm_url, "a Dataverse URL is configured"
     dataverse = app.dataverse(crm_url)
-    rows = MatchIndex(org_id, webinar_id, 0)
+    rows = MatchIndex(org_id, webinar_id, 0, app.email_hashers(MATCH_INDEX))
     rows.refresh(app.ledger.entries(org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS), now=datetime.now(UTC))
-    matcher = Matcher(org_id, rows.rows.values())
+    matcher = Matcher(rows.email_key, rows.rows.values())
     report = NaiveReport()
     for page in provider.attendance_pages(webinar_id, start=None, end=None):
         if max_pages is not None and page.index >= max_pages:

@@ -680,7 +680,10 @@ def index_rows_without_hash(attendees: int) -> int:
 
     with CALLS.paused():
         stored, _ = get_app().match_indexes.load(ORG, str(WEBINAR))
-    index = MatchIndex.from_bytes(ORG, str(WEBINAR), METRICS_HASH_VERSION, stored)
+    from shared.emailhash import MATCH_INDEX
+
+    email_key = get_app().email_hashers(MATCH_INDEX)
+    index = MatchIndex.from_bytes(ORG, str(WEBINAR), METRICS_HASH_VERSION, email_key, stored)
     return attendees - sum(1 for row in index.rows.values() if row.metrics_hash)
 
 

@@ -18,6 +18,7 @@ import httpx
 from azure.core.credentials import TokenCredential
 
 from shared import telemetry
+from shared.app_privacy import PrivacyParts
 from shared.credentials import open_secrets
 from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
@@ -27,7 +28,7 @@ from shared.on24 import On24Client, On24Credentials
 from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
 from shared.once import built_once
 from shared.ratelimit import RateLimiter
-from shared.registration import RegistrationPorts, forget_registration
+from shared.registration import RegistrationPorts
 from shared.registration.rules import Backoff
 from shared.retry import RetryPolicy
 from shared.settings import Settings, is_loopback_url
@@ -39,11 +40,9 @@ from shared.webinars import ProviderCredentials
 if TYPE_CHECKING:  # feature modules are imported where they are wired: a function loads only what it runs
     from shared.health import HealthPorts, StatusPorts
     from shared.metrics import MetricsOptions, MetricsPorts
-    from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
     from shared.store.blobs import MatchIndexes
     from shared.store.health import HealthStore
     from shared.store.pacing import SharedRateLimiter
-    from shared.store.purges import PurgeRequests
     from shared.store.rejected import RejectedMessages
     from shared.store.sync_state import SyncStateStore
 
@@ -59,7 +58,7 @@ ADMIN_RETRY = RetryPolicy(budget=3.0, base_delay=0.2, max_delay=1.0, max_attempt
 HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
 
 
-class App:
+class App(PrivacyParts):
     """Long-lived clients for one worker process. Thread-safe to share across invocations."""
 
     def __init__(
@@ -188,44 +187,9 @@ class App:
             parked=self.parked,
             park_after_deliveries=s.park_after_deliveries,
             backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
+            tombstones=self.tombstones,
         )
         return ports if self._clock is None else replace(ports, clock=self._clock)
-
-    # ---- privacy: retention, erasure, purge -----------------------------------------------------
-    @built_once
-    def purges(self) -> PurgeRequests:
-        """Open purge requests (orgs that left), beside the credentials rows."""
-        from shared.store.purges import PurgeRequests
-
-        return PurgeRequests(self.tables.table("orgs"))
-
-    def privacy_ports(self) -> PrivacyPorts:
-        """The privacy use cases' stores; one person's registrations are forgotten by RegisterAttendee's own code."""
-        from shared.privacy import PrivacyPorts
-
-        registration = self.registration_ports()
-
-        def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome:
-            return forget_registration(org_id, registration_id, registration, requested_at=requested_at, reason=reason)
-
-        return PrivacyPorts(
-            ledger=self.ledger,
-            sync=self.sync_state,
-            rejected=self.rejected,
-            parked=self.parked,
-            purges=self.purges,
-            orgs=self.credentials,
-            forget=forget,
-            indexes=self.match_indexes,
-        )
-
-    def privacy_options(self) -> PrivacyOptions:
-        from shared.privacy import PrivacyOptions
-
-        s = self.settings
-        return PrivacyOptions(
-            grace=timedelta(days=s.metrics_grace_days), rejected_retention=timedelta(days=s.rejected_retention_days)
-        )
 
     # ---- PullMetrics, the status route --------------------------------------------------------
     def metrics_options(self) -> MetricsOptions:
@@ -241,6 +205,7 @@ class App:
 
     def metrics_ports(self) -> MetricsPorts:
         """The metrics use case's ports wired to the app's stores and clients (tests replace the clocks)."""
+        from shared.emailhash import MATCH_INDEX
         from shared.metrics import MetricsPorts
 
         return MetricsPorts(
@@ -250,6 +215,7 @@ class App:
             provider_for=self.provider_for,
             crm_for=self.crm_for,
             indexes=self.match_indexes,
+            email_hasher=lambda: self.email_hashers(MATCH_INDEX),
             limiter_for=self.attendee_limiter,
         )
 

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.errors import ConfigError, DecryptionError, SecretUnavailableError
 
@@ -281,6 +283,14 @@ class CredentialCipher:
         return value if isinstance(value, str) else None
 
 
+def derive_key(material: KeyMaterial, purpose: str) -> bytes:
+    """A 32-byte key for one purpose (HKDF-SHA256 of the key-encryption key, the purpose as its label): a keyed
+    hash made with it cannot be tested by anyone without the credentials key, and no purpose's key reveals
+    another's or the key-encryption key."""
+    label = f"on24-integration/{purpose}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=_KEY_BYTES, salt=None, info=label).derive(material.secret)
+
+
 __all__ = [
     "CredentialCipher",
     "KeyMaterial",
@@ -288,4 +298,5 @@ __all__ = [
     "KeyVaultKeyProvider",
     "LocalKeyProvider",
     "SecretSource",
+    "derive_key",
 ]

@@ -118,6 +118,13 @@ def webinar_view(state: WebinarSyncState, now: datetime) -> dict[str, Any]:
         "lastError": state.last_error,
         "liveStart": _iso(state.live_start),
         "pullUntil": _iso(state.window_end),
+        "notFound": {
+            "checks": state.not_found_count,
+            "since": _iso(state.not_found_since),
+            "nextCheck": _iso(state.recheck_at),
+        }
+        if state.not_found_count
+        else None,
     }
 
 
@@ -208,6 +215,13 @@ def _warnings(view: dict[str, Any]) -> list[str]:
     if metrics.get("status") == "error":
         found.append(f"the last metrics run failed for this org: {metrics.get('reason')}")
     for webinar in view["webinars"]:
+        lost = webinar.get("notFound")
+        if webinar["status"] in ("not found", "gone") and lost:
+            found.append(
+                f"webinar {webinar['webinarId']}: ON24 answered that it has no such webinar {lost['checks']} times "
+                f"since {lost['since']}; "
+                + ("no longer pulled" if webinar["status"] == "gone" else f"checked again at {lost['nextCheck']}")
+            )
         if webinar["status"] == "error":
             prefix = f"webinar {webinar['webinarId']}: "
             error = str(webinar["lastError"] or "no reason recorded")

@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
 from shared.crm import CheckIn, checkin_id
 from shared.dataverse import BatchResult
-from shared.metrics.index import MATCHABLE, IndexRow, email_key
+from shared.metrics.index import MATCHABLE, IndexRow
 from shared.store.sync_state import COUNTERS
 from shared.webinars import AttendanceRow
 
@@ -77,8 +77,8 @@ class Matcher:
     Works on the webinar's match index (``shared.metrics.index``): emails are compared as keyed hashes.
     """
 
-    def __init__(self, org_id: str, rows: Iterable[IndexRow]) -> None:
-        self._org_id = org_id
+    def __init__(self, email_key: Callable[[str | None], str | None], rows: Iterable[IndexRow]) -> None:
+        self._email_key = email_key
         self.by_registration: dict[str, IndexRow] = {}
         self._by_user: dict[str, str] = {}
         self._by_email: dict[str, str] = {}
@@ -99,7 +99,7 @@ class Matcher:
         by_user = self._by_user.get(row.registrant_id or "")
         if by_user:
             return self.by_registration[by_user]
-        key = email_key(self._org_id, row.email)
+        key = self._email_key(row.email)
         by_email = self._by_email.get(key) if key else None
         return self.by_registration[by_email] if by_email else None
 

@@ -2,7 +2,8 @@
 
 Why: a pull used to read every ledger row of the webinar (100,000 rows, 200 query pages) to match attendees, and
 recorded each written check-in's hash with a merge per row. The index keeps, per registration of the webinar,
-the match keys (registration id, registrant id, a keyed hash of the email: never the email), the check-in's CRM
+the match keys (registration id, registrant id, a keyed hash of the email: never the email; the key is secret,
+see ``shared.emailhash``), the check-in's CRM
 ids and the hash of what was last written; per attendance page, the page's fingerprint and tallies. A pull loads
 it (one blob), brings it up to date with only the ledger rows written since its last refresh, and saves it when
 it checkpoints or finishes. An unchanged page then costs its fingerprint: no rows built, matched or hashed.
@@ -13,11 +14,15 @@ unmatched attendees, any row at all) changed since. Anything else re-reads the p
 unreadable index is rebuilt from the ledger (its ``MetricsHash`` column seeds the hashes): at worst some
 check-ins are written once more, which is idempotent. A save is conditional on the version read; a pull whose
 save is refused (another pull of the webinar saved meanwhile) merges with ``forget_writes``.
+
+Format 2 (issue 18): the email hashes are keyed by a secret derived from the credentials key (format 1 keyed them
+by the org id, the blob's own name prefix, so anyone who could read the blob could test guessed addresses). The
+blob names the key id it was hashed with; a format 1 blob, or one hashed with another key, is rebuilt from the
+ledger on its next pull.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from collections.abc import Iterable
@@ -25,23 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from shared.emails import match_key
+from shared.emailhash import EmailHasher
 from shared.store.ledger import LedgerEntry
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 MATCHABLE: Final = ("registered", "cancelled")
 REFRESH_OVERLAP: Final = timedelta(minutes=15)
 """Rows are re-read from this long before the last refresh: a registration's write stamps ``UpdatedAt`` just
 before it lands, and instances' clocks differ a little. Re-reading a row is harmless."""
-
-
-def email_key(org_id: str, email: str | None) -> str | None:
-    """A keyed hash of an email's match form (:func:`shared.emails.match_key`: any case, IDN domain in Unicode or
-    ASCII; keyed by the org): matches like the email, reveals nothing by itself."""
-    if not email:
-        return None
-    digest = hashlib.blake2b(match_key(email).encode("utf-8"), digest_size=12, key=org_id.encode("utf-8")[:64])
-    return digest.hexdigest()
 
 
 @dataclass(slots=True)
@@ -85,6 +81,8 @@ class MatchIndex:
     org_id: str
     webinar_id: str
     hash_version: int
+    email_key: EmailHasher
+    """The keyed hash that stands for an email in the index (``shared.emailhash``, purpose ``match-index``)."""
     rows: dict[str, IndexRow] = field(default_factory=dict)
     pages: dict[int, PageMark] = field(default_factory=dict)
     refreshed_at: datetime | None = None
@@ -121,7 +119,7 @@ class MatchIndex:
                 reg,
                 entry.state,
                 entry.registrant_id or None,
-                email_key(self.org_id, entry.email),
+                self.email_key(entry.email),
                 entry.crm_event_id,
                 entry.contact_id,
                 old.metrics_hash if old is not None else entry.metrics_hash,
@@ -196,6 +194,7 @@ class MatchIndex:
     def to_bytes(self) -> bytes:
         document: dict[str, Any] = {
             "format": FORMAT,
+            "keyId": self.email_key.key_id,
             "hashVersion": self.hash_version,
             "refreshedAt": self.refreshed_at.isoformat() if self.refreshed_at else None,
             "rows": [r.values() for r in self.rows.values()],
@@ -209,18 +208,25 @@ class MatchIndex:
 
     @classmethod
     def from_bytes(
-        cls, org_id: str, webinar_id: str, hash_version: int, data: bytes | None, etag: str | None = None
+        cls,
+        org_id: str,
+        webinar_id: str,
+        hash_version: int,
+        email_key: EmailHasher,
+        data: bytes | None,
+        etag: str | None = None,
     ) -> MatchIndex:
-        """The stored index, or an empty one (rebuilt from the ledger) when there is none or it cannot be read.
+        """The stored index, or an empty one (rebuilt from the ledger) when there is none, it cannot be read, or its
+        email hashes were made with another key or format.
 
         Page marks recorded under another hash version are dropped: every page is read and re-hashed once.
         """
-        index = cls(org_id, webinar_id, hash_version, etag=etag)
+        index = cls(org_id, webinar_id, hash_version, email_key, etag=etag)
         if not data:
             return index
         try:
             document = json.loads(zlib.decompress(data))
-            if document.get("format") != FORMAT:
+            if document.get("format") != FORMAT or document.get("keyId") != email_key.key_id:
                 return index
             for values in document["rows"]:
                 row = IndexRow(*values)
@@ -230,5 +236,5 @@ class MatchIndex:
             refreshed = document.get("refreshedAt")
             index.refreshed_at = datetime.fromisoformat(refreshed) if refreshed else None
         except (ValueError, TypeError, KeyError, zlib.error):
-            return cls(org_id, webinar_id, hash_version, etag=etag)  # unreadable: rebuild from the ledger
+            return cls(org_id, webinar_id, hash_version, email_key, etag=etag)  # unreadable: rebuild from the ledger
         return index

@@ -3,6 +3,13 @@
 A pull that runs out of its share of the run (or writes ``chunk_rows`` check-ins) saves a *checkpoint* in the
 webinar's sync state (window, next page, anchor, counts) and the next run resumes there. After a pull that spanned
 runs the bookmark is set to the start of the window it resumed, so the next pull re-reads that window.
+
+A provider that answers "no such webinar" (404/410) for a webinar's schedule does not end it: one answer may be a
+provider fault, a token scoped to the wrong sub-account, or a webinar restored later, and ending it would close its
+window at once and let retention clear the emails that a later cancel or forget needs. The webinar is re-checked
+with backoff (``NOT_FOUND_BACKOFF``, doubling, capped), keeping its schedule; only after ``NOT_FOUND_CHECKS``
+consecutive such answers over at least ``NOT_FOUND_PERIOD`` is it marked ``gone``: its window then ends no earlier
+than its real one would, and retention waits the grace after that (``shared.privacy.closes_at``).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
+from shared.emailhash import EmailHasher
 from shared.errors import NotFoundError, TransientError
 from shared.metrics.checkins import METRICS_HASH_VERSION, CheckinSink, CheckinWriter, Matcher
 from shared.metrics.index import MatchIndex, PageMark
@@ -35,6 +43,10 @@ _log = logging.getLogger(__name__)
 PullStatus = Literal["ok", "partial", "busy", "not found", "skipped", "not due", "error"]
 """``ok`` done; ``partial`` left for the next run; ``busy`` another run holds it; ``not found`` the provider has no
 such webinar; ``skipped`` no Dataverse URL; ``not due`` nothing to do yet; ``error`` it failed (reason recorded)."""
+NOT_FOUND_BACKOFF = timedelta(hours=1)  # the first re-check; it doubles per answer, up to NOT_FOUND_MAX_BACKOFF
+NOT_FOUND_MAX_BACKOFF = timedelta(days=1)
+NOT_FOUND_CHECKS = 10
+NOT_FOUND_PERIOD = timedelta(days=30)
 # What the match index needs of a ledger row (reading 100,000 whole rows costs twice as much).
 MATCH_COLUMNS = ("State", "EventUserId", "Email", "CrmEventId", "ContactId", "MetricsHash")
 
@@ -86,6 +98,8 @@ class Pull:
     lookback: timedelta
     chunk_rows: int
     max_parallel: int
+    email_key: EmailHasher
+    """Keys the match index's email hashes (``shared.emailhash``, purpose ``match-index``)."""
 
 
 class _OutOfTime(Exception):
@@ -97,7 +111,10 @@ def pull_webinar_now(
 ) -> WebinarReport:
     """Pull one webinar (``force``: even when it is not due, for an on-demand pull) until done or ``deadline``."""
     now = pull.clock()
-    if state.meta_fetched_at is None or now - state.meta_fetched_at >= META_REFRESH:
+    if state.recheck_at is not None and now < state.recheck_at and not force:  # the provider did not know it
+        return WebinarReport(pull.org_id, state.webinar_id, "not found", error=state.last_error)
+    stale = state.meta_fetched_at is None or now - state.meta_fetched_at >= META_REFRESH
+    if stale or state.recheck_at is not None:
         refreshed = _refresh_schedule(pull, state, now)
         if isinstance(refreshed, WebinarReport):
             return refreshed
@@ -111,21 +128,51 @@ def _refresh_schedule(pull: Pull, state: WebinarSyncState, now: datetime) -> Web
     try:
         state = with_schedule(state, pull.provider.schedule(state.webinar_id), now=now, grace=pull.grace)
     except NotFoundError as exc:
-        gone = replace(
-            state,
-            status="not found",
-            last_error=str(exc),
-            last_attempt_at=now,
-            window_end=now,
-            meta_fetched_at=now,
-            last_success_at=now,
-        )
-        pull.sync.save(gone)
+        pull.sync.save(not_found(state, now, str(exc)))
         return WebinarReport(pull.org_id, state.webinar_id, "not found", error=str(exc))
+    if state.recheck_at is not None or state.not_found_count:  # found again: the streak ends
+        recovered = "new" if state.status in ("not found", "gone") else state.status
+        state = replace(state, status=recovered, not_found_count=0, not_found_since=None, recheck_at=None)
     saved = pull.sync.save(state)
     if saved is None:
         return WebinarReport(pull.org_id, state.webinar_id, "busy", error="another run is syncing this webinar")
     return saved
+
+
+def not_found(state: WebinarSyncState, now: datetime, error: str) -> WebinarSyncState:
+    """The webinar's state after the provider said it has no such webinar (see the module docstring)."""
+    count, since = state.not_found_count + 1, state.not_found_since or now
+    if count >= NOT_FOUND_CHECKS and now - since >= NOT_FOUND_PERIOD:
+        _log.warning(
+            "metrics: webinar %s of org %s: the provider has not known it for %d checks since %s; marked gone",
+            state.webinar_id,
+            state.org_id,
+            count,
+            since.isoformat(),
+            extra={"org_id": state.org_id, "on24_event_id": state.webinar_id},
+        )
+        return replace(
+            state,
+            status="gone",
+            last_error=f"{error} ({count} checks since {since.isoformat()})",
+            last_attempt_at=now,
+            not_found_count=count,
+            not_found_since=since,
+            recheck_at=None,
+            window_end=max(state.window_end or now, now),  # never before its real end
+            meta_fetched_at=now,
+            last_success_at=state.last_success_at or now,
+        )
+    wait = min(NOT_FOUND_MAX_BACKOFF, NOT_FOUND_BACKOFF * 2 ** (count - 1))
+    return replace(
+        state,
+        status="not found",
+        last_error=error,
+        last_attempt_at=now,
+        not_found_count=count,
+        not_found_since=since,
+        recheck_at=now + wait,
+    )
 
 
 def _read_and_write(
@@ -135,7 +182,7 @@ def _read_and_write(
     start, end, _ = pull_window(state, signpost=signpost, lookback=pull.lookback)
     index = _match_index(pull, state.webinar_id, now)
     writer = CheckinWriter(
-        pull.org_id, state.webinar_id, pull.crm, index, Matcher(pull.org_id, index.rows.values()), pull.max_parallel
+        pull.org_id, state.webinar_id, pull.crm, index, Matcher(index.email_key, index.rows.values()), pull.max_parallel
     )
     counts = writer.counts
     if resumed:  # resumed pull: keep its tally
@@ -190,7 +237,7 @@ def _read_and_write(
 def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:
     """The webinar's match index, brought up to date with the ledger rows written since it was last refreshed."""
     stored, etag = pull.indexes.load(pull.org_id, webinar_id)
-    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, stored, etag)
+    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, pull.email_key, stored, etag)
     since = index.refresh_since()
     changed = pull.ledger.entries(pull.org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS, updated_since=since)
     index.refresh(changed, now)
@@ -205,9 +252,8 @@ def _save_index(pull: Pull, index: MatchIndex) -> None:
         if etag is not None:
             index.etag, index.changed = etag, False
             return
-        theirs = MatchIndex.from_bytes(
-            pull.org_id, index.webinar_id, index.hash_version, *pull.indexes.load(pull.org_id, index.webinar_id)
-        )
+        stored = pull.indexes.load(pull.org_id, index.webinar_id)
+        theirs = MatchIndex.from_bytes(pull.org_id, index.webinar_id, index.hash_version, index.email_key, *stored)
         theirs.forget_writes(index.written)
         etag = pull.indexes.save(pull.org_id, index.webinar_id, theirs.to_bytes(), theirs.etag)
     raise TransientError(f"the match index of webinar {index.webinar_id} (org {pull.org_id!r}) keeps changing")

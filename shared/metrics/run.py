@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from shared.emailhash import EmailHasher
 from shared.errors import (
     ConfigError,
     CredentialsRejectedError,
@@ -73,6 +74,8 @@ class MetricsPorts:
     provider_for: Callable[[OrgRecord, RateLimiter], Attendance]
     crm_for: Callable[[OrgRecord], CheckinSink | None]
     indexes: IndexStore
+    email_hasher: Callable[[], EmailHasher]
+    """The match index's keyed email hash (built on first use: it reads the credentials key)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
     limiter_for: Callable[[OrgRecord], RateLimiter] | None = None
@@ -278,6 +281,7 @@ def _sync_webinar(
         return WebinarReport(org.org_id, state.webinar_id, "skipped", error="no Dataverse URL for the org")
     try:
         provider = ports.provider_for(org, limiter)
+        email_key = ports.email_hasher()
     except ConfigError as exc:  # the key configuration: the same for every org
         raise _AppFault(exc) from exc
     pull = Pull(
@@ -293,6 +297,7 @@ def _sync_webinar(
         lookback=options.lookback,
         chunk_rows=options.chunk_rows,
         max_parallel=options.max_parallel,
+        email_key=email_key,
     )
     return pull_webinar_now(pull, state, signpost=signpost, deadline=deadline, force=force)
 

@@ -37,7 +37,10 @@ def with_schedule(
 
 
 def is_due(state: WebinarSyncState, now: datetime) -> bool:
-    """Unfinished, new, recently live (every run) or on demand (hourly) webinars are due."""
+    """Unfinished, new, recently live (every run) or on demand (hourly) webinars are due; never one the provider
+    stopped knowing for good (``gone``, see ``shared.metrics.pull``)."""
+    if state.status == "gone" or (state.recheck_at is not None and now < state.recheck_at):
+        return False  # the provider did not know it: not before its re-check
     if state.pending_end is not None or state.last_success_at is None:
         return True
     if state.window_end is not None and now > state.window_end:
@@ -50,10 +53,12 @@ def is_due(state: WebinarSyncState, now: datetime) -> bool:
 
 def next_due(state: WebinarSyncState, now: datetime) -> datetime | None:
     """The earliest time at or after ``now`` at which ``is_due`` holds (the first run from then pulls the
-    webinar); None when no run will pull it again (its window has closed)."""
+    webinar); None when no run will pull it again (its window has closed, or it is gone)."""
+    if state.status == "gone":
+        return None
+    due = max(now, state.recheck_at) if state.recheck_at is not None else now  # the provider did not know it
     if state.pending_end is not None or state.last_success_at is None:
-        return now
-    due = now
+        return due
     if state.live_start is not None and due < state.live_start - START_MARGIN:
         due = state.live_start - START_MARGIN
     if state.live_start is not None and due - state.live_start >= HOT_PERIOD:

@@ -4,16 +4,20 @@ Three use cases:
 
 - **Retention** (``housekeeping``, run by the PullMetrics timer within its budget). Once a webinar's metrics
   window has closed (its on-demand end plus ``METRICS_GRACE_DAYS``: the sync-state row's ``window_end``) and
-  no pull of it is unfinished, its ledger rows drop their emails (``Email`` and the emails in ``Pending``).
+  no pull of it is unfinished, its ledger rows drop their emails (``Email`` and the emails in ``Pending``;
+  ``EmailHash`` keeps a keyed hash, so an erasure given the address still finds the row and reaches ON24).
   The ids that keep redelivery and ordering safe stay: registration id, ON24 event id, ON24 registrant id,
   message rank, CRM ids. A row that is busy (a live lease, its quiet time, an unfinished intent, pending
   registrants still to reconcile) is left for a later pass; every write is conditional on the version read,
   so none lands over a lease. Each webinar keeps a bookmark in its sync-state row: where an unfinished pass
   stopped (``retention_cursor``) and when a pass last left nothing behind (``retention_cleared_at``; a day
   later the webinar is checked again, for rows written since). Rejected message bodies (and their blobs)
-  are deleted ``REJECTED_RETENTION_DAYS`` after they were kept.
-- **Erasure of one person** (``forget_person``, the admin route ``POST .../webinar/forget``): every ledger row
-  of the org holding the email (confirmed or pending, any case, any webinar) is forgotten through
+  are deleted ``REJECTED_RETENTION_DAYS`` after they were kept; forget tombstones ``TOMBSTONE_RETENTION`` after
+  their erasure.
+- **Erasure of one person** (``forget_person``, the admin route ``POST .../webinar/forget``): first a tombstone
+  by the address's keyed hash (``shared.store.tombstones``: a register ranked before the erasure that arrives
+  later never registers the person again), then every ledger row of the org holding the email (confirmed or
+  pending, any case, any webinar, or its keyed hash after retention) gets a tombstone by id and is forgotten through
   RegisterAttendee's own erasure (``shared.registration.forget_registration``: ON24's forget, then only ids
   and the message order stay), and so is every registration known only by a parked message holding the email;
   the org's kept rejected bodies and the parked messages (older than the erasure) that mention the email are

@@ -68,12 +68,21 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
         _audit_erasure(org_id, actor, erasure_id, found, done, rejected_deleted, parked_deleted, complete=complete)
 
     try:
+        # The tombstone by address comes first: a register of this person still on its way (no row yet, or one
+        # this lookup misses) then finds it and stays undone; those by registration id follow the lookup.
+        ports.tombstones.record(org_id, requested_at, email=email)
         # A registration parked during an outage may be known by its parked message only (no ledger row yet).
         parked = [m for m in ports.parked.for_org(org_id) if mentions(m.command.encode("utf-8"), email)]
         ledger_rows = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
-        found = list(dict.fromkeys([*ledger_rows, *(m.key for m in parked)]))
+        # Rows whose email retention cleared keep its keyed hash: their forget is given the address (ON24 needs it).
+        cleared = ports.ledger.registrations_of(org_id, contact_id=None, email=None, email_hash=ports.email_hash(email))
+        found = list(dict.fromkeys([*ledger_rows, *cleared, *(m.key for m in parked)]))
+        ports.tombstones.record(org_id, requested_at, registration_ids=found)
         for registration_id in found:
-            outcome = ports.forget(org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON)
+            given = email if registration_id in cleared and registration_id not in ledger_rows else None
+            outcome = ports.forget(
+                org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON, email=given
+            )
             done.append((registration_id, outcome))
         # A parked message older than the forget would only be stale when re-driven: it goes now, with the
         # person's data in it (one the forget itself was parked over is already replaced, and stays).

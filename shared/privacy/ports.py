@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -25,8 +25,12 @@ class LedgerPrivacy(Protocol):
     def personal_rows(
         self, org_id: str, webinar_id: str, *, after: str | None = None, updated_since: datetime | None = None
     ) -> Iterator[LedgerEntry]: ...
-    def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]: ...
-    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]: ...
+    def clear_personal_data(
+        self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
+    ) -> list[str]: ...
+    def registrations_of(
+        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
+    ) -> list[str]: ...
     def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
     def delete_parked(self, org_id: str, *, limit: int) -> int: ...
 
@@ -40,6 +44,7 @@ class SyncStatePrivacy(Protocol):
 class RejectedPrivacy(Protocol):
     def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]: ...
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]: ...
+    def move_legacy(self, *, limit: int) -> tuple[int, bool]: ...
     def delete(self, messages: Sequence[RejectedMessage]) -> int: ...
     def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
 
@@ -54,6 +59,16 @@ class MatchIndexPrivacy(Protocol):
 
     def delete(self, org_id: str, webinar_id: str) -> None: ...
     def delete_org(self, org_id: str, *, limit: int) -> int: ...
+
+
+class ForgetTombstones(Protocol):
+    """``shared.store.tombstones.Tombstones``: what a forget leaves so that a late register stays undone."""
+
+    def record(
+        self, org_id: str, at: datetime, *, registration_ids: Iterable[str] = (), email: str | None = None
+    ) -> int: ...
+    def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]: ...
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
 
 
 class PurgeLog(Protocol):
@@ -79,7 +94,9 @@ class ErasureOutcome(Protocol):
 class ForgetRegistration(Protocol):
     """``shared.registration.forget_registration`` bound to the app's registration ports."""
 
-    def __call__(self, org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> ErasureOutcome: ...
+    def __call__(
+        self, org_id: str, registration_id: str, *, requested_at: datetime, reason: str, email: str | None = None
+    ) -> ErasureOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,9 @@ class PrivacyPorts:
     orgs: OrgSwitch
     forget: ForgetRegistration
     indexes: MatchIndexPrivacy
+    tombstones: ForgetTombstones
+    email_hash: Callable[[str | None], str | None]
+    """The keyed hash retention leaves in place of a cleared email (``shared.emailhash``, purpose ``ledger``)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
 
@@ -113,6 +133,7 @@ class HousekeepingReport:
     """org -> rows deleted this run, per part."""
     purges_closed: list[str] = field(default_factory=list)
     rejected_expired: int = 0
+    tombstones_expired: int = 0
     rows_cleared: int = 0
     rows_kept: dict[str, int] = field(default_factory=dict)
     """why_kept reason -> rows that keep personal data for now."""

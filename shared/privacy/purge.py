@@ -89,6 +89,7 @@ def _sweep(
         ("syncState", ports.sync.delete_org_rows),
         ("rejected", ports.rejected.delete_org_rows),
         ("matchIndexes", ports.indexes.delete_org),
+        ("tombstones", ports.tombstones.delete_org_rows),
     ]
     deleted = dict.fromkeys(PURGED_PARTS, 0)
     budget = max_rows

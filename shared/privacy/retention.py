@@ -13,6 +13,7 @@ from shared.privacy.purge import BATCH_ROWS, counts_text, purge_step
 from shared.store.ledger import LedgerEntry
 from shared.store.purges import PURGED_PARTS
 from shared.store.sync_state import WebinarSyncState
+from shared.store.tombstones import TOMBSTONE_RETENTION
 
 _log = logging.getLogger(__name__)
 
@@ -24,11 +25,13 @@ CLEAR_BATCH = 100  # ledger rows cleared per entity group transaction
 
 def closes_at(state: WebinarSyncState, grace: timedelta) -> datetime | None:
     """When the webinar's ledger rows may drop their emails: the end of its metrics window (on-demand end plus
-    grace, already in ``window_end``); for a webinar ON24 said it does not know, that moment plus the grace.
+    grace, already in ``window_end``), as ON24's schedule says it. For a webinar ON24 currently says it does not
+    know (``not found``, re-checked with backoff) or stopped knowing for good (``gone``, see
+    ``shared.metrics.pull``), its window end plus the grace again: a removal may still need the emails.
     None while the window is unknown or a pull of it is unfinished (matching may still need the emails)."""
     if state.window_end is None or state.pending_end is not None:
         return None
-    return state.window_end + grace if state.status == "not found" else state.window_end
+    return state.window_end + grace if state.status in ("not found", "gone") else state.window_end
 
 
 def retention_due(state: WebinarSyncState, now: datetime, grace: timedelta) -> bool:
@@ -68,6 +71,7 @@ def housekeeping(ports: PrivacyPorts, options: PrivacyOptions, *, budget_seconds
     steps: list[tuple[str, Callable[[PrivacyPorts, PrivacyOptions, float, HousekeepingReport], None]]] = [
         ("purges", _continue_purges),
         ("rejected bodies", _expire_rejected),
+        ("forget tombstones", _expire_tombstones),
         ("ledger retention", _clear_closed_webinars),
     ]
     for name, step in steps:
@@ -106,6 +110,9 @@ def _continue_purges(ports: PrivacyPorts, options: PrivacyOptions, deadline: flo
 
 def _expire_rejected(ports: PrivacyPorts, options: PrivacyOptions, deadline: float, report: HousekeepingReport) -> None:
     cutoff = ports.clock() - options.rejected_retention
+    while ports.monotonic() < deadline:  # rows kept before issue 18 go to their org's partition first
+        if ports.rejected.move_legacy(limit=BATCH_ROWS)[1]:
+            break
     while ports.monotonic() < deadline:
         deleted, finished = ports.rejected.expire(cutoff, limit=BATCH_ROWS)
         report.rejected_expired += deleted
@@ -120,6 +127,20 @@ def _expire_rejected(ports: PrivacyPorts, options: PrivacyOptions, deadline: flo
             options.rejected_retention.days,
             extra={"rejected_expired": report.rejected_expired},
         )
+
+
+def _expire_tombstones(
+    ports: PrivacyPorts, options: PrivacyOptions, deadline: float, report: HousekeepingReport
+) -> None:
+    """Tombstones outlive every way a register ranked before their forget can come back (``TOMBSTONE_RETENTION``),
+    kept rejected bodies included."""
+    cutoff = ports.clock() - max(TOMBSTONE_RETENTION, options.rejected_retention)
+    while ports.monotonic() < deadline:
+        deleted, finished = ports.tombstones.expire(cutoff, limit=BATCH_ROWS)
+        report.tombstones_expired += deleted
+        if finished:
+            return
+    report.out_of_time = True
 
 
 def _clear_closed_webinars(
@@ -146,9 +167,7 @@ def _clear_webinar(
     # The webinar's match index holds registrant ids and keyed email hashes: it goes with the emails (idempotent).
     ports.indexes.delete(state.org_id, state.webinar_id)
     since = None if resumed or state.retention_cleared_at is None else state.retention_cleared_at - RETENTION_OVERLAP
-    rows = ports.ledger.personal_rows(
-        state.org_id, state.webinar_id, after=state.retention_cursor, updated_since=since
-    )
+    rows = ports.ledger.personal_rows(state.org_id, state.webinar_id, after=state.retention_cursor, updated_since=since)
     kept: dict[str, int] = {}
     cleared = 0
     last_key: str | None = None
@@ -161,7 +180,7 @@ def _clear_webinar(
                 clear.append(entry)
             else:
                 kept[reason] = kept.get(reason, 0) + 1
-        done = ports.ledger.clear_personal_data(clear)
+        done = ports.ledger.clear_personal_data(clear, ports.email_hash)
         cleared += len(done)
         if len(done) < len(clear):
             kept["changed"] = kept.get("changed", 0) + len(clear) - len(done)

@@ -12,8 +12,9 @@ from shared.errors import BusyError, CredentialsRejectedError, PermanentError, T
 from shared.messages import ContactErasure, RegistrationCommand
 from shared.registration.act import act
 from shared.registration.decide import resolve
+from shared.registration.forgotten import address_only, addressable, remember_forget, unless_forgotten
 from shared.registration.lease import claim, guarded
-from shared.registration.ports import DISABLED, NoOpFound, Outcome, RegistrationPorts
+from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
 from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
@@ -67,6 +68,7 @@ def handle_registration(
             extra={"org_id": cmd.org_id, "registration_id": cmd.registration_id, "clamped_time": True},
         )
     declared = Rank(at, PRIORITY[cmd.action])
+    remember_forget(ports, cmd, declared)
     org = ports.credentials.get(cmd.org_id)
     org_read_at = time.monotonic()
     if org is None:
@@ -151,6 +153,10 @@ def _apply_message(
         desired = resolve(cmd, entry, crm, declared.priority)
     except PermanentError as exc:
         return record_failure(ports, cmd, crm, declared, str(exc))
+    desired = unless_forgotten(ports, cmd, desired, declared)
+    entry, unreachable = addressable(cmd, entry, desired)
+    if unreachable is not None:
+        return record_failure(ports, cmd, crm, declared, unreachable)
 
     if time.monotonic() - org_read_at > ports.org_recheck_seconds:
         if ports.credentials.get(cmd.org_id) is None:
@@ -171,11 +177,18 @@ def _apply_message(
 
 
 def forget_registration(
-    org_id: str, registration_id: str, ports: RegistrationPorts, *, requested_at: datetime, reason: str
+    org_id: str,
+    registration_id: str,
+    ports: RegistrationPorts,
+    *,
+    requested_at: datetime,
+    reason: str,
+    email: str | None = None,
 ) -> Outcome:
     """Erase one registration: remove (ON24's forget) every registrant it may have in ON24, then keep only its
     ids and message order in the ledger. Ordered like a message at ``requested_at`` with the highest priority:
-    older registers stay stale; a register sent later registers the person again.
+    older registers stay stale; a register sent later registers the person again. ``email``, the address the
+    erasure was given, reaches a registrant whose address retention cleared from the row.
 
     Raises:
         TransientError, ConfigError: as ``handle_registration``.
@@ -187,6 +200,7 @@ def forget_registration(
         occurred_at=requested_at,
         source="admin",
         reason=reason,
+        person=address_only(email),
     )
     return handle_registration(cmd, ports, received_at=requested_at)
 
@@ -201,6 +215,8 @@ def handle_contact_erasure(
             (those done are duplicates by then).
     """
     at, _ = message_time(cmd.occurred_at, received_at)
+    if ports.tombstones is not None and cmd.email:  # a register of this address still on its way stays undone
+        ports.tombstones.record(cmd.org_id, at, email=cmd.email)
     found = ports.ledger.registrations_of(cmd.org_id, contact_id=cmd.contact_id, email=cmd.email)
     statuses = Counter(
         handle_registration(
@@ -212,6 +228,7 @@ def handle_contact_erasure(
                 occurred_at=at,
                 source="dataverse",
                 reason=f"contact {cmd.contact_id} was deleted in CRM",
+                person=address_only(cmd.email),
             ),
             ports,
             received_at=received_at,
@@ -220,4 +237,6 @@ def handle_contact_erasure(
         for registration_id in found
     )
     summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none known"
-    return Outcome("forgotten", f"registrations of contact {cmd.contact_id}: {summary}")
+    # Not "forgotten" when one of them could not be: the failure or the skip is the outcome (issue 18).
+    worst: OutcomeStatus = "failed" if statuses["failed"] else "skipped" if statuses["skipped"] else "forgotten"
+    return Outcome(worst, f"registrations of contact {cmd.contact_id}: {summary}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -52,6 +52,15 @@ class ParkedStore(Protocol):
     def park(self, message: ParkedMessage) -> ParkedMessage: ...
 
 
+class ForgetTombstones(Protocol):
+    """``shared.store.tombstones.Tombstones``: forgets by registration id and keyed email hash (issue 18)."""
+
+    def record(
+        self, org_id: str, at: datetime, *, registration_ids: Iterable[str] = (), email: str | None = None
+    ) -> int: ...
+    def forgotten_at(self, org_id: str, registration_id: str, email: str | None) -> datetime | None: ...
+
+
 class LedgerRows(Protocol):
     def get(self, org_id: str, registration_id: str) -> LedgerEntry | None: ...
     def write(self, entry: LedgerEntry) -> LedgerEntry | None: ...
@@ -86,6 +95,8 @@ class RegistrationPorts:
     """Where registrations that keep failing are parked; None: they are only ever redelivered."""
     park_after_deliveries: int = 3
     backoff: Backoff = field(default_factory=lambda: Backoff())
+    tombstones: ForgetTombstones | None = None
+    """Forgets a late register must not undo (``shared.registration.forgotten``); None: not checked."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds < self.call_seconds + self.linger_seconds + self.lease_margin_seconds:

@@ -15,7 +15,7 @@ stores credentials.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -101,20 +101,26 @@ class Ledger:
             for entity in self._table.query_entities(query, parameters=parameters, select=select):
                 yield LedgerEntry.from_entity(entity)
 
-    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]:
-        """The org's registrations of one person: by CRM contact id, or by email (confirmed or pending, compared
-        in their match form: any case, IDN domain in Unicode or ASCII). Reads the org's partition: for erasure, not
-        for every message."""
+    def registrations_of(
+        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
+    ) -> list[str]:
+        """The org's registrations of one person: by CRM contact id, by email (confirmed or pending, compared
+        case-insensitively, as ON24 does), or by the keyed hash retention left in place of a cleared email
+        (``email_hash``; forgotten rows excepted). Emails are compared in their match form (any case, IDN domain in
+        Unicode or ASCII). Reads the org's partition: for erasure, not for every message."""
         wanted = match_key(email) if email else None
         found = []
         with table_errors(f"finding the registrations of a person in org {org_id!r}"):
             rows = self._table.query_entities(
-                "PartitionKey eq @org", parameters={"org": org_id}, select=["RowKey", "ContactId", "Email", "Pending"]
+                "PartitionKey eq @org",
+                parameters={"org": org_id},
+                select=["RowKey", "ContactId", "Email", "Pending", "EmailHash", "State"],
             )
             for row in rows:
                 emails = {match_key(str(row.get("Email") or ""))}
                 emails |= {match_key(ref.email) for ref in pending_column(row.get("Pending"), org_id, row["RowKey"])}
-                if (contact_id and row.get("ContactId") == contact_id) or (wanted and wanted in emails):
+                hashed = bool(email_hash) and row.get("EmailHash") == email_hash and row.get("State") != "forgotten"
+                if (contact_id and row.get("ContactId") == contact_id) or (wanted and wanted in emails) or hashed:
                     found.append(str(row["RowKey"]))
         return found
 
@@ -154,8 +160,12 @@ class Ledger:
             for entity in self._table.query_entities(query, parameters=parameters):
                 yield LedgerEntry.from_entity(entity)
 
-    def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
-        """Empty ``Email`` and ``Pending`` of rows that are still at the version read (``entry.etag``).
+    def clear_personal_data(
+        self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
+    ) -> list[str]:
+        """Empty ``Email`` and ``Pending`` of rows that are still at the version read (``entry.etag``); with
+        ``email_hash``, ``EmailHash`` keeps a keyed hash of the email, so that a forget given the address still
+        finds the row (and removes the ON24 registrant with the address it was given).
 
         Every other column stays: the ids, the state, the message rank, the metrics hash. A row written since it
         was read (a delivery took a lease, recorded an intent, ...) is left alone: no write ever lands on a row
@@ -170,7 +180,7 @@ class Ledger:
             operations: list[Any] = [
                 (
                     "update",
-                    {"PartitionKey": e.org_id, "RowKey": e.registration_id, "Email": "", "Pending": ""},
+                    _cleared(e, email_hash),
                     {"mode": UpdateMode.MERGE, "etag": e.etag, "match_condition": MatchConditions.IfNotModified},
                 )
                 for e in chunk
@@ -208,6 +218,19 @@ class Ledger:
             limit=limit,
             what=f"deleting the parked registrations of org {org_id!r}",
         )
+
+
+def _cleared(entry: LedgerEntry, email_hash: Callable[[str | None], str | None] | None) -> dict[str, Any]:
+    """The merge that clears a row's personal data, leaving the keyed hash of its email when one is given."""
+    columns: dict[str, Any] = {
+        "PartitionKey": entry.org_id,
+        "RowKey": entry.registration_id,
+        "Email": "",
+        "Pending": "",
+    }
+    if email_hash is not None and entry.email:
+        columns["EmailHash"] = email_hash(entry.email) or ""
+    return columns
 
 
 __all__ = ["Intent", "Ledger", "LedgerEntry", "LedgerState", "RegistrantRef"]

@@ -103,6 +103,8 @@ class LedgerEntry:
     lease_until: datetime | None = None
     quiet_until: datetime | None = None
     metrics_hash: str | None = None
+    email_hash: str | None = None
+    """A keyed hash of the email retention cleared (``shared.emailhash``): a forget given the address finds the row."""
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
@@ -151,6 +153,7 @@ class LedgerEntry:
             "LeaseUntil": self.lease_until or EPOCH,
             "QuietUntil": self.quiet_until or EPOCH,
             "MetricsHash": self.metrics_hash or "",
+            "EmailHash": self.email_hash or "",
             "UpdatedAt": self.updated_at or datetime.now(UTC),
         }
 
@@ -186,6 +189,7 @@ class LedgerEntry:
             lease_until=when("LeaseUntil"),
             quiet_until=when("QuietUntil"),
             metrics_hash=text("MetricsHash"),
+            email_hash=text("EmailHash"),
             updated_at=when("UpdatedAt"),
             etag=codec.etag_of(entity),
         )

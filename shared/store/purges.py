@@ -20,7 +20,7 @@ from shared.store.codec import EPOCH
 from shared.store.tables import merge_entity, read_entity, table_errors
 
 _ROW_KEY = "purge"
-PURGED_PARTS = ("ledger", "parked", "syncState", "rejected", "matchIndexes")
+PURGED_PARTS = ("ledger", "parked", "syncState", "rejected", "matchIndexes", "tombstones")
 
 
 @dataclass(frozen=True)

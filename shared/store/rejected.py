@@ -1,10 +1,17 @@
 """Queue messages that could not be parsed, kept whole so that nothing is lost when they complete.
 
-One row per distinct (message id, body) in the ledger table's ``~rejected`` partition, keyed by a hash of
-both: two bodies without a message id, or ids that differ only in characters a table key cannot hold
-("a/b", "a_b"), never overwrite each other, while a redelivery of the same message lands on its own row.
-Bodies up to ``INLINE_BODY_BYTES`` sit in the row; larger ones go whole to a blob in the
-``<prefix>rejected`` container, named after the row key, and the row points to it.
+One row per distinct (message id, body) in the ledger table, keyed by a hash of both: two bodies without a
+message id, or ids that differ only in characters a table key cannot hold ("a/b", "a_b"), never overwrite each
+other, while a redelivery of the same message lands on its own row. A message filed under an org goes to that
+org's partition ``~rejected|<org>``; one that names no org to ``~rejected``. So an erasure or a purge of one org
+reads only that org's rows and body blobs (issue 18). Bodies up to ``INLINE_BODY_BYTES`` sit in the row; larger
+ones go whole to a blob in the ``<prefix>rejected`` container, named after the message's key (``<org>/<hash>``,
+or ``<hash>``), and the row points to it.
+
+Rows kept before issue 18 sit in ``~rejected`` with an ``OrgId``: they stay readable (an org's lookup also asks
+that partition for its own ``OrgId``, a filter Table Storage applies server-side, so no other org's row or blob
+reaches us), and ``move_legacy`` (run by the housekeeping timer) moves them to their org's partition; after
+that ``~rejected`` holds only messages that name no org.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +43,9 @@ if TYPE_CHECKING:  # the Blob SDK costs ~150 ms to import; only a body over the 
 _log = logging.getLogger(__name__)
 
 REJECTED_PARTITION = "~rejected"
+"""Messages that name no org (and, until ``move_legacy`` moved them, those kept before issue 18)."""
+_ALL = "PartitionKey ge @p and PartitionKey lt @end"  # ``~rejected`` and every ``~rejected|<org>``
+_ALL_PARAMETERS = {"p": REJECTED_PARTITION, "end": REJECTED_PARTITION + "}"}  # "|" < "}"; org ids hold neither
 INLINE_BODY_BYTES = 48 * 1024  # a binary table property holds at most 64 KiB
 _MAX_ID_CHARS = 1024
 
@@ -45,6 +55,7 @@ class RejectedMessage:
     """A kept message: its id, why it was rejected and its whole body."""
 
     key: str
+    """Where it is kept: ``<org>/<hash>`` in its org's partition, or ``<hash>`` in ``~rejected``."""
     message_id: str
     org_id: str | None
     sequence_number: int | None
@@ -104,10 +115,11 @@ class RejectedMessages:
             TransientError: storage is unavailable (the message is redelivered and kept on a later attempt).
             ConfigError: the app's identity may not write to storage.
         """
-        key = rejection_key(message_id, body)
+        digest = rejection_key(message_id, body)
+        key = f"{org_id}/{digest}" if org_id else digest
         entity: dict[str, Any] = {
-            "PartitionKey": REJECTED_PARTITION,
-            "RowKey": key,
+            "PartitionKey": org_partition(org_id),
+            "RowKey": digest,
             "MessageId": message_id[:_MAX_ID_CHARS],
             "OrgId": org_id or "",
             "SequenceNumber": EntityProperty(sequence_number if sequence_number is not None else -1, EdmType.INT64),
@@ -129,7 +141,10 @@ class RejectedMessages:
     def list(self) -> Iterator[RejectedMessage]:
         """Every kept message with its whole body (for operators, replay and tests)."""
         with table_errors("listing rejected messages"):
-            rows = list(self._table.query_entities("PartitionKey eq @p", parameters={"p": REJECTED_PARTITION}))
+            rows = list(self._table.query_entities(_ALL, parameters=_ALL_PARAMETERS))
+        return self._messages(rows)
+
+    def _messages(self, rows: Iterable[Any]) -> Iterator[RejectedMessage]:
         for row in rows:
             body = bytes(row.get("Body") or b"")
             if row.get("BodyBlob"):
@@ -137,7 +152,7 @@ class RejectedMessages:
             sequence = row.get("SequenceNumber")
             sequence = sequence.value if isinstance(sequence, EntityProperty) else sequence
             yield RejectedMessage(
-                key=str(row["RowKey"]),
+                key=_key_of(row),
                 message_id=str(row.get("MessageId") or ""),
                 org_id=str(row.get("OrgId") or "") or None,
                 sequence_number=sequence if isinstance(sequence, int) and sequence >= 0 else None,
@@ -153,22 +168,20 @@ class RejectedMessages:
     def changed_since(self, since: datetime) -> bool:
         """Whether a message was kept, or re-submitted, at or after ``since`` (stops at the first such row)."""
         # The spaces inside the parentheses matter: the SDK finds @parameters by splitting the filter on spaces.
-        query = "PartitionKey eq @p and ( RejectedAt ge @since or ReplayedAt ge @since )"
+        query = _ALL + " and ( RejectedAt ge @since or ReplayedAt ge @since )"
         with table_errors("looking for newly rejected messages"):
             rows = self._table.query_entities(
-                query, parameters={"p": REJECTED_PARTITION, "since": since}, select=["RowKey"], results_per_page=1
+                query, parameters={**_ALL_PARAMETERS, "since": since}, select=["RowKey"], results_per_page=1
             )
             return next(iter(rows), None) is not None
 
     def summary_rows(self) -> Iterator[RejectedSummaryRow]:
         """Every kept message without its body (a narrow read of the partition, for counting)."""
-        columns = ["RowKey", "OrgId", "Reason", "RejectedAt", "ReplayedAt"]
+        columns = ["PartitionKey", "RowKey", "OrgId", "Reason", "RejectedAt", "ReplayedAt"]
         with table_errors("counting rejected messages"):
-            for row in self._table.query_entities(
-                "PartitionKey eq @p", parameters={"p": REJECTED_PARTITION}, select=columns
-            ):
+            for row in self._table.query_entities(_ALL, parameters=_ALL_PARAMETERS, select=columns):
                 yield RejectedSummaryRow(
-                    key=str(row["RowKey"]),
+                    key=_key_of(row),
                     org_id=str(row.get("OrgId") or "") or None,
                     reason=str(row.get("Reason") or ""),
                     rejected_at=_when(row.get("RejectedAt")),
@@ -177,9 +190,10 @@ class RejectedMessages:
 
     def mark_replayed(self, key: str, how: str, *, at: datetime | None = None) -> bool:
         """Note that a kept message was re-submitted (merge; never re-creates a deleted row). False if gone."""
+        partition, row_key = _row_of(key)
         entity = {
-            "PartitionKey": REJECTED_PARTITION,
-            "RowKey": key,
+            "PartitionKey": partition,
+            "RowKey": row_key,
             "ReplayedAt": at or datetime.now(UTC),
             "ReplayedAs": how[:200],
         }
@@ -214,8 +228,8 @@ class RejectedMessages:
             rows = list(
                 islice(
                     self._table.query_entities(
-                        "PartitionKey eq @p and RejectedAt lt @cutoff",
-                        parameters={"p": REJECTED_PARTITION, "cutoff": cutoff},
+                        _ALL + " and RejectedAt lt @cutoff",
+                        parameters={**_ALL_PARAMETERS, "cutoff": cutoff},
                         select=["PartitionKey", "RowKey", "BodyBlob"],
                     ),
                     limit,
@@ -227,38 +241,79 @@ class RejectedMessages:
             for row in chunk:
                 if row.get("BodyBlob"):
                     self._delete_blob(str(row["BodyBlob"]), unmodified_since=cutoff)
-            operations: builtins.list[Any] = [
+            deleted += self._delete_unchanged(chunk, "deleting expired rejected messages")
+        return deleted, len(rows) < limit
+
+    def _delete_unchanged(self, rows: builtins.list[Any], what: str) -> int:
+        """Delete rows still at the version read, one transaction per partition; returns how many went."""
+        deleted = 0
+        by_partition: dict[str, builtins.list[Any]] = {}
+        for row in rows:
+            by_partition.setdefault(row["PartitionKey"], []).append(
                 (
                     "delete",
-                    {"PartitionKey": REJECTED_PARTITION, "RowKey": row["RowKey"]},
+                    {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]},
                     {"etag": row.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
                 )
-                for row in chunk
-            ]
-            with table_errors("deleting expired rejected messages"):
+            )
+        for operations in by_partition.values():
+            with table_errors(what):
                 try:
                     self._table.submit_transaction(operations)
-                    deleted += len(chunk)
+                    deleted += len(operations)
                 except TableTransactionError:  # one row was kept again or deleted meanwhile: row by row
                     for _, entity, options in operations:
                         try:
                             self._table.delete_entity(entity, **options)
-                        except ResourceModifiedError:
+                        except (ResourceModifiedError, ResourceNotFoundError):
                             continue
                         deleted += 1
-        return deleted, len(rows) < limit
+        return deleted
 
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
-        """The kept messages filed under ``org_id``, with their bodies."""
-        return (message for message in self.list() if message.org_id == org_id)
+        """The kept messages filed under ``org_id``, with their bodies: the org's partition, and its rows kept
+        before issue 18 that ``move_legacy`` has not moved yet. No other org's row or blob is read."""
+        with table_errors(f"listing the rejected messages of org {org_id!r}"):
+            rows = list(self._table.query_entities("PartitionKey eq @p", parameters={"p": org_partition(org_id)}))
+            rows += self._table.query_entities(
+                "PartitionKey eq @p and OrgId eq @org", parameters={"p": REJECTED_PARTITION, "org": org_id}
+            )
+        return self._messages(rows)
+
+    def move_legacy(self, *, limit: int) -> tuple[int, bool]:
+        """Move up to ``limit`` rows kept before issue 18 (in ``~rejected``, with an ``OrgId``) to their org's
+        partition; the body blob keeps its name (the row points to it). Copy first, then delete the old row
+        only if unchanged: a crash in between leaves both, and the next pass finishes. Idempotent.
+
+        Returns:
+            (rows moved, whether none is left).
+        """
+        with table_errors("listing rejected messages kept before issue 18"):
+            rows = list(
+                islice(
+                    self._table.query_entities(
+                        "PartitionKey eq @p and OrgId gt ''", parameters={"p": REJECTED_PARTITION}
+                    ),
+                    limit,
+                )
+            )
+        for row in rows:
+            moved = {k: v for k, v in row.items() if k not in ("PartitionKey",)}
+            moved["PartitionKey"] = org_partition(str(row["OrgId"]))
+            moved["BodyBlob"] = row.get("BodyBlob") or ""
+            with table_errors(f"moving rejected message {row['RowKey']} to its org's partition"):
+                self._table.upsert_entity(moved, mode=UpdateMode.REPLACE)
+        moved_count = self._delete_unchanged(rows, "removing moved rejected messages from ~rejected")
+        return moved_count, len(rows) < limit
 
     def delete(self, messages: Sequence[RejectedMessage]) -> int:
         """Delete these kept messages, body blobs first (an erasure). Idempotent. Returns how many."""
         for message in messages:
             if len(message.body) > INLINE_BODY_BYTES:
                 self._delete_blob(message.key)
+            partition, row_key = _row_of(message.key)
             with table_errors(f"deleting rejected message {message.key}"):
-                self._table.delete_entity(REJECTED_PARTITION, message.key)
+                self._table.delete_entity(partition, row_key)  # a row already gone is no error
         return len(messages)
 
     def delete_org_rows(self, org_id: str, *, limit: int) -> int:
@@ -273,15 +328,23 @@ class RejectedMessages:
                 if row.get("BodyBlob"):
                     self._delete_blob(str(row["BodyBlob"]))
 
-        return delete_matching(
-            self._table,
-            "PartitionKey eq @p and OrgId eq @org",
-            {"p": REJECTED_PARTITION, "org": org_id},
-            limit=limit,
-            what=f"deleting the rejected messages of org {org_id!r}",
-            select=("BodyBlob",),
-            before_delete=blobs_first,
-        )
+        deleted = 0
+        for query, parameters in (
+            ("PartitionKey eq @p", {"p": org_partition(org_id)}),
+            ("PartitionKey eq @p and OrgId eq @org", {"p": REJECTED_PARTITION, "org": org_id}),  # not moved yet
+        ):
+            deleted += delete_matching(
+                self._table,
+                query,
+                parameters,
+                limit=limit - deleted,
+                what=f"deleting the rejected messages of org {org_id!r}",
+                select=("BodyBlob",),
+                before_delete=blobs_first,
+            )
+            if deleted >= limit:
+                break
+        return deleted
 
     def _delete_blob(self, key: str, *, unmodified_since: datetime | None = None) -> None:
         """Delete a body blob; gone already, or written since ``unmodified_since``, is left as it is."""
@@ -290,6 +353,23 @@ class RejectedMessages:
                 self._container().delete_blob(key, if_unmodified_since=unmodified_since)
             except (ResourceNotFoundError, ResourceModifiedError):
                 return
+
+
+def org_partition(org_id: str | None) -> str:
+    """The partition of the messages filed under ``org_id`` (``~rejected`` for those that name no org)."""
+    return f"{REJECTED_PARTITION}|{org_id}" if org_id else REJECTED_PARTITION
+
+
+def _key_of(row: Any) -> str:
+    partition = str(row["PartitionKey"])
+    org = partition[len(REJECTED_PARTITION) + 1 :] if partition != REJECTED_PARTITION else ""
+    return f"{org}/{row['RowKey']}" if org else str(row["RowKey"])
+
+
+def _row_of(key: str) -> tuple[str, str]:
+    """(partition, row key) of a message key (org ids never hold ``/``)."""
+    org, _, digest = key.rpartition("/")
+    return org_partition(org or None), digest
 
 
 def _when(value: Any) -> datetime | None:

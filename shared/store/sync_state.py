@@ -51,6 +51,12 @@ class WebinarSyncState:
     """Start of the last retention pass that left no personal data in the webinar's ledger rows (closed webinars)."""
     retention_cursor: str | None = None
     """Row key an unfinished retention pass stopped after; the next run continues there."""
+    not_found_count: int = 0
+    """Consecutive schedule checks the provider answered "no such webinar" (404/410); 0 after one that found it."""
+    not_found_since: datetime | None = None
+    """The first of those answers."""
+    recheck_at: datetime | None = None
+    """While the provider does not know the webinar: no provider call for it before then (backoff)."""
     etag: str | None = field(default=None, compare=False)
 
     def to_entity(self) -> dict[str, Any]:
@@ -71,6 +77,9 @@ class WebinarSyncState:
             "LastError": (self.last_error or "")[:1000],
             "RetentionClearedAt": self.retention_cleared_at or EPOCH,
             "RetentionCursor": self.retention_cursor or "",
+            "NotFoundCount": self.not_found_count,
+            "NotFoundSince": self.not_found_since or EPOCH,
+            "RecheckAt": self.recheck_at or EPOCH,
         }
         for name in COUNTERS:
             entity[f"Count{name.capitalize()}"] = int(self.counts.get(name, 0))
@@ -99,6 +108,9 @@ class WebinarSyncState:
             counts={name: int(entity.get(f"Count{name.capitalize()}") or 0) for name in COUNTERS},
             retention_cleared_at=when("RetentionClearedAt"),
             retention_cursor=str(entity.get("RetentionCursor") or "") or None,
+            not_found_count=int(entity.get("NotFoundCount") or 0),
+            not_found_since=when("NotFoundSince"),
+            recheck_at=when("RecheckAt"),
             etag=codec.etag_of(entity),
         )
 

@@ -149,7 +149,9 @@ def test_expiry_spares_a_large_body_kept_again_meanwhile_row_and_blob(app: App) 
     # Blob times have one-second resolution: let the clock pass the cutoff before the message is kept again.
     time.sleep(1.2)
     racing = type(app.rejected)(
-        RecordAfterListing(app.tables.table("ledger"), lambda: app.rejected.record("m-large", "bad", large)),
+        RecordAfterListing(
+            app.tables.table("ledger"), lambda: app.rejected.record("m-large", "bad", large, org_id="org-a")
+        ),
         lambda: app._blob_container("rejected"),
     )
     assert racing.expire(cutoff, limit=10) == (0, True), "listed as expired, but kept again before the delete"

@@ -184,6 +184,24 @@ def test_status_view_lists_webinars_the_admin_named_and_warns_about_what_needs_a
     ]
 
 
+def test_a_webinar_the_provider_does_not_know_shows_its_checks_and_warns() -> None:
+    lost = WebinarSyncState("org", "12", status="not found", not_found_count=2, last_success_at=NOW,
+                            not_found_since=NOW - timedelta(hours=1), recheck_at=NOW + timedelta(hours=2))  # fmt: skip
+    gone = WebinarSyncState("org", "13", status="gone", not_found_count=10, not_found_since=NOW - timedelta(days=31))
+    view = status_view("org", org(webinar_ids=("12", "13")), {"status": "active", "metrics": {"status": "ok"}},
+                       [lost, gone], OrgHealth("org", NOW, None), ParkedCounts(total=0, last_24h=0), NOW)  # fmt: skip
+    first, second = view["webinars"]
+    assert first["notFound"] == {"checks": 2, "since": (NOW - timedelta(hours=1)).isoformat(),
+                                 "nextCheck": (NOW + timedelta(hours=2)).isoformat()}  # fmt: skip
+    assert first["nextDue"] == (NOW + timedelta(hours=2)).isoformat() and second["nextDue"] is None
+    assert view["warnings"] == [
+        f"webinar 12: ON24 answered that it has no such webinar 2 times since "
+        f"{(NOW - timedelta(hours=1)).isoformat()}; checked again at {(NOW + timedelta(hours=2)).isoformat()}",
+        f"webinar 13: ON24 answered that it has no such webinar 10 times since "
+        f"{(NOW - timedelta(days=31)).isoformat()}; no longer pulled",
+    ]
+
+
 # ---- the pass ------------------------------------------------------------------------------------------------------
 class FakeOrgs:
     def __init__(self, *orgs: str) -> None:

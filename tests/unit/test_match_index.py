@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from datetime import UTC, datetime, timedelta
 
-from shared.metrics.index import REFRESH_OVERLAP, MatchIndex, PageMark, email_key
+from shared.crypto import KeyMaterial, derive_key
+from shared.emailhash import EmailHasher
+from shared.metrics.index import REFRESH_OVERLAP, MatchIndex, PageMark
 from shared.store.ledger import LedgerEntry
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+KEY = EmailHasher("local:test#match-index", derive_key(KeyMaterial("local:test", b"k" * 32), "email-hash/match-index"))
 
 
 def entry(n: int, **changes: object) -> LedgerEntry:
@@ -20,7 +24,7 @@ def entry(n: int, **changes: object) -> LedgerEntry:
 
 
 def built(*entries: LedgerEntry) -> MatchIndex:
-    index = MatchIndex("org", "42", 1)
+    index = MatchIndex("org", "42", 1, KEY)
     index.refresh(entries, NOW)
     return index
 
@@ -31,10 +35,33 @@ def test_the_stored_index_holds_no_email_and_reads_back_the_same() -> None:
     index.set_metrics_hashes("org", {"r1": "h1"})
     data = index.to_bytes()
     assert b"example" not in zlib.decompress(data).lower(), "emails are stored as keyed hashes only"
-    again = MatchIndex.from_bytes("org", "42", 1, data)
+    again = MatchIndex.from_bytes("org", "42", 1, KEY, data)
     assert again.rows == index.rows and again.pages == index.pages and again.refreshed_at == NOW
-    assert again.rows["r1"].email_key == email_key("org", "person1@example.com")
-    assert email_key("org", "a@b.c") != email_key("other-org", "a@b.c"), "keyed by org: no cross-org linkage"
+    assert again.rows["r1"].email_key == KEY("person1@example.com")
+
+
+def test_the_email_hash_is_keyed_by_a_secret_not_by_the_org_id() -> None:
+    """Format 1 keyed the hash by the org id, the blob's own name: anyone reading the blob could test addresses."""
+    import hashlib
+
+    index = built(entry(1))
+    stored = index.rows["r1"].email_key
+    by_org = hashlib.blake2b(b"person1@example.com", digest_size=12, key=b"org").hexdigest()
+    assert stored is not None and stored != by_org and len(stored) == 32
+    other = EmailHasher("local:other#match-index", derive_key(KeyMaterial("local:other", b"o" * 32), "x"))
+    assert other("person1@example.com") != stored, "without the credentials key the hash cannot be made"
+    assert KEY("  PERSON1@example.COM ") == stored, "one compared form: trimmed and casefolded"
+
+
+def test_a_blob_of_format_1_or_of_another_key_is_rebuilt_from_the_ledger() -> None:
+    index = built(entry(1))
+    data = index.to_bytes()
+    document = json.loads(zlib.decompress(data))
+    old = zlib.compress(json.dumps({**document, "format": 1}).encode())
+    assert MatchIndex.from_bytes("org", "42", 1, KEY, old).rows == {}, "format 1: hashed by the org id"
+    rotated = EmailHasher("kv:secret/v2#match-index", b"r" * 32)
+    again = MatchIndex.from_bytes("org", "42", 1, rotated, data)
+    assert again.rows == {} and again.refresh_since() is None, "another key: every row is read and hashed again"
 
 
 def test_a_page_is_skipped_only_with_the_same_fingerprint_and_nothing_changed_on_it() -> None:
@@ -71,9 +98,9 @@ def test_a_cancelled_or_forgotten_registration_leaves_the_index_and_dirties_its_
 def test_marks_of_another_hash_version_and_unreadable_blobs_are_not_trusted() -> None:
     index = built(entry(1))
     index.mark_page(0, PageMark("fp0", 1, 1, 0), ["r1"])
-    newer = MatchIndex.from_bytes("org", "42", 2, index.to_bytes())
+    newer = MatchIndex.from_bytes("org", "42", 2, KEY, index.to_bytes())
     assert newer.pages == {} and "r1" in newer.rows, "rows are kept; every page is read and hashed again"
-    broken = MatchIndex.from_bytes("org", "42", 1, b"not zlib")
+    broken = MatchIndex.from_bytes("org", "42", 1, KEY, b"not zlib")
     assert broken.rows == {} and broken.refreshed_at is None and broken.refresh_since() is None
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.crm import checkin_id
+from shared.emailhash import EmailHasher
 from shared.metrics.checkins import METRICS_HASH_VERSION, Matcher, checkin_fields, metrics_hash
 from shared.metrics.index import MatchIndex
 from shared.metrics.schedule import is_due, priority, pull_window, with_schedule
@@ -84,7 +85,7 @@ def test_hash_changes_only_with_the_metrics() -> None:
 
 def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None:
     other = "0e0e0e0e-1111-4222-8333-444444444444"
-    index = MatchIndex("org", "42", METRICS_HASH_VERSION)
+    index = MatchIndex("org", "42", METRICS_HASH_VERSION, EmailHasher("local:test#match-index", b"k" * 32))
     index.refresh(
         [
             entry(),
@@ -93,7 +94,7 @@ def test_matcher_prefers_registration_id_then_registrant_id_then_email() -> None
         ],
         NOW,
     )
-    matcher = Matcher("org", index.rows.values())
+    matcher = Matcher(index.email_key, index.rows.values())
     assert matcher.match(row(exteventusercd=REG.upper(), eventuserid="7000")).registration_id == REG
     assert matcher.match(row(exteventusercd="", eventuserid="7000", email="x@y")).registration_id == other
     assert matcher.match(row(email="ADA@example.COM")).registration_id == REG

@@ -12,8 +12,10 @@ from typing import Any
 
 from shared.crm import checkin_id
 from shared.dataverse import BatchResult
+from shared.emailhash import EmailHasher
 from shared.errors import CredentialsRejectedError, NotFoundError
 from shared.metrics import MetricsOptions, MetricsPorts, pull_metrics
+from shared.privacy import closes_at
 from shared.ratelimit import RateLimiter
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import LedgerEntry
@@ -21,6 +23,7 @@ from shared.store.sync_state import WebinarSyncState
 from shared.webinars import AttendancePage, AttendanceRow, WebinarSchedule
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+GRACE = timedelta(days=30)
 OPTIONS = MetricsOptions(budget_seconds=240, grace=timedelta(days=30), lookback=timedelta(hours=48),
                          attendee_calls_per_minute=100)  # fmt: skip
 
@@ -183,7 +186,7 @@ class World:
         self.ports = MetricsPorts(
             orgs=self.orgs, ledger=self.ledger, sync=self.sync,
             provider_for=lambda org, limiter: self.providers[org.org_id], crm_for=lambda org: self.crm,
-            indexes=self.indexes,
+            indexes=self.indexes, email_hasher=lambda: EmailHasher("local:test#match-index", b"k" * 32),
             clock=lambda: self.now, monotonic=lambda: float(next(self.ticks)),
             limiter_for=lambda org: RateLimiter(100, 60.0),
         )  # fmt: skip
@@ -224,14 +227,52 @@ def test_one_orgs_refused_credentials_stay_that_orgs_and_the_others_are_served()
     assert set(w.crm.written) == {checkin_id("org-b", reg) for org, reg in w.ledger.rows if org == "org-b"}
 
 
-def test_a_webinar_the_provider_does_not_know_is_recorded_and_not_pulled_again() -> None:
+def test_a_provider_404_is_re_checked_with_backoff_and_does_not_end_the_webinar() -> None:
     w = World("org-a")
+    w.run()  # the webinar's schedule is known: it ends in 30 days, plus grace
+    before = w.sync.get("org-a", "777")
+    assert before is not None and before.window_end is not None
     w.providers["org-a"].fail = NotFoundError("ON24 get_event (event 777): ON24 answered 404")
+    w.now = NOW + timedelta(hours=7)  # the schedule is refreshed every 6 hours
     assert [r.status for r in w.run().webinars] == ["not found"]
     state = w.sync.get("org-a", "777")
-    assert state is not None and state.status == "not found" and w.crm.written == []
-    w.now = NOW + timedelta(minutes=15)
-    assert w.run().webinars == [], "its window is closed: no run pulls it again"
+    assert state is not None and state.status == "not found" and state.window_end == before.window_end
+    assert state.recheck_at == w.now + timedelta(hours=1), "re-checked after an hour, not given up"
+    assert closes_at(state, GRACE) == before.window_end + GRACE, "retention waits for the real end, and more"
+
+    w.providers["org-a"].fail = None  # a provider fault: the webinar is back
+    w.now += timedelta(minutes=30)
+    w.crm.written.clear()
+    w.run()
+    assert w.crm.written == [], "no provider call before the re-check"
+    w.now += timedelta(minutes=31)
+    assert [r.status for r in w.run().webinars] == ["ok"]
+    state = w.sync.get("org-a", "777")
+    assert state is not None and (state.status, state.not_found_count, state.recheck_at) == ("ok", 0, None)
+
+
+def test_only_many_404s_over_a_month_mark_a_webinar_gone_and_never_before_its_real_end() -> None:
+    w = World("org-a")
+    w.run()
+    real_end = w.sync.get("org-a", "777").window_end  # type: ignore[union-attr]
+    w.providers["org-a"].fail = NotFoundError("ON24 get_event (event 777): ON24 answered 404")
+    checks, waits = 0, []
+    w.now = NOW + timedelta(hours=7)
+    while True:
+        w.run()
+        state = w.sync.get("org-a", "777")
+        assert state is not None
+        checks = state.not_found_count
+        if state.status == "gone":
+            break
+        assert state.recheck_at is not None
+        waits.append(state.recheck_at - w.now)
+        w.now = state.recheck_at
+    assert checks >= 10 and w.now - (NOW + timedelta(hours=7)) >= timedelta(days=30)
+    assert waits[:3] == [timedelta(hours=1), timedelta(hours=2), timedelta(hours=4)] and max(waits) == timedelta(days=1)
+    assert state.window_end == max(real_end, w.now), "a webinar that ends later keeps its real end"  # type: ignore[type-var]
+    w.now += timedelta(days=1)
+    assert w.run().webinars == [], "given up: no run pulls it again"
 
 
 # ---- the match index: an unchanged page costs its fingerprint; whatever changed is read again -----------------

@@ -5,7 +5,7 @@ retention, the budget and bookmarks of the timer's share, erasure of one person,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -99,7 +99,9 @@ class FakeLedger:
             if row.webinar_id == webinar_id and (row.email or row.pending) and (after is None or key > after):
                 yield row
 
-    def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
+    def clear_personal_data(
+        self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
+    ) -> list[str]:
         if self.clock is not None:
             self.clock.mono += self.clear_seconds
         done = []
@@ -110,7 +112,9 @@ class FakeLedger:
             done.append(e.registration_id)
         return done
 
-    def registrations_of(self, org_id: str, *, contact_id: str | None, email: str | None) -> list[str]:
+    def registrations_of(
+        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
+    ) -> list[str]:
         wanted = (email or "").casefold()
         return [k for k, r in self.rows.items() if r.email and r.email.casefold() == wanted]
 
@@ -156,6 +160,9 @@ class FakeRejected:
 
     def list_for_org(self, org_id: str) -> Iterator[RejectedMessage]:
         return (m for m in self.messages if m.org_id == org_id)
+
+    def move_legacy(self, *, limit: int) -> tuple[int, bool]:
+        return 0, True
 
     def delete(self, messages: Sequence[RejectedMessage]) -> int:
         if self.fail_delete:
@@ -213,6 +220,33 @@ class FakeOrgs:
         return None
 
 
+@dataclass
+class FakeTombstones:
+    """Tombstones by (org, key): the time of the latest forget."""
+
+    rows: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def record(
+        self, org_id: str, at: datetime, *, registration_ids: Iterable[str] = (), email: str | None = None
+    ) -> int:
+        keys = [f"r|{r}" for r in registration_ids] + ([f"e|{email.casefold()}"] if email else [])
+        for key in keys:
+            self.rows[(org_id, key)] = max(at, self.rows.get((org_id, key), at))
+        return len(keys)
+
+    def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
+        old = [key for key, at in self.rows.items() if at < cutoff][:limit]
+        for key in old:
+            del self.rows[key]
+        return len(old), len(old) < limit
+
+    def delete_org_rows(self, org_id: str, *, limit: int) -> int:
+        mine = [key for key in self.rows if key[0] == org_id][:limit]
+        for key in mine:
+            del self.rows[key]
+        return len(mine)
+
+
 class FakeIndexes:
     """Match index blobs by (org, webinar)."""
 
@@ -258,12 +292,15 @@ def ports(
     forgotten: list[str] | None = None,
     fail_after: int | None = None,
     indexes: FakeIndexes | None = None,
+    tombstones: FakeTombstones | None = None,
 ) -> PrivacyPorts:
     led = ledger or FakeLedger([])
     calls = forgotten if forgotten is not None else []
     clk = clock or Clock()
 
-    def forget(org_id: str, registration_id: str, *, requested_at: datetime, reason: str) -> FakeOutcome:
+    def forget(
+        org_id: str, registration_id: str, *, requested_at: datetime, reason: str, email: str | None = None
+    ) -> FakeOutcome:
         if fail_after is not None and len(calls) >= fail_after:
             raise TransientError("ON24 unavailable")
         calls.append(registration_id)
@@ -280,6 +317,8 @@ def ports(
         orgs=FakeOrgs(),
         forget=forget,
         indexes=indexes or FakeIndexes(),
+        tombstones=tombstones if tombstones is not None else FakeTombstones(),
+        email_hash=lambda email: f"h:{email.casefold()}" if email else None,
         clock=clk.wall,
         monotonic=clk.monotonic,
     )
@@ -466,3 +505,26 @@ def test_a_purge_deletes_the_orgs_match_indexes_and_not_another_orgs() -> None:
     outcome = privacy.purge_org(ORG, ports(indexes=indexes), actor="admin")
     assert outcome.finished and outcome.request.deleted["matchIndexes"] == 2
     assert list(indexes.blobs) == [("other-org", "7001")]
+
+
+# ---- forget tombstones (issue 18) --------------------------------------------------------------------------------
+def test_a_forget_that_finds_nothing_still_leaves_a_tombstone_by_address_and_ids_for_what_it_finds() -> None:
+    stones = FakeTombstones()
+    report = privacy.forget_person(ORG, "Jorg.Muller@firma.example", ports(tombstones=stones), actor="officer")
+    assert report.registrations == [] and stones.rows == {(ORG, "e|jorg.muller@firma.example"): NOW}
+    ledger = FakeLedger([entry("r1", email="ivan.petrov@firma.example")])
+    privacy.forget_person(ORG, "ivan.petrov@firma.example", ports(ledger, tombstones=stones), actor="officer")
+    assert (ORG, "r|r1") in stones.rows and (ORG, "e|ivan.petrov@firma.example") in stones.rows
+
+
+def test_tombstones_expire_after_their_retention_or_the_rejected_bodies_whichever_is_longer() -> None:
+    from shared.store.tombstones import TOMBSTONE_RETENTION
+
+    stones = FakeTombstones({(ORG, "r|old"): NOW - TOMBSTONE_RETENTION - timedelta(days=1),
+                             (ORG, "r|young"): NOW - TOMBSTONE_RETENTION + timedelta(days=1)})  # fmt: skip
+    report = privacy.housekeeping(ports(tombstones=stones), OPTIONS, budget_seconds=30)
+    assert report.tombstones_expired == 1 and list(stones.rows) == [(ORG, "r|young")]
+    stones.rows[(ORG, "r|mid")] = NOW - TOMBSTONE_RETENTION - timedelta(days=5)
+    long_kept = replace(OPTIONS, rejected_retention=TOMBSTONE_RETENTION + timedelta(days=10))
+    privacy.housekeeping(ports(tombstones=stones), long_kept, budget_seconds=30)
+    assert sorted(stones.rows) == [(ORG, "r|mid"), (ORG, "r|young")], "a kept rejected body may still be replayed"
