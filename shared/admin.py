@@ -99,7 +99,7 @@ def check_dataverse_org(org_id: str, url: str, *, given: bool, org_behind: Calla
     if canonical_org_id(found) != org_id:
         _log.warning("admin: %s belongs to Dataverse org %s, not to org %s: refused", where, found, org_id,
                      extra={"org_id": org_id, "dataverse_url": url, "dataverse_org": found})  # fmt: skip
-        hint = "" if given else "; give this org's own dataverseUrl"
+        hint, found = ("" if given else "; give this org's own dataverseUrl"), found[:64]
         raise DataverseRefusedError(
             "dataverse_org_mismatch",
             f"{where} belongs to Dataverse org {found}, not to org {org_id}{hint}; nothing was stored",

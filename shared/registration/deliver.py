@@ -53,8 +53,13 @@ def handle_registration(
         redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
             registrations are being parked, and a transient failure raises for the caller to reschedule.
 
+    With a parking (``ports.parked``), a message of an org whose token ON24 refused (status ``rejected``) is parked
+    at once, and one that ON24 refuses for the token now is parked instead of failed: not the registration's
+    fault, and a credentials save re-drives it.
+
     Raises:
         TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
+        CredentialsRejectedError: only with ``redrive``: ON24 still refuses the org's token.
         ConfigError: the app is misconfigured; retrying after a fix will work.
     """
     at, clamped = message_time(cmd.occurred_at, received_at)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.data.tables import TableServiceClient, UpdateMode
 from azure.functions.timer import TimerRequest
 
 from RegisterAttendee import main as register_main
@@ -257,3 +258,30 @@ def test_the_hourly_sweep_makes_due_parked_work_that_an_older_save_left_without_
     clock.now += timedelta(minutes=1)
     run_retry_parked()
     assert get_app().parked.for_org(ORG_A) == [] and get_app().ledger.get(ORG_A, reg).state == "registered"
+
+
+def test_a_parked_message_that_raises_something_unexpected_backs_off_alone(
+    clock: Any, on24: Any, app_env: dict[str, str]
+) -> None:
+    on24.down = 503
+    regs = {}
+    for org in (ORG_A, ORG_B):
+        reg, body = canonical(org, START, 1)
+        assert deliver(body, START) == "completed"
+        regs[org] = reg
+    odd_reg, odd = canonical(ORG_A, START + timedelta(seconds=1), 2)
+    assert deliver(odd, START) == "completed"
+    ledger = TableServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_table_client(
+        app_env["STATE_TABLE_PREFIX"] + "ledger"
+    )  # an older version stored the enqueue time as text: ordering it raises TypeError
+    ledger.update_entity({"PartitionKey": "~parked", "RowKey": f"{ORG_A}|{odd_reg}",
+                          "ReceivedAt": "2026-11-02T08:00:00Z"}, mode=UpdateMode.MERGE)  # fmt: skip
+    on24.down = None
+    clock.now = START + timedelta(minutes=10)
+    run_retry_parked()  # used to raise out of the run
+
+    assert all(get_app().ledger.get(org, reg).state == "registered" for org, reg in regs.items())
+    [left] = get_app().parked.for_org(ORG_A)
+    assert left.key == odd_reg and "TypeError" in (left.last_error or "")
+    assert left.next_attempt_at > clock.now, "it backs off by its own attempts"
+    assert get_app().parked.for_org(ORG_B) == []
