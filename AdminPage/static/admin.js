@@ -63,7 +63,15 @@
   }
   function showError(problem) {
     notify("");
-    if (!fieldError(problem.target, problem.message)) alertPage(problem.message);
+    if (fieldError(problem.target, fieldMessage(problem.message, problem.target))) return;
+    alertPage(problem.message);
+  }
+  // next to its field, "dataverseUrl: Value error, must be ..." reads "Must be ..."
+  function fieldMessage(message, target) {
+    let shown = String(message);
+    if (target && shown.startsWith(target + ": ")) shown = shown.slice(target.length + 2);
+    shown = shown.replace(/^Value error, /, "");
+    return shown.charAt(0).toUpperCase() + shown.slice(1);
   }
 
   // ---- calls ---------------------------------------------------------------------------------------------
@@ -137,6 +145,7 @@
   function facts(dl, rows) {
     dl.replaceChildren();
     for (const [name, value] of rows) {
+      if (value == null || value === "") continue;  // nothing to say: no row
       dl.append(make("dt", name));
       const dd = make("dd");
       if (value instanceof Node) dd.append(value); else text(dd, value);
@@ -163,7 +172,7 @@
 
     const cred = view.credentials || credentials || {};
     if (!view.configured) {
-      facts($("credentials"), [["State", badge("disabled")], ["", "No ON24 credentials are stored: connect to switch the integration on."]]);
+      facts($("credentials"), [["State", badge("disabled")], ["Note", "No ON24 credentials are stored: connect to switch the integration on."]]);
     } else {
       const metrics = cred.metrics || {};
       facts($("credentials"), [
@@ -245,7 +254,8 @@
     const index = OUTCOME_ORDER.indexOf(String(name).replace(/ /g, "_"));
     return index < 0 ? OUTCOME_ORDER.length : index;
   }
-  function count(value) { return value == null ? "not counted yet" : value; }
+  // null: the API says it has not counted yet; absent: this view does not track it
+  function count(value) { return value === null ? "not counted yet" : value === undefined ? "—" : value; }
 
   async function refresh() {
     const answer = await call("GET", orgPath("/webinar/status"));
@@ -305,8 +315,11 @@
     const found = answer.body.registrationsFound || 0;
     $("forget-email").value = "";
     const result = $("forget-result");
+    const others = (answer.body.registrations || []).filter((r) => r.outcome !== "forgotten")
+      .map((r) => `${r.registrationId}: ${words(r.outcome)}${r.reason ? " (" + r.reason + ")" : ""}`);
     result.textContent = found
-      ? `Forgotten: ${found} registration${found === 1 ? "" : "s"} erased (` + (answer.body.registrations || []).map((r) => words(r.outcome)).join(", ") + `), ${answer.body.rejectedMessagesDeleted || 0} rejected and ${answer.body.parkedMessagesDeleted || 0} parked messages deleted.`
+      ? `Forgotten: ${found} registration${found === 1 ? "" : "s"} erased, ${answer.body.rejectedMessagesDeleted || 0} rejected and ${answer.body.parkedMessagesDeleted || 0} parked messages deleted.` +
+        (others.length ? " Not finished: " + others.join("; ") + "." : "")
       : "Nothing was held about this person for this org.";
     show(result, true);
     notify("The person was forgotten.");
