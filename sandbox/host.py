@@ -7,12 +7,15 @@ folder added later is served without changes here. Requests become ``func.HttpRe
 worker builds them (method, full URL, headers, query parameters, route parameters, body) and the
 ``func.HttpResponse`` goes back as is. ``authLevel`` ``function`` or ``admin`` needs the host's key in
 ``x-functions-key`` or ``?code=`` (else ``401`` with an empty body, as the host answers); ``anonymous`` needs none.
+With ``principal`` the host also plays App Service authentication's front end for a signed-in user (it sets the
+``X-MS-CLIENT-PRINCIPAL*`` headers, replacing any the client sent).
 
 Not simulated: the host's own ``/admin`` API, proxies, CORS, and ``routePrefix`` other than ``api``.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import importlib
 import json
@@ -126,9 +129,12 @@ def load_routes(root: Path) -> list[Route]:
 class FunctionHost:
     """The HTTP side of the Functions host on 127.0.0.1 (see the module docstring); ``start()``/``close()``."""
 
-    def __init__(self, root: Path, *, function_key: str, port: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, function_key: str, port: int = 0, principal: dict[str, Any] | None = None
+    ) -> None:
         self.root = root
         self.function_key = function_key
+        self.principal = principal
         self.routes = load_routes(root)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.server.daemon_threads = True
@@ -168,6 +174,7 @@ class FunctionHost:
         """One request: (status, headers, body)."""
         parts = urlsplit(target)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        headers = self._front_end(headers)
         for route in self.routes:
             params = route.match(method, parts.path)
             if params is None:
@@ -190,6 +197,21 @@ class FunctionHost:
                 return 500, {}, b""
             return response.status_code, _response_headers(response), response.get_body()
         return 404, {}, b""
+
+
+    def _front_end(self, headers: dict[str, str]) -> dict[str, str]:
+        """With a signed-in ``principal`` (``{"name", "id", "claims"}``), what App Service authentication's front
+        end does: replace any client-sent principal headers with its own. Without, headers pass as they came (as
+        on an app without App Service authentication, where the code does not trust them)."""
+        if self.principal is None:
+            return headers
+        kept = {name: value for name, value in headers.items() if not name.lower().startswith("x-ms-client-principal")}
+        encoded = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": self.principal.get("claims", [])}).encode())
+        return kept | {
+            "x-ms-client-principal": encoded.decode("ascii"),
+            "x-ms-client-principal-name": str(self.principal.get("name", "")),
+            "x-ms-client-principal-id": str(self.principal.get("id", "")),
+        }
 
 
 def _response_headers(response: func.HttpResponse) -> dict[str, str]:

@@ -165,3 +165,32 @@ def test_errors_are_shown_next_to_the_field_they_name(admin: AdminPage, on24: An
     expect(key).not_to_have_attribute("aria-invalid", "true")
     assert on24.count("POST", "/registrant") == 0
     admin.watch.assert_clean(expected_statuses=(400, 401, 422))
+
+
+def test_with_app_service_authentication_the_session_is_the_identity(
+    browser: Any, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Signed in (the front end adds the principal): no key field at first. If the Functions host still wants a
+    function key for the admin routes, the page says so under a key field it shows then, and goes on with it."""
+    from sandbox.host import FunctionHost
+    from shared.app import reset_app
+    from tests.browser.conftest import ROOT
+
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    reset_app()
+    admin_role = [{"typ": "roles", "val": "Webinar.Admin"}]
+    principal = {"name": "åsa.ødegård@fabrikam.example", "id": "b3f1", "claims": admin_role}
+    with FunctionHost(ROOT, function_key=FUNCTION_KEY, principal=principal) as host:
+        admin = AdminPage(browser.new_page(), host, tmp_path)
+        page = admin.open()
+        expect(page.get_by_label("Function key")).to_be_hidden()
+        expect(page.get_by_text("Signed in with your organisation account")).to_be_visible()
+        page.get_by_label("Org ID").fill("7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d")
+        page.get_by_role("button", name="Refresh").click()
+        key = page.get_by_label("Function key")
+        expect(key).to_have_accessible_description(re.compile("function key was not accepted"))
+        key.fill(FUNCTION_KEY)
+        page.get_by_role("button", name="Refresh").click()
+        expect(page.locator("#credentials")).to_contain_text("disabled")
+        admin.watch.assert_clean(expected_statuses=(401,))
+        page.close()
