@@ -194,3 +194,56 @@ def test_with_app_service_authentication_the_session_is_the_identity(
         expect(page.locator("#credentials")).to_contain_text("disabled")
         admin.watch.assert_clean(expected_statuses=(401,))
         page.close()
+
+
+def test_a_pull_longer_than_the_request_follows_the_202_until_done(
+    admin: AdminPage, on24: Any, dataverse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pull now on a webinar with 150 attendees, ON24 slow and the request's budget 1 s: ``202`` with a
+    ``Location``. The page follows that ``Location`` honouring ``Retry-After`` (2 s when absent); the next
+    PullMetrics run finishes the pull, and the status shows every attendee, without a console error."""
+    from shared.app import reset_app
+
+    monkeypatch.setenv("ON_DEMAND_PULL_BUDGET_SECONDS", "1")
+    reset_app()
+    org, webinar = str(uuid.uuid4()), WEBINAR + 1
+    live = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    on24.add_event(ON24_CLIENT_ID, webinar, livestart=live, liveend=live + timedelta(hours=1))
+    crm = CrmOrg(dataverse, webinar_id=str(webinar))
+    page = admin.open()
+    connect_form(page, org, dataverse.url)
+    page.get_by_label("Webinar IDs").fill(str(webinar))
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("status")).to_contain_text("Connected")
+    registration = crm.registration(crm.contact("Jörg", "Müller", PEOPLE[0][2]))
+    register_attendee(service_bus_message(canonical_body(
+        org_id=org, registration_id=registration, event_id=crm.event_id, webinar_id=str(webinar),
+        attendee={"email": PEOPLE[0][2], "firstName": "Jörg", "lastName": "Müller"})))  # fmt: skip
+    for index, email in enumerate([PEOPLE[0][2]] + [f"gast.{i:03}@messe.example" for i in range(149)]):
+        on24.set_attendee(webinar, email, liveminutes=10 + index % 30, firstliveactivity=live,
+                          lastliveactivity=live + timedelta(minutes=10 + index % 30))  # fmt: skip
+
+    on24.latency = 0.6  # every ON24 call takes more than half the request's budget
+    with page.expect_response(lambda r: r.request.method == "POST" and "/pull" in r.url) as posted:
+        page.get_by_role("button", name="Pull now").click()
+    on24.latency = 0.0
+    accepted = posted.value
+    assert accepted.status == 202, accepted.text()
+    location = accepted.headers["location"]
+    wait = float(accepted.headers.get("retry-after") or 2)
+    expect(page.get_by_role("status")).to_contain_text("still running")
+    follow = lambda r: r.request.method == "GET" and r.url.endswith(location)  # noqa: E731
+    with page.expect_response(follow, timeout=(wait + 10) * 1000) as followed:
+        pass
+    answered_at = accepted.request.timing["startTime"] + accepted.request.timing["responseEnd"]
+    gap_ms = followed.value.request.timing["startTime"] - answered_at
+    assert gap_ms >= wait * 900, f"the page followed Location after {gap_ms} ms, not Retry-After ({wait} s)"
+
+    pull_metrics(TimerRequest(past_due=False, schedule_status={}, schedule={}))  # the next run finishes it
+    expect(page.get_by_role("status")).to_contain_text(re.compile(f"Webinar {webinar}(: the pull continues| pulled)"))
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.get_by_role("status")).to_contain_text("Status refreshed")
+    assert cell(page, str(webinar), "Attendees pulled") == "150"
+    assert cell(page, str(webinar), "Check-ins written") == "1"
+    assert len(dataverse.rows("msevtmgt_checkins")) == 1
+    admin.watch.assert_clean()
