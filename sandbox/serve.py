@@ -9,6 +9,9 @@ RegisterAttendee *before* the webinar runs, run the webinar, pull the metrics, r
 stand-in, and switch the integration off last. While it runs it reports progress (registrants in ON24, check-ins
 in CRM), so each step can wait for the one before.
 
+It also serves the admin page and the real admin routes over HTTP (``sandbox/host.py``, default
+http://127.0.0.1:7072/api/admin, function key printed), in this process, against the same sandbox.
+
 ``--write-local-settings`` writes ``local.settings.json`` into the current directory, where ``func start`` reads it
 (run both from the repository root); an existing file is first copied to ``.sandbox/``. ``--write-settings PATH``
 writes it anywhere. Runs until Ctrl-C or SIGTERM, then stops everything it started.

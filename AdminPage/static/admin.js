@@ -115,12 +115,16 @@
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-  // 202: follow Location, honouring Retry-After, until the operation answers 200 (or the page gives up waiting)
+  // 202: follow Location, honouring Retry-After (2 s when absent), until the operation answers 200; after
+  // FOLLOW_FOR_MS the page stops waiting (the operation goes on; the caller says so and Refresh shows it)
+  const FOLLOW_FOR_MS = 120000;
   async function settle(answer, what) {
     let current = answer;
-    for (let attempt = 0; current.status === 202 && current.location && attempt < 60; attempt += 1) {
+    const until = Date.now() + FOLLOW_FOR_MS;
+    while (current.status === 202 && current.location) {
+      const seconds = Math.min(Math.max(parseFloat(current.retryAfter) || 2, 0.5), 60);
+      if (Date.now() + seconds * 1000 > until) break;
       notify(`${what}: still running…`);
-      const seconds = Math.min(Math.max(parseFloat(current.retryAfter) || 2, 0.5), 30);
       await sleep(seconds * 1000);
       current = await call("GET", current.location);
     }
@@ -286,7 +290,7 @@
     const result = answer.body.result || answer.body;
     const counts = result.counts;
     await refresh();
-    if (counts && result.webinarId) {
+    if (answer.status === 200 && counts) {
       notify(`Webinar ${webinarId} pulled: ${counts.pulled || 0} attendees, ${counts.written || 0} check-ins written, ${counts.unchanged || 0} unchanged, ${counts.unmatched || 0} without a CRM registration.`);
     } else {
       notify(`Webinar ${webinarId}: the pull continues in the background; the status shows its progress.`);
@@ -338,7 +342,7 @@
     const purgeView = answer.body.purge;
     const result = $("off-result");
     result.textContent = purge
-      ? (purgeView && purgeView.status === "running"
+      ? (answer.status === 202 || (purgeView && purgeView.status === "running")
         ? "Switched off; the org's data is being deleted (a timer finishes it). Refresh to follow it."
         : "Switched off and every row of this org deleted.")
       : (answer.body.removed ? "Switched off: the credentials are deleted; nothing more is sent to ON24 for this org." : "It was already off.");
