@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from azure.data.tables import TableServiceClient
 
 from ForgetAttendee import main as forget_main
@@ -107,6 +108,7 @@ def test_a_register_replayed_from_the_dead_letters_after_the_forget_stays_undone
     assert on24.count() == 0 and row(reg).state == "forgotten" and active(on24, reg) == []
 
 
+@pytest.mark.dataverse_org(PARKING_ORG)
 def test_a_register_parked_during_an_outage_and_re_driven_after_the_forget_stays_undone(
     clock: Any, on24: Any
 ) -> None:

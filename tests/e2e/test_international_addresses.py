@@ -100,6 +100,7 @@ def test_an_address_on24_refuses_is_a_permanent_failure_naming_the_field_not_the
         assert "jörg" not in text.lower() and "firma.de" not in text
 
 
+@pytest.mark.dataverse_org(ORG_A)
 def test_pull_metrics_matches_attendees_by_email_whatever_spelling_on24_shows(webinars: Webinars, on24: Any) -> None:
     w = webinars
     w.register(ORG_A, 7001, "Jörg.Müller@firma.de", via_dataverse=True)
