@@ -137,9 +137,9 @@ def dataverse_server() -> Iterator[Any]:
 def dataverse(dataverse_server: Any, request: pytest.FixtureRequest) -> Any:
     """The session's Dataverse stand-in, emptied, with no faults or limits.
 
-    Its ``WhoAmI`` answers the org the test module stores credentials for with the default ``DATAVERSE_URL``
-    (the test's ``dataverse_org`` marker, else the module's ``ORG``, else ``ORG_A``), since a save refuses another org's URL; other orgs of the module use
-    ``dataverse.url_for(org)`` as their ``dataverseUrl``.
+    Its ``WhoAmI`` answers the org the test stores credentials for with the default ``DATAVERSE_URL`` (the
+    test's ``dataverse_org`` marker, else the module's ``ORG``, else ``ORG_A``), since a save refuses another
+    org's URL; other orgs of the module use ``dataverse.url_for(org)`` as their ``dataverseUrl``.
     """
     marker = request.node.get_closest_marker("dataverse_org")  # a test that borrows another module's fixtures
     owner = marker.args[0] if marker else getattr(request.module, "ORG", None) or getattr(request.module, "ORG_A", None)
