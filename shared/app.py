@@ -263,7 +263,7 @@ class App:
     def status_ports(self) -> StatusPorts:
         from shared.health import StatusPorts
 
-        return StatusPorts(credentials=self.credentials, sync=self.sync_state, rows=self.health, parked=self.parked)
+        return StatusPorts(self.credentials, self.sync_state, self.health, self.parked, self.ledger)
 
     # ---- crypto ------------------------------------------------------------------------------
     @built_once
