@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 
 from shared.store.codec import EPOCH, etag_of, moment
-from shared.store.tables import read_entity, write_entity
+from shared.store.tables import read_entity, table_errors, write_entity
 
 OperationKind = Literal["pull", "purge"]
 OperationState = Literal["running", "succeeded", "failed"]
@@ -105,3 +105,19 @@ def _object(text: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def settle_left_org(table: TableClient, org_id: str, deleted: dict[str, int], now: datetime) -> None:
+    """When an org's purge is over: its pull operations go with the rest of its state; its purge operations stay,
+    marked succeeded with what was deleted (the receipt of its leaving: ids, times and row counts only)."""
+    query = "PartitionKey eq @org and RowKey ge @low and RowKey lt @high"
+    parameters = {"org": org_id, "low": _PREFIX, "high": _PREFIX[:-1] + chr(ord(_PREFIX[-1]) + 1)}
+    with table_errors(f"settling the operations of org {org_id!r}"):
+        for entity in list(table.query_entities(query, parameters=parameters)):
+            operation = Operation.from_entity(entity)
+            if operation.kind != "purge":
+                table.delete_entity(org_id, entity["RowKey"])
+            elif operation.status == "running":
+                result = {"purge": "deleted", "deleted": deleted}
+                done = replace(operation, status="succeeded", finished_at=now, result=result)
+                table.upsert_entity(done.to_entity(), mode=UpdateMode.REPLACE)
