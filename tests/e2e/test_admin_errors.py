@@ -1,0 +1,58 @@
+"""The admin API's error contract through the functions' ``main``: one shape (``target``, and ``field`` as its
+deprecated alias), ``Retry-After`` on every 503 and 429, and one status per code across routes.
+
+Real parts: Azurite, the Key Vault and ON24 stand-ins (ON24 made unreachable or throttling on purpose).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from PullWebinar import main as pull_main
+from sandbox.server import free_port
+from shared.app import reset_app
+from StoreCredentials import main as store_main
+from tests.conftest import credentials_body
+from tests.e2e.test_pull_metrics import CLIENT_B, ORG_A, ORG_B, Webinars
+from tests.functions import admin_request, http_request, json_body
+
+ORG = "5c0ffee0-aaaa-4bbb-8ccc-0000000000e1"
+
+
+def test_a_503_says_when_to_retry(on24_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ON24_BASE_URL", f"http://127.0.0.1:{free_port()}")  # ON24 unreachable
+    reset_app()
+    response = store_main(http_request("PUT", ORG, credentials_body()))
+    assert response.status_code == 503 and json_body(response)["error"]["code"] == "unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_throttling_is_a_429_with_the_services_retry_after(
+    on24_env: dict[str, str], on24: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_BUDGET_SECONDS", "0")  # no waiting within the request: the caller is told to wait
+    reset_app()
+    on24.fail_next(5, status=429, headers={"Retry-After": "42"})
+    response = store_main(http_request("PUT", ORG, credentials_body()))
+    body = json_body(response)
+    assert response.status_code == 429 and body["error"]["code"] == "throttled", body
+    assert response.headers["Retry-After"] == "42", "ON24's own hint is passed on"
+
+
+def test_the_field_at_fault_is_the_target_and_field_stays_as_its_alias(on24_env: dict[str, str]) -> None:
+    response = store_main(http_request("PUT", ORG, credentials_body(region="Åland")))
+    error = json_body(response)["error"]
+    assert response.status_code == 400 and error["code"] == "invalid_field"
+    assert error["target"] == error["field"] == "region" and "Åland" not in error["message"]
+    assert "Retry-After" not in response.headers
+
+
+def test_refused_credentials_have_one_code_per_situation_each_with_one_status(webinars: Webinars, on24: Any) -> None:
+    offered = store_main(http_request("PUT", ORG_A, credentials_body(accessTokenSecret="Wrong-Aero-Secret")))
+    assert offered.status_code == 422 and json_body(offered)["error"]["code"] == "on24_rejected_credentials"
+    on24.deactivate(CLIENT_B)
+    route = {"orgId": ORG_B, "webinarId": "7003"}
+    stored = pull_main(admin_request("POST", "orgs/{orgId}/webinars/{webinarId}/pull", route))
+    assert stored.status_code == 409 and json_body(stored)["error"]["code"] == "stored_credentials_rejected"
