@@ -152,7 +152,8 @@ def test_right_after_setup_every_registered_webinar_and_every_registration_shows
 
     answer = status(ORG_A)[1]
 
-    assert answer["registrations"]["total"]["registered"] == 8, answer["registrations"] and answer["registrations"]["inOn24"] == 8
+    assert answer["registrations"]["total"]["registered"] == 8, answer["registrations"]
+    assert answer["registrations"]["inOn24"] == 8
     assert answer["registrations"]["last24h"]["registered"] == 8
     webinars_shown = {x["webinarId"]: x for x in answer["webinars"]}
     assert set(webinars_shown) == {"7001", "7002"}, "the webinar never pulled is listed too"
@@ -207,9 +208,8 @@ def test_an_org_without_credentials_answers_configured_false(app_env: dict[str, 
     code, answer = status(ORG_A)
     assert code == 200
     assert answer["configured"] is False and answer["token"] is None and answer["webinars"] == []
-    assert answer["warnings"] == [
-        {"code": "integration_disabled", "message": "the integration is disabled for this org: no ON24 credentials are stored"}
-    ]
+    disabled = "the integration is disabled for this org: no ON24 credentials are stored"
+    assert answer["warnings"] == [{"code": "integration_disabled", "message": disabled}]
 
 
 @pytest.mark.parametrize(

@@ -188,7 +188,8 @@ def test_status_view_lists_webinars_with_registrations_and_never_answers_0_for_a
     legacy = RegistrationCounts(NOW, totals={"registered": 3, "in progress": 1}, webinars=("7002", "7001"))
     view = status_view("org", org(webinar_ids=()), {"status": "active"}, [], OrgHealth("org", NOW, legacy),
                        ParkedCounts(), NOW)  # fmt: skip
-    assert [(w["webinarId"], w["status"]) for w in view["webinars"]] == [("7001", "never_pulled"), ("7002", "never_pulled")]
+    shown = [(w["webinarId"], w["status"]) for w in view["webinars"]]
+    assert shown == [("7001", "never_pulled"), ("7002", "never_pulled")]
     assert view["registrations"]["total"]["in_progress"] == 1 and "in progress" not in view["registrations"]["total"]
     unknown = status_view("org", org(), {"status": "active"}, [], None, ParkedCounts(), NOW)["registrations"]
     assert unknown["total"]["registered"] is None and unknown["inOn24"] is None, "not counted yet, not 0"
