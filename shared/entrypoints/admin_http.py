@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from shared import admin
 from shared.api_models import CredentialsView, ForgetView, Model, RemovedView, shape
@@ -120,7 +120,12 @@ def _respond(
         result = operation(org_id, caller)
         answer = result if isinstance(result, Answer) else Answer(200, result)
         model = (models or {}).get(answer.status)
-        payload = shape(model, answer.payload) if model else answer.payload
+        try:
+            payload = shape(model, answer.payload) if model else answer.payload
+        except ValidationError:
+            _log.exception("admin %s for org %s: the answer does not match its model", method, log_org)
+            message = "the answer did not match the API description (a bug); the request may have been carried out"
+            raise ApiError(500, "internal_error", message) from None
         return json_response(answer.status, payload, answer.headers)
     except ApiError as exc:
         return error_response(exc)

@@ -38,7 +38,7 @@ def current_health(org_id: str, ledger: CountLedger, rows: CountRows, now: datet
     """The org's summary with registration counts as of ``now``: counted again when the ledger changed since.
 
     A lost write race (PullMetrics or another status call saved first) still answers with this count; the
-    row keeps the other writer's, which is as recent.
+    row keeps the other writer's, which is as recent. A count equal to the row's is not written again.
     """
     health = rows.get(org_id)
     counted = health.registrations if health else None
@@ -48,6 +48,7 @@ def current_health(org_id: str, ledger: CountLedger, rows: CountRows, now: datet
     counts = count_registrations(ledger.entries(org_id, columns=COUNT_COLUMNS), now)
     base = health or OrgHealth(org_id=org_id)
     updated = replace(base, registrations=counts, checked_at=now)
-    if (counts.totals or health is not None) and rows.save(updated) is None:
+    unchanged = counted is not None and replace(counts, counted_at=counted.counted_at) == counted
+    if (counts.totals or health is not None) and not unchanged and rows.save(updated) is None:
         _log.info("status: the health summary of org %s was saved by another pass first", org_id)
     return updated

@@ -56,3 +56,18 @@ def test_refused_credentials_have_one_code_per_situation_each_with_one_status(we
     route = {"orgId": ORG_B, "webinarId": "7003"}
     stored = pull_main(admin_request("POST", "orgs/{orgId}/webinars/{webinarId}/pull", route))
     assert stored.status_code == 409 and json_body(stored)["error"]["code"] == "stored_credentials_rejected"
+
+
+def test_an_answer_that_drifted_from_the_description_is_never_sent(
+    on24_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route whose answer grew a key its model does not describe answers 500 rather than an undocumented body
+    (a stand-in for a future bug: the model, the OpenAPI description and the answers stay one)."""
+    from CredentialsStatus import main as credentials_main
+    from shared import admin
+
+    original = admin.credentials_status
+    monkeypatch.setattr(admin, "credentials_status", lambda *a, **k: {**original(*a, **k), "undocumented": 1})
+    response = credentials_main(http_request("GET", ORG))
+    error = json_body(response)["error"]
+    assert response.status_code == 500 and error["code"] == "internal_error" and "undocumented" not in str(error)
