@@ -306,4 +306,5 @@ def _purge_answer(org_id: str, answer: dict[str, Any], outcome: privacy.PurgeOut
 
 
 respond, no_body = _respond, _no_body  # for the routes in ``operations_http``
+_json, _error = json_response, error_response  # the names these helpers had here before ``http_errors``
 __all__ = ["Answer", "ApiError", "Caller", "no_body", "respond"]

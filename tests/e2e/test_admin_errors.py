@@ -71,3 +71,28 @@ def test_an_answer_that_drifted_from_the_description_is_never_sent(
     response = credentials_main(http_request("GET", ORG))
     error = json_body(response)["error"]
     assert response.status_code == 500 and error["code"] == "internal_error" and "undocumented" not in str(error)
+
+
+def test_an_operation_is_read_only_through_its_own_org_with_that_orgs_role(
+    webinars: Webinars, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from OperationStatus import main as operation_main
+    from shared.app import get_app
+    from shared.entrypoints.operations import accepted
+    from tests.functions import principal_headers
+
+    answer = accepted(get_app(), ORG_B, {}, "purge")  # a purge of org B, recorded as the route records it
+    operation_id = answer.payload["operation"]["id"]
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    monkeypatch.setenv("ADMIN_ORG_SCOPE", "true")
+    reset_app()
+    admin_a = principal_headers("åsa.odegard@contoso.com", [f"Webinar.Admin.{ORG_A}"])
+
+    def get(org: str) -> tuple[int, Any]:
+        route = {"orgId": org, "operationId": operation_id}
+        response = operation_main(admin_request("GET", "orgs/{orgId}/operations/{operationId}", route, headers=admin_a))
+        return response.status_code, json_body(response)
+
+    assert get(ORG_B)[0] == 403, "org A's admin cannot follow org B's purge"
+    code, body = get(ORG_A)
+    assert code == 404 and body["error"]["code"] == "operation_not_found", "nor find it under org A"
