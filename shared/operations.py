@@ -6,7 +6,8 @@ someone asks, and the outcome is then recorded on the operation's row (so it sta
 
 - a pull (``POST .../webinars/{id}/pull`` that ran out of budget, or found a PullMetrics run pulling the webinar)
   is finished by PullMetrics: it is done once the webinar's sync state shows an attempt after the one it had when
-  the ``202`` was given, with nothing pending (``ok``: succeeded; ``error`` / ``not found``: failed);
+  the ``202`` was given that finished with nothing pending (succeeded) or ended in ``error`` / ``not found``
+  (failed);
 - a purge (``DELETE .../credentials?purge=true``) is finished by the PullMetrics timer's sweeps: done once its
   purge request says nothing is left, or is gone (closed after the final check).
 """
@@ -101,18 +102,23 @@ def view(operation: Operation) -> dict[str, Any]:
 
 
 def _pull_outcome(ports: OperationPorts, operation: Operation) -> Operation | None:
+    """Done once an attempt after the ``202`` finished (nothing pending) or failed (an error ends the operation
+    even with pages left: PullMetrics retries the webinar, and a poller should not wait on that forever)."""
     state = ports.sync.get(operation.org_id, operation.webinar_id or "")
-    if state is None or state.pending_end is not None or state.last_attempt_at is None:
+    if state is None or state.last_attempt_at is None:
         return None
     if operation.base_attempt_at is not None and state.last_attempt_at <= operation.base_attempt_at:
         return None
     finished = replace(operation, finished_at=ports.clock())
+    if state.status in ("error", "not found"):
+        code = "webinar_not_found" if state.status == "not found" else "pull_failed"
+        reason = state.last_error or f"the pull of webinar {state.webinar_id} failed"
+        message = f"{reason}; PullMetrics retries it in its next runs" if code == "pull_failed" else reason
+        return replace(finished, status="failed", error={"code": code, "message": message[:600]})
+    if state.pending_end is not None or state.status != "ok":
+        return None
     counts = {name: int(state.counts.get(name, 0)) for name in COUNTERS}
-    if state.status == "ok":
-        return replace(finished, status="succeeded", result={"webinarId": state.webinar_id, "counts": counts})
-    code = "webinar_not_found" if state.status == "not found" else "pull_failed"
-    message = state.last_error or f"the pull of webinar {state.webinar_id} ended with status {state.status}"
-    return replace(finished, status="failed", error={"code": code, "message": message[:600]})
+    return replace(finished, status="succeeded", result={"webinarId": state.webinar_id, "counts": counts})
 
 
 def _purge_outcome(ports: OperationPorts, operation: Operation) -> Operation | None:
