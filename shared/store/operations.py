@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from azure.data.tables import TableClient, UpdateMode
@@ -24,6 +24,14 @@ OperationKind = Literal["pull", "purge"]
 OperationState = Literal["running", "succeeded", "failed"]
 _PREFIX = "op:"
 OPERATION_ID = re.compile(r"^[0-9a-f]{32}$")
+KEEP = timedelta(days=30)
+"""An operation row is deleted when its org starts another operation this long after it."""
+_RANGE = "PartitionKey eq @org and RowKey ge @low and RowKey lt @high"
+
+
+def _range(org_id: str) -> dict[str, str]:
+    """The parameters of ``_RANGE``: the org's ``op:`` rows (``op;`` is the next key after every ``op:…``)."""
+    return {"org": org_id, "low": _PREFIX, "high": _PREFIX[:-1] + chr(ord(_PREFIX[-1]) + 1)}
 
 
 @dataclass(frozen=True)
@@ -83,9 +91,19 @@ class OperationStore:
         self._table = table
 
     def create(self, operation: Operation) -> Operation:
+        """Record a new operation, and delete the org's operations started more than ``KEEP`` before it (so
+        rows do not pile up; an org that left keeps its purge receipts, as it starts no more operations)."""
         what = f"recording operation {operation.operation_id} of org {operation.org_id!r}"
         etag = write_entity(self._table, operation.to_entity(), None, what)
+        self._forget_older(operation.org_id, operation.created_at - KEEP)
         return replace(operation, etag=etag)
+
+    def _forget_older(self, org_id: str, before: datetime) -> None:
+        query = f"{_RANGE} and CreatedAt lt @before"
+        with table_errors(f"deleting the old operations of org {org_id!r}"):
+            rows = self._table.query_entities(query, parameters={**_range(org_id), "before": before}, select=["RowKey"])
+            for entity in list(rows):
+                self._table.delete_entity(org_id, entity["RowKey"])
 
     def get(self, org_id: str, operation_id: str) -> Operation | None:
         what = f"reading operation {operation_id} of org {org_id!r}"
@@ -110,10 +128,8 @@ def _object(text: Any) -> dict[str, Any]:
 def settle_left_org(table: TableClient, org_id: str, deleted: dict[str, int], now: datetime) -> None:
     """When an org's purge is over: its pull operations go with the rest of its state; its purge operations stay,
     marked succeeded with what was deleted (the receipt of its leaving: ids, times and row counts only)."""
-    query = "PartitionKey eq @org and RowKey ge @low and RowKey lt @high"
-    parameters = {"org": org_id, "low": _PREFIX, "high": _PREFIX[:-1] + chr(ord(_PREFIX[-1]) + 1)}
     with table_errors(f"settling the operations of org {org_id!r}"):
-        for entity in list(table.query_entities(query, parameters=parameters)):
+        for entity in list(table.query_entities(_RANGE, parameters=_range(org_id))):
             operation = Operation.from_entity(entity)
             if operation.kind != "purge":
                 table.delete_entity(org_id, entity["RowKey"])

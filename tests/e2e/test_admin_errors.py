@@ -96,3 +96,25 @@ def test_an_operation_is_read_only_through_its_own_org_with_that_orgs_role(
     assert get(ORG_B)[0] == 403, "org A's admin cannot follow org B's purge"
     code, body = get(ORG_A)
     assert code == 404 and body["error"]["code"] == "operation_not_found", "nor find it under org A"
+
+
+def test_an_orgs_operations_are_deleted_30_days_on_when_it_starts_another(webinars: Webinars) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.app import get_app
+    from shared.entrypoints.operations import accepted
+    from shared.store.operations import Operation, OperationStore
+
+    app = get_app()
+    store = OperationStore(app.tables.table("orgs"))
+    now = datetime.now(UTC)
+
+    def old(org: str, days: int) -> str:
+        operation = Operation(org, f"{days:02d}" + "a" * 30, "pull", now - timedelta(days=days), webinar_id="7001")
+        return store.create(operation).operation_id
+
+    expired, kept, other = old(ORG_A, 31), old(ORG_A, 29), old(ORG_B, 45)
+    new = accepted(app, ORG_A, {}, "pull", "7001").payload["operation"]["id"]
+    assert store.get(ORG_A, expired) is None, "started more than 30 days before the new one"
+    assert store.get(ORG_A, kept) is not None and store.get(ORG_A, new) is not None
+    assert store.get(ORG_B, other) is not None, "another org's rows are its own"
