@@ -32,7 +32,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "unauthenticated": (401, "App Service authentication is on and no (valid) principal was sent"),
     "forbidden": (403, "the principal lacks the app role for this org"),
     "webinar_not_found": (404, "ON24 has no such webinar for the org's account"),
-    "operation_not_found": (404, "no such operation for this org (or it was recorded before the org's last purge)"),
+    "operation_not_found": (404, "no such operation for this org (kept 30 days; a pull's goes when the org leaves)"),
     "method_not_allowed": (405, "another method is needed on this route"),
     "not_configured": (409, "no ON24 credentials are stored for the org: PUT them first"),
     "stored_credentials_rejected": (409, "ON24 refused the org's stored credentials: PUT working ones"),
