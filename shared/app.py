@@ -229,7 +229,7 @@ class App(PrivacyParts):
     def status_ports(self) -> StatusPorts:
         from shared.health import StatusPorts
 
-        return StatusPorts(credentials=self.credentials, sync=self.sync_state, rows=self.health, parked=self.parked)
+        return StatusPorts(self.credentials, self.sync_state, self.health, self.parked, self.ledger)
 
     # ---- crypto ------------------------------------------------------------------------------
     @built_once

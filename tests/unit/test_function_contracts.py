@@ -24,6 +24,8 @@ ADMIN_ROUTES = {
     "WebinarStatus": ("orgs/{orgId}/webinar/status", ["get"]),
     "PullWebinar": ("orgs/{orgId}/webinars/{webinarId}/pull", ["post"]),
     "ForgetAttendee": ("orgs/{orgId}/webinar/forget", ["post"]),
+    "OperationStatus": ("orgs/{orgId}/operations/{operationId}", ["get"]),
+    "OpenApi": ("openapi.json", ["get"]),
 }
 # Anonymous HTTP functions: static content only; their data calls go through the admin routes' authorisation.
 ANONYMOUS_ROUTES = {"AdminPage": ("{page:regex(^admin$)}/{asset?}", ["get"])}
