@@ -704,7 +704,7 @@ var alertRules = [
     // docs/queries.kql query 1; tests/infra/test_alerts.py keeps the text identical.
     name: 'failed-registrations'
     title: 'Failed registrations per org'
-    description: 'RegisterAttendee recorded a permanent failure (outcome failed): the registration, ledger row and CRM say why. README Operations.'
+    description: 'RegisterAttendee recorded a permanent failure (outcome failed): the registration, ledger row and CRM say why. docs/operations.md.'
     severity: 2
     evaluationFrequency: 'PT15M'
     windowSize: 'PT1H'
@@ -780,7 +780,7 @@ union
     // docs/queries.kql query 4; tests/infra/test_alerts.py keeps the text identical.
     name: 'token-attention'
     title: 'ON24 tokens about to be disabled or refused'
-    description: 'An org\'s ON24 token is idle for 45 days or more, or was refused: README Operations, When a token is about to expire.'
+    description: 'An org\'s ON24 token is idle for 45 days or more, or was refused: docs/operations.md, When a token is about to expire.'
     severity: 2
     evaluationFrequency: 'P1D'
     windowSize: 'P1D'

@@ -10,7 +10,7 @@ if ($env:KEYGEN_ROLE_ASSIGNMENT_ID) {
     Write-Host "Deleted the key-generation identity's temporary Key Vault role (the credentials key exists)."
 }
 Write-Host ""
-Write-Host "Provisioned. Next steps (README 'Deploying to Azure'):"
+Write-Host "Provisioned. Next steps (docs/deploy.md):"
 Write-Host "  Dataverse application user: client id $env:APP_IDENTITY_CLIENT_ID"
 Write-Host "  Service endpoint: namespace $env:SERVICE_BUS_NAMESPACE.servicebus.windows.net, queue $env:SERVICE_BUS_QUEUE, SAS rule $env:SERVICE_BUS_SEND_RULE (Send only); read its key with:"
 Write-Host "    az servicebus queue authorization-rule keys list -g $env:AZURE_RESOURCE_GROUP --namespace-name $env:SERVICE_BUS_NAMESPACE --queue-name $env:SERVICE_BUS_QUEUE --name $env:SERVICE_BUS_SEND_RULE --query primaryKey -o tsv"

@@ -3,7 +3,7 @@
 # 1. Deletes the key-generation identity's temporary Key Vault role (KEYGEN_ROLE_ASSIGNMENT_ID, an output of
 #    infra/resources.bicep) and sets GENERATE_CREDENTIALS_KEY=false, so no identity keeps write access to the
 #    credentials key and later provisions do not grant it again. It runs as the deploying user, who created it.
-# 2. Prints the values the Dataverse steps need (README "Deploying to Azure"). Prints no secret: the SAS key and the
+# 2. Prints the values the Dataverse steps need (docs/deploy.md). Prints no secret: the SAS key and the
 #    function key are fetched by the admin with the commands shown.
 set -eu
 if [ -n "${KEYGEN_ROLE_ASSIGNMENT_ID:-}" ]; then
@@ -17,7 +17,7 @@ if [ -n "${KEYGEN_ROLE_ASSIGNMENT_ID:-}" ]; then
 fi
 cat <<TEXT
 
-Provisioned. Next steps (README "Deploying to Azure"):
+Provisioned. Next steps (docs/deploy.md):
   Dataverse application user: client id ${APP_IDENTITY_CLIENT_ID:-?}
   Service endpoint: namespace ${SERVICE_BUS_NAMESPACE:-?}.servicebus.windows.net, queue ${SERVICE_BUS_QUEUE:-?},
     SAS rule ${SERVICE_BUS_SEND_RULE:-?} (Send only); read its key with:

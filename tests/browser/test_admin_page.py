@@ -1,6 +1,6 @@
 """The admin page in a real browser, against the real admin routes over HTTP (the sandbox's function host, Azurite,
 the Key Vault, ON24 and Dataverse stand-ins). Controls are found by their accessible names, which are part of the
-page's contract (README, "The admin page")."""
+page's contract (docs/admin-api.md, "The admin page")."""
 
 from __future__ import annotations
 

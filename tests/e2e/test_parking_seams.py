@@ -120,7 +120,7 @@ def test_saving_the_same_credentials_again_keeps_the_parked_work_and_re_drives_i
     before = get_app().credentials.get(ORG_A)
     assert before.parking and before.park_until is not None and before.park_until > START + timedelta(seconds=10)
 
-    on24.down = None  # ON24 is back; the admin keeps the token alive as the README advises
+    on24.down = None  # ON24 is back; the admin keeps the token alive as docs/operations.md advises
     on24.reset_log()
     clock.now = START + timedelta(seconds=10)
     assert store_main(http_request("PUT", ORG_A, credentials_body())).status_code == 200

@@ -120,7 +120,7 @@ def test_only_the_adapter_and_the_composition_root_name_on24(name: str) -> None:
     imported = {module for module in GRAPH[name] if module == "shared.on24" or module.startswith("shared.on24.")}
     assert not imported, f"{name} imports {sorted(imported)}: use shared.webinars"
     named = {word for word in identifiers(name) if re.search("on24", word, re.IGNORECASE) or word in ON24_WORDS}
-    assert not named, f"{name} uses ON24's names {sorted(named)}: speak the seam (README glossary)"
+    assert not named, f"{name} uses ON24's names {sorted(named)}: speak the seam (docs/architecture.md, glossary)"
 
 
 def test_the_name_check_would_see_an_on24_name() -> None:
