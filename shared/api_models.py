@@ -31,7 +31,7 @@ def shape(model: type[M], payload: dict[str, Any]) -> dict[str, Any]:
 class ErrorDetail(Model):
     """The Microsoft REST API guidelines' error object."""
 
-    code: str = Field(description="stable machine-readable code (docs/admin-api.md's table gives each one's HTTP status)")
+    code: str = Field(description="stable machine-readable code (docs/admin-api.md gives each one's HTTP status)")
     message: str = Field(description="what happened and what to do, for a person")
     target: str | None = Field(default=None, description="the request field at fault, when one is")
     field: str | None = Field(default=None, description="deprecated: the same value as target", deprecated=True)

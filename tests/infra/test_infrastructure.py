@@ -1,4 +1,4 @@
-"""infra/ (Bicep) and azure.yaml say what docs/deploy.md promises: Flex Consumption, one user-assigned identity for every
+"""infra/ (Bicep) and azure.yaml say what docs/deploy.md says: Flex Consumption, one user-assigned identity for every
 connection, least-privilege roles that each say why, a queue that outlasts a delivery, a vault that keeps the key,
 no secret in any output, and a checkov scan with nothing failed and every skip explained.
 
