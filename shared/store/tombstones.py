@@ -52,7 +52,7 @@ class Tombstones:
             TransientError: storage unavailable or the rows kept changing (repeat the forget).
         """
         keys = [f"r|{registration_id}" for registration_id in dict.fromkeys(registration_ids)]
-        email_hash = self._hasher()(email)
+        email_hash = self._hasher()(email) if email else None
         if email_hash:
             keys.append(f"e|{email_hash}")
         return sum(self._raise_to(org_id, key, at) for key in keys)
@@ -73,7 +73,7 @@ class Tombstones:
         """When the latest forget of this registration or this address was ranked, or None (one query)."""
         parameters = {"p": forgotten_partition(org_id), "r": f"r|{registration_id}"}
         query = "PartitionKey eq @p and ( RowKey eq @r"
-        email_hash = self._hasher()(email)
+        email_hash = self._hasher()(email) if email else None
         if email_hash:
             query += " or RowKey eq @e"
             parameters["e"] = f"e|{email_hash}"
