@@ -72,13 +72,14 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
         ports.tombstones.record(org_id, requested_at, email=email)
         # A registration parked during an outage may be known by its parked message only (no ledger row yet).
         parked = [m for m in ports.parked.for_org(org_id) if mentions(m.command.encode("utf-8"), email)]
-        ledger_rows = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
         # Rows whose email retention cleared keep its keyed hash: their forget is given the address (ON24 needs it).
-        cleared = ports.ledger.registrations_of(org_id, contact_id=None, email=None, email_hash=ports.email_hash(email))
+        ledger_rows, cleared = ports.ledger.person_rows(
+            org_id, contact_id=None, email=email, email_hash=ports.email_hash(email)
+        )
         found = list(dict.fromkeys([*ledger_rows, *cleared, *(m.key for m in parked)]))
         ports.tombstones.record(org_id, requested_at, registration_ids=found)
         for registration_id in found:
-            given = email if registration_id in cleared and registration_id not in ledger_rows else None
+            given = email if registration_id in cleared else None
             outcome = ports.forget(
                 org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON, email=given
             )
