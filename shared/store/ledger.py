@@ -110,18 +110,24 @@ class Ledger:
         return [*by_address, *by_hash]
 
     def person_rows(
-        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None
+        self,
+        org_id: str,
+        *,
+        contact_id: str | None,
+        email: str | None,
+        email_hash: str | None,
+        updated_since: datetime | None = None,
     ) -> tuple[list[str], list[str]]:
-        """``registrations_of`` in one read of the partition, split: (found by contact id or email, found only by
-        the keyed hash of an email retention cleared: their removal needs the address from the caller)."""
+        """``registrations_of`` in one read of the partition (only rows written since ``updated_since``), split:
+        (found by contact id or email, found only by the keyed hash of an email retention cleared: their removal
+        needs the address from the caller)."""
         wanted = email.casefold() if email else None
         by_address: list[str] = []
         by_hash: list[str] = []
+        query, parameters = _rows_of(org_id, updated_since=updated_since)
         with table_errors(f"finding the registrations of a person in org {org_id!r}"):
             rows = self._table.query_entities(
-                "PartitionKey eq @org",
-                parameters={"org": org_id},
-                select=["RowKey", "ContactId", "Email", "Pending", "EmailHash", "State"],
+                query, parameters=parameters, select=["RowKey", "ContactId", "Email", "Pending", "EmailHash", "State"]
             )
             for row in rows:
                 emails = {str(row.get("Email") or "").casefold()}

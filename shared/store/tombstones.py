@@ -31,6 +31,10 @@ TOMBSTONE_RETENTION = timedelta(days=400)
 queue's message TTL (14 days), parking (until the org's outage ends), kept rejected bodies
 (``REJECTED_RETENTION_DAYS``, the longer of the two applies) and operators' dead-letter replays (within a year)."""
 
+TOMBSTONE_SETTLE = 1.0
+"""Seconds an erasure waits between writing its tombstone and looking up the person's rows; a register whose
+tombstone check and claim took longer checks again before it calls ON24 (``shared.registration.forgotten``)."""
+
 
 def forgotten_partition(org_id: str) -> str:
     return f"{FORGOTTEN_PARTITION}|{org_id}"

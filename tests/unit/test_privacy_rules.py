@@ -113,7 +113,13 @@ class FakeLedger:
         return done
 
     def person_rows(
-        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None
+        self,
+        org_id: str,
+        *,
+        contact_id: str | None,
+        email: str | None,
+        email_hash: str | None,
+        updated_since: datetime | None = None,
     ) -> tuple[list[str], list[str]]:
         wanted = (email or "").casefold()
         by_address = [k for k, r in self.rows.items() if r.email and r.email.casefold() == wanted]
@@ -326,6 +332,7 @@ def ports(
         email_hash=lambda email: f"h:{email.casefold()}" if email else None,
         clock=clk.wall,
         monotonic=clk.monotonic,
+        sleep=lambda _: None,
     )
 
 
