@@ -9,16 +9,19 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from shared.emails import spellings
 from shared.errors import TransientError
 from shared.privacy.ports import ErasureOutcome, PrivacyPorts
+from shared.store.tombstones import TOMBSTONE_SETTLE
 
 _log = logging.getLogger(__name__)
 
 
 ERASURE_REASON = "erasure requested through the admin API"
 ERASED = ("forgotten", "duplicate")  # duplicate: an equal forget was decided already; "stale" is not erased
+RECHECK_OVERLAP = timedelta(minutes=10)  # clock differences between instances stamping a row's UpdatedAt
 
 
 @dataclass(frozen=True)
@@ -69,21 +72,29 @@ def forget_person(org_id: str, email: str, ports: PrivacyPorts, *, actor: str) -
 
     try:
         # The tombstone by address comes first: a register of this person still on its way (no row yet, or one
-        # this lookup misses) then finds it and stays undone; those by registration id follow the lookup.
+        # this lookup misses) then finds it and stays undone; those by registration id follow each lookup.
         ports.tombstones.record(org_id, requested_at, email=email)
+        settled = ports.monotonic() + TOMBSTONE_SETTLE
         # A registration parked during an outage may be known by its parked message only (no ledger row yet).
         parked = [m for m in ports.parked.for_org(org_id) if mentions(m.command.encode("utf-8"), email)]
-        ledger_rows = ports.ledger.registrations_of(org_id, contact_id=None, email=email)
-        # Rows whose email retention cleared keep its keyed hash: their forget is given the address (ON24 needs it).
-        cleared = ports.ledger.registrations_of(org_id, contact_id=None, email=None, email_hash=ports.email_hash(email))
-        found = list(dict.fromkeys([*ledger_rows, *cleared, *(m.key for m in parked)]))
-        ports.tombstones.record(org_id, requested_at, registration_ids=found)
-        for registration_id in found:
-            given = email if registration_id in cleared and registration_id not in ledger_rows else None
-            outcome = ports.forget(
-                org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON, email=given
+        hashed = ports.email_hash(email)
+        for since in (None, requested_at - RECHECK_OVERLAP):
+            if since is not None:  # a register that checked before the tombstone has claimed its row by now
+                ports.sleep(max(0.0, settled - ports.monotonic()))
+            # Rows whose email retention cleared keep its keyed hash: their forget is given the address.
+            ledger_rows, cleared = ports.ledger.person_rows(
+                org_id, contact_id=None, email=email, email_hash=hashed, updated_since=since
             )
-            done.append((registration_id, outcome))
+            keys = [*ledger_rows, *cleared, *(m.key for m in parked if since is None)]
+            new = [key for key in dict.fromkeys(keys) if key not in found]
+            ports.tombstones.record(org_id, requested_at, registration_ids=new)
+            found.extend(new)
+            for registration_id in new:
+                given = email if registration_id in cleared else None
+                outcome = ports.forget(
+                    org_id, registration_id, requested_at=requested_at, reason=ERASURE_REASON, email=given
+                )
+                done.append((registration_id, outcome))
         # A parked message older than the forget would only be stale when re-driven: it goes now, with the
         # person's data in it (one the forget itself was parked over is already replaced, and stays).
         parked_deleted = sum(1 for m in parked if m.message_at <= requested_at and ports.parked.remove(m))

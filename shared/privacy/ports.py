@@ -28,9 +28,15 @@ class LedgerPrivacy(Protocol):
     def clear_personal_data(
         self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
     ) -> list[str]: ...
-    def registrations_of(
-        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
-    ) -> list[str]: ...
+    def person_rows(
+        self,
+        org_id: str,
+        *,
+        contact_id: str | None,
+        email: str | None,
+        email_hash: str | None,
+        updated_since: datetime | None = None,
+    ) -> tuple[list[str], list[str]]: ...
     def delete_org_rows(self, org_id: str, *, limit: int) -> int: ...
     def delete_parked(self, org_id: str, *, limit: int) -> int: ...
 
@@ -114,6 +120,7 @@ class PrivacyPorts:
     """The keyed hash retention leaves in place of a cleared email (``shared.emailhash``, purpose ``ledger``)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,13 @@ from shared.errors import BusyError, CredentialsRejectedError, PermanentError, T
 from shared.messages import ContactErasure, RegistrationCommand
 from shared.registration.act import act
 from shared.registration.decide import resolve
-from shared.registration.forgotten import address_only, addressable, remember_forget, unless_forgotten
+from shared.registration.forgotten import (
+    address_only,
+    addressable,
+    forgotten_meanwhile,
+    remember_forget,
+    unless_forgotten,
+)
 from shared.registration.lease import claim, guarded
 from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
 from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
@@ -25,6 +31,7 @@ from shared.registration.rules import (
 )
 from shared.store.credentials import OrgRecord
 from shared.store.parked import ParkedMessage
+from shared.store.tombstones import TOMBSTONE_SETTLE
 
 _log = logging.getLogger(__name__)
 
@@ -158,6 +165,7 @@ def _apply_message(
         desired = resolve(cmd, entry, crm, declared.priority)
     except PermanentError as exc:
         return record_failure(ports, cmd, crm, declared, str(exc))
+    checked = time.monotonic()  # before the tombstone query is sent (see ``forgotten.TOMBSTONE_SETTLE``)
     desired = unless_forgotten(ports, cmd, desired, declared)
     entry, unreachable = addressable(cmd, entry, desired)
     if unreachable is not None:
@@ -175,6 +183,7 @@ def _apply_message(
     if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded
         tell_crm(cmd, crm, claimed, failed=False, removed=False)
         return Outcome(desired.status, desired.reason, claimed.webinar_id, claimed.registrant_id)
+    desired, rank = forgotten_meanwhile(ports, cmd, desired, declared, rank, checked)
     outcome = act(ports, cmd, crm, provider, claimed, rank, desired, org_read_at)
     if org.status == "rejected" and outcome.provider_answered and outcome.status != "failed":
         ports.credentials.set_status(cmd.org_id, "active", None)  # ON24 accepts the credentials again
@@ -222,6 +231,7 @@ def handle_contact_erasure(
     at, _ = message_time(cmd.occurred_at, received_at)
     if ports.tombstones is not None and cmd.email:  # a register of this address still on its way stays undone
         ports.tombstones.record(cmd.org_id, at, email=cmd.email)
+        ports.sleep(TOMBSTONE_SETTLE)  # a register that checked before it has claimed its row by now
     found = ports.ledger.registrations_of(cmd.org_id, contact_id=cmd.contact_id, email=cmd.email)
     statuses = Counter(
         handle_registration(

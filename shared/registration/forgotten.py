@@ -4,17 +4,25 @@ of its person's address, never reaches ON24, wherever it comes from (late, parke
 The check runs once the delivery knows the address (after reading CRM) and before it claims the row; a message
 ranked after the forget registers the person as usual. The tombstones themselves are kept by
 ``shared.store.tombstones``; a forget message leaves one by registration id before anything else.
+
+The race with an erasure that runs at the same time: the erasure writes its tombstone, then looks for the
+person's rows; the register checks the tombstones, then claims its row. If the register checked before the
+tombstone was written and claimed after the erasure looked, neither would see the other. So the erasure waits
+``TOMBSTONE_SETTLE`` between its two steps, and a register whose check and claim took longer than that checks
+the tombstones once more under its lease (``forgotten_meanwhile``): one of the two always sees the other.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 from shared.messages import RegistrationCommand
 from shared.registration.ports import Desired, RegistrationPorts
 from shared.registration.rules import PRIORITY, Rank
 from shared.store.ledger import LedgerEntry
+from shared.store.tombstones import TOMBSTONE_SETTLE
 from shared.webinars import Person
 
 _log = logging.getLogger(__name__)
@@ -55,6 +63,17 @@ def unless_forgotten(ports: RegistrationPorts, cmd: RegistrationCommand, desired
         "only a change made after the erasure registers them again"
     )
     return Desired(PRIORITY["forget"], None, None, "forgotten", reason, desired.crm_event_id, None)
+
+
+def forgotten_meanwhile(
+    ports: RegistrationPorts, cmd: RegistrationCommand, desired: Desired, declared: Rank, rank: Rank, checked: float
+) -> tuple[Desired, Rank]:
+    """After the claim: the check again when it lies more than ``TOMBSTONE_SETTLE`` back (see the module
+    docstring); a forget found now removes what the claim recorded (ON24 answers a forget of nobody as done)."""
+    if desired.target is None or time.monotonic() - checked < TOMBSTONE_SETTLE:
+        return desired, rank
+    again = unless_forgotten(ports, cmd, desired, declared)
+    return again, Rank(rank.at, max(rank.priority, again.priority))
 
 
 def address_only(email: str | None) -> Person | None:

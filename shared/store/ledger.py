@@ -108,21 +108,37 @@ class Ledger:
         case-insensitively, as ON24 does), or by the keyed hash retention left in place of a cleared email
         (``email_hash``; forgotten rows excepted). Emails are compared in their match form (any case, IDN domain in
         Unicode or ASCII). Reads the org's partition: for erasure, not for every message."""
+        by_address, by_hash = self.person_rows(org_id, contact_id=contact_id, email=email, email_hash=email_hash)
+        return [*by_address, *by_hash]
+
+    def person_rows(
+        self,
+        org_id: str,
+        *,
+        contact_id: str | None,
+        email: str | None,
+        email_hash: str | None,
+        updated_since: datetime | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """``registrations_of`` in one read of the partition (only rows written since ``updated_since``), split:
+        (found by contact id or email, found only by the keyed hash of an email retention cleared: their removal
+        needs the address from the caller)."""
         wanted = match_key(email) if email else None
-        found = []
+        by_address: list[str] = []
+        by_hash: list[str] = []
+        query, parameters = _rows_of(org_id, updated_since=updated_since)
         with table_errors(f"finding the registrations of a person in org {org_id!r}"):
             rows = self._table.query_entities(
-                "PartitionKey eq @org",
-                parameters={"org": org_id},
-                select=["RowKey", "ContactId", "Email", "Pending", "EmailHash", "State"],
+                query, parameters=parameters, select=["RowKey", "ContactId", "Email", "Pending", "EmailHash", "State"]
             )
             for row in rows:
                 emails = {match_key(str(row.get("Email") or ""))}
                 emails |= {match_key(ref.email) for ref in pending_column(row.get("Pending"), org_id, row["RowKey"])}
-                hashed = bool(email_hash) and row.get("EmailHash") == email_hash and row.get("State") != "forgotten"
-                if (contact_id and row.get("ContactId") == contact_id) or (wanted and wanted in emails) or hashed:
-                    found.append(str(row["RowKey"]))
-        return found
+                if (contact_id and row.get("ContactId") == contact_id) or (wanted and wanted in emails):
+                    by_address.append(str(row["RowKey"]))
+                elif email_hash and row.get("EmailHash") == email_hash and row.get("State") != "forgotten":
+                    by_hash.append(str(row["RowKey"]))
+        return by_address, by_hash
 
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]:
         """ON24 event ids of the org's ledger rows written by registrations since ``since`` (all when None)."""

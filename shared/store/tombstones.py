@@ -31,6 +31,10 @@ TOMBSTONE_RETENTION = timedelta(days=400)
 queue's message TTL (14 days), parking (until the org's outage ends), kept rejected bodies
 (``REJECTED_RETENTION_DAYS``, the longer of the two applies) and operators' dead-letter replays (within a year)."""
 
+TOMBSTONE_SETTLE = 1.0
+"""Seconds an erasure waits between writing its tombstone and looking up the person's rows; a register whose
+tombstone check and claim took longer checks again before it calls ON24 (``shared.registration.forgotten``)."""
+
 
 def forgotten_partition(org_id: str) -> str:
     return f"{FORGOTTEN_PARTITION}|{org_id}"
@@ -52,7 +56,7 @@ class Tombstones:
             TransientError: storage unavailable or the rows kept changing (repeat the forget).
         """
         keys = [f"r|{registration_id}" for registration_id in dict.fromkeys(registration_ids)]
-        email_hash = self._hasher()(email)
+        email_hash = self._hasher()(email) if email else None
         if email_hash:
             keys.append(f"e|{email_hash}")
         return sum(self._raise_to(org_id, key, at) for key in keys)
@@ -73,7 +77,7 @@ class Tombstones:
         """When the latest forget of this registration or this address was ranked, or None (one query)."""
         parameters = {"p": forgotten_partition(org_id), "r": f"r|{registration_id}"}
         query = "PartitionKey eq @p and ( RowKey eq @r"
-        email_hash = self._hasher()(email)
+        email_hash = self._hasher()(email) if email else None
         if email_hash:
             query += " or RowKey eq @e"
             parameters["e"] = f"e|{email_hash}"

@@ -70,7 +70,7 @@ def test_an_admin_connects_watches_pulls_forgets_and_switches_off(
     admin.screenshot("1-empty")
 
     # connect
-    connect_form(page, org, dataverse.url)
+    connect_form(page, org, dataverse.url_for(org))
     page.get_by_role("button", name="Connect").click()
     expect(page.get_by_role("status")).to_contain_text("Connected")
     expect(page.get_by_label("Access token secret")).to_have_value("")  # never kept, never shown back
@@ -134,7 +134,7 @@ def test_errors_are_shown_next_to_the_field_they_name(admin: AdminPage, on24: An
     page = admin.open()
 
     # a wrong secret: ON24 refuses; the message sits under the secret, nothing is stored
-    connect_form(page, org, dataverse.url, secret="Wrong-Secret-0001")
+    connect_form(page, org, dataverse.url_for(org), secret="Wrong-Secret-0001")
     page.get_by_role("button", name="Connect").click()
     secret = page.get_by_label("Access token secret")
     expect(secret).to_have_attribute("aria-invalid", "true")
@@ -205,13 +205,15 @@ def test_a_pull_longer_than_the_request_follows_the_202_until_done(
     from shared.app import reset_app
 
     monkeypatch.setenv("ON_DEMAND_PULL_BUDGET_SECONDS", "1")
+    for module in ("shared.entrypoints.operations", "shared.entrypoints.operations_http"):
+        monkeypatch.setattr(f"{module}.POLL_SECONDS", 2)  # the operation's Retry-After (30 s deployed), scaled down
     reset_app()
     org, webinar = str(uuid.uuid4()), WEBINAR + 1
     live = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     on24.add_event(ON24_CLIENT_ID, webinar, livestart=live, liveend=live + timedelta(hours=1))
     crm = CrmOrg(dataverse, webinar_id=str(webinar))
     page = admin.open()
-    connect_form(page, org, dataverse.url)
+    connect_form(page, org, dataverse.url_for(org))
     page.get_by_label("Webinar IDs").fill(str(webinar))
     page.get_by_role("button", name="Connect").click()
     expect(page.get_by_role("status")).to_contain_text("Connected")

@@ -49,6 +49,7 @@ def test_the_field_at_fault_is_the_target_and_field_stays_as_its_alias(on24_env:
     assert "Retry-After" not in response.headers
 
 
+@pytest.mark.dataverse_org(ORG_A)  # Webinars stores ORG_A's credentials with the default URL
 def test_refused_credentials_have_one_code_per_situation_each_with_one_status(webinars: Webinars, on24: Any) -> None:
     offered = store_main(http_request("PUT", ORG_A, credentials_body(accessTokenSecret="Wrong-Aero-Secret")))
     assert offered.status_code == 422 and json_body(offered)["error"]["code"] == "on24_rejected_credentials"
@@ -73,6 +74,7 @@ def test_an_answer_that_drifted_from_the_description_is_never_sent(
     assert response.status_code == 500 and error["code"] == "internal_error" and "undocumented" not in str(error)
 
 
+@pytest.mark.dataverse_org(ORG_A)  # Webinars stores ORG_A's credentials with the default URL
 def test_an_operation_is_read_only_through_its_own_org_with_that_orgs_role(
     webinars: Webinars, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,6 +100,7 @@ def test_an_operation_is_read_only_through_its_own_org_with_that_orgs_role(
     assert code == 404 and body["error"]["code"] == "operation_not_found", "nor find it under org A"
 
 
+@pytest.mark.dataverse_org(ORG_A)  # Webinars stores ORG_A's credentials with the default URL
 def test_an_orgs_operations_are_deleted_30_days_on_when_it_starts_another(webinars: Webinars) -> None:
     from datetime import UTC, datetime, timedelta
 

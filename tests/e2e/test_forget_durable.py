@@ -12,6 +12,7 @@ stand-ins, the function folders."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,18 @@ from shared.store.tombstones import FORGOTTEN_PARTITION
 from tests.builders import CrmOrg, canonical_body
 from tests.e2e.test_parking import ORG as PARKING_ORG
 from tests.e2e.test_parking import clock, deliver, register, run_retry_parked
-from tests.e2e.test_registration_adversity import ORG, T0, WEBINAR, active, canonical, crm, deliver_until_done, env, row
+from tests.e2e.test_registration_adversity import (
+    ORG,
+    T0,
+    WEBINAR,
+    InBackground,
+    active,
+    canonical,
+    crm,
+    deliver_until_done,
+    env,
+    row,
+)
 from tests.e2e.test_replay import deliver_from, replay_with
 from tests.functions import admin_request, json_body
 from tests.unit.test_replay_shell import QUEUE
@@ -131,3 +143,30 @@ def test_a_register_parked_during_an_outage_and_re_driven_after_the_forget_stays
     assert on24.registrant(880301, "matti.meikalainen@yritys.example") is None, "the forgotten one is not"
     late_row = get_app().ledger.get(PARKING_ORG, late_reg)
     assert late_row is not None and late_row.state == "forgotten" and late_row.email is None
+
+
+def test_a_register_that_checked_just_before_the_erasure_and_claims_just_after_it_stays_undone(
+    env: dict[str, str], crm: CrmOrg, on24: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving no lookup order alone can close: the register finds no tombstone, the erasure then writes
+    its tombstone and looks for the person's rows (none yet), and only then the register claims its row."""
+    reg = str(uuid.uuid4())
+    stones = get_app().tombstones
+    original = stones.forgotten_at
+    checked, erased = threading.Event(), threading.Event()
+
+    def check_then_wait(org_id: str, registration_id: str, email: str | None) -> Any:
+        answer = original(org_id, registration_id, email)
+        if not checked.is_set():  # the register's first check: hold it until the erasure is over
+            checked.set()
+            assert erased.wait(20)
+        return answer
+
+    monkeypatch.setattr(stones, "forgotten_at", check_then_wait)
+    register = InBackground(lambda: deliver_until_done(canonical(reg, crm, "register", T0, "nils.holm@firma.example")))
+    assert checked.wait(20)
+    assert forget(ORG, "Nils.Holm@firma.example")["registrationsFound"] == 0, "the register holds no row yet"
+    erased.set()
+    assert register.join(20) == []
+    assert active(on24, reg) == [], "the register checked again under its lease and stood down"
+    assert row(reg).state == "forgotten" and row(reg).email is None

@@ -112,11 +112,19 @@ class FakeLedger:
             done.append(e.registration_id)
         return done
 
-    def registrations_of(
-        self, org_id: str, *, contact_id: str | None, email: str | None, email_hash: str | None = None
-    ) -> list[str]:
+    def person_rows(
+        self,
+        org_id: str,
+        *,
+        contact_id: str | None,
+        email: str | None,
+        email_hash: str | None,
+        updated_since: datetime | None = None,
+    ) -> tuple[list[str], list[str]]:
         wanted = (email or "").casefold()
-        return [k for k, r in self.rows.items() if r.email and r.email.casefold() == wanted]
+        by_address = [k for k, r in self.rows.items() if r.email and r.email.casefold() == wanted]
+        by_hash = [k for k, r in self.rows.items() if not r.email and email_hash and r.email_hash == email_hash]
+        return by_address, by_hash
 
     def delete_org_rows(self, org_id: str, *, limit: int) -> int:
         keys = sorted(self.rows)[:limit]
@@ -293,6 +301,7 @@ def ports(
     fail_after: int | None = None,
     indexes: FakeIndexes | None = None,
     tombstones: FakeTombstones | None = None,
+    given: dict[str, str | None] | None = None,
 ) -> PrivacyPorts:
     led = ledger or FakeLedger([])
     calls = forgotten if forgotten is not None else []
@@ -304,6 +313,8 @@ def ports(
         if fail_after is not None and len(calls) >= fail_after:
             raise TransientError("ON24 unavailable")
         calls.append(registration_id)
+        if given is not None:
+            given[registration_id] = email
         row = led.rows.get(registration_id) or LedgerEntry(org_id=org_id, registration_id=registration_id)
         led.rows[registration_id] = replace(row, email=None, state="forgotten")
         return FakeOutcome("forgotten")
@@ -321,6 +332,7 @@ def ports(
         email_hash=lambda email: f"h:{email.casefold()}" if email else None,
         clock=clk.wall,
         monotonic=clk.monotonic,
+        sleep=lambda _: None,
     )
 
 
@@ -528,3 +540,12 @@ def test_tombstones_expire_after_their_retention_or_the_rejected_bodies_whicheve
     long_kept = replace(OPTIONS, rejected_retention=TOMBSTONE_RETENTION + timedelta(days=10))
     privacy.housekeeping(ports(tombstones=stones), long_kept, budget_seconds=30)
     assert sorted(stones.rows) == [(ORG, "r|mid"), (ORG, "r|young")], "a kept rejected body may still be replayed"
+
+
+def test_a_forget_finds_a_row_retention_cleared_by_its_hash_and_hands_the_address_on() -> None:
+    ledger = FakeLedger([entry("r1", email=None, email_hash="h:jorg.muller@firma.example"), entry("r2")])
+    ledger.rows["r2"] = replace(ledger.rows["r2"], email="jorg.muller@firma.example")
+    given: dict[str, str | None] = {}
+    report = privacy.forget_person(ORG, "Jorg.Muller@firma.example", ports(ledger, given=given), actor="officer")
+    assert sorted(r for r, _ in report.registrations) == ["r1", "r2"]
+    assert given == {"r1": "Jorg.Muller@firma.example", "r2": None}, "only the cleared row needs the address"
