@@ -420,10 +420,11 @@ class DataverseStandIn(StandIn):
             return None if stored is None else self._project(table, stored, None)
 
     def clear(self) -> None:
-        """Remove every row and reset ``writes``."""
+        """Remove every row and every custom column (``add_column``), and reset ``writes``."""
         with self._data_lock:
             for rows in self._tables.values():
                 rows.clear()
+            self._schema = dict(SCHEMA)
             self.writes = 0
 
     def _table(self, entity_set: str) -> Table:
