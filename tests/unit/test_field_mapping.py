@@ -86,15 +86,16 @@ def test_provider_fields_come_from_the_rows_read_or_constants_as_one_line_text()
         {"field": "partnerref", "source": "constant", "value": "crm"},
     ])  # fmt: skip
     assert mapped.columns_of("contact") == ["new_segment", "new_empty"]
-    extra = mapped.provider_fields({"new_seats": 2.50, "new_vip": True}, {"new_segment": "Север\r\nЗапад", "new_empty": " "})
-    assert extra == (("std1", "Север Запад"), ("std2", "2.5"), ("std3", "Yes"), ("partnerref", "crm"))
+    contact = {"new_segment": "Nord-West\r\nПетров", "new_empty": " "}  # noqa: RUF001 - a Russian name
+    extra = mapped.provider_fields({"new_seats": 2.50, "new_vip": True}, contact)
+    assert extra == (("std1", "Nord-West Петров"), ("std2", "2.5"), ("std3", "Yes"), ("partnerref", "crm"))
     assert mapped.provider_fields(None, None) == (("partnerref", "crm"),), "a canonical message reads no CRM row"
     assert as_text(None) is None and as_text(0) == "0"
 
 
 def test_the_registration_form_takes_the_mapped_fields_within_on24_limits_but_never_the_key_fields() -> None:
-    person = Person(email="jorg.muller@example.de", first_name="Jörg", last_name="Müller", job_title="CTO",
-                    extra=(("jobtitle", "Geschäftsführer"), ("std10", "ä" * 150), ("email", "x@evil.example")))  # fmt: skip
+    extra = (("jobtitle", "Geschäftsführer"), ("std10", "ä" * 150), ("email", "x@evil.example"))
+    person = Person(email="jorg.muller@example.de", first_name="Jörg", last_name="Müller", job_title="CTO", extra=extra)
     form = registrant_form(registrant_fields(person, REG))
     assert form["jobtitle"] == "Geschäftsführer" and form["std10"] == "ä" * 100
     assert form["email"] == "jorg.muller@example.de" and form["exteventusercd"] == REG
