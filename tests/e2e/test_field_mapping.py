@@ -203,8 +203,12 @@ def test_changing_the_mapping_resends_nothing_to_the_provider_until_the_registra
     run_timer()
     assert on24.count(path_contains="/registrant") == 0, "a saved mapping re-sends nothing by itself"
     assert on24.registrant(7001, "done@a.example")["std1"] == "first"
-    register_via_dataverse(w, 7001, "done@a.example", action="Update")  # the registration changes in CRM
+    # the admin asks: a canonical update without an attendee re-reads the registration and re-sends it, in place
+    ask = canonical_body(org_id=ORG_A, registration_id=w.regs["done@a.example"], event_id=w.crm[7001].event_id,
+                         action="update", occurred_at=datetime.now(UTC))  # fmt: skip
+    register_main(service_bus_message(ask))
     assert on24.registrant(7001, "done@a.example")["std1"] == "second"
+    assert on24.count("PATCH", "/registrant") == 1 and on24.count("POST", "/registrant") == 0
 
 
 # ---- to CRM ---------------------------------------------------------------------------------------------------
