@@ -312,7 +312,7 @@ def _mapping_view(record: OrgRecord) -> dict[str, Any] | None:
     """The stored mapping as the admin gave it (not a secret), None without one."""
     try:
         mapping = FieldMapping.from_json(record.field_mapping)
-    except ValueError:
+    except ConfigError:
         return {"error": "the stored field mapping cannot be read; PUT it again"}
     return mapping.view() if mapping else None
 

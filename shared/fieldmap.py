@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from shared.errors import ConfigError
 from shared.webinars import AttendanceRow
 
 CHECKIN: Final = "msevtmgt_checkin"
@@ -197,8 +198,18 @@ class FieldMapping(_Strict):
 
     @classmethod
     def from_json(cls, text: str | None) -> FieldMapping:
-        """The stored mapping (validated when it was saved); ``""``/None is the empty mapping."""
-        return cls.model_validate_json(text) if text else EMPTY
+        """The stored mapping (validated when it was saved); ``""``/None is the empty mapping.
+
+        Raises:
+            ConfigError: the stored text is not a mapping (edited by hand, or damaged): the org's work waits
+                until the admin saves its settings again; other orgs are not affected.
+        """
+        if not text:
+            return EMPTY
+        try:
+            return cls.model_validate_json(text)
+        except ValueError:
+            raise ConfigError("the org's stored field mapping cannot be read: PUT its credentials again") from None
 
     def view(self) -> dict[str, Any]:
         """What the admin routes show (the body's own shape)."""

@@ -253,7 +253,7 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
             fresh = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
             known[webinar_id] = ports.sync.save(fresh) or ports.sync.get(org.org_id, webinar_id) or fresh
     ports.sync.set_discovery_mark(org.org_id, signpost - DISCOVERY_OVERLAP)
-    mapping = FieldMapping.from_json(org.field_mapping)  # unreadable: this org's planning fails, the others run
+    mapping = FieldMapping.from_json(org.field_mapping)  # unreadable (ConfigError): this org fails, the others run
     due = [
         state
         for state in known.values()

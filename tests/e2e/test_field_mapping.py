@@ -21,7 +21,7 @@ from shared.on24.provider import attendance_of
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body
 from tests.conftest import ON24_CLIENT_ID, credentials_body
-from tests.e2e.test_pull_metrics import ORG_A, Webinars, run_timer
+from tests.e2e.test_pull_metrics import CLIENT_B, ORG_A, ORG_B, Webinars, run_timer
 from tests.functions import admin_request, dataverse_properties, http_request, json_body, service_bus_message
 from WebinarStatus import main as status_main
 
@@ -269,8 +269,10 @@ def test_a_no_show_is_marked_once_after_the_pull_window_closed(
         w.register(ORG_A, 7010, email)
     w.watch(7010, "came@a.example", live=30)
     cancel = canonical_body(org_id=ORG_A, registration_id=w.regs["cancelled@a.example"], event_id=w.crm[7010].event_id,
-                            action="cancel", occurred_at=now + timedelta(seconds=1))  # fmt: skip
+                            action="cancel", occurred_at=datetime.now(UTC) + timedelta(seconds=1))  # fmt: skip
     register_main(service_bus_message(cancel))
+    cancelled = get_app().ledger.get(ORG_A, w.regs["cancelled@a.example"])
+    assert cancelled is not None and cancelled.state == "cancelled"
     run_timer()
 
     def no_show(email: str) -> Any:
@@ -327,3 +329,28 @@ def _as_written_by_the_previous_release(org_id: str, webinar_id: str, on24: Any)
         values[6] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
     document["hashVersion"] = 1
     assert store.save(org_id, webinar_id, zlib.compress(json.dumps(document).encode("utf-8")), etag) is not None
+
+
+# ---- one org's damaged mapping is that org's ------------------------------------------------------------------------
+def test_a_damaged_stored_mapping_stops_only_its_org_until_it_is_saved_again(org: Webinars, dataverse: Any) -> None:
+    w = org
+    w.register(ORG_A, 7001, "jorg@a.example")
+    w.register(ORG_B, 7003, "asa@b.example")
+    w.watch(7001, "jorg@a.example", live=10)
+    w.watch(7003, "asa@b.example", live=20)
+    store = get_app().credentials
+    assert store._merge(ORG_B, {"FieldMapping": '{"toCrm": [{"value": 1'}, "test damage")
+    run_timer()
+
+    assert w.checkin(ORG_A, "jorg@a.example")["msevtmgt_viewingdurationinmins"] == 10
+    assert w.checkin(ORG_B, "asa@b.example") is None
+    record = store.get(ORG_B)
+    assert record is not None and record.metrics_status == "error" and "field mapping" in (record.metrics_reason or "")
+    shown = json_body(credentials_status_main(http_request("GET", ORG_B)))
+    assert "cannot be read" in shown["fieldMapping"]["error"]
+
+    body = {"clientId": CLIENT_B, "accessTokenKey": "key-b", "accessTokenSecret": "Secret-B-0001",
+            "dataverseUrl": dataverse.url_for(ORG_B)}  # fmt: skip
+    assert store_main(http_request("PUT", ORG_B, body)).status_code == 200
+    run_timer()
+    assert w.checkin(ORG_B, "asa@b.example")["msevtmgt_viewingdurationinmins"] == 20

@@ -94,10 +94,11 @@ def test_provider_fields_come_from_the_rows_read_or_constants_as_one_line_text()
 
 
 def test_the_registration_form_takes_the_mapped_fields_within_on24_limits_but_never_the_key_fields() -> None:
-    extra = (("jobtitle", "Geschäftsführer"), ("std10", "ä" * 150), ("email", "x@evil.example"))
+    extra = (("jobtitle", "Geschäftsführer"), ("std10", "ä" * 150), ("email", "x@evil.example"), ("std5", "=1+2"))
     person = Person(email="jorg.muller@example.de", first_name="Jörg", last_name="Müller", job_title="CTO", extra=extra)
     form = registrant_form(registrant_fields(person, REG))
     assert form["jobtitle"] == "Geschäftsführer" and form["std10"] == "ä" * 100
+    assert form["std5"] == "'=1+2", "a CRM value is never a formula in ON24's exports"
     assert form["email"] == "jorg.muller@example.de" and form["exteventusercd"] == REG
     assert "email" not in MAPPABLE_FIELDS and "exteventusercd" not in MAPPABLE_FIELDS
 
