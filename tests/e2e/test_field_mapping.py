@@ -354,3 +354,36 @@ def test_a_damaged_stored_mapping_stops_only_its_org_until_it_is_saved_again(org
     assert store_main(http_request("PUT", ORG_B, body)).status_code == 200
     run_timer()
     assert w.checkin(ORG_B, "asa@b.example")["msevtmgt_viewingdurationinmins"] == 20
+
+
+def test_registration_columns_refused_after_the_save_leave_the_row_to_be_written_again(
+    org: Webinars, dataverse: Any
+) -> None:
+    """The org changes a mapped column's type after the mapping was saved: the check-ins are written, the
+    registration columns refused and counted failed; nothing is recorded as done, so every run tries again,
+    until the column is fixed; then once, and never again."""
+    w = org
+    dataverse.add_column(REGISTRATIONS, "new_score", Column("decimal"))
+    mapping = {"toCrm": [{"value": "liveMinutes", "table": "msevtmgt_checkin", "column": "new_liveminutes"},
+                         {"value": "engagementScore", "table": "msevtmgt_eventregistration", "column": "new_score"}]}
+    assert save_mapping(mapping)[0] == 200
+    dataverse.add_column(REGISTRATIONS, "new_score", Column("string", max_length=10))  # changed in CRM since
+    for email in ("jorg@a.example", "asa@a.example"):
+        w.register(ORG_A, 7001, email)
+        w.watch(7001, email, live=15, engagementscore=6.5)
+    run_timer()
+
+    assert w.checkin(ORG_A, "jorg@a.example")["new_liveminutes"] == 15
+    assert dataverse.row(REGISTRATIONS, w.regs["jorg@a.example"]).get("new_score") is None
+    state = get_app().sync_state.get(ORG_A, "7001")
+    assert state is not None and state.counts["failed"] == 2 and state.counts["written"] == 0
+    writes = dataverse.writes
+    run_timer()
+    assert dataverse.writes == writes + 2, "the check-ins are written again: their rows were not recorded as done"
+
+    dataverse.add_column(REGISTRATIONS, "new_score", Column("decimal"))  # fixed in CRM
+    run_timer()
+    assert dataverse.row(REGISTRATIONS, w.regs["asa@a.example"])["new_score"] == 6.5
+    writes = dataverse.writes
+    run_timer()
+    assert dataverse.writes == writes
