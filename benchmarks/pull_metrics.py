@@ -31,6 +31,13 @@ What it measures
     service is the sum over threads of the wrapped transports' wall time (Dataverse batches run four in
     parallel, so that sum can exceed the run's wall time).
 
+With a field mapping (``--mapping beside``, the default)
+    After those passes, (a)-(c) run once more on fresh state for an org whose field mapping (issue 21) writes 5
+    extra columns (3 on the check-in, 2 on the registration, defined on the Dataverse stand-in and checked against
+    its metadata when the credentials are stored); their figures (``$batch`` and other Dataverse requests, row
+    writes, ON24 and Table Storage calls, wall and CPU) are printed beside those without a mapping, and sampled
+    rows' mapped columns are verified. ``--mapping off`` skips it.
+
 Set-up (not measured)
     * ON24: one account and one webinar that went live three hours ago; each attendee is created with the stand-in's
       own ``set_attendee`` control, with ``exteventusercd`` (the CRM registration id that RegisterAttendee sends)
