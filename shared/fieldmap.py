@@ -224,6 +224,15 @@ class FieldMapping(_Strict):
         text = self.to_json()
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12] if text else ""
 
+    @property
+    def no_show_fingerprint(self) -> str:
+        """A short hash of the ``noShow`` entry alone ("" without one): a webinar's no-shows are written again only
+        when it changes, not when other entries do."""
+        if self.no_show is None:
+            return ""
+        text = json.dumps(self.no_show.model_dump(by_alias=True), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
     # ---- to the provider ----------------------------------------------------------------------------------
     def columns_of(self, table: str) -> list[str]:
         """The CRM columns to add to the ``$select`` of the read already made of ``table``."""

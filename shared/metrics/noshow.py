@@ -5,8 +5,9 @@ Why a closing pass: "no attendance" is only known for sure after reading the who
 run after the window closes pulls the webinar once more over its whole window (unchanged pages are skipped by their
 fingerprint and keep their page marks), so every attendee has been matched to its registration on some page; a
 registration still unmatched (no page, no check-in hash) never attended. A cancelled registration is not a no-show.
-The webinar's sync state records the mapping's fingerprint the no-shows were written under (``no_show_mark``):
-a later run does nothing, a changed mapping writes them once more, a write that failed is retried next run.
+The webinar's sync state records the fingerprint of the ``noShow`` entry the no-shows were written under
+(``no_show_mark``): a later run does nothing, a changed ``noShow`` writes them once more (other mapping changes
+do not), a write that failed is retried next run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def closing_due(mapping: FieldMapping, state: WebinarSyncState, now: datetime) -
         return False
     if state.status == "gone" or state.recheck_at is not None:
         return False
-    return state.no_show_mark != mapping.fingerprint
+    return state.no_show_mark != mapping.no_show_fingerprint
 
 
 def whole_window_start(state: WebinarSyncState) -> datetime | None:

@@ -255,7 +255,7 @@ def _mark_no_shows(pull: Pull, state: WebinarSyncState, index: MatchIndex, count
         return state
     _log.info("metrics: webinar %s of org %s closed: %d no-shows marked", state.webinar_id, pull.org_id, written,
               extra={"org_id": pull.org_id, "on24_event_id": state.webinar_id})  # fmt: skip
-    return replace(state, no_show_mark=pull.mapping.fingerprint)
+    return replace(state, no_show_mark=pull.mapping.no_show_fingerprint)
 
 
 def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:

@@ -58,8 +58,8 @@ class WebinarSyncState:
     recheck_at: datetime | None = None
     """While the provider does not know the webinar: no provider call for it before then (backoff)."""
     no_show_mark: str = ""
-    """The field mapping (fingerprint) under which the webinar's no-shows were written after its window closed
-    ("": not yet); see ``shared.metrics.noshow``."""
+    """The fingerprint of the field mapping's ``noShow`` entry under which the webinar's no-shows were written after
+    its window closed ("": not yet); see ``shared.metrics.noshow``."""
     etag: str | None = field(default=None, compare=False)
 
     def to_entity(self) -> dict[str, Any]:

@@ -286,6 +286,14 @@ def test_a_no_show_is_marked_once_after_the_pull_window_closed(
     run_timer()
     assert dataverse.writes == writes, "no-shows are marked once"
 
+    # another entry changes, the noShow entry does not: the closed webinar is not pulled again
+    both = {"noShow": {"column": "new_noshow", "value": True}, "toProvider": [
+        {"field": "std1", "source": "constant", "value": "later"}]}  # fmt: skip
+    assert save_mapping(both)[0] == 200
+    on24.reset_log()
+    run_timer()
+    assert on24.count("GET", "/attendee") == 0 and dataverse.writes == writes
+
 
 # ---- an org without a mapping: one rewrite for the hash version, then nothing -----------------------------------
 def test_an_org_without_a_mapping_gets_its_check_ins_rewritten_once_with_the_same_columns(
