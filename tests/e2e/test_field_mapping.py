@@ -4,6 +4,7 @@ ON24 and Dataverse stand-ins (whose metadata API serves the test org's custom co
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -395,3 +396,32 @@ def test_registration_columns_refused_after_the_save_leave_the_row_to_be_written
     writes = dataverse.writes
     run_timer()
     assert dataverse.writes == writes
+
+
+def test_a_mapping_saved_while_a_pull_writes_takes_effect_on_the_next_run_once(org: Webinars, dataverse: Any) -> None:
+    """Interleaving: the pull holds its check-in ``$batch`` at a gate while the admin saves a new mapping. The pull
+    finishes under the mapping it read; the next run rewrites every check-in once under the new one; then nothing."""
+    w = org
+    live = {"value": "liveMinutes", "table": "msevtmgt_checkin", "column": "new_liveminutes"}
+    later = {"value": "onDemandMinutes", "table": "msevtmgt_checkin", "column": "new_ondemandminutes"}
+    assert save_mapping({"toCrm": [live]})[0] == 200
+    for email in ("jorg@a.example", "ivan@a.example"):
+        w.register(ORG_A, 7001, email)
+        w.watch(7001, email, live=12, archive=4)
+    gate = dataverse.hold_next("POST", "$batch")
+    pulling = threading.Thread(target=run_timer)
+    pulling.start()
+    try:
+        gate.wait_arrived()
+        assert save_mapping({"toCrm": [live, later]})[0] == 200
+    finally:
+        gate.release()
+        pulling.join(60)
+    first = w.checkin(ORG_A, "jorg@a.example")
+    assert first["new_liveminutes"] == 12 and first.get("new_ondemandminutes") is None
+
+    writes = dataverse.writes
+    run_timer()
+    assert dataverse.writes == writes + 2 and w.checkin(ORG_A, "jorg@a.example")["new_ondemandminutes"] == 4
+    run_timer()
+    assert dataverse.writes == writes + 2
