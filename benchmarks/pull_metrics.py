@@ -31,6 +31,13 @@ What it measures
     service is the sum over threads of the wrapped transports' wall time (Dataverse batches run four in
     parallel, so that sum can exceed the run's wall time).
 
+With a field mapping (``--mapping beside``, the default)
+    After those passes, (a)-(c) run once more on fresh state for an org whose field mapping (issue 21) writes 5
+    extra columns (3 on the check-in, 2 on the registration, defined on the Dataverse stand-in and checked against
+    its metadata when the credentials are stored); their figures (``$batch`` and other Dataverse requests, row
+    writes, ON24 and Table Storage calls, wall and CPU) are printed beside those without a mapping, and sampled
+    rows' mapped columns are verified. ``--mapping off`` skips it.
+
 Set-up (not measured)
     * ON24: one account and one webinar that went live three hours ago; each attendee is created with the stand-in's
       own ``set_attendee`` control, with ``exteventusercd`` (the CRM registration id that RegisterAttendee sends)
@@ -160,6 +167,24 @@ def expected_minutes(index: int, grown: bool) -> int:
 
 
 # ---- the stand-ins' process ----------------------------------------------------------------------------------
+BENCH_MAPPING: dict[str, Any] = {
+    "toCrm": [
+        {"value": "liveMinutes", "table": "msevtmgt_checkin", "column": "new_liveminutes"},
+        {"value": "onDemandMinutes", "table": "msevtmgt_checkin", "column": "new_ondemandminutes"},
+        {"value": "attendanceStatus", "table": "msevtmgt_checkin", "column": "new_attendancestatus"},
+        {"value": "engagementScore", "table": "msevtmgt_eventregistration", "column": "new_engagementscore"},
+        {"value": "lastActivity", "table": "msevtmgt_eventregistration", "column": "new_lastactivity"},
+    ]
+}
+"""The ``--mapping`` pass: an org field mapping of 5 extra columns, 3 on the check-in and 2 on the registration."""
+BENCH_COLUMNS = (
+    ("msevtmgt_checkins", "new_liveminutes", "int"), ("msevtmgt_checkins", "new_ondemandminutes", "int"),
+    ("msevtmgt_checkins", "new_attendancestatus", "string"),
+    ("msevtmgt_eventregistrations", "new_engagementscore", "decimal"),
+    ("msevtmgt_eventregistrations", "new_lastactivity", "datetime"),
+)  # fmt: skip
+
+
 class StandIns(StandInServers):
     """The stand-ins with what this benchmark seeds, times and inspects; called through a manager proxy."""
 
@@ -266,6 +291,25 @@ class StandIns(StandInServers):
                 firstarchiveactivity=opened,
                 lastarchiveactivity=opened + timedelta(minutes=archive_minutes(index)),
             )
+
+    def add_mapping_columns(self) -> None:
+        """The org's own columns ``BENCH_MAPPING`` writes (served by the stand-in's metadata API, type-checked)."""
+        from sandbox.dataverse import Column
+
+        for entity_set, name, kind in BENCH_COLUMNS:
+            self.dataverse.add_column(entity_set, name, Column(kind, max_length=20 if kind == "string" else None))
+
+    def mapped_values(self, registration_ids: Sequence[str], org_id: str) -> dict[str, dict[str, Any]]:
+        """The mapped columns of each registration's check-in and registration row, as stored."""
+        from shared.crm import checkin_id
+
+        found: dict[str, dict[str, Any]] = {}
+        for registration in registration_ids:
+            checkin = self.dataverse.row(CHECKINS, checkin_id(org_id, registration)) or {}
+            reg = self.dataverse.row(REGISTRATIONS, registration) or {}
+            found[registration] = {name: (checkin if entity_set == CHECKINS else reg).get(name)
+                                   for entity_set, name, _ in BENCH_COLUMNS}  # fmt: skip
+        return found
 
     def reset_for_second_pass(self, grown: Sequence[int]) -> None:
         """Back to the state before run (a): no check-ins, and the grown attendees without their archive viewing.
@@ -654,7 +698,21 @@ def verify_checkins(
     return problems
 
 
-def verify_phase(phase: Phase, attendees: int, expected_writes: int) -> list[str]:
+def verify_mapped(stand_ins: Any, sample: Sequence[int], label: str) -> list[str]:
+    """The mapped columns of sampled attendees carry the attendance detail (live minutes, status, score)."""
+    stored = stand_ins.mapped_values([registration_id(i) for i in sample], ORG)
+    wrong = [
+        index for index in sample
+        if stored[registration_id(index)]["new_liveminutes"] != live_minutes(index)
+        or stored[registration_id(index)]["new_attendancestatus"] != "live"
+        or stored[registration_id(index)]["new_engagementscore"] != round(1 + (index % 90) / 10, 1)
+    ]  # fmt: skip
+    if not wrong:
+        return []
+    return [f"{label}: {len(wrong)} of {len(sample)} sampled mapped columns wrong, e.g. attendee {wrong[0]}"]
+
+
+def verify_phase(phase: Phase, attendees: int, expected_writes: int, writes_per_row: int = 1) -> list[str]:
     problems: list[str] = []
     counts = phase.counts
     if phase.status != "ok":
@@ -664,9 +722,9 @@ def verify_phase(phase: Phase, attendees: int, expected_writes: int) -> list[str
                         f"expected {attendees} each")
     if counts.get("failed"):
         problems.append(f"{phase.name}: {counts['failed']} check-ins refused by Dataverse")
-    if phase.writes != expected_writes or counts.get("written") != expected_writes:
+    if phase.writes != expected_writes * writes_per_row or counts.get("written") != expected_writes:
         problems.append(f"{phase.name}: {phase.writes} Dataverse writes ({counts.get('written')} counted written), "
-                        f"expected exactly {expected_writes}")
+                        f"expected exactly {expected_writes * writes_per_row}")
     if counts.get("unchanged") != attendees - expected_writes:
         problems.append(f"{phase.name}: {counts.get('unchanged')} unchanged, expected {attendees - expected_writes}")
     return problems
@@ -780,6 +838,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="run the timed pass under cProfile and print hot spots (inflates its wall times)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"),
                         help="root log level; records are formatted, then dropped (INFO)")
+    parser.add_argument("--mapping", choices=("beside", "off"), default="beside",
+                        help="'beside': also run (a)-(c) for an org with a 5-column field mapping and print its "
+                             "figures beside those without one (default); 'off': without a mapping only")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the sample and the changed rows (1)")
     parser.add_argument("--baseline-pages", type=int, default=50,
                         help="ON24 pages the naive baseline pulls (50 = 5,000 attendees; 0: no baseline)")
@@ -856,12 +917,42 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         stand_ins.reset_for_second_pass(world.changed)
         traced, more = run_pass(args, world, "traced", trace_memory=True, profile=False)
         problems += more
+    mapped: list[Phase] = []
+    if args.mapping == "beside":
+        stand_ins.reset_for_second_pass(world.changed)
+        stand_ins.add_mapping_columns()
+        mapped, more = run_pass(args, world, "mapped", trace_memory=False, profile=False, mapping=BENCH_MAPPING)
+        problems += more
     step("verified")
     report(args, timed, traced, problems, stand_ins.rss_bytes(), len(world.changed))
     print()
     for line in targets_report(timed, baseline, args.attendees):
         print(line)
+    for line in mapping_report(timed, mapped):
+        print(line)
     return 1 if problems else 0
+
+
+def mapping_report(plain: Sequence[Phase], mapped: Sequence[Phase]) -> list[str]:
+    """(a)-(c) without a field mapping beside the same runs for an org with ``BENCH_MAPPING`` (5 extra columns)."""
+    if not mapped:
+        return []
+    lines = ["", "with a field mapping of 5 extra columns (3 on the check-in, 2 on the registration), beside none:",
+             f"  {'':28s} {'none':>10s} {'5 columns':>10s}"]  # fmt: skip
+    for ours, theirs in zip(plain, mapped, strict=True):
+        rows = [
+            ("Dataverse $batch requests", ours.logs["dataverse_batch"], theirs.logs["dataverse_batch"]),
+            ("Dataverse other requests", ours.logs["dataverse"] - ours.logs["dataverse_batch"],
+             theirs.logs["dataverse"] - theirs.logs["dataverse_batch"]),
+            ("Dataverse row writes", ours.writes, theirs.writes),
+            ("ON24 requests", ours.logs["on24"], theirs.logs["on24"]),
+            ("Table Storage calls", ours.table_total, theirs.table_total),
+            ("wall (s)", ours.wall_s, theirs.wall_s),
+            ("CPU (s)", ours.cpu_s, theirs.cpu_s),
+        ]  # fmt: skip
+        lines.append(f"  {ours.name}:")
+        lines += [f"    {label:28s} {mine:10.1f} {with_mapping:10.1f}" for label, mine, with_mapping in rows]
+    return lines
 
 
 @dataclass
@@ -933,9 +1024,16 @@ def _mark(ok: bool) -> str:
 
 
 def run_pass(
-    args: argparse.Namespace, world: World, label: str, *, trace_memory: bool, profile: bool
+    args: argparse.Namespace,
+    world: World,
+    label: str,
+    *,
+    trace_memory: bool,
+    profile: bool,
+    mapping: dict[str, Any] | None = None,
 ) -> tuple[list[Phase], list[str]]:
-    """Fresh state tables (a new prefix), credentials, ledger; then runs (a), (b), (c), each verified."""
+    """Fresh state tables (a new prefix), credentials (with ``mapping`` as the org's field mapping), ledger; then
+    runs (a), (b), (c), each verified. With registration columns mapped, each changed row is two row writes."""
     from sandbox.triggers import http_request
     from shared.app import get_app, reset_app
     from StoreCredentials import main as store_main
@@ -948,7 +1046,8 @@ def run_pass(
     reset_app()
     started = time.perf_counter()
     stand_ins.own_dataverse(ORG)
-    response = store_main(http_request("PUT", ORG, credentials_body()))
+    body = credentials_body() if mapping is None else credentials_body(fieldMapping=mapping)
+    response = store_main(http_request("PUT", ORG, body))
     if response.status_code != 200:
         raise RuntimeError(f"StoreCredentials answered {response.status_code}: {response.get_body()[:300]!r}")
     get_app().tables.table("ledger")  # created by the App, as in production
@@ -967,8 +1066,11 @@ def run_pass(
     stored = stand_ins.checkin_count()
     if stored != n:
         problems.append(f"(a): {stored} check-ins in Dataverse, expected {n}")
-    problems += verify_phase(first, n, n)
+    per_row = 2 if mapping and any(e["table"] == "msevtmgt_eventregistration" for e in mapping["toCrm"]) else 1
+    problems += verify_phase(first, n, n, per_row)
     problems += verify_checkins(stand_ins, world.crm_event_id, world.sample, set(), "(a)")
+    if mapping:
+        problems += verify_mapped(stand_ins, world.sample, "(a)")
     without_hash = index_rows_without_hash(n)
     if without_hash:
         problems.append(f"(a): {without_hash} registrations without a check-in hash in the match index after the sync")
@@ -987,7 +1089,7 @@ def run_pass(
                       writes_before=second.logs["dataverse_writes"], **options)
     phases.append(third)
     step(f"{label} pass: run (c) done in {third.wall_s:.1f} s")
-    problems += verify_phase(third, n, len(changed))
+    problems += verify_phase(third, n, len(changed), per_row)
     checked = sorted(set(world.sample) | set(changed[: args.sample]))
     problems += verify_checkins(stand_ins, world.crm_event_id, checked, set(changed), "(c)")
     stored = stand_ins.checkin_count()

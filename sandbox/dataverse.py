@@ -71,6 +71,8 @@ _REASONS = {
 _EDM = {
     "guid": "Edm.Guid",
     "string": "Edm.String",
+    "memo": "Edm.String",
+    "double": "Edm.Double",
     "int": "Edm.Int32",
     "decimal": "Edm.Decimal",
     "bool": "Edm.Boolean",
@@ -90,6 +92,26 @@ class Column:
     max_length: int | None = None
     options: frozenset[int] | None = None
     targets: Mapping[str, str] = field(default_factory=dict)  # lookups: navigation property -> entity set
+    create: bool = True  # metadata IsValidForCreate
+    update: bool = True  # metadata IsValidForUpdate
+
+    def attribute_type(self, name: str) -> str:
+        """The column's ``AttributeType`` as the metadata API names it."""
+        if name == "statecode":
+            return "State"
+        if name == "statuscode":
+            return "Status"
+        return _ATTRIBUTE_TYPES[self.kind]
+
+
+_ATTRIBUTE_TYPES = {
+    "guid": "Uniqueidentifier", "string": "String", "memo": "Memo", "int": "Integer", "decimal": "Decimal",
+    "double": "Double", "bool": "Boolean", "datetime": "DateTime", "option": "Picklist", "lookup": "Lookup",
+}  # fmt: skip
+_ATTRIBUTE_PROPERTIES = frozenset(
+    {"LogicalName", "AttributeType", "IsValidForRead", "IsValidForCreate", "IsValidForUpdate", "MetadataId"}
+)
+_METADATA_RE = re.compile(r"^EntityDefinitions\(LogicalName='([A-Za-z0-9_]+)'\)/Attributes$")
 
 
 @dataclass(frozen=True)
@@ -147,7 +169,7 @@ SCHEMA: dict[str, Table] = {
                 "contactid": Column("guid"),
                 "firstname": _s(50),
                 "lastname": _s(50),
-                "fullname": _s(160),
+                "fullname": Column("string", max_length=160, create=False, update=False),
                 "emailaddress1": _s(100),
                 "jobtitle": _s(100),
                 "address1_country": _s(80),
@@ -309,6 +331,7 @@ class DataverseStandIn(StandIn):
         self._in_flight = 0
         self._stats_lock = threading.Lock()
         self._data_lock = threading.RLock()
+        self._schema: dict[str, Table] = dict(SCHEMA)
         self._tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
         self._version = 1000
         self._limit: tuple[int, float] | None = None
@@ -346,6 +369,15 @@ class DataverseStandIn(StandIn):
         with self._stats_lock:
             self._limit = None if requests_per_window is None else (requests_per_window, window_seconds)
             self._window.clear()
+
+    def add_column(self, entity_set: str, name: str, column: Column) -> None:
+        """Define a custom column (e.g. ``new_engagementscore``) on one table of this stand-in: it is then served
+        by the metadata API, accepted in ``$select`` and writes, and type-checked like any other column."""
+        with self._data_lock:
+            table = self._table(entity_set)
+            self._schema[entity_set] = Table(
+                table.entity_set, table.logical, {**table.columns, name: column}, table.defaults
+            )
 
     def add_row(self, entity_set: str, row: Mapping[str, Any]) -> str:
         """Seed a row (not counted in ``writes``; lookup targets need not exist yet). Returns its id.
@@ -388,17 +420,17 @@ class DataverseStandIn(StandIn):
             return None if stored is None else self._project(table, stored, None)
 
     def clear(self) -> None:
-        """Remove every row and reset ``writes``."""
+        """Remove every row and every custom column (``add_column``), and reset ``writes``."""
         with self._data_lock:
             for rows in self._tables.values():
                 rows.clear()
+            self._schema = dict(SCHEMA)
             self.writes = 0
 
-    @staticmethod
-    def _table(entity_set: str) -> Table:
-        if entity_set not in SCHEMA:
+    def _table(self, entity_set: str) -> Table:
+        if entity_set not in self._schema:
             raise KeyError(f"no table {entity_set!r} in the stand-in schema")
-        return SCHEMA[entity_set]
+        return self._schema[entity_set]
 
     # ---- serving -----------------------------------------------------------------------------------------------
 
@@ -496,11 +528,14 @@ class DataverseStandIn(StandIn):
                     "OrganizationId": getattr(self._serving_for, "org", None) or self.organization_id,
                 },
             )
+        metadata = _METADATA_RE.match(resource.replace("%27", "'"))
+        if metadata is not None:
+            return self._attributes(method, metadata.group(1), query)
         if "/" in resource:
             raise ODataError(501, "", f"The stand-in does not implement the path '{resource}'.")
         keyed = _KEY_PATH_RE.match(resource)
         entity_set = keyed.group(1) if keyed else resource
-        table = SCHEMA.get(entity_set)
+        table = self._schema.get(entity_set)
         if table is None:
             raise ODataError(404, CODE_ODATA, f"Resource not found for the segment '{entity_set}'.")
         if keyed is None:
@@ -527,6 +562,37 @@ class DataverseStandIn(StandIn):
             del self._tables[entity_set][row_id]
             return Response(204, b"", {"OData-Version": "4.0"})
         raise ODataError(405, "", f"The HTTP method '{method}' is not allowed on '{resource}'.")
+
+    def _attributes(self, method: str, logical: str, query: Mapping[str, str]) -> Response:
+        """``EntityDefinitions(LogicalName='…')/Attributes``: a table's columns, strictly (``$select`` of known
+        properties only, names case-sensitive, an unknown table 404 as Dataverse answers it)."""
+        if method != "GET":
+            raise ODataError(405, "", "The HTTP method is not allowed on the metadata API.")
+        self._check_options(query, allowed={"$select"})
+        wanted = [p.strip() for p in (query.get("$select") or ",".join(sorted(_ATTRIBUTE_PROPERTIES))).split(",")]
+        for name in wanted:
+            if name not in _ATTRIBUTE_PROPERTIES:
+                raise ODataError(
+                    400, CODE_ODATA, f"Could not find a property named '{name}' on type "
+                    "'Microsoft.Dynamics.CRM.AttributeMetadata'."
+                )  # fmt: skip
+        table = next((t for t in self._schema.values() if t.logical == logical), None)
+        if table is None:
+            raise ODataError(404, CODE_NOT_FOUND, f"Could not find an entity with name '{logical}'.")
+        values = []
+        for name, column in table.columns.items():
+            primary = name == table.key
+            full = {
+                "LogicalName": name,
+                "AttributeType": column.attribute_type(name),
+                "IsValidForRead": True,
+                "IsValidForCreate": column.create,
+                "IsValidForUpdate": column.update and not primary,
+                "MetadataId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{logical}.{name}")),
+            }
+            values.append({key: full[key] for key in wanted})
+        return self._json(200, {"@odata.context": f"{self._base()}$metadata#EntityDefinitions('{logical}')/Attributes",
+                                "value": values})  # fmt: skip
 
     def _base(self) -> str:
         return f"{self.url}{API_PATH}"
@@ -617,7 +683,7 @@ class DataverseStandIn(StandIn):
             nav = table.nav(nav_name)
             if nav is None:
                 raise _unknown_property(table, nav_name)
-            target = SCHEMA[nav[1]]
+            target = self._schema[nav[1]]
             select: list[str] | None = None
             if options:
                 for option in options.split(";"):
@@ -652,7 +718,8 @@ class DataverseStandIn(StandIn):
             target_row = (
                 self._tables[target_set].get(ref.id) if isinstance(ref, _Ref) and ref.entity_set == target_set else None
             )
-            out[nav_name] = None if target_row is None else self._project(SCHEMA[target_set], target_row, target_select)
+            target_table = self._schema[target_set]
+            out[nav_name] = None if target_row is None else self._project(target_table, target_row, target_select)
         return out
 
     # ---- writes ------------------------------------------------------------------------------------------------
@@ -804,10 +871,10 @@ class DataverseStandIn(StandIn):
                 400,
                 CODE_ODATA,
                 f"The entity set '{bound_set}' does not match the navigation property's type "
-                f"'{SCHEMA[target_set].type_name if target_set in SCHEMA else target_set}'.",
+                f"'{self._schema[target_set].type_name if target_set in self._schema else target_set}'.",
             )
         if check_targets and bound_id not in self._tables[target_set]:
-            raise _not_found(SCHEMA[target_set], bound_id)
+            raise _not_found(self._schema[target_set], bound_id)
         return _Ref(target_set, bound_id)
 
     # ---- $batch ------------------------------------------------------------------------------------------------
@@ -923,7 +990,7 @@ def _coerce(table: Table, name: str, column: Column, value: Any) -> Any:
         )
 
     kind = column.kind
-    if kind == "string":
+    if kind in ("string", "memo"):
         if not isinstance(value, str):
             raise wrong()
         if column.max_length is not None and len(value) > column.max_length:
@@ -949,7 +1016,7 @@ def _coerce(table: Table, name: str, column: Column, value: Any) -> Any:
                 f"outside the valid range. Accepted Values: {','.join(str(v) for v in sorted(column.options))}",
             )
         return value
-    if kind == "decimal":
+    if kind in ("decimal", "double"):
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise wrong()
         return value

@@ -51,7 +51,7 @@ from typing import Any
 from azure.functions.timer import TimerRequest
 
 from sandbox.azurite import Azurite
-from sandbox.dataverse import DataverseStandIn
+from sandbox.dataverse import Column, DataverseStandIn
 from sandbox.host import page_url
 from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
 from sandbox.on24 import On24StandIn
@@ -380,9 +380,32 @@ def add_person(
     return Person(first, last, email, company, job, country, contact_id, registration_id)
 
 
+DEMO_MAPPING: dict[str, Any] = {
+    "toProvider": [
+        {"field": "partnerref", "source": "constant", "value": "dynamics-demo"},
+        {"field": "std1", "source": "registration", "column": "msevtmgt_name"},
+    ],
+    "toCrm": [
+        {"value": "liveMinutes", "table": "msevtmgt_checkin", "column": "new_liveminutes"},
+        {"value": "onDemandMinutes", "table": "msevtmgt_checkin", "column": "new_ondemandminutes"},
+        {"value": "engagementScore", "table": "msevtmgt_checkin", "column": "new_engagementscore"},
+        {"value": "attendanceStatus", "table": "msevtmgt_eventregistration", "column": "new_attendancestatus"},
+    ],
+}
+"""The demo org's field mapping (issue 21): its own columns for the attendance detail, two ON24 fields."""
+
+
 def seed_crm(sandbox: Sandbox) -> CrmSeed:
-    """The demo org: accounts, a webinar event linked to the ON24 event, contacts, one registration each."""
+    """The demo org: accounts, a webinar event linked to the ON24 event, contacts, one registration each, and the
+    org's own columns for the attendance detail (as its solution would add them)."""
     dataverse = sandbox.dataverse
+    for entity_set, name, column in (
+        (CHECKINS, "new_liveminutes", Column("int")),
+        (CHECKINS, "new_ondemandminutes", Column("int")),
+        (CHECKINS, "new_engagementscore", Column("decimal")),
+        (REGISTRATIONS, "new_attendancestatus", Column("string", max_length=20)),
+    ):
+        dataverse.add_column(entity_set, name, column)
     accounts = {
         name: dataverse.add_row("accounts", {"accountid": _row_id("account", name), "name": name})
         for name, _ in ACCOUNTS
@@ -597,6 +620,7 @@ def run(args: argparse.Namespace, stack: ExitStack, guard: SignalGuard) -> None:
         "accessTokenKey": sandbox.on24_key,
         "accessTokenSecret": sandbox.on24_secret,
         "dataverseUrl": dataverse.url,
+        "fieldMapping": DEMO_MAPPING,
     }
     response = store_credentials(http_request("PUT", ORG_ID, body))
     text = response.get_body().decode("utf-8")
@@ -613,6 +637,9 @@ def run(args: argparse.Namespace, stack: ExitStack, guard: SignalGuard) -> None:
         f"keyVersion={status.get('keyVersion')}"
     )
     say("      (the token key and secret are sealed with AES-256-GCM under the Key Vault key; never echoed)")
+    mapping = status.get("fieldMapping") or {}
+    say(f"      fieldMapping: {len(mapping.get('toProvider', []))} ON24 fields, {len(mapping.get('toCrm', []))} CRM "
+        "columns (checked against the org's Dataverse metadata when saved)")  # fmt: skip
 
     step(4, f"Deliver {len(people)} registration messages to RegisterAttendee (half canonical, half Dataverse)")
     on24.reset_log()
@@ -692,6 +719,11 @@ def run(args: argparse.Namespace, stack: ExitStack, guard: SignalGuard) -> None:
         f"({len(registrants) - len(active)} soft-deleted by the cancellation)"
     )
     expect(len(registrants) == len(people), f"ON24 has {len(registrants)} registrants, expected {len(people)}")
+    tagged = [r for r in registrants if r.get("partnerref") == "dynamics-demo"]
+    named = [r for r in registrants if r.get("std1", "").startswith("REG-")]
+    say(f"      field mapping: {len(tagged)} with partnerref=dynamics-demo (a constant), {len(named)} with std1 = "
+        "the CRM registration's name (Dataverse-sourced: read with the registration, no extra request)")  # fmt: skip
+    expect(len(tagged) == len(people), f"only {len(tagged)} registrants carry the mapped partnerref")
     expect(len(active) == len(people) - 1, f"ON24 has {len(active)} active registrants, expected {len(people) - 1}")
     registration_ids = {p.registration_id for p in people}
     for record in registrants:
@@ -798,12 +830,18 @@ def run(args: argparse.Namespace, stack: ExitStack, guard: SignalGuard) -> None:
 
 def show_registrations(crm: CrmSeed, dataverse: DataverseStandIn, checkins: dict[str, dict[str, Any]]) -> None:
     """The registrations of the event as CRM holds them, with their check-ins."""
-    header = ("Name", "Email", "Registration", "Publishing state", "ON24 registrant", "Minutes", "Interactions")
+    header = ("Name", "Email", "Registration", "Publishing state", "ON24 registrant", "Attendance", "Minutes", "Live",
+              "On demand", "Engagement", "Interactions")  # fmt: skip
     rows: list[tuple[str, ...]] = []
     for person in [*crm.people, crm.no_email]:
         reg = dataverse.row(REGISTRATIONS, person.registration_id) or {}
         checkin = checkins.get(person.registration_id)
         state = reg.get("msevtmgt_publishingstate")
+        score = checkin.get("new_engagementscore") if checkin else None
+
+        def column(name: str, checkin: dict[str, Any] | None = checkin) -> str:
+            return str(checkin.get(name) or 0) if checkin else "-"
+
         rows.append(
             (
                 person.name,
@@ -811,12 +849,16 @@ def show_registrations(crm: CrmSeed, dataverse: DataverseStandIn, checkins: dict
                 "cancelled" if reg.get("msevtmgt_iscanceled") else "active",
                 PUBLISHING_STATES.get(state, "-") if isinstance(state, int) else "-",
                 str(reg.get("msevtmgt_webinarregistrationid") or "-"),
-                str(checkin.get("msevtmgt_viewingdurationinmins") or 0) if checkin else "-",
-                str(checkin.get("msevtmgt_numberofquestionsasked") or 0) if checkin else "-",
+                str(reg.get("new_attendancestatus") or "-"),
+                column("msevtmgt_viewingdurationinmins"),
+                column("new_liveminutes"),
+                column("new_ondemandminutes"),
+                f"{score:.1f}" if isinstance(score, int | float) else "-",
+                column("msevtmgt_numberofquestionsasked"),
             )
         )
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    numeric = {5, 6}
+    numeric = {6, 7, 8, 9, 10}
 
     def line(cells: tuple[str, ...]) -> str:
         return (
@@ -832,6 +874,9 @@ def show_registrations(crm: CrmSeed, dataverse: DataverseStandIn, checkins: dict
     for row in rows:
         say(line(row))
     say("(Minutes = live + on-demand viewing; Interactions = questions asked + polls answered; '-' = no check-in)")
+    say("(Live, On demand, Engagement (ON24's score, 0-10) and Attendance (live, on_demand, both) are the org's own")
+    say(" columns, filled through its field mapping; a no-show mapping marks registrants without attendance once the")
+    say(" on-demand window has closed)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ Input rules (a 400 naming the field for anything else, before any outbound call)
   ever stored;
 - ``dataverseUrl``: the https origin of an allowlisted Dataverse host (``shared.settings.dataverse_origin``;
   plain-http loopback only in the sandbox, ``DATAVERSE_AUTH=none``);
-- ``webinarIds``: positive ON24 event ids, stored without leading zeros, duplicates dropped.
+- ``webinarIds``: positive ON24 event ids, stored without leading zeros, duplicates dropped;
+- ``fieldMapping`` (optional, ``shared.fieldmap``): its own rules first, then, before anything is stored, every
+  column it names is checked against the org's Dataverse metadata (exists, readable or writable, type fits): a
+  400 names the column and the reason. A PUT without it stores no mapping (as ``webinarIds``: the body replaces).
 
 The credential check against the provider answers with one fixed message whatever ON24 said (an unknown client id
 and a wrong secret look the same to the caller); the detail goes to the log. The org's effective Dataverse URL
@@ -31,7 +34,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from shared.credentials import seal_secrets
 from shared.crypto import CredentialCipher
-from shared.errors import ConfigError, PermanentError
+from shared.errors import ConfigError, NotFoundError, PermanentError
+from shared.fieldmap import EMPTY, FieldMapping, MappingError
+from shared.fieldmap_check import check_columns, needs_dataverse
 from shared.ids import WEBINAR_ID_PATTERN, canonical_org_id, is_field_name
 from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
@@ -124,6 +129,7 @@ class OrgFields(BaseModel):
     webinar_ids: list[Annotated[str, Field(pattern=WEBINAR_ID_PATTERN.pattern), AfterValidator(_positive_event_id)]] = (
         Field(default_factory=list, alias="webinarIds", max_length=200)
     )
+    field_mapping: FieldMapping | None = Field(default=None, alias="fieldMapping")
 
     @field_validator("dataverse_url")
     @classmethod
@@ -146,6 +152,7 @@ class CredentialsInput:
     provider: ProviderCredentials
     dataverse_url: str | None
     webinar_ids: list[str]
+    field_mapping: FieldMapping = EMPTY
 
 
 def parse_credentials_input(
@@ -165,7 +172,8 @@ def parse_credentials_input(
     try:
         provider = cast(ProviderCredentials, provider_fields.model_validate(data))
         provider.check()
-        org = OrgFields.model_validate(data, context={"sandbox": sandbox})
+        targets = getattr(provider_fields, "mapping_targets", {})  # the provider's fields a mapping may fill
+        org = OrgFields.model_validate(data, context={"sandbox": sandbox, "targets": targets})
     except pydantic.ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         aliases = {name: info.alias or name for model in models for name, info in model.model_fields.items()}
@@ -176,7 +184,7 @@ def parse_credentials_input(
     if unknown:
         name = str(unknown[0])  # named only when it is shaped like a field name: a key may hold data too
         raise InputError(name if is_field_name(name) else "body", "unknown field")
-    return CredentialsInput(provider, org.dataverse_url, org.webinar_ids)
+    return CredentialsInput(provider, org.dataverse_url, org.webinar_ids, org.field_mapping or EMPTY)
 
 
 def status_view(org_id: str, record: OrgRecord | None, *, legacy_ids: list[str] | None = None) -> dict[str, Any]:
@@ -198,6 +206,7 @@ def status_view(org_id: str, record: OrgRecord | None, *, legacy_ids: list[str] 
         "region": record.region,
         "dataverseUrl": record.dataverse_url,
         "webinarIds": list(record.webinar_ids),
+        "fieldMapping": _mapping_view(record),
         "keyVersion": record.key_id,
         "updatedAt": _iso(record.updated_at),
         "updatedBy": record.updated_by,
@@ -222,17 +231,20 @@ def store_credentials(
     org_behind: Callable[[str], str],
     default_dataverse_url: str | None = None,
     now: datetime | None = None,
+    attributes: Callable[[str, str], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Check the credentials with the provider, then seal and save them (a re-PUT rotates).
 
     The org's effective Dataverse URL (``dataverseUrl``, else ``default_dataverse_url``) must belong to the org:
     ``org_behind`` (Dataverse ``WhoAmI``) answers its ``OrganizationId``. The save keeps the org's parking and
     makes its parked registrations due at ``now`` (the app's clock): those parked because ON24 refused the old
-    token, or during an outage, are re-driven by the next RetryParked run.
+    token, or during an outage, are re-driven by the next RetryParked run. A field mapping is checked against
+    that Dataverse's metadata (``attributes(url, table)``) before anything is stored.
 
     Raises:
         CredentialsRefusedError: the provider refused them, for whatever reason (nothing is stored; detail logged).
         DataverseRefusedError: the Dataverse URL belongs to another org, or cannot be checked (nothing is stored).
+        InputError: a mapped column that does not exist, is not writable or does not fit (nothing is stored).
         TransientError: the provider, Dataverse or storage could not be reached (nothing is stored).
     """
     provider = body.provider
@@ -250,6 +262,7 @@ def store_credentials(
     url = body.dataverse_url or default_dataverse_url
     if url:
         check_dataverse_org(org_id, url, given=body.dataverse_url is not None, org_behind=org_behind)
+    _check_mapping(org_id, body.field_mapping, url, attributes)
     record = OrgRecord(
         org_id=org_id,
         account_id=provider.account_id,
@@ -259,6 +272,7 @@ def store_credentials(
         dataverse_url=body.dataverse_url,
         webinar_ids=tuple(body.webinar_ids),
         updated_by=actor,
+        field_mapping=body.field_mapping.to_json(),
     )
     record = store.save(seal_secrets(cipher, record, provider.secrets()), now=now)
     _log.info(
@@ -268,6 +282,39 @@ def store_credentials(
         extra={"org_id": org_id, "actor": actor, "audit": "credentials.stored", "client_id": provider.account_id},
     )
     return status_view(org_id, record)
+
+
+def _check_mapping(
+    org_id: str, mapping: FieldMapping, url: str | None, attributes: Callable[[str, str], list[dict[str, Any]]] | None
+) -> None:
+    """Every CRM column the mapping names, against the org's Dataverse metadata (one read per table)."""
+    if not needs_dataverse(mapping):
+        return
+    if not url or attributes is None:
+        raise InputError("fieldMapping", "names CRM columns, so the org needs a Dataverse URL (dataverseUrl)")
+    table = ""
+
+    def read(logical_name: str) -> list[dict[str, Any]]:
+        nonlocal table
+        table = logical_name
+        return attributes(url, logical_name)
+
+    try:
+        check_columns(mapping, read)
+    except MappingError as exc:
+        _log.info("admin: field mapping of org %s refused: %s", org_id, exc, extra={"org_id": org_id})
+        raise InputError(exc.field, str(exc).split(": ", 1)[1]) from None
+    except NotFoundError:
+        raise InputError("fieldMapping", f"table {table} does not exist in the org's Dataverse") from None
+
+
+def _mapping_view(record: OrgRecord) -> dict[str, Any] | None:
+    """The stored mapping as the admin gave it (not a secret), None without one."""
+    try:
+        mapping = FieldMapping.from_json(record.field_mapping)
+    except ConfigError:
+        return {"error": "the stored field mapping cannot be read; PUT it again"}
+    return mapping.view() if mapping else None
 
 
 def remove_credentials(org_id: str, *, store: CredentialStore, actor: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.fieldmap import FieldMapping
+
 Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Counts = dict[str, int]
 
@@ -61,6 +63,10 @@ class PurgeView(Model):
     final_check_after: Time = Field(alias="finalCheckAfter")
 
 
+class UnreadableMapping(Model):
+    error: str = Field(description="the stored field mapping cannot be read: PUT it again")
+
+
 class CredentialsSummary(Model):
     """The non-secret state of an org's credentials (the status route's ``credentials``)."""
 
@@ -75,6 +81,9 @@ class CredentialsSummary(Model):
     updated_at: Time | None = Field(default=None, alias="updatedAt")
     updated_by: str | None = Field(default=None, alias="updatedBy")
     metrics: MetricsRun | None = None
+    field_mapping: FieldMapping | UnreadableMapping | None = Field(
+        default=None, alias="fieldMapping", description="the org's field mapping as saved (not a secret)"
+    )
 
 
 class CredentialsView(CredentialsSummary):
@@ -90,6 +99,7 @@ class CredentialsInputOrg(Model):
 
     dataverse_url: str | None = Field(default=None, alias="dataverseUrl", max_length=300)
     webinar_ids: list[str] = Field(default_factory=list, alias="webinarIds", max_length=200)
+    field_mapping: FieldMapping | None = Field(default=None, alias="fieldMapping")
 
 
 class OperationLink(Model):

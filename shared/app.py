@@ -322,6 +322,10 @@ class App(PrivacyParts):
                 self._dataverse[url] = client
             return client
 
+    def dataverse_attributes(self, url: str, table: str) -> list[dict[str, Any]]:
+        """A table's column metadata at an org URL (a field mapping is checked against it when saved)."""
+        return self.dataverse(url).attributes(table)
+
     def crm_for(self, org: OrgRecord) -> Crm | None:
         """Event management in the org's own Dataverse URL, else DATAVERSE_URL; None when neither is known."""
         url = org.dataverse_url or self.settings.dataverse_url

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.dataverse import BatchResult, DataverseClient
 
@@ -34,6 +34,7 @@ CHECKIN_TYPE_EVENT: Final = 100000001
 STATECODE_ACTIVE: Final = 0
 
 CHECKIN_SET: Final = "msevtmgt_checkins"
+REGISTRATION_SET: Final = "msevtmgt_eventregistrations"
 CHECKIN_NAMESPACE: Final = uuid.UUID("5f0c3a52-0b7e-4f0e-9a3c-6f1d2e8b9c41")
 """Fixed namespace: check-in ids must stay the same across releases, or upserts would duplicate rows."""
 CHECKIN_NAME: Final = "ON24 webinar attendance"
@@ -65,6 +66,8 @@ class Contact(_Frozen):
     job_title: str | None = None
     country: str | None = None
     company: str | None = None
+    mapped: dict[str, Any] = Field(default_factory=dict)
+    """The columns the org's field mapping reads (``shared.fieldmap``), as Dataverse returned them."""
 
 
 class CrmEvent(_Frozen):
@@ -97,6 +100,8 @@ class CrmRegistration(_Frozen):
     is_canceled: bool = False
     statecode: int | None = None
     registrant_id: str | None = None
+    mapped: dict[str, Any] = Field(default_factory=dict)
+    """The columns the org's field mapping reads (``shared.fieldmap``), as Dataverse returned them."""
 
     @property
     def is_active(self) -> bool:
@@ -164,8 +169,8 @@ class Crm:
         """The org URL."""
         return self._client.url
 
-    def get_contact(self, contact_id: str) -> Contact:
-        """Read the contact fields an ON24 registrant needs.
+    def get_contact(self, contact_id: str, columns: Sequence[str] = ()) -> Contact:
+        """Read the contact fields an ON24 registrant needs (and ``columns``, the mapping's, in the same read).
 
         The company name comes from the parent account
         (``$expand=parentcustomerid_account($select=name)``); when the parent is a contact or unset, ``company`` is
@@ -184,7 +189,9 @@ class Crm:
         row = self._client.get_row(
             "contacts",
             contact_id,
-            select=["contactid", "emailaddress1", "firstname", "lastname", "jobtitle", "address1_country"],
+            select=_with(
+                ["contactid", "emailaddress1", "firstname", "lastname", "jobtitle", "address1_country"], columns
+            ),
             expand="parentcustomerid_account($select=name)",
         )
         account = row.get("parentcustomerid_account")
@@ -197,6 +204,7 @@ class Crm:
             job_title=_text(row.get("jobtitle")),
             country=_text(row.get("address1_country")),
             company=company,
+            mapped={name: row.get(name) for name in columns},
         )
 
     def get_event(self, event_id: str) -> CrmEvent:
@@ -216,8 +224,8 @@ class Crm:
         webinar_id = _text(row.get("msevtmgt_webinarid"))
         return CrmEvent(id=_guid_or(row.get("msevtmgt_eventid"), event_id), webinar_id=webinar_id)
 
-    def get_registration(self, registration_id: str) -> CrmRegistration:
-        """Read an event registration.
+    def get_registration(self, registration_id: str, columns: Sequence[str] = ()) -> CrmRegistration:
+        """Read an event registration (and ``columns``, the mapping's, in the same read).
 
         Args:
             registration_id: msevtmgt_eventregistrationid GUID.
@@ -232,14 +240,17 @@ class Crm:
         row = self._client.get_row(
             "msevtmgt_eventregistrations",
             registration_id,
-            select=[
-                "msevtmgt_eventregistrationid",
-                "_msevtmgt_eventid_value",
-                "_msevtmgt_contactid_value",
-                "msevtmgt_iscanceled",
-                "statecode",
-                "msevtmgt_webinarregistrationid",
-            ],
+            select=_with(
+                [
+                    "msevtmgt_eventregistrationid",
+                    "_msevtmgt_eventid_value",
+                    "_msevtmgt_contactid_value",
+                    "msevtmgt_iscanceled",
+                    "statecode",
+                    "msevtmgt_webinarregistrationid",
+                ],
+                columns,
+            ),
         )
         return CrmRegistration(
             id=_guid_or(row.get("msevtmgt_eventregistrationid"), registration_id),
@@ -248,6 +259,7 @@ class Crm:
             is_canceled=row.get("msevtmgt_iscanceled") is True,
             statecode=_int(row.get("statecode")),
             registrant_id=_text(row.get("msevtmgt_webinarregistrationid")),
+            mapped={name: row.get(name) for name in columns},
         )
 
     def update_registration_sync(
@@ -293,6 +305,22 @@ class Crm:
             TransientError, ConfigError, InvalidDataError: as ``DataverseClient.batch_upsert``.
         """
         return self._client.batch_upsert(CHECKIN_SET, rows, max_parallel=max_parallel)
+
+
+    def update_registrations(
+        self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4
+    ) -> BatchResult:
+        """Update columns of registrations (the org's field mapping, the no-show mark) in ``$batch`` requests;
+        update only (``If-Match: *``): a registration deleted meanwhile is reported failed, never re-created.
+
+        Raises:
+            TransientError, ConfigError, InvalidDataError: as ``DataverseClient.batch_upsert``.
+        """
+        return self._client.batch_upsert(REGISTRATION_SET, rows, max_parallel=max_parallel, must_exist=True)
+
+
+def _with(select: list[str], columns: Sequence[str]) -> list[str]:
+    return select + [name for name in columns if name not in select]
 
 
 def _text(value: object) -> str | None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Person(BaseModel):
@@ -38,6 +38,14 @@ class Person(BaseModel):
     state: str | None = None
     zip: str | None = None
     address_street1: str | None = None
+    extra: tuple[tuple[str, str], ...] = Field(default=(), exclude=True)
+    """Provider registration fields set by the org's field mapping (``shared.fieldmap``): (field name, value),
+    e.g. ON24 ``("std1", "Partner")``; they override the fields above of the same name. Worked out afresh each
+    time a message is decided, never stored with a message (a parked message keeps its first release's shape)."""
+
+
+AttendanceStatus = Literal["live", "on_demand", "both", "none"]
+"""How a registrant attended: live only, on demand only, both, or not at all (``none``: listed without activity)."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,13 @@ class AttendanceRow:
         email: the attendee's email, when sent.
         registration_id: the external id the registrant was created with (this app sends the CRM registration
             id), as the provider returns it.
-        live_minutes, on_demand_minutes: minutes watched live and on demand (0 when unknown).
-        questions, polls: questions asked and polls answered (0 when unknown).
+        live_minutes, on_demand_minutes: minutes watched live and on demand, kept apart (0 when unknown).
+        questions, polls, surveys, resources: questions asked, polls and surveys answered, resources downloaded
+            (0 when unknown).
+        engagement_score: the provider's engagement score (ON24: 0-10), None when not sent.
         first_activity, last_activity: the earliest and latest activity, live or on demand.
+        attended_live, attended_on_demand: whether the provider shows live / on-demand activity (minutes or an
+            activity time); None: the adapter could not tell, and the minutes decide (see ``attendance``).
     """
 
     registrant_id: str | None
@@ -63,6 +75,22 @@ class AttendanceRow:
     polls: int = 0
     first_activity: datetime | None = None
     last_activity: datetime | None = None
+    surveys: int = 0
+    resources: int = 0
+    engagement_score: float | None = None
+    attended_live: bool | None = None
+    attended_on_demand: bool | None = None
+
+    @property
+    def attendance(self) -> AttendanceStatus:
+        """``live``, ``on_demand``, ``both`` or ``none``."""
+        live = self.attended_live if self.attended_live is not None else self.live_minutes > 0
+        later = self.attended_on_demand if self.attended_on_demand is not None else self.on_demand_minutes > 0
+        if live and later:
+            return "both"
+        if live:
+            return "live"
+        return "on_demand" if later else "none"
 
 
 class AttendancePage:

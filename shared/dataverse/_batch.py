@@ -68,13 +68,14 @@ class Sorted:
     retry_after: float | None = None
 
 
-def request_body(api_path: str, boundary: str, entity_set: str, rows: list[Row]) -> bytes:
-    """One PATCH part per row, no change set (rows succeed or fail on their own)."""
+def request_body(api_path: str, boundary: str, entity_set: str, rows: list[Row], *, must_exist: bool = False) -> bytes:
+    """One PATCH part per row, no change set (rows succeed or fail on their own); ``must_exist``: update only."""
     head = (
         f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
         f"PATCH {api_path}{entity_set}("
     ).encode("ascii")
-    tail = b") HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n"
+    match = b"If-Match: *\r\n" if must_exist else b""
+    tail = b") HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n" + match + b"\r\n"
     chunks: list[bytes] = []
     for row_id, payload in rows:
         chunks += (head, row_id.encode("ascii"), tail, payload, b"\r\n")

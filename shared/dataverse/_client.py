@@ -6,11 +6,8 @@ the status table is ``_errors.STATUS_ERRORS``). Nothing above it sees httpx. Tra
 connection errors) are retried within ``RetryPolicy``'s budget, honouring ``Retry-After``; then the last
 ``TransientError`` is raised. What the rows mean (``msevtmgt_*``) is ``shared.crm``'s business.
 
-Contract: ``../shared/reference/dataverse-api.md``. Where that reference is uncertain the code is tolerant and says so
-in a comment (marked "Uncertain").
-
-Log lines: one INFO line per HTTP exchange (method, entity set, row id or row count, status, duration). Tokens,
-headers and bodies are never logged.
+Contract: ``../shared/reference/dataverse-api.md``; where uncertain the code is tolerant and says so ("Uncertain").
+Log lines: one INFO line per HTTP exchange (method, entity set, row id or count, status, duration); never tokens.
 """
 
 from __future__ import annotations
@@ -29,11 +26,13 @@ from azure.core.credentials import TokenCredential
 from shared.dataverse._batch import BatchResult, Row, request_body, response_parts, sort_parts
 from shared.dataverse._errors import raise_for_status
 from shared.dataverse._odata import (
+    ATTRIBUTES_QUERY,
     BASE_HEADERS,
     READ_HEADERS,
     WRITE_HEADERS,
     check_expand,
     check_guid,
+    check_logical_name,
     check_set,
     decode_object,
     dumps,
@@ -52,7 +51,6 @@ _T = TypeVar("_T")
 
 API_PATH: Final = "/api/data/v9.2/"
 """Web API path below the org URL."""
-
 DEFAULT_TIMEOUT: Final = 15.0
 """Seconds for connect/read/write of one HTTP exchange."""
 
@@ -61,7 +59,6 @@ DEFAULT_RETRY_POLICY: Final = RetryPolicy(budget=20.0)
 
 MAX_BATCH_OPERATIONS: Final = 1000
 """Largest number of operations in one ``$batch`` request."""
-
 
 
 class DataverseClient(HttpClientBase):
@@ -165,6 +162,13 @@ class DataverseClient(HttpClientBase):
             raise PermanentError(f"Dataverse WhoAmI at {self._url} answered without an OrganizationId")
         return str(answer["OrganizationId"])
 
+    def attributes(self, logical_name: str) -> list[dict[str, Any]]:
+        """A table's column metadata (``EntityDefinitions(LogicalName='…')/Attributes``); raises as ``get_row``."""
+        url = f"{self._api}EntityDefinitions(LogicalName='{check_logical_name(logical_name)}')/Attributes"
+        answer = self._exchange("GET", url + ATTRIBUTES_QUERY, entity_set="EntityDefinitions", row_id=logical_name,
+                                headers=READ_HEADERS, decode=decode_object)  # fmt: skip
+        return [value for value in answer.get("value") or () if isinstance(value, dict)]
+
     def update_row(self, entity_set: str, row_id: str, fields: Mapping[str, Any], *, must_exist: bool = True) -> None:
         """Update columns of one row (PATCH); with ``must_exist`` (default) it never creates a row.
 
@@ -202,6 +206,7 @@ class DataverseClient(HttpClientBase):
         *,
         batch_size: int = MAX_BATCH_OPERATIONS,
         max_parallel: int = 4,
+        must_exist: bool = False,
     ) -> BatchResult:
         """Upsert many rows by id with ``$batch`` requests of up to ``batch_size`` PATCH operations.
 
@@ -216,6 +221,7 @@ class DataverseClient(HttpClientBase):
             rows: (GUID, fields) pairs; ids must be unique.
             batch_size: operations per ``$batch`` request, 1..1000.
             max_parallel: ``$batch`` requests in flight at once (keep it small: service protection limits).
+            must_exist: update only (``If-Match: *`` per part): a missing row fails, it is never created.
 
         Returns:
             Which ids succeeded and which failed why, and how many requests were sent.
@@ -244,9 +250,9 @@ class DataverseClient(HttpClientBase):
         if not chunks:
             return BatchResult()
         if len(chunks) == 1 or max_parallel == 1:
-            outcomes = [self._run_batch(entity_set, chunk) for chunk in chunks]
+            outcomes = [self._run_batch(entity_set, chunk, must_exist) for chunk in chunks]
         else:
-            outcomes = self._run_parallel(entity_set, chunks, max_parallel)
+            outcomes = self._run_parallel(entity_set, chunks, max_parallel, must_exist)
         succeeded: list[str] = []
         failed: dict[str, str] = {}
         requests = 0
@@ -259,13 +265,13 @@ class DataverseClient(HttpClientBase):
     # ---- plumbing -----------------------------------------------------------------------------------------------
 
     def _run_parallel(
-        self, entity_set: str, chunks: list[list[Row]], max_parallel: int
+        self, entity_set: str, chunks: list[list[Row]], max_parallel: int, must_exist: bool = False
     ) -> list[tuple[list[str], dict[str, str], int]]:
         workers = min(max_parallel, len(chunks))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataverse-batch")
         try:
             futures: list[Future[tuple[list[str], dict[str, str], int]]] = [
-                pool.submit(self._run_batch, entity_set, chunk) for chunk in chunks
+                pool.submit(self._run_batch, entity_set, chunk, must_exist) for chunk in chunks
             ]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in futures:
@@ -278,7 +284,7 @@ class DataverseClient(HttpClientBase):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run_batch(self, entity_set: str, chunk: list[Row]) -> tuple[list[str], dict[str, str], int]:
+    def _run_batch(self, entity_set: str, chunk: list[Row], must_exist: bool) -> tuple[list[str], dict[str, str], int]:
         """Send one chunk as ``$batch``, resending throttled rows within the budget."""
         pending = chunk
         succeeded: list[str] = []
@@ -300,7 +306,7 @@ class DataverseClient(HttpClientBase):
                     "Content-Type": f"multipart/mixed; boundary={boundary}",
                     "Prefer": "odata.continue-on-error",
                 },
-                content=request_body(self._api_path, boundary, entity_set, pending),
+                content=request_body(self._api_path, boundary, entity_set, pending, must_exist=must_exist),
             )
             raise_for_status(response, what, entity_set=entity_set, row_id=None)
             outcome = sort_parts(pending, response_parts(response, what), what)

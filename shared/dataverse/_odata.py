@@ -32,6 +32,17 @@ def check_set(entity_set: str) -> None:
         raise ValueError(f"malformed entity set name {entity_set!r:.60}")
 
 
+ATTRIBUTES_QUERY = "?$select=LogicalName,AttributeType,IsValidForRead,IsValidForCreate,IsValidForUpdate"
+_LOGICAL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def check_logical_name(value: str) -> str:
+    """A table's logical name (e.g. ``msevtmgt_checkin``), checked before it goes into a URL."""
+    if not _LOGICAL_NAME.fullmatch(value):
+        raise ValueError("not a Dataverse table logical name")
+    return value
+
+
 def check_guid(value: str) -> str:
     if not isinstance(value, str) or not _GUID_RE.match(value):
         raise ValueError(f"malformed GUID {value!r:.60}")

@@ -71,7 +71,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
         return admin.store_credentials(
             org_id, body, store=app.credentials, cipher=app.cipher, verify=app.verify_credentials, actor=caller.name,
             org_behind=lambda url: app.dataverse(url).who_am_i(), default_dataverse_url=app.settings.dataverse_url,
-            now=app.registration_ports().clock(),
+            now=app.registration_ports().clock(), attributes=app.dataverse_attributes,
         )  # fmt: skip
 
     return _respond(req, app, "PUT", run, {200: CredentialsView})
@@ -132,6 +132,8 @@ def _respond(
         return json_response(answer.status, payload, answer.headers)
     except ApiError as exc:
         return error_response(exc)
+    except admin.InputError as exc:  # e.g. a mapped column the org's Dataverse does not have
+        return error_response(ApiError(400, "invalid_field", str(exc), exc.field))
     except admin.RefusedError as exc:  # ON24 refused the credentials, or the Dataverse URL is another org's
         return error_response(ApiError(422, exc.code, str(exc), exc.field))
     except ThrottledError as exc:

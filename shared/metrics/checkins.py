@@ -9,8 +9,12 @@ the provider's registrant id, then by email within the webinar. Each matched reg
 so every check-in in window is written again once: do it only on purpose, by bumping ``METRICS_HASH_VERSION``
 (and saying so in the release notes). Version 1 is stored without a prefix (what every existing ledger row and
 index holds); later versions carry theirs (``"2:…"``), so a row hashed under another version never compares equal.
-``tests/unit/test_metrics_plan.py`` pins version 1's hash of a known row: it fails when the inputs change
-without a bump.
+``tests/unit/test_metrics_plan.py`` pins the hash of a known row: it fails when the inputs change without a bump.
+
+Version 2 (issue 21): the hash covers the check-in's columns, the registration columns the org's field mapping
+writes, and the mapping's fingerprint. An org without a mapping gets the same check-in columns as under version 1,
+written once more (in ``$batch``) because the hash changed; an org that changes its mapping gets its check-ins
+rewritten once under the new one. The match index's page marks carry the same version (``index_version``).
 """
 
 from __future__ import annotations
@@ -25,14 +29,21 @@ from typing import Any, Final, Protocol
 
 from shared.crm import CheckIn, checkin_id
 from shared.dataverse import BatchResult
+from shared.fieldmap import EMPTY, FieldMapping
 from shared.metrics.index import MATCHABLE, IndexRow
 from shared.store.sync_state import COUNTERS
 from shared.webinars import AttendanceRow
 
 _log = logging.getLogger(__name__)
 
-METRICS_HASH_VERSION: Final = 1
+METRICS_HASH_VERSION: Final = 2
 """Version of the check-in hash's inputs (see the module docstring before changing ``checkin_fields``)."""
+
+
+def index_version(mapping: FieldMapping) -> int | str:
+    """The match index's hash version: the hash version, and the mapping's fingerprint when there is one (page
+    marks recorded under another mapping are dropped, so every page is read and written once under this one)."""
+    return f"{METRICS_HASH_VERSION}:{mapping.fingerprint}" if mapping else METRICS_HASH_VERSION
 
 
 
@@ -47,13 +58,14 @@ class Registration(Protocol):
     def contact_id(self) -> str | None: ...
 
 
-def checkin_fields(entry: Registration, row: AttendanceRow) -> dict[str, Any]:
+def checkin_fields(entry: Registration, row: AttendanceRow, mapping: FieldMapping = EMPTY) -> dict[str, Any]:
     """The check-in columns for one attendee (an event check-in linked to registration, event and contact).
 
     Viewing duration = live + on-demand minutes. "Number of interactions" = questions asked + polls answered (both
     are the attendee acting in the webinar). Check-in time = first activity; check-out time = last activity.
+    These standard columns keep this meaning; the org's mapping adds its own check-in columns beside them.
     """
-    return CheckIn(
+    fields = CheckIn(
         registration_id=entry.registration_id,
         crm_event_id=entry.crm_event_id,
         contact_id=entry.contact_id,
@@ -62,13 +74,18 @@ def checkin_fields(entry: Registration, row: AttendanceRow) -> dict[str, Any]:
         checked_in_at=row.first_activity,
         checked_out_at=row.last_activity,
     ).fields()
+    if mapping.to_crm:
+        fields.update(mapping.crm_values(row)[0])
+    return fields
 
 
-def metrics_hash(fields: dict[str, Any]) -> str:
-    """The hash of a check-in's columns under ``METRICS_HASH_VERSION``."""
-    text = json.dumps(fields, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+def metrics_hash(fields: dict[str, Any], registration: dict[str, Any] | None = None, fingerprint: str = "") -> str:
+    """The hash of what one attendee's row writes (check-in columns, mapped registration columns, the mapping's
+    fingerprint) under ``METRICS_HASH_VERSION``."""
+    inputs = [fields, registration or {}, fingerprint]
+    text = json.dumps(inputs, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-    return digest if METRICS_HASH_VERSION == 1 else f"{METRICS_HASH_VERSION}:{digest}"
+    return f"{METRICS_HASH_VERSION}:{digest}"
 
 
 class Matcher:
@@ -106,6 +123,9 @@ class Matcher:
 
 class CheckinSink(Protocol):
     def upsert_checkins(self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4) -> BatchResult: ...
+    def update_registrations(
+        self, rows: Sequence[tuple[str, dict[str, Any]]], *, max_parallel: int = 4
+    ) -> BatchResult: ...
 
 
 class HashStore(Protocol):
@@ -126,8 +146,10 @@ class CheckinWriter:
     hashes: HashStore
     matcher: Matcher
     max_parallel: int
+    mapping: FieldMapping = EMPTY
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _registrations: dict[str, dict[str, Any]] = field(default_factory=dict)  # check-in id -> mapped columns
     _hashes: dict[str, tuple[str, str]] = field(default_factory=dict)  # check-in id -> (registration id, hash)
 
     @property
@@ -151,13 +173,16 @@ class CheckinWriter:
                 continue
             self.counts["matched"] += 1
             matched.append(entry.registration_id)
-            fields = checkin_fields(entry, row)
-            digest = metrics_hash(fields)
+            fields = checkin_fields(entry, row, self.mapping)
+            registration = self.mapping.crm_values(row)[1] if self.mapping.to_crm else {}
+            digest = metrics_hash(fields, registration, self.mapping.fingerprint)
             if digest == entry.metrics_hash:
                 self.counts["unchanged"] += 1
                 continue
             cid = checkin_id(self.org_id, entry.registration_id)
             self._pending[cid] = fields
+            if registration:
+                self._registrations[cid] = registration
             self._hashes[cid] = (entry.registration_id, digest)
         return matched, unmatched
 
@@ -169,19 +194,27 @@ class CheckinWriter:
         self.counts["unmatched"] += unmatched
 
     def flush(self) -> list[str]:
-        """Write what is collected; record the hashes of the rows written. Returns the registrations whose
-        check-ins were not written."""
+        """Write what is collected (check-ins, then the mapped registration columns of those written, each in
+        ``$batch``); record the hashes of the rows fully written. Returns the registrations not fully written."""
         if not self._pending:
             return []
         batch, batch_hashes = list(self._pending.items()), dict(self._hashes)
+        registrations = dict(self._registrations)
         self._pending.clear()  # a failed batch is not sent again by this run: the next pull re-reads its attendees
         self._hashes.clear()
+        self._registrations.clear()
         result = self.crm.upsert_checkins(batch, max_parallel=self.max_parallel)
-        written = {cid: batch_hashes[cid] for cid in result.succeeded}
+        failed = dict(result.failed)
+        second = [(batch_hashes[cid][0], registrations[cid]) for cid in result.succeeded if cid in registrations]
+        if second:  # registration columns only for check-ins written: a row is never half-recorded as done
+            by_registration = {batch_hashes[cid][0]: cid for cid in registrations}
+            refused = self.crm.update_registrations(second, max_parallel=self.max_parallel).failed
+            failed.update({by_registration[reg]: f"registration columns: {why}" for reg, why in refused.items()})
+        written = {cid: batch_hashes[cid] for cid in result.succeeded if cid not in failed}
         self.hashes.set_metrics_hashes(self.org_id, dict(written.values()))
-        self.counts["written"] += len(result.succeeded)
-        self.counts["failed"] += len(result.failed)
-        for cid, reason in list(result.failed.items())[:5]:
+        self.counts["written"] += len(written)
+        self.counts["failed"] += len(failed)
+        for cid, reason in list(failed.items())[:5]:
             registration = batch_hashes[cid][0]
             _log.error(
                 "metrics: check-in %s of org %s refused by Dataverse: %s",
@@ -190,4 +223,4 @@ class CheckinWriter:
                 reason,
                 extra={"org_id": self.org_id, "on24_event_id": self.webinar_id, "registration_id": registration},
             )
-        return [batch_hashes[cid][0] for cid in result.failed]
+        return [batch_hashes[cid][0] for cid in failed]

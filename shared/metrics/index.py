@@ -80,7 +80,7 @@ class PageMark:
 class MatchIndex:
     org_id: str
     webinar_id: str
-    hash_version: int
+    hash_version: int | str
     email_key: EmailHasher
     """The keyed hash that stands for an email in the index (``shared.emailhash``, purpose ``match-index``)."""
     rows: dict[str, IndexRow] = field(default_factory=dict)
@@ -211,7 +211,7 @@ class MatchIndex:
         cls,
         org_id: str,
         webinar_id: str,
-        hash_version: int,
+        hash_version: int | str,
         email_key: EmailHasher,
         data: bytes | None,
         etag: str | None = None,

@@ -22,8 +22,10 @@ from typing import Literal, Protocol
 
 from shared.emailhash import EmailHasher
 from shared.errors import NotFoundError, TransientError
-from shared.metrics.checkins import METRICS_HASH_VERSION, CheckinSink, CheckinWriter, Matcher
+from shared.fieldmap import EMPTY, FieldMapping
+from shared.metrics.checkins import CheckinSink, CheckinWriter, Matcher, index_version
 from shared.metrics.index import MatchIndex, PageMark
+from shared.metrics.noshow import closing_due, whole_window_start, write_no_shows
 from shared.metrics.schedule import (
     MAX_STEP_BACK_PAGES,
     META_REFRESH,
@@ -100,6 +102,8 @@ class Pull:
     max_parallel: int
     email_key: EmailHasher
     """Keys the match index's email hashes (``shared.emailhash``, purpose ``match-index``)."""
+    mapping: FieldMapping = EMPTY
+    """The org's field mapping (``shared.fieldmap``): extra check-in and registration columns, the no-show."""
 
 
 class _OutOfTime(Exception):
@@ -119,9 +123,10 @@ def pull_webinar_now(
         if isinstance(refreshed, WebinarReport):
             return refreshed
         state = refreshed
-    if not force and not is_due(state, signpost):
+    closing = closing_due(pull.mapping, state, now)  # the no-show pass (shared.metrics.noshow)
+    if not force and not closing and not is_due(state, signpost):
         return WebinarReport(pull.org_id, state.webinar_id, "not due")
-    return _read_and_write(pull, state, now=now, signpost=signpost, deadline=deadline)
+    return _read_and_write(pull, state, now=now, signpost=signpost, deadline=deadline, closing=closing)
 
 
 def _refresh_schedule(pull: Pull, state: WebinarSyncState, now: datetime) -> WebinarSyncState | WebinarReport:
@@ -176,14 +181,15 @@ def not_found(state: WebinarSyncState, now: datetime, error: str) -> WebinarSync
 
 
 def _read_and_write(
-    pull: Pull, state: WebinarSyncState, *, now: datetime, signpost: datetime, deadline: float
+    pull: Pull, state: WebinarSyncState, *, now: datetime, signpost: datetime, deadline: float, closing: bool = False
 ) -> WebinarReport:
     resumed = state.pending_end is not None
     start, end, _ = pull_window(state, signpost=signpost, lookback=pull.lookback)
+    if closing and not resumed:  # the no-show pass reads the whole list
+        start = whole_window_start(state)
     index = _match_index(pull, state.webinar_id, now)
-    writer = CheckinWriter(
-        pull.org_id, state.webinar_id, pull.crm, index, Matcher(index.email_key, index.rows.values()), pull.max_parallel
-    )
+    matcher = Matcher(index.email_key, index.rows.values())
+    writer = CheckinWriter(pull.org_id, state.webinar_id, pull.crm, index, matcher, pull.max_parallel, pull.mapping)
     counts = writer.counts
     if resumed:  # resumed pull: keep its tally
         counts.update({k: v for k, v in state.counts.items() if k in counts})
@@ -220,6 +226,8 @@ def _read_and_write(
                 if out_of_time:
                     raise _OutOfTime
         index.unmark_pages_of(writer.flush())
+        if closing and start == whole_window_start(state) and not writer.counts["failed"]:
+            state = _mark_no_shows(pull, state, index, counts)
         if index.changed:
             _save_index(pull, index)
     except _OutOfTime:
@@ -234,10 +242,26 @@ def _read_and_write(
     return _finish(pull, state, counts, now=now, window=(start, end), resumed=resumed)
 
 
+def _mark_no_shows(pull: Pull, state: WebinarSyncState, index: MatchIndex, counts: dict[str, int]) -> WebinarSyncState:
+    """The closing pass read the whole list: write the no-shows; the mark is set only when all were written."""
+    written, failed = write_no_shows(pull.crm, pull.mapping, index, max_parallel=pull.max_parallel)
+    counts["noShows"] = written
+    where = {"org_id": pull.org_id, "on24_event_id": state.webinar_id}
+    for reg, reason in list(failed.items())[:5]:
+        _log.error("metrics: no-show of registration %s (webinar %s, org %s) refused by Dataverse: %s", reg,
+                   state.webinar_id, pull.org_id, reason, extra={**where, "registration_id": reg})  # fmt: skip
+    if failed:
+        counts["failed"] += len(failed)
+        return state
+    _log.info("metrics: webinar %s of org %s closed: %d no-shows marked", state.webinar_id, pull.org_id, written,
+              extra={"org_id": pull.org_id, "on24_event_id": state.webinar_id})  # fmt: skip
+    return replace(state, no_show_mark=pull.mapping.no_show_fingerprint)
+
+
 def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:
     """The webinar's match index, brought up to date with the ledger rows written since it was last refreshed."""
     stored, etag = pull.indexes.load(pull.org_id, webinar_id)
-    index = MatchIndex.from_bytes(pull.org_id, webinar_id, METRICS_HASH_VERSION, pull.email_key, stored, etag)
+    index = MatchIndex.from_bytes(pull.org_id, webinar_id, index_version(pull.mapping), pull.email_key, stored, etag)
     since = index.refresh_since()
     changed = pull.ledger.entries(pull.org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS, updated_since=since)
     index.refresh(changed, now)

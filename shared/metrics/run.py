@@ -30,8 +30,10 @@ from shared.errors import (
     PermanentError,
     TransientError,
 )
+from shared.fieldmap import FieldMapping
 from shared.ids import is_webinar_id
 from shared.metrics.checkins import CheckinSink
+from shared.metrics.noshow import closing_due
 from shared.metrics.pull import IndexStore, Pull, PullLedger, WebinarReport, pull_webinar_now
 from shared.metrics.schedule import is_due, priority
 from shared.ratelimit import RateLimiter
@@ -251,7 +253,12 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
             fresh = WebinarSyncState(org_id=org.org_id, webinar_id=webinar_id)
             known[webinar_id] = ports.sync.save(fresh) or ports.sync.get(org.org_id, webinar_id) or fresh
     ports.sync.set_discovery_mark(org.org_id, signpost - DISCOVERY_OVERLAP)
-    due = [state for state in known.values() if _is_event_id(state.webinar_id) and is_due(state, signpost)]
+    mapping = FieldMapping.from_json(org.field_mapping)  # unreadable (ConfigError): this org fails, the others run
+    due = [
+        state
+        for state in known.values()
+        if _is_event_id(state.webinar_id) and (is_due(state, signpost) or closing_due(mapping, state, signpost))
+    ]
     return due, problems
 
 
@@ -298,6 +305,7 @@ def _sync_webinar(
         chunk_rows=options.chunk_rows,
         max_parallel=options.max_parallel,
         email_key=email_key,
+        mapping=FieldMapping.from_json(org.field_mapping),
     )
     return pull_webinar_now(pull, state, signpost=signpost, deadline=deadline, force=force)
 

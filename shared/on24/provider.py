@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from shared.ids import ACCOUNT_ID_PATTERN
 from shared.on24._client import On24Client
+from shared.on24._forms import FIELD_MAX_LENGTHS
 from shared.on24._models import Attendee, On24Credentials, On24Event, RegistrantFields, attendees_of
 from shared.webinars import AttendancePage, AttendanceRow, Person, WebinarSchedule
 
@@ -71,21 +72,36 @@ def _attendance_rows(rows: list[dict[str, Any]]) -> list[AttendanceRow]:
 
 
 def registrant_fields(person: Person, registration_id: str) -> RegistrantFields:
-    """ON24's registrant form for a person; ``exteventusercd`` carries the CRM registration id."""
-    return RegistrantFields(
-        email=person.email,
-        firstname=person.first_name or None,
-        lastname=person.last_name or None,
-        company=person.company,
-        jobtitle=person.job_title,
-        country=person.country,
-        workphone=person.work_phone,
-        city=person.city,
-        state=person.state,
-        zip=person.zip,
-        addressstreet1=person.address_street1,
-        exteventusercd=registration_id,
+    """ON24's registrant form for a person; ``exteventusercd`` carries the CRM registration id. Fields the org's
+    mapping sets (``Person.extra``) override the standard ones; ON24's length limits apply when sent."""
+    fields: dict[str, str | None] = {
+        "email": person.email,
+        "firstname": person.first_name or None,
+        "lastname": person.last_name or None,
+        "company": person.company,
+        "jobtitle": person.job_title,
+        "country": person.country,
+        "workphone": person.work_phone,
+        "city": person.city,
+        "state": person.state,
+        "zip": person.zip,
+        "addressstreet1": person.address_street1,
+    }
+    fields.update((name, value) for name, value in person.extra if name in MAPPABLE_FIELDS)
+    return RegistrantFields(**fields, exteventusercd=registration_id)
+
+
+MAPPABLE_FIELDS: dict[str, int] = {
+    name: FIELD_MAX_LENGTHS[name]
+    for name in (
+        "company", "jobtitle", "jobfunction", "addressstreet1", "addressstreet2", "city", "state", "zip", "country",
+        "workphone", "homephone", "fax", "companyindustry", "companysize", "partnerref", "other", "notes",
+        *(f"std{n}" for n in range(1, 11)),
     )
+}  # fmt: skip
+"""ON24 registration fields an org's field mapping may fill, with ON24's length limits (reference §2). Never the
+email (the registrant's key), the names, ``exteventusercd`` (the CRM registration id metrics match on) or the
+e-mail flags."""
 
 
 def schedule_of(event: On24Event) -> WebinarSchedule:
@@ -96,7 +112,14 @@ def schedule_of(event: On24Event) -> WebinarSchedule:
 
 
 def attendance_of(attendee: Attendee) -> AttendanceRow:
-    """An attendee row: ON24's cumulative minutes when present, else the session's; the earliest and latest activity."""
+    """An attendee row: ON24's cumulative minutes when present, else the session's; the earliest and latest activity.
+
+    Field by field (``reference/on24-api.md`` §3): ``cumulativeliveminutes``/``liveminutes`` and
+    ``cumulativearchiveminutes``/``archiveminutes`` (live and on demand, kept apart), ``askedquestions``,
+    ``answeredpolls``, ``answeredsurveys``, ``resourcesdownloaded`` (counts), ``engagementscore`` (decimal 0-10;
+    uncertain: ON24 caches it 3-24 h, so it may lag the minutes, and how it is computed is not documented),
+    ``first``/``lastliveactivity`` and ``first``/``lastarchiveactivity`` (the earliest and latest of either).
+    """
     firsts = [t for t in (attendee.firstliveactivity, attendee.firstarchiveactivity) if t is not None]
     lasts = [t for t in (attendee.lastliveactivity, attendee.lastarchiveactivity) if t is not None]
     return AttendanceRow(
@@ -107,9 +130,25 @@ def attendance_of(attendee: Attendee) -> AttendanceRow:
         on_demand_minutes=_first(attendee.cumulativearchiveminutes, attendee.archiveminutes),
         questions=_first(attendee.askedquestions),
         polls=_first(attendee.answeredpolls),
+        surveys=_first(attendee.answeredsurveys),
+        resources=_first(attendee.resourcesdownloaded),
+        engagement_score=attendee.engagementscore,
         first_activity=min(firsts) if firsts else None,
         last_activity=max(lasts) if lasts else None,
+        attended_live=_attended(attendee.cumulativeliveminutes, attendee.liveminutes, attendee.firstliveactivity),
+        attended_on_demand=_attended(
+            attendee.cumulativearchiveminutes, attendee.archiveminutes, attendee.firstarchiveactivity
+        ),
     )
+
+
+def _attended(cumulative: int | None, minutes: int | None, first: datetime | None) -> bool:
+    """Live (or on-demand) attendance: minutes above 0 or a first activity time on that channel.
+
+    Uncertain (reference §3): ON24 rounds 0 < m < 1 minute up to 1, so a short visit still counts; whether an
+    attendee who only answered a poll without the player running gets an activity time is not documented.
+    """
+    return _first(cumulative, minutes) > 0 or first is not None
 
 
 def _first(*values: int | None) -> int:
@@ -129,6 +168,7 @@ class CredentialsBody(BaseModel):
     access_token_key: _Token = Field(alias="accessTokenKey")
     access_token_secret: _Token = Field(alias="accessTokenSecret")
     region: Literal["na", "eu"] = "na"
+    mapping_targets: ClassVar[Mapping[str, int]]  # set below: ON24 fields an org's field mapping may fill
 
     @field_validator("access_token_key", "access_token_secret")
     @classmethod
@@ -168,3 +208,6 @@ def credentials_of(account_id: str, region: str, secrets: Mapping[str, Any]) -> 
         access_token_secret=secrets["accessTokenSecret"],
         region="eu" if region == "eu" else "na",
     )
+
+
+CredentialsBody.mapping_targets = MAPPABLE_FIELDS

@@ -4,11 +4,13 @@ message does not carry."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from shared.crm import (
     CrmEvent,
 )
 from shared.errors import NotFoundError, PermanentError
+from shared.fieldmap import CONTACT, EMPTY, REGISTRATION, FieldMapping
 from shared.ids import is_webinar_id
 from shared.messages import RegistrationCommand, person_from_crm
 from shared.registration.ports import CrmRegistrations, Desired, OutcomeStatus
@@ -21,9 +23,17 @@ _log = logging.getLogger(__name__)
 
 
 def resolve(
-    cmd: RegistrationCommand, entry: LedgerEntry | None, crm: CrmRegistrations | None, priority: int
+    cmd: RegistrationCommand,
+    entry: LedgerEntry | None,
+    crm: CrmRegistrations | None,
+    priority: int,
+    mapping: FieldMapping = EMPTY,
 ) -> Desired:
     """What ON24 should hold, reading CRM only for what the message does not carry.
+
+    The org's field mapping (``shared.fieldmap``) adds provider fields: constants always, CRM columns from the
+    registration and contact reads this message makes anyway (their ``$select`` is extended, no extra request).
+    A message that carries its attendee (a canonical message) reads no contact, so contact columns are not sent.
 
     A registration cancelled, deactivated or deleted in CRM, or whose contact was deleted, should hold
     nothing; so should one whose event is not (or no longer) an ON24 webinar.
@@ -42,6 +52,7 @@ def resolve(
     if cmd.action == "cancel":
         return removal("cancelled", None)
     webinar_id, attendee = cmd.webinar_id, cmd.person
+    mapped: dict[str, dict[str, Any] | None] = {REGISTRATION: None, CONTACT: None}
     if cmd.source == "dataverse" or webinar_id is None or attendee is None:
         if crm is None:
             raise PermanentError(
@@ -50,9 +61,10 @@ def resolve(
             )
         if cmd.source == "dataverse" or crm_event_id is None or (attendee is None and contact_id is None):
             try:
-                registration = crm.get_registration(cmd.registration_id)
+                registration = crm.get_registration(cmd.registration_id, columns=mapping.columns_of(REGISTRATION))
             except NotFoundError:
                 return removal("cancelled", "the registration no longer exists in CRM")
+            mapped[REGISTRATION] = registration.mapped
             crm_event_id = registration.event_id or crm_event_id
             contact_id = registration.contact_id or contact_id
             if not registration.is_active:
@@ -71,7 +83,7 @@ def resolve(
             if contact_id is None:
                 raise PermanentError("the registration has no contact")
             try:
-                contact = crm.get_contact(contact_id)
+                contact = crm.get_contact(contact_id, columns=mapping.columns_of(CONTACT))
             except NotFoundError:
                 return removal("cancelled", f"contact {contact_id} no longer exists in CRM")
             attendee = person_from_crm(
@@ -83,6 +95,9 @@ def resolve(
                 job_title=contact.job_title,
                 country=contact.country,
             )
+            mapped[CONTACT] = contact.mapped
+    if mapping.to_provider:
+        attendee = attendee.model_copy(update={"extra": mapping.provider_fields(mapped[REGISTRATION], mapped[CONTACT])})
     target = RegistrantRef(webinar_id, attendee.email)
     return Desired(priority, target, attendee, "registered", None, crm_event_id, contact_id)
 

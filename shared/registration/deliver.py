@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from shared.errors import BusyError, CredentialsRejectedError, PermanentError, TransientError
+from shared.fieldmap import FieldMapping
 from shared.messages import ContactErasure, RegistrationCommand
 from shared.registration.act import act
 from shared.registration.decide import resolve
@@ -162,7 +163,7 @@ def _apply_message(
     if early is not None and entry is not None:
         return no_op_outcome(ports, cmd, crm, entry, early)
     try:
-        desired = resolve(cmd, entry, crm, declared.priority)
+        desired = resolve(cmd, entry, crm, declared.priority, FieldMapping.from_json(org.field_mapping))
     except PermanentError as exc:
         return record_failure(ports, cmd, crm, declared, str(exc))
     checked = time.monotonic()  # before the tombstone query is sent (see ``forgotten.TOMBSTONE_SETTLE``)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -34,9 +34,9 @@ DISABLED = "integration disabled: no ON24 credentials for org"
 
 # ---- ports ----------------------------------------------------------------------------------------------------
 class CrmRegistrations(Protocol):
-    def get_registration(self, registration_id: str) -> CrmRegistration: ...
+    def get_registration(self, registration_id: str, columns: Sequence[str] = ()) -> CrmRegistration: ...
     def get_event(self, event_id: str) -> CrmEvent: ...
-    def get_contact(self, contact_id: str) -> Contact: ...
+    def get_contact(self, contact_id: str, columns: Sequence[str] = ()) -> Contact: ...
     def update_registration_sync(
         self, registration_id: str, *, registrant_id: str | None, synced: bool, publishing_state: int | None
     ) -> None: ...

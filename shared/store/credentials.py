@@ -65,6 +65,9 @@ class OrgRecord:
     """Failed attempts in a row to reach ON24 or CRM for the org's parked registrations (0: not parking)."""
     park_until: datetime | None = None
     """When the org's parked registrations are next due (None: it has none)."""
+    field_mapping: str = ""
+    """The org's field mapping (``shared.fieldmap.FieldMapping.to_json``; "" none): set by the admin with the
+    credentials, not a secret, so stored in the clear."""
 
     @property
     def parking(self) -> bool:
@@ -96,6 +99,7 @@ class OrgRecord:
             "MetricsAt": self.metrics_at,
             "ParkFailures": self.park_failures,
             "ParkUntil": self.park_until or EPOCH,
+            "FieldMapping": self.field_mapping,
         }
 
     @classmethod
@@ -119,6 +123,7 @@ class OrgRecord:
             metrics_at=entity.get("MetricsAt") if isinstance(entity.get("MetricsAt"), datetime) else None,
             park_failures=int(entity.get("ParkFailures") or 0),
             park_until=moment(entity.get("ParkUntil")),
+            field_mapping=str(entity.get("FieldMapping") or ""),
         )
 
 

@@ -57,6 +57,9 @@ class WebinarSyncState:
     """The first of those answers."""
     recheck_at: datetime | None = None
     """While the provider does not know the webinar: no provider call for it before then (backoff)."""
+    no_show_mark: str = ""
+    """The fingerprint of the field mapping's ``noShow`` entry under which the webinar's no-shows were written after
+    its window closed ("": not yet); see ``shared.metrics.noshow``."""
     etag: str | None = field(default=None, compare=False)
 
     def to_entity(self) -> dict[str, Any]:
@@ -80,6 +83,7 @@ class WebinarSyncState:
             "NotFoundCount": self.not_found_count,
             "NotFoundSince": self.not_found_since or EPOCH,
             "RecheckAt": self.recheck_at or EPOCH,
+            "NoShowMark": self.no_show_mark,
         }
         for name in COUNTERS:
             entity[f"Count{name.capitalize()}"] = int(self.counts.get(name, 0))
@@ -111,6 +115,7 @@ class WebinarSyncState:
             not_found_count=int(entity.get("NotFoundCount") or 0),
             not_found_since=when("NotFoundSince"),
             recheck_at=when("RecheckAt"),
+            no_show_mark=str(entity.get("NoShowMark") or ""),
             etag=codec.etag_of(entity),
         )
 

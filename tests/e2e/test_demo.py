@@ -106,6 +106,11 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(marker: str) -> None:
     assert {"Name", "Email", "Publishing state", "ON24 registrant", "Minutes", "Interactions"} <= set(rows[0])
     minutes = [int(row["Minutes"]) for row in rows if row["Minutes"].isdigit()]
     assert any(m > 0 for m in minutes), "no registrant has viewing minutes"
+    attended = [row for row in rows if row["Minutes"].isdigit()]
+    assert all(int(r["Minutes"]) == int(r["Live"]) + int(r["On demand"]) for r in attended), "minutes kept apart"
+    assert {r["Attendance"] for r in attended} <= {"live", "on_demand", "both"} and len(attended) > 0
+    assert any(r["Attendance"] == "both" for r in attended) and any(r["Attendance"] == "on_demand" for r in attended)
+    assert all(0 <= float(r["Engagement"]) <= 10 for r in attended), "ON24's engagement score, 0-10"
     assert any(row["Publishing state"] == "Published" and row["ON24 registrant"].isdigit() for row in rows)
     assert any(row["Publishing state"] == "Webinar provider error" for row in rows), "the no-email failure"
     assert "Zoë Ångström" in output, "non-ASCII names survive the round trip"

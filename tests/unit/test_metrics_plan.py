@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -168,10 +170,11 @@ def test_event_window_runs_to_the_end_of_on_demand_plus_grace() -> None:
     assert with_schedule(state(), empty, now=NOW, grace=timedelta(days=30)).window_end is None
 
 
-def test_version_1_of_the_metrics_hash_is_what_the_ledger_holds() -> None:
-    """The hash every existing ledger row holds (computed by the release before the provider seam). If this fails,
-    the check-in's inputs changed: every check-in in window would be written again. Do that only on purpose, by
-    bumping ``METRICS_HASH_VERSION`` (``shared/metrics/checkins.py``) and updating this pin."""
+def test_the_standard_check_in_columns_keep_their_version_1_meaning_and_version_2_is_pinned() -> None:
+    """Version 1's hash (what every existing ledger row holds, the release before issue 21) of the check-in columns
+    built today is unchanged: an org without a field mapping gets the same columns. Version 2's hash of the same
+    row is pinned: if it fails, the hash's inputs changed and every check-in in window would be written again. Do
+    that only on purpose, by bumping ``METRICS_HASH_VERSION`` (``shared/metrics/checkins.py``) and this pin."""
     first = datetime(2026, 11, 20, 10, 2, tzinfo=UTC)
     known = entry(
         crm_event_id="b7e1c2d3-4f5a-4b6c-8d9e-0a1b2c3d4e5f",
@@ -188,4 +191,8 @@ def test_version_1_of_the_metrics_hash_is_what_the_ledger_holds() -> None:
         firstliveactivity=first,
         lastarchiveactivity=first + timedelta(hours=3),
     )
-    assert metrics_hash(checkin_fields(known, attended)) == "ce6251d895ea8163ba8367e76168560e"
+    fields = checkin_fields(known, attended)
+    text = json.dumps(fields, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest()[:32] == "ce6251d895ea8163ba8367e76168560e"
+    assert METRICS_HASH_VERSION == 2
+    assert metrics_hash(fields) == "2:0f145d32c0dd955e448d2da6a012fb74"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,13 +88,13 @@ class FakeCrm:
         self.canceled = False
         self.synced: list[dict[str, Any]] = []
 
-    def get_registration(self, registration_id: str) -> CrmRegistration:
+    def get_registration(self, registration_id: str, columns: Sequence[str] = ()) -> CrmRegistration:
         return CrmRegistration(id=registration_id, event_id=EVENT, contact_id=CONTACT, is_canceled=self.canceled)
 
     def get_event(self, event_id: str) -> CrmEvent:
         return CrmEvent(id=event_id, webinar_id=self.webinar_id)
 
-    def get_contact(self, contact_id: str) -> Contact:
+    def get_contact(self, contact_id: str, columns: Sequence[str] = ()) -> Contact:
         return Contact(id=contact_id, email=self.email, first_name="Ada", last_name="Lovelace")
 
     def update_registration_sync(self, registration_id: str, **fields: Any) -> None:
