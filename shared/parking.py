@@ -19,12 +19,13 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.errors import BusyError, TransientError
 from shared.messages import RegistrationCommand
 from shared.registration import Outcome, RegistrationPorts, handle_registration
-from shared.store.credentials import CredentialStore
+from shared.registration.lease import LeaseHeld
+from shared.store.credentials import CredentialStore, OrgRecord
 from shared.store.parked import ParkedMessage, ParkedMessages
 
 _log = logging.getLogger(__name__)
@@ -52,11 +53,12 @@ def retry_parked(
         TransientError, ConfigError: storage or the app's configuration fails; the next run starts over.
     """
     started, now, report = time.monotonic(), ports.clock(), RetryReport()
-    for org in credentials.due_for_parked_work(now):
+    for org in _due_orgs(credentials, parked, now):
         if time.monotonic() - started > budget_seconds:
             break
         failures = org.park_failures
-        messages = sorted(parked.for_org(org.org_id), key=lambda m: m.next_attempt_at)
+        due = (m for m in parked.for_org(org.org_id) if m.next_attempt_at <= now)  # busy ones wait for their row
+        messages = sorted(due, key=lambda m: m.next_attempt_at)
         for position, message in enumerate(messages):
             if time.monotonic() - started > budget_seconds:
                 credentials.set_parking(org.org_id, failures, now)  # due again at once: carry on next run
@@ -64,8 +66,9 @@ def retry_parked(
                 break
             try:
                 outcome = _redrive(ports, message)
-            except BusyError as exc:
-                parked.reschedule(message, next_attempt_at=now + BUSY_RETRY, error=str(exc))
+            except BusyError as exc:  # held by another delivery: due again when the row frees, not an outage
+                until = exc.until if isinstance(exc, LeaseHeld) else now + BUSY_RETRY
+                parked.reschedule(message, next_attempt_at=until, error=str(exc))
                 continue
             except TransientError as exc:
                 failures += 1
@@ -92,6 +95,18 @@ def retry_parked(
     if now.minute == 0:
         report.dropped = _drop_orphans(ports, credentials, parked)
     return report
+
+
+def _due_orgs(credentials: CredentialStore, parked: ParkedMessages, now: datetime) -> list[OrgRecord]:
+    """The orgs whose parked work is due: by the org's own time (``park_until``; an org that is parking backs
+    off as a whole), and orgs not parking that hold a message due by its own time (parked alone while its
+    registration was busy; found even if a concurrent run's ``set_parking`` overwrote the org's time)."""
+    due = {org.org_id: org for org in credentials.due_for_parked_work(now)}
+    for org_id in sorted(parked.due_org_ids(now) - due.keys()):
+        org = credentials.get(org_id)
+        if org is not None and not org.parking:
+            due[org_id] = org
+    return list(due.values())
 
 
 def _redrive(ports: RegistrationPorts, message: ParkedMessage) -> Outcome:

@@ -12,7 +12,7 @@ from shared.errors import BusyError, PermanentError, TransientError
 from shared.messages import ContactErasure, RegistrationCommand
 from shared.registration.act import act
 from shared.registration.decide import resolve
-from shared.registration.lease import claim, guarded
+from shared.registration.lease import LeaseHeld, claim, guarded
 from shared.registration.ports import DISABLED, NoOpFound, Outcome, RegistrationPorts
 from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
 from shared.registration.rules import (
@@ -48,6 +48,10 @@ def handle_registration(
         redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
             registrations are being parked, and a transient failure raises for the caller to reschedule.
 
+    A Service Bus delivery (``delivery_count`` given) that finds the row held by another delivery past the
+    lease wait is parked alone until the row frees (``park_busy``): a lease orphaned by a killed worker lasts
+    longer than all of the message's deliveries would.
+
     Raises:
         TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
         ConfigError: the app is misconfigured; retrying after a fix will work.
@@ -71,6 +75,10 @@ def handle_registration(
         return park(ports, org, cmd, received_at, declared, "ON24 or CRM did not answer the org's last attempts")
     try:
         return _apply_message(ports, org, org_read_at, cmd, at, declared)
+    except LeaseHeld as exc:
+        if redrive or ports.parked is None or delivery_count is None:
+            raise
+        return park_busy(ports, cmd, received_at, declared, exc)
     except BusyError:
         raise  # another delivery is at it: not an outage
     except TransientError as exc:
@@ -116,6 +124,32 @@ def park(
         )
     )
     return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
+
+
+def park_busy(
+    ports: RegistrationPorts, cmd: RegistrationCommand, received_at: datetime, rank: Rank, busy: LeaseHeld
+) -> Outcome:
+    """Keep one message whose row another delivery holds, due when the row frees; the message then completes.
+
+    Only this message waits: the org is not parking, its other registrations go on as usual. RetryParked finds
+    the message by its own due time (``ParkedMessages.due_org_ids``); it keeps its rank, and a newer message
+    of the same registration parked later replaces it.
+    """
+    assert ports.parked is not None
+    kept = ports.parked.park(
+        ParkedMessage(
+            org_id=cmd.org_id,
+            key=cmd.registration_id,
+            command=cmd.model_dump_json(),
+            received_at=received_at,
+            message_at=rank.at,
+            priority=rank.priority,
+            next_attempt_at=busy.until,
+            parked_at=ports.clock(),
+            last_error=str(busy),
+        )
+    )
+    return Outcome("parked", f"{busy}; next attempt at {kept.next_attempt_at.isoformat()}")
 
 
 def _apply_message(

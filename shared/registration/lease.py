@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from shared.errors import BusyError, TransientError
@@ -24,6 +24,21 @@ from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
 from shared.webinars import Registrations
 
 _log = logging.getLogger(__name__)
+
+
+class LeaseHeld(BusyError):
+    """The row stayed busy for the whole wait; ``until`` is when it frees at the latest (its lease, or its quiet
+    time, runs out), so the message can be parked until then instead of using up Service Bus deliveries."""
+
+    def __init__(self, message: str, *, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def free_at(entry: LedgerEntry) -> datetime | None:
+    """When a busy row frees at the latest: the end of its lease, or of its quiet time if that is later."""
+    ends = [t for t in (entry.lease_until if entry.lease_id else None, entry.quiet_until) if t is not None]
+    return max(ends, default=None)
 
 
 # ---- step 2: claim --------------------------------------------------------------------------------------------
@@ -73,15 +88,19 @@ def guarded(
     decides again. ``change`` may return something other than a row to stop without writing.
 
     Raises:
-        TransientError: the row stayed busy: Service Bus redelivers the message later.
+        LeaseHeld: the row stayed busy: the message is parked until the lease's end (``shared.registration``),
+            or (without a parking) Service Bus redelivers it.
     """
     deadline = time.monotonic() + ports.lease_wait_seconds
     current = entry
     while True:
-        if current is not None and current.busy(ports.clock()):
+        if current is not None and current.busy(now := ports.clock()):
             if time.monotonic() >= deadline:
-                raise BusyError(
-                    f"registration {cmd.registration_id} (org {cmd.org_id!r}) is being processed by another delivery"
+                until = free_at(current) or now
+                raise LeaseHeld(
+                    f"registration {cmd.registration_id} (org {cmd.org_id!r}) is held by another delivery, or a "
+                    f"request of one may still land, until {until.isoformat()}",
+                    until=until,
                 )
             ports.sleep(0.05)
             current = ports.ledger.get(cmd.org_id, cmd.registration_id)
