@@ -84,12 +84,13 @@ def guarded(
     """Write ``change(row)`` under the row's etag, never over another delivery's live lease.
 
     ``entry`` is the row as last read, or None for a row assumed not to exist yet (the write then creates
-    it). A busy row is re-read every 50 ms for up to ``lease_wait_seconds``; a lost race re-reads and
+    it). A busy row (a live lease, or a quiet time while an unanswered request may still land) is re-read every
+    50 ms for up to ``lease_wait_seconds``: its holder usually releases it within. A lost race re-reads and
     decides again. ``change`` may return something other than a row to stop without writing.
 
     Raises:
-        LeaseHeld: the row stayed busy: the message is parked until the lease's end (``shared.registration``),
-            or (without a parking) Service Bus redelivers it.
+        LeaseHeld: the row stayed busy: the message is parked until the row frees
+            (``shared.registration.deliver.park_busy``), or (without a parking) Service Bus redelivers it.
     """
     deadline = time.monotonic() + ports.lease_wait_seconds
     current = entry
