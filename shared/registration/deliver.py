@@ -14,7 +14,7 @@ from shared.registration.act import act
 from shared.registration.decide import resolve
 from shared.registration.lease import LeaseHeld, claim, guarded
 from shared.registration.ports import DISABLED, NoOpFound, Outcome, RegistrationPorts
-from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
+from shared.registration.record import no_op_outcome, note_skip, record_failure, retry_crm_write, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
     PRIORITY,
@@ -182,6 +182,10 @@ def _apply_message(
     claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm))
     if isinstance(claimed, NoOpFound):
         return no_op_outcome(ports, cmd, crm, claimed.entry, claimed.kind)
+    if claimed.lease_id != lease_id and desired.target is not None:  # ON24 holds this content already
+        if crm is not None and not claimed.crm_settled:
+            return retry_crm_write(ports, cmd, crm, claimed)
+        return Outcome("duplicate", "ON24 already holds this content", claimed.webinar_id, claimed.registrant_id)
     if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded
         tell_crm(cmd, crm, claimed, failed=False, removed=False)
         return Outcome(desired.status, desired.reason, claimed.webinar_id, claimed.registrant_id)

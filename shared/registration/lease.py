@@ -16,6 +16,8 @@ from shared.registration.ports import CrmRegistrations, Desired, NoOpFound, Regi
 from shared.registration.rules import (
     Rank,
     after_interruption,
+    content_fingerprint,
+    holds_content,
     last_rank,
     no_op,
     plan,
@@ -51,10 +53,16 @@ def claim(
     lease_id: str,
     crm: CrmRegistrations | None,
 ) -> LedgerEntry | NoOpFound:
-    """The row with this delivery's lease and intent; or, when ON24 needs no call, the recorded decision."""
+    """The row with this delivery's lease and intent; or, when ON24 needs no call, the recorded decision.
+
+    A message whose content ON24 already holds (``holds_content``) only moves the row's rank forward, so that
+    newest-wins still holds; the row then carries no lease of this delivery, which tells the caller.
+    """
     kind = no_op(current, rank, crm_known=crm is not None)
     if kind is not None and current is not None:
         return NoOpFound(kind, current)
+    if current is not None and holds_content(current, desired.target, desired.person):
+        return with_rank(replace(current, lease_id=None, lease_until=None), rank)
     if current is not None:
         current = after_interruption(current)  # the row is not busy: an intent left on it was never confirmed
     base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
@@ -69,6 +77,7 @@ def claim(
         intent=Intent("remove" if desired.target is None else cmd.action, desired.target, rank.at, rank.priority),
         lease_id=lease_id,
         lease_until=ports.clock() + timedelta(seconds=ports.lease_seconds),
+        fingerprint=None,  # from here on, what ON24 holds is known again only when this delivery confirms it
     )
 
 
@@ -128,7 +137,8 @@ def decided(
     status: str,
     registrant_id: str | None = None,
 ) -> LedgerEntry:
-    """The row after a decision: what ON24 holds, the message's rank, and no lease or intent."""
+    """The row after a decision: what ON24 holds (and the fingerprint of the content it confirmed for
+    ``current``), the message's rank, and no lease or intent."""
     if current is not None:
         state: LedgerState = "registered"
     elif desired.target is None:
@@ -152,6 +162,7 @@ def decided(
         crm_settled=False,
         lease_id=None,
         lease_until=None,
+        fingerprint=content_fingerprint(current, desired.person) if current and desired.person else None,
     )
     return with_rank(row, rank)
 

@@ -38,6 +38,9 @@ from shared.store.tables import (
 _log = logging.getLogger(__name__)
 
 
+_PERSONAL_COLUMNS = {"Email": "", "Pending": "", "Fingerprint": ""}  # what retention empties
+
+
 def _rows_of(
     org_id: str, *, webinar_id: str | None = None, after: str | None = None, updated_since: datetime | None = None
 ) -> tuple[str, dict[str, Any]]:
@@ -153,7 +156,8 @@ class Ledger:
                 yield LedgerEntry.from_entity(entity)
 
     def clear_personal_data(self, entries: Sequence[LedgerEntry]) -> list[str]:
-        """Empty ``Email`` and ``Pending`` of rows that are still at the version read (``entry.etag``).
+        """Empty ``Email``, ``Pending`` and ``Fingerprint`` (a hash of the person's fields) of rows that are still
+        at the version read (``entry.etag``).
 
         Every other column stays: the ids, the state, the message rank, the metrics hash. A row written since it
         was read (a delivery took a lease, recorded an intent, ...) is left alone: no write ever lands on a row
@@ -168,7 +172,7 @@ class Ledger:
             operations: list[Any] = [
                 (
                     "update",
-                    {"PartitionKey": e.org_id, "RowKey": e.registration_id, "Email": "", "Pending": ""},
+                    {"PartitionKey": e.org_id, "RowKey": e.registration_id, **_PERSONAL_COLUMNS},
                     {"mode": UpdateMode.MERGE, "etag": e.etag, "match_condition": MatchConditions.IfNotModified},
                 )
                 for e in chunk

@@ -81,6 +81,9 @@ class LedgerEntry:
         lease_id, lease_until: the delivery that holds the row, and until when.
         quiet_until: no ON24 call for this registration before then: a request that went unanswered may
             still be applied by ON24 until that time.
+        fingerprint: a hash of the content ON24 confirmed for the registrant (its event and every person field
+            sent), None when unknown (cleared by every claim, so an interrupted change leaves it unknown). A
+            message that would send the same content needs no ON24 call.
     """
 
     org_id: str
@@ -102,6 +105,7 @@ class LedgerEntry:
     lease_until: datetime | None = None
     quiet_until: datetime | None = None
     metrics_hash: str | None = None
+    fingerprint: str | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
@@ -150,6 +154,7 @@ class LedgerEntry:
             "LeaseUntil": self.lease_until or EPOCH,
             "QuietUntil": self.quiet_until or EPOCH,
             "MetricsHash": self.metrics_hash or "",
+            "Fingerprint": self.fingerprint or "",
             "UpdatedAt": self.updated_at or datetime.now(UTC),
         }
 
@@ -185,6 +190,7 @@ class LedgerEntry:
             lease_until=when("LeaseUntil"),
             quiet_until=when("QuietUntil"),
             metrics_hash=text("MetricsHash"),
+            fingerprint=text("Fingerprint"),
             updated_at=when("UpdatedAt"),
             etag=codec.etag_of(entity),
         )

@@ -128,18 +128,28 @@ def parked_keys() -> list[str]:
     return [message.key for message in get_app().parked.iter_all()]
 
 
-def redrive_parked_when_due(limit: float = 30.0) -> None:
+def redrive_parked_when_due(limit: float = 30.0, *, wait: bool = True) -> None:
     """Run RetryParked once each parked message is due (the lease or quiet time it met has ended), until none
-    is left. The timer runs every minute; here it runs the moment the message is due."""
+    is left. The timer runs every minute; here it runs the moment the message is due: after waiting for it in
+    real time, or (``wait=False``, when no unanswered request may still land) on a clock moved to that moment."""
+    from dataclasses import replace
+
     from shared.parking import retry_parked
+    from shared.store.parked import PARKED_PARTITION
 
     app = get_app()
     deadline = time.monotonic() + limit
-    while parked := list(app.parked.iter_all()):
-        assert time.monotonic() < deadline, f"still parked: {parked}"
-        due = min(message.next_attempt_at for message in parked)
-        time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))  # real time: the leases here are real
-        retry_parked(app.registration_ports(), app.credentials, app.parked, budget_seconds=limit)
+    query = "PartitionKey eq @p and NextAttemptAt gt @epoch"  # parked messages (other tests plant other rows)
+    parameters = {"p": PARKED_PARTITION, "epoch": datetime(1970, 1, 2, tzinfo=UTC)}
+    while times := [r["NextAttemptAt"] for r in app.parked._table.query_entities(query, parameters=parameters)]:
+        assert time.monotonic() < deadline, f"still parked, due at {times}"
+        due = min(times)
+        ports = app.registration_ports()
+        if wait:
+            time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))  # real time: the leases here are real
+        else:
+            ports = replace(ports, clock=lambda due=due: max(datetime.now(UTC), due))
+        retry_parked(ports, app.credentials, app.parked, budget_seconds=limit)
 
 
 def active(on24: Any, reg: str) -> list[tuple[int, str]]:
