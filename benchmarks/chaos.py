@@ -528,13 +528,16 @@ class ServiceBusSimulation:
             for worker in list(self.workers):
                 if not worker.process.is_alive():
                     self._bury(worker)
-            if now >= self.next_kill:
+            if now >= self.next_kill and self._kills() < self.args.max_kills:
                 self._kill_one()
                 self.next_kill = now + self._kill_gap()
             if now - last_report >= 5:
                 last_report = now
                 report(f"{len(self.done)}/{total} messages completed, {self.stats.deliveries} deliveries, "
-                       f"{self.stats.kills_external + self.stats.kills_after_write} kills")  # fmt: skip
+                       f"{self._kills()} kills, {len(self.stats.dead_lettered)} dead-lettered")  # fmt: skip
+
+    def _kills(self) -> int:
+        return self.stats.kills_external + self.stats.kills_after_write
 
     def _dispatch(self) -> None:
         in_flight = sum(len(w.held) for w in self.workers)
@@ -758,6 +761,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=20.0,
         help="ON24 down (503) this long, a third of the way through: deliveries park, RetryParked re-drives (20)",
     )
+    add("--max-kills", type=int, default=1_000_000, help="stop killing at random times after this many kills")
     add("--min-kills", type=int, default=50, help="fail unless at least this many kills happened (50)")
     add("--seed", type=int, default=1, help="random seed (1)")
     args = parser.parse_args(argv)
