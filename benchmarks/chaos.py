@@ -859,7 +859,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         bus.run(step, outage.tick)
         step("all messages settled; re-driving what is still parked")
-        retrying.drain(step)
+        retrying.drain(step, timeout=max(300.0, 10 * args.timing.retry_parked_every + args.timing.park_backoff_max))
     finally:
         retrying.stop()
         outage.end()
