@@ -5,8 +5,9 @@ RetryParked period, all divided by the soak's one time-scale factor; a delivery 
 and a killed worker's messages come back after the lock, as Service Bus does. Separate worker processes are
 SIGKILLed at random times and right after ON24 answered a registrant write (their lease is left behind); ON24
 and Dataverse fail a fifth and a tenth of their requests in every way the soak knows, and ON24 is down for
-10 s (200 s at deployed timing), so deliveries are parked and RetryParked re-drives them. The run must end with every registration
-exactly as its newest change says, no orphan registrant, nothing dead-lettered and nothing left parked.
+10 s (200 s at deployed timing), so deliveries are parked and RetryParked re-drives them. The run must end with
+every registration exactly as its newest change says, no orphan registrant, nothing dead-lettered and nothing
+left parked.
 """
 
 from __future__ import annotations
