@@ -115,7 +115,11 @@ def _retry_org(
 ) -> None:
     """Re-drive one org's parked messages; raises what concerns the whole org (after recording the probe)."""
     failures = org.park_failures
-    due = (m for m in parked.for_org(org.org_id) if m.next_attempt_at <= now)  # busy ones wait for their row
+    # An org that is parking (or whose token ON24 refused) backs off as a whole: its time, which a credentials save
+    # brings forward, governs every message. Otherwise only messages due by their own time (parked alone while
+    # their registration was busy) are taken; the others wait for their row.
+    whole = org.parking or org.status == "rejected"
+    due = (m for m in parked.for_org(org.org_id) if whole or m.next_attempt_at <= now)
     messages = sorted(due, key=lambda m: m.next_attempt_at)
     for position, message in enumerate(messages):
         if time.monotonic() - started > budget_seconds:

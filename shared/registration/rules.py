@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shared.store.ledger import LedgerEntry, RegistrantRef
 from shared.webinars import Person
@@ -100,9 +100,13 @@ def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | N
 
 
 def content_fingerprint(target: RegistrantRef, person: Person) -> str:
-    """A hash of what an upsert sends ON24 for the registrant: its event and every person field (the adapter
-    derives the request from these alone). The ledger keeps the hash, not the names in clear."""
-    sent = json.dumps([target.webinar_id, person.model_dump(mode="json")], sort_keys=True, separators=(",", ":"))
+    """A hash of what an upsert sends ON24 for the registrant: its event, every person field and the fields the
+    org's mapping adds (the adapter derives the request from these alone). The ledger keeps the hash, not the
+    names in clear."""
+    content: list[Any] = [target.webinar_id, person.model_dump(mode="json")]
+    if person.extra:  # mapped provider fields (``Person.extra`` is left out of model_dump)
+        content.append(sorted(person.extra))
+    sent = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(sent.encode()).hexdigest()[:32]
 
 
