@@ -7,9 +7,13 @@ What it does
     Dataverse (a RemoteExecutionContext; the handler reads CRM, which holds the final state). A share
     (``--duplicates``) is posted twice, as Dataverse does. Everything is shuffled and handed out by a simulated
     Service Bus queue to ``--workers`` separate worker processes (``--threads`` deliveries each, ``--concurrency``
-    in flight in all): a delivery whose handler raises is abandoned and redelivered with its delivery count
-    increased; after ``--max-deliveries`` it is dead-lettered; the messages a killed worker held come back when
-    their lock expires (``--lock-seconds``).
+    in flight in all): a delivery whose handler raises is abandoned and redelivered at once (ahead of later
+    messages, as Service Bus does) with its delivery count increased; after ``--max-deliveries`` it is
+    dead-lettered; the messages a killed worker held come back when their lock expires (``--lock-seconds``).
+
+    Timing keeps production's ratios: every deployed duration (lease, lease wait, ON24 timeout, retry budget,
+    the queue's lock, the park backoff, RetryParked's period and budget) is read where it is defined and divided
+    by one factor, ``--time-scale``; the values and their ratios are printed at the start and in the report.
 
     The ON24 and Dataverse stand-ins (another process) inject faults into ``--on24-faults`` and
     ``--dataverse-faults`` of their requests: 5xx, 429 with Retry-After, ON24's 403 "maximum number of calls",
@@ -35,10 +39,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
+import json
 import logging
 import multiprocessing
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -48,7 +54,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection, wait
 from multiprocessing.managers import BaseManager
@@ -59,19 +65,119 @@ from benchmarks.common import KEY_SECRET_NAME, StandInServers, port_of, run_with
 
 ORG = "c4a5f6e7-0b1c-4d2e-8f3a-9b0c1d2e3f40"
 FIRST_WEBINAR = 990001
-SOAK_SETTINGS = {
-    # Short, so that kills are followed by takeovers within the run: one ON24 call is bounded by 0.3 + 4 x 0.5 s.
-    "RETRY_BUDGET_SECONDS": "0.3",
-    "ON24_TIMEOUT_SECONDS": "0.5",
-    "REGISTRATION_LEASE_MARGIN_SECONDS": "0.2",
-    "REGISTRATION_LEASE_SECONDS": "3",
-    "REGISTRATION_LEASE_WAIT_SECONDS": "1",
-    # A third failed delivery parks the message; RetryParked (run by this process) re-drives it within seconds.
-    "PARK_AFTER_DELIVERIES": "3",
-    "PARK_BACKOFF_BASE_SECONDS": "1",
-    "PARK_BACKOFF_MAX_SECONDS": "4",
-    "RETRY_PARKED_BUDGET_SECONDS": "2",
-}
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TIME_SCALE = 20.0  # every deployed duration divided by this; the ratios between them stay as deployed
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The durations that decide whether a busy registration dead-letters, as deployed or divided by a scale.
+
+    What decides the outcome is how they compare: ``lease_wait x max_deliveries`` against the lease (a message
+    that raised after every wait was dead-lettered before the lease of a killed delivery ran out), the lock
+    against the lease (a killed worker's message comes back after the lock), ON24's timeout against the retry
+    budget. Dividing every one by the same factor keeps all of them.
+    """
+
+    lease: float
+    lease_wait: float
+    lease_margin: float
+    on24_timeout: float
+    retry_budget: float
+    lock: float
+    park_backoff_base: float
+    park_backoff_max: float
+    retry_parked_budget: float
+    retry_parked_every: float
+    function_timeout: float
+    max_deliveries: int
+    park_after_deliveries: int
+
+    def scaled(self, factor: float) -> Timing:
+        """Every duration divided by ``factor`` (counts unchanged)."""
+        durations = {name: getattr(self, name) / factor for name in self._durations()}
+        return replace(self, **durations)
+
+    def settings(self) -> dict[str, str]:
+        """The app settings of this timing (the lock and delivery count are the simulated queue's)."""
+        return {
+            "REGISTRATION_LEASE_SECONDS": f"{self.lease:g}",
+            "REGISTRATION_LEASE_WAIT_SECONDS": f"{self.lease_wait:g}",
+            "REGISTRATION_LEASE_MARGIN_SECONDS": f"{self.lease_margin:g}",
+            "ON24_TIMEOUT_SECONDS": f"{self.on24_timeout:g}",
+            "RETRY_BUDGET_SECONDS": f"{self.retry_budget:g}",
+            "PARK_AFTER_DELIVERIES": str(self.park_after_deliveries),
+            # The settings' floors are 1 s: a finer scale keeps these two at 1 s (slower backoff, never faster).
+            "PARK_BACKOFF_BASE_SECONDS": f"{max(1.0, self.park_backoff_base):g}",
+            "PARK_BACKOFF_MAX_SECONDS": f"{max(1.0, self.park_backoff_max):g}",
+            "RETRY_PARKED_BUDGET_SECONDS": f"{max(1.0, self.retry_parked_budget):g}",
+        }
+
+    def ratios(self) -> dict[str, float]:
+        return {
+            "lease wait x deliveries / lease": self.lease_wait * self.max_deliveries / self.lease,
+            "lease / lease wait": self.lease / self.lease_wait,
+            "lock / lease": self.lock / self.lease,
+            "lease / ON24 timeout": self.lease / self.on24_timeout,
+            "retry budget / ON24 timeout": self.retry_budget / self.on24_timeout,
+            "park backoff base / lease": self.park_backoff_base / self.lease,
+            "RetryParked period / lease": self.retry_parked_every / self.lease,
+        }
+
+    @classmethod
+    def _durations(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.type in ("float", float)]
+
+
+def deployed_timing() -> Timing:
+    """The deployed values, read where they are defined: the settings' defaults (no infra template overrides
+    them), the queue's lock and delivery count in ``infra/resources.bicep``, the timeout in ``host.json``."""
+    from shared.settings import Settings
+
+    def setting(name: str) -> Any:
+        return Settings.model_fields[name].default
+
+    bicep = (ROOT / "infra" / "resources.bicep").read_text(encoding="utf-8")
+
+    def param(name: str) -> int:
+        found = re.search(rf"^param {name} int = (\d+)", bicep, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"infra/resources.bicep has no default for {name}")
+        return int(found.group(1))
+
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    hours, minutes, seconds = (float(part) for part in host["functionTimeout"].split(":"))
+    schedule = str(setting("retry_parked_schedule")).split()
+    if schedule[1:] != ["*"] * 5 or not schedule[0].isdigit():
+        raise RuntimeError(f"RETRY_PARKED_SCHEDULE {' '.join(schedule)!r}: only once a minute is understood here")
+    return Timing(
+        lease=setting("registration_lease_seconds"),
+        lease_wait=setting("registration_lease_wait_seconds"),
+        lease_margin=setting("registration_lease_margin_seconds"),
+        on24_timeout=setting("on24_timeout_seconds"),
+        retry_budget=setting("retry_budget_seconds"),
+        lock=float(param("queueLockDurationSeconds")),
+        park_backoff_base=setting("park_backoff_base_seconds"),
+        park_backoff_max=setting("park_backoff_max_seconds"),
+        retry_parked_budget=setting("retry_parked_budget_seconds"),
+        retry_parked_every=60.0,
+        function_timeout=hours * 3600 + minutes * 60 + seconds,
+        max_deliveries=param("maxDeliveryCount"),
+        park_after_deliveries=setting("park_after_deliveries"),
+    )
+
+
+def describe_timing(deployed: Timing, soak: Timing, factor: float) -> list[str]:
+    """The lines printed at the start (and kept for the report): deployed, scaled, and the ratios of both."""
+    lines = [f"timing: every deployed duration / {factor:g} (deployed -> soak)"]
+    for name in Timing._durations():
+        lines.append(f"  {name:22} {getattr(deployed, name):8g} s -> {getattr(soak, name):.4g} s")
+    lines.append(f"  max deliveries {deployed.max_deliveries}, park after {deployed.park_after_deliveries} deliveries")
+    for (label, was), now in zip(deployed.ratios().items(), soak.ratios().values(), strict=True):
+        lines.append(f"  ratio {label:34} deployed {was:.3g}, soak {now:.3g}")
+    return lines
+
+
 ON24_FAULTS = {"5xx": 3, "429": 2, "throttle403": 2, "drop": 2, "lost_reply": 3, "slow": 3, "late": 1}
 DATAVERSE_FAULTS = {"5xx": 3, "429": 3, "drop": 2, "lost_reply": 2, "slow": 3}
 
@@ -237,13 +343,18 @@ class SoakStandIns(StandInServers):
             )
         return events
 
-    def set_chaos(self, on24_rate: float, dataverse_rate: float, seed: int) -> None:
+    def set_chaos(self, on24_rate: float, dataverse_rate: float, seed: int, timeout: float = 0.5) -> None:
+        """Faults on; slow answers come within ``timeout`` (ON24_TIMEOUT_SECONDS), late ones after it but within
+        the time an unanswered request may still land (the quiet time, one more timeout)."""
         from sandbox.on24 import MSG_THROTTLED
         from sandbox.server import Chaos
 
-        self.on24.chaos = Chaos(on24_rate, dict(ON24_FAULTS), seed, late=(0.55, 0.75),
+        slow, late = (0.1 * timeout, 0.6 * timeout), (1.1 * timeout, 1.5 * timeout)
+        self.on24.chaos = Chaos(on24_rate, dict(ON24_FAULTS), seed, slow=slow, late=late,
                                 throttle_body={"message": MSG_THROTTLED}) if on24_rate else None  # fmt: skip
-        self.dataverse.chaos = Chaos(dataverse_rate, dict(DATAVERSE_FAULTS), seed + 1) if dataverse_rate else None
+        self.dataverse.chaos = (
+            Chaos(dataverse_rate, dict(DATAVERSE_FAULTS), seed + 1, slow=slow) if dataverse_rate else None
+        )
 
     def set_on24_down(self, status: int | None) -> None:
         self.on24.down = status
@@ -402,8 +513,8 @@ class ServiceBusSimulation:
             now = time.monotonic()
             if tick is not None:
                 tick(len(self.done) / total)
-            while self.returning and self.returning[0][0] <= now:
-                self.available.append(heapq.heappop(self.returning)[1])
+            while self.returning and self.returning[0][0] <= now:  # Service Bus delivers in sequence order
+                self.available.appendleft(heapq.heappop(self.returning)[1])
             self._dispatch()
             conns = [w.conn for w in self.workers]
             for conn in wait(conns, timeout=0.02):
@@ -417,13 +528,16 @@ class ServiceBusSimulation:
             for worker in list(self.workers):
                 if not worker.process.is_alive():
                     self._bury(worker)
-            if now >= self.next_kill:
+            if now >= self.next_kill and self._kills() < self.args.max_kills:
                 self._kill_one()
                 self.next_kill = now + self._kill_gap()
             if now - last_report >= 5:
                 last_report = now
                 report(f"{len(self.done)}/{total} messages completed, {self.stats.deliveries} deliveries, "
-                       f"{self.stats.kills_external + self.stats.kills_after_write} kills")  # fmt: skip
+                       f"{self._kills()} kills, {len(self.stats.dead_lettered)} dead-lettered")  # fmt: skip
+
+    def _kills(self) -> int:
+        return self.stats.kills_external + self.stats.kills_after_write
 
     def _dispatch(self) -> None:
         in_flight = sum(len(w.held) for w in self.workers)
@@ -466,8 +580,8 @@ class ServiceBusSimulation:
             self.stats.dead_lettered.append(key)
         elif delay:
             heapq.heappush(self.returning, (time.monotonic() + delay, key))
-        else:
-            self.available.append(key)
+        else:  # an abandoned message is available again at once, ahead of the later ones
+            self.available.appendleft(key)
 
     def _bury(self, worker: Worker) -> None:
         """A dead worker: its messages come back when their locks expire; a new worker takes its place."""
@@ -531,9 +645,10 @@ class Outage:
 
 
 class ParkedRetries:
-    """RetryParked, run by the soak's own process every half second (the timer runs it every minute)."""
+    """RetryParked, run by the soak's own process every ``every`` seconds (the timer's minute, time-scaled)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float) -> None:
+        self._every = every
         self.redriven: Counter[str] = Counter()
         self.runs = 0
         self._stop = threading.Event()
@@ -546,7 +661,7 @@ class ParkedRetries:
         from shared.app import get_app
         from shared.entrypoints.timers import run_retry_parked
 
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(self._every):
             with contextlib.suppress(Exception):  # storage hiccups: the next run tries again, as the timer would
                 self.redriven.update(run_retry_parked(get_app()).outcomes)
                 self.runs += 1
@@ -618,20 +733,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=4, help="worker processes (4)")
     add("--threads", type=int, default=4, help="concurrent deliveries per worker (4)")
     add("--concurrency", type=int, default=16, help="deliveries in flight in all (16)")
-    add("--max-deliveries", type=int, default=10, help="deliveries before a message is dead-lettered (10)")
-    add("--lock-seconds", type=float, default=2.0, help="lock duration: when a dead worker's messages return (2)")
+    add(
+        "--time-scale",
+        type=float,
+        default=DEFAULT_TIME_SCALE,
+        help=f"divide every deployed duration (lease, waits, timeouts, lock, backoff) by this ({DEFAULT_TIME_SCALE:g})",
+    )
+    add("--max-deliveries", type=int, default=None, help="deliveries before dead-lettering (the deployed count)")
+    add(
+        "--lock-seconds",
+        type=float,
+        default=None,
+        help="lock duration: when a dead worker's messages return (the deployed one, time-scaled)",
+    )
     add("--on24-faults", type=float, default=0.2, help="share of ON24 requests that fail (0.2)")
     add("--dataverse-faults", type=float, default=0.1, help="share of Dataverse requests that fail (0.1)")
     add("--kill-every", type=float, default=4.0, help="mean seconds between external SIGKILLs, 0 for none (4)")
-    add("--kill-after-write", type=float, default=0.002,
-        help="share of ON24 registrant writes after which the worker is killed before recording it (0.002)")
-    add("--outage-seconds", type=float, default=20.0,
-        help="ON24 down (503) this long, a third of the way through: deliveries park, RetryParked re-drives (20)")
+    add(
+        "--kill-after-write",
+        type=float,
+        default=0.002,
+        help="share of ON24 registrant writes after which the worker is killed before recording it (0.002)",
+    )
+    add(
+        "--outage-seconds",
+        type=float,
+        default=20.0,
+        help="ON24 down (503) this long, a third of the way through: deliveries park, RetryParked re-drives (20)",
+    )
+    add("--max-kills", type=int, default=1_000_000, help="stop killing at random times after this many kills")
     add("--min-kills", type=int, default=50, help="fail unless at least this many kills happened (50)")
     add("--seed", type=int, default=1, help="random seed (1)")
     args = parser.parse_args(argv)
     if args.registrations < 1 or args.workers < 1 or args.threads < 1 or args.concurrency < 1:
         parser.error("--registrations, --workers, --threads and --concurrency must be positive")
+    if args.time_scale <= 0:
+        parser.error("--time-scale must be positive")
+    args.deployed = deployed_timing()
+    args.timing = args.deployed.scaled(args.time_scale)
+    if args.max_deliveries is None:
+        args.max_deliveries = args.deployed.max_deliveries
+    if args.lock_seconds is None:
+        args.lock_seconds = args.timing.lock
     return args
 
 
@@ -642,6 +785,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     step = stepper()
     started = time.monotonic()
+    timing_lines = describe_timing(args.deployed, args.timing, args.time_scale)
+    for line in timing_lines:
+        step(line)
     rng = random.Random(args.seed)
     manager = _Manager(ctx=multiprocessing.get_context("fork"))
     manager.start(_stand_ins_signals)
@@ -660,7 +806,9 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     azurite.start()
     vault_url, ca_path = stand_ins.vault_info()
     on24_url, dataverse_url = stand_ins.urls()
-    env = worker_environment(azurite.connection_string, vault_url, ca_path, on24_url, dataverse_url, **SOAK_SETTINGS)
+    env = worker_environment(
+        azurite.connection_string, vault_url, ca_path, on24_url, dataverse_url, **args.timing.settings()
+    )
     for name in list(os.environ):
         if name.startswith(("ON24_", "DATAVERSE_", "KEY_VAULT", "CREDENTIALS_KEY", "WEBSITE_", "STATE_")):
             del os.environ[name]
@@ -691,7 +839,8 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     def spawn() -> Worker:
         parent, child = spawn_context.Pipe()
         process = spawn_context.Process(
-            target=worker_main, args=(child, env, args.threads, on24_port, args.kill_after_write, next(worker_seeds)),
+            target=worker_main,
+            args=(child, env, args.threads, on24_port, args.kill_after_write, next(worker_seeds)),
             daemon=True,
         )
         process.start()
@@ -702,16 +851,16 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     stack.callback(bus.stop)
     bus.start_workers()
     stand_ins.reset_logs()
-    stand_ins.set_chaos(args.on24_faults, args.dataverse_faults, args.seed)
+    stand_ins.set_chaos(args.on24_faults, args.dataverse_faults, args.seed, args.timing.on24_timeout)
     step("faults on; delivering")
     delivering = time.monotonic()
-    retrying = ParkedRetries()
+    retrying = ParkedRetries(args.timing.retry_parked_every)
     retrying.start()
     outage = Outage(stand_ins, args.outage_seconds, step)
     try:
         bus.run(step, outage.tick)
         step("all messages settled; re-driving what is still parked")
-        retrying.drain(step)
+        retrying.drain(step, timeout=max(300.0, 10 * args.timing.retry_parked_every + args.timing.park_backoff_max))
     finally:
         retrying.stop()
         outage.end()
@@ -730,25 +879,45 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     on24_faults, dataverse_faults = sum(faults["on24"].values()), sum(faults["dataverse"].values())
     print()
     print("RegisterAttendee chaos soak")
-    print(f"  registrations ............... {len(registrations)} over {args.webinars} webinars "
-          f"({sum(len(r.changes) > 1 for r in registrations)} changed, "
-          f"{sum(r.final.action == 'cancel' for r in registrations)} cancelled)")
-    print(f"  messages .................... {len(messages)} ({sum(1 for m in messages if m.properties)} Dataverse, "
-          f"duplicates included), shuffled")
-    print(f"  deliveries .................. {stats.deliveries} in {delivered_in:.0f} s "
-          f"({stats.deliveries / max(delivered_in, 0.001):.0f}/s), {args.workers} processes x {args.threads}, "
-          f"{args.concurrency} in flight")
+    for line in timing_lines:
+        print(f"  {line}")
+    print(
+        f"  queue ....................... lock {args.lock_seconds:g} s (a killed worker's messages come back "
+        f"then), {args.max_deliveries} deliveries before dead-lettering, a raise redelivered at once"
+    )
+    print(
+        f"  registrations ............... {len(registrations)} over {args.webinars} webinars "
+        f"({sum(len(r.changes) > 1 for r in registrations)} changed, "
+        f"{sum(r.final.action == 'cancel' for r in registrations)} cancelled)"
+    )
+    print(
+        f"  messages .................... {len(messages)} ({sum(1 for m in messages if m.properties)} Dataverse, "
+        f"duplicates included), shuffled"
+    )
+    print(
+        f"  deliveries .................. {stats.deliveries} in {delivered_in:.0f} s "
+        f"({stats.deliveries / max(delivered_in, 0.001):.0f}/s), {args.workers} processes x {args.threads}, "
+        f"{args.concurrency} in flight"
+    )
     print(f"  redeliveries ................ {stats.abandoned} after a raise, {stats.lock_expired} after a lock expired")
-    print(f"  faults: ON24 ................ {on24_faults} of {requests['on24']} requests outside the outage "
-          f"({on24_faults / max(requests['on24'], 1):.0%}): {_counts(faults['on24'])}")
-    print(f"  faults: Dataverse ........... {dataverse_faults} of {requests['dataverse']} requests "
-          f"({dataverse_faults / max(requests['dataverse'], 1):.0%}): {_counts(faults['dataverse'])}")
-    print(f"  kills (SIGKILL) ............. {kills}: {stats.kills_external} at random times, "
-          f"{stats.kills_after_write} between an ON24 write and its ledger record")
+    print(
+        f"  faults: ON24 ................ {on24_faults} of {requests['on24']} requests outside the outage "
+        f"({on24_faults / max(requests['on24'], 1):.0%}): {_counts(faults['on24'])}"
+    )
+    print(
+        f"  faults: Dataverse ........... {dataverse_faults} of {requests['dataverse']} requests "
+        f"({dataverse_faults / max(requests['dataverse'], 1):.0%}): {_counts(faults['dataverse'])}"
+    )
+    print(
+        f"  kills (SIGKILL) ............. {kills}: {stats.kills_external} at random times, "
+        f"{stats.kills_after_write} between an ON24 write and its ledger record"
+    )
     print(f"  ON24 outage ................. {args.outage_seconds:g} s, {requests['on24_outage']} requests answered 503")
     print(f"  dead-lettered ............... {len(stats.dead_lettered)}")
-    print(f"  parked, then re-driven ...... {sum(retrying.redriven.values())} ({_counts(dict(retrying.redriven))}); "
-          f"{still_parked} still parked")
+    print(
+        f"  parked, then re-driven ...... {sum(retrying.redriven.values())} ({_counts(dict(retrying.redriven))}); "
+        f"{still_parked} still parked"
+    )
     print(f"  unexpected exceptions ....... {sum(stats.unexpected.values())} {dict(stats.unexpected) or ''}")
     print(f"  wrong final states .......... {len(verdict.wrong)}")
     print(f"  orphan registrants .......... {verdict.orphans}")

@@ -34,6 +34,7 @@ import pydantic
 from shared.errors import BusyError, ConfigError, CredentialsRejectedError, TransientError
 from shared.messages import RegistrationCommand
 from shared.registration import REJECTED_PROBE, Outcome, RegistrationPorts, handle_registration
+from shared.registration.lease import LeaseHeld
 from shared.store.credentials import CredentialStore, OrgRecord
 from shared.store.parked import ParkedMessage, ParkedMessages
 from shared.store.rejected import RejectedMessages
@@ -73,7 +74,7 @@ def retry_parked(
         TransientError, ConfigError: the org table cannot be listed; the next run starts over.
     """
     started, now, report = time.monotonic(), ports.clock(), RetryReport()
-    due = sorted(credentials.due_for_parked_work(now), key=lambda org: (org.park_until or now, org.org_id))
+    due = sorted(_due_orgs(credentials, parked, now), key=lambda org: (org.park_until or now, org.org_id))
     for org in due:
         if time.monotonic() - started > budget_seconds:
             break
@@ -89,6 +90,18 @@ def retry_parked(
     return report
 
 
+def _due_orgs(credentials: CredentialStore, parked: ParkedMessages, now: datetime) -> list[OrgRecord]:
+    """The orgs whose parked work is due: by the org's own time (``park_until``; an org that is parking backs
+    off as a whole), and orgs not parking that hold a message due by its own time (parked alone while its
+    registration was busy; found even if a concurrent run's ``set_parking`` overwrote the org's time)."""
+    due = {org.org_id: org for org in credentials.due_for_parked_work(now)}
+    for org_id in sorted(parked.due_org_ids(now) - due.keys()):
+        org = credentials.get(org_id)
+        if org is not None and not org.parking:
+            due[org_id] = org
+    return list(due.values())
+
+
 def _retry_org(
     ports: RegistrationPorts,
     credentials: CredentialStore,
@@ -102,7 +115,12 @@ def _retry_org(
 ) -> None:
     """Re-drive one org's parked messages; raises what concerns the whole org (after recording the probe)."""
     failures = org.park_failures
-    messages = sorted(parked.for_org(org.org_id), key=lambda m: m.next_attempt_at)
+    # An org that is parking (or whose token ON24 refused) backs off as a whole: its time, which a credentials save
+    # brings forward, governs every message. Otherwise only messages due by their own time (parked alone while
+    # their registration was busy) are taken; the others wait for their row.
+    whole = org.parking or org.status == "rejected"
+    due = (m for m in parked.for_org(org.org_id) if whole or m.next_attempt_at <= now)
+    messages = sorted(due, key=lambda m: m.next_attempt_at)
     for position, message in enumerate(messages):
         if time.monotonic() - started > budget_seconds:
             credentials.set_parking(org.org_id, failures, now)  # due again at once: carry on next run
@@ -116,8 +134,9 @@ def _retry_org(
             continue
         try:
             outcome = _redrive(ports, message, command)
-        except BusyError as exc:
-            parked.reschedule(message, next_attempt_at=now + BUSY_RETRY, error=str(exc))
+        except BusyError as exc:  # held by another delivery: due again when the row frees, not an outage
+            until = exc.until if isinstance(exc, LeaseHeld) else now + BUSY_RETRY
+            parked.reschedule(message, next_attempt_at=until, error=str(exc))
             continue
         except (TransientError, CredentialsRejectedError) as exc:
             failures += 1

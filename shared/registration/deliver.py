@@ -20,9 +20,9 @@ from shared.registration.forgotten import (
     remember_forget,
     unless_forgotten,
 )
-from shared.registration.lease import claim, guarded
+from shared.registration.lease import LeaseHeld, claim, guarded
 from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
-from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
+from shared.registration.record import no_op_outcome, note_skip, record_failure, retry_crm_write, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
     PRIORITY,
@@ -65,6 +65,10 @@ def handle_registration(
     at once, and one that ON24 refuses for the token now is parked instead of failed: not the registration's
     fault, and a credentials save re-drives it.
 
+    A Service Bus delivery (``delivery_count`` given) that finds the row held by another delivery past the
+    lease wait is parked alone until the row frees (``park_busy``): a lease orphaned by a killed worker lasts
+    longer than all of the message's deliveries would.
+
     Raises:
         TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
         CredentialsRejectedError: only with ``redrive``: ON24 still refuses the org's token.
@@ -92,6 +96,10 @@ def handle_registration(
         return park(ports, org, cmd, received_at, declared, why, rejected=rejected)
     try:
         return _apply_message(ports, org, org_read_at, cmd, at, declared)
+    except LeaseHeld as exc:
+        if redrive or ports.parked is None or delivery_count is None:
+            raise
+        return park_busy(ports, cmd, received_at, declared, exc)
     except BusyError:
         raise  # another delivery is at it: not an outage
     except CredentialsRejectedError as exc:  # raised only with a parking (see ``act``): recoverable by a save
@@ -146,6 +154,32 @@ def park(
     return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
 
 
+def park_busy(
+    ports: RegistrationPorts, cmd: RegistrationCommand, received_at: datetime, rank: Rank, busy: LeaseHeld
+) -> Outcome:
+    """Keep one message whose row another delivery holds, due when the row frees; the message then completes.
+
+    Only this message waits: the org is not parking, its other registrations go on as usual. RetryParked finds
+    the message by its own due time (``ParkedMessages.due_org_ids``); it keeps its rank, and a newer message
+    of the same registration parked later replaces it.
+    """
+    assert ports.parked is not None
+    kept = ports.parked.park(
+        ParkedMessage(
+            org_id=cmd.org_id,
+            key=cmd.registration_id,
+            command=cmd.model_dump_json(),
+            received_at=received_at,
+            message_at=rank.at,
+            priority=rank.priority,
+            next_attempt_at=busy.until,
+            parked_at=ports.clock(),
+            last_error=str(busy),
+        )
+    )
+    return Outcome("parked", f"{busy}; next attempt at {kept.next_attempt_at.isoformat()}")
+
+
 def _apply_message(
     ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
 ) -> Outcome:
@@ -181,6 +215,10 @@ def _apply_message(
     claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm))
     if isinstance(claimed, NoOpFound):
         return no_op_outcome(ports, cmd, crm, claimed.entry, claimed.kind)
+    if claimed.lease_id != lease_id and desired.target is not None:  # ON24 holds this content already
+        if crm is not None and not claimed.crm_settled:
+            return retry_crm_write(ports, cmd, crm, claimed)
+        return Outcome("duplicate", "ON24 already holds this content", claimed.webinar_id, claimed.registrant_id)
     if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded
         tell_crm(cmd, crm, claimed, failed=False, removed=False)
         return Outcome(desired.status, desired.reason, claimed.webinar_id, claimed.registrant_id)

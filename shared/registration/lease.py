@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from shared.errors import BusyError, TransientError
@@ -16,6 +16,8 @@ from shared.registration.ports import CrmRegistrations, Desired, NoOpFound, Regi
 from shared.registration.rules import (
     Rank,
     after_interruption,
+    content_fingerprint,
+    holds_content,
     last_rank,
     no_op,
     plan,
@@ -24,6 +26,21 @@ from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
 from shared.webinars import Registrations
 
 _log = logging.getLogger(__name__)
+
+
+class LeaseHeld(BusyError):
+    """The row stayed busy for the whole wait; ``until`` is when it frees at the latest (its lease, or its quiet
+    time, runs out), so the message can be parked until then instead of using up Service Bus deliveries."""
+
+    def __init__(self, message: str, *, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def free_at(entry: LedgerEntry) -> datetime | None:
+    """When a busy row frees at the latest: the end of its lease, or of its quiet time if that is later."""
+    ends = [t for t in (entry.lease_until if entry.lease_id else None, entry.quiet_until) if t is not None]
+    return max(ends, default=None)
 
 
 # ---- step 2: claim --------------------------------------------------------------------------------------------
@@ -36,10 +53,16 @@ def claim(
     lease_id: str,
     crm: CrmRegistrations | None,
 ) -> LedgerEntry | NoOpFound:
-    """The row with this delivery's lease and intent; or, when ON24 needs no call, the recorded decision."""
+    """The row with this delivery's lease and intent; or, when ON24 needs no call, the recorded decision.
+
+    A message whose content ON24 already holds (``holds_content``) only moves the row's rank forward, so that
+    newest-wins still holds; the row then carries no lease of this delivery, which tells the caller.
+    """
     kind = no_op(current, rank, crm_known=crm is not None)
     if kind is not None and current is not None:
         return NoOpFound(kind, current)
+    if current is not None and holds_content(current, desired.target, desired.person):
+        return with_rank(replace(current, lease_id=None, lease_until=None), rank)
     if current is not None:
         current = after_interruption(current)  # the row is not busy: an intent left on it was never confirmed
     base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
@@ -54,6 +77,7 @@ def claim(
         intent=Intent("remove" if desired.target is None else cmd.action, desired.target, rank.at, rank.priority),
         lease_id=lease_id,
         lease_until=ports.clock() + timedelta(seconds=ports.lease_seconds),
+        fingerprint=None,  # from here on, what ON24 holds is known again only when this delivery confirms it
     )
 
 
@@ -69,19 +93,24 @@ def guarded(
     """Write ``change(row)`` under the row's etag, never over another delivery's live lease.
 
     ``entry`` is the row as last read, or None for a row assumed not to exist yet (the write then creates
-    it). A busy row is re-read every 50 ms for up to ``lease_wait_seconds``; a lost race re-reads and
+    it). A busy row (a live lease, or a quiet time while an unanswered request may still land) is re-read every
+    50 ms for up to ``lease_wait_seconds``: its holder usually releases it within. A lost race re-reads and
     decides again. ``change`` may return something other than a row to stop without writing.
 
     Raises:
-        TransientError: the row stayed busy: Service Bus redelivers the message later.
+        LeaseHeld: the row stayed busy: the message is parked until the row frees
+            (``shared.registration.deliver.park_busy``), or (without a parking) Service Bus redelivers it.
     """
     deadline = time.monotonic() + ports.lease_wait_seconds
     current = entry
     while True:
-        if current is not None and current.busy(ports.clock()):
+        if current is not None and current.busy(now := ports.clock()):
             if time.monotonic() >= deadline:
-                raise BusyError(
-                    f"registration {cmd.registration_id} (org {cmd.org_id!r}) is being processed by another delivery"
+                until = free_at(current) or now
+                raise LeaseHeld(
+                    f"registration {cmd.registration_id} (org {cmd.org_id!r}) is held by another delivery, or a "
+                    f"request of one may still land, until {until.isoformat()}",
+                    until=until,
                 )
             ports.sleep(0.05)
             current = ports.ledger.get(cmd.org_id, cmd.registration_id)
@@ -108,7 +137,8 @@ def decided(
     status: str,
     registrant_id: str | None = None,
 ) -> LedgerEntry:
-    """The row after a decision: what ON24 holds, the message's rank, and no lease or intent."""
+    """The row after a decision: what ON24 holds (and the fingerprint of the content it confirmed for
+    ``current``), the message's rank, and no lease or intent."""
     if current is not None:
         state: LedgerState = "registered"
     elif desired.target is None:
@@ -132,6 +162,7 @@ def decided(
         crm_settled=False,
         lease_id=None,
         lease_until=None,
+        fingerprint=content_fingerprint(current, desired.person) if current and desired.person else None,
     )
     return with_rank(row, rank)
 

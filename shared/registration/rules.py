@@ -12,13 +12,16 @@ Deletes and creates are idempotent in ON24, so replaying a plan after a crash is
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from shared.store.ledger import LedgerEntry, RegistrantRef
+from shared.webinars import Person
 
 PRIORITY: dict[str, int] = {"register": 0, "update": 1, "cancel": 2, "forget": 3}
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -94,6 +97,26 @@ def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | N
     if crm_known and not entry.crm_settled and entry.state in ("registered", "cancelled"):
         return "crm_pending"
     return "duplicate"
+
+
+def content_fingerprint(target: RegistrantRef, person: Person) -> str:
+    """A hash of what an upsert sends ON24 for the registrant: its event, every person field and the fields the
+    org's mapping adds (the adapter derives the request from these alone). The ledger keeps the hash, not the
+    names in clear."""
+    content: list[Any] = [target.webinar_id, person.model_dump(mode="json")]
+    if person.extra:  # mapped provider fields (``Person.extra`` is left out of model_dump)
+        content.append(sorted(person.extra))
+    sent = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(sent.encode()).hexdigest()[:32]
+
+
+def holds_content(entry: LedgerEntry, target: RegistrantRef | None, person: Person | None) -> bool:
+    """ON24 holds exactly what the message would send: the confirmed registrant is the target, with the same
+    fields, and nothing else may exist (no pending registrant, no unconfirmed intent)."""
+    current = entry.current
+    if target is None or person is None or current is None or entry.pending or entry.intent is not None:
+        return False
+    return current.same(target) and entry.fingerprint == content_fingerprint(target, person)
 
 
 def after_interruption(entry: LedgerEntry) -> LedgerEntry:

@@ -39,6 +39,9 @@ from shared.store.tables import (
 _log = logging.getLogger(__name__)
 
 
+_PERSONAL_COLUMNS = {"Email": "", "Pending": "", "Fingerprint": ""}  # what retention empties
+
+
 def _rows_of(
     org_id: str, *, webinar_id: str | None = None, after: str | None = None, updated_since: datetime | None = None
 ) -> tuple[str, dict[str, Any]]:
@@ -179,9 +182,10 @@ class Ledger:
     def clear_personal_data(
         self, entries: Sequence[LedgerEntry], email_hash: Callable[[str | None], str | None] | None = None
     ) -> list[str]:
-        """Empty ``Email`` and ``Pending`` of rows that are still at the version read (``entry.etag``); with
-        ``email_hash``, ``EmailHash`` keeps a keyed hash of the email, so that a forget given the address still
-        finds the row (and removes the ON24 registrant with the address it was given).
+        """Empty ``Email``, ``Pending`` and ``Fingerprint`` (a hash of the person's fields) of rows that are still at
+        the version read (``entry.etag``); with ``email_hash``, ``EmailHash`` keeps a keyed hash of the email, so that
+        a forget given the address still finds the row (and removes the ON24 registrant with the address it was
+        given).
 
         Every other column stays: the ids, the state, the message rank, the metrics hash. A row written since it
         was read (a delivery took a lease, recorded an intent, ...) is left alone: no write ever lands on a row
@@ -241,8 +245,7 @@ def _cleared(entry: LedgerEntry, email_hash: Callable[[str | None], str | None] 
     columns: dict[str, Any] = {
         "PartitionKey": entry.org_id,
         "RowKey": entry.registration_id,
-        "Email": "",
-        "Pending": "",
+        **_PERSONAL_COLUMNS,
     }
     if email_hash is not None and entry.email:
         columns["EmailHash"] = email_hash(entry.email) or ""

@@ -82,6 +82,9 @@ class LedgerEntry:
         lease_id, lease_until: the delivery that holds the row, and until when.
         quiet_until: no ON24 call for this registration before then: a request that went unanswered may
             still be applied by ON24 until that time.
+        fingerprint: a hash of the content ON24 confirmed for the registrant (its event and every person field
+            sent), None when unknown (cleared by every claim, so an interrupted change leaves it unknown). A
+            message that would send the same content needs no ON24 call.
     """
 
     org_id: str
@@ -105,6 +108,7 @@ class LedgerEntry:
     metrics_hash: str | None = None
     email_hash: str | None = None
     """A keyed hash of the email retention cleared (``shared.emailhash``): a forget given the address finds the row."""
+    fingerprint: str | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
@@ -154,6 +158,7 @@ class LedgerEntry:
             "QuietUntil": self.quiet_until or EPOCH,
             "MetricsHash": self.metrics_hash or "",
             "EmailHash": self.email_hash or "",
+            "Fingerprint": self.fingerprint or "",
             "UpdatedAt": self.updated_at or datetime.now(UTC),
         }
 
@@ -190,6 +195,7 @@ class LedgerEntry:
             quiet_until=when("QuietUntil"),
             metrics_hash=text("MetricsHash"),
             email_hash=text("EmailHash"),
+            fingerprint=text("Fingerprint"),
             updated_at=when("UpdatedAt"),
             etag=codec.etag_of(entity),
         )

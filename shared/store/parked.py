@@ -144,6 +144,14 @@ class ParkedMessages:
             rows = self._table.query_entities(query, parameters={"p": PARKED_PARTITION}, select=["OrgId"])
             return {str(row["OrgId"]) for row in rows}
 
+    def due_org_ids(self, now: datetime) -> set[str]:
+        """The orgs holding a parked message due by ``now`` (server-side filter on ``NextAttemptAt``, one column
+        read): a message parked alone, while its registration was busy, is due by its own time, not its org's."""
+        with table_errors("listing the orgs of due parked messages"):
+            query = "PartitionKey eq @p and NextAttemptAt le @now"
+            rows = self._table.query_entities(query, parameters={"p": PARKED_PARTITION, "now": now}, select=["OrgId"])
+            return {str(row["OrgId"]) for row in rows}
+
     def iter_all(self) -> Iterator[ParkedMessage]:
         """Every parked message (operators and tests)."""
         with table_errors("listing parked messages"):

@@ -249,7 +249,9 @@ def test_the_hourly_sweep_makes_due_parked_work_that_an_older_save_left_without_
     reg, body = canonical(ORG_A, START, 0)
     assert deliver(body, START) == "completed"
     on24.down = None
-    get_app().credentials.set_parking(ORG_A, 0, None)  # what a save of an older version left: no ParkUntil
+    # What a save of an older version left: the org still parking (failures kept) but no ParkUntil. (An org that is
+    # not parking has its busy-parked messages found by their own due time; a parking org waits for its own.)
+    get_app().credentials.set_parking(ORG_A, 2, None)
     clock.now = START + timedelta(minutes=30)
     run_retry_parked()
     assert len(get_app().parked.for_org(ORG_A)) == 1, "not due: RetryParked reads only orgs with a due time"

@@ -85,6 +85,7 @@ class FakeCrm:
     def __init__(self, *, webinar_id: str | None = "777", email: str | None = "ada@example.com") -> None:
         self.webinar_id = webinar_id
         self.email = email
+        self.last_name = "Lovelace"
         self.canceled = False
         self.synced: list[dict[str, Any]] = []
 
@@ -95,7 +96,7 @@ class FakeCrm:
         return CrmEvent(id=event_id, webinar_id=self.webinar_id)
 
     def get_contact(self, contact_id: str, columns: Sequence[str] = ()) -> Contact:
-        return Contact(id=contact_id, email=self.email, first_name="Ada", last_name="Lovelace")
+        return Contact(id=contact_id, email=self.email, first_name="Ada", last_name=self.last_name)
 
     def update_registration_sync(self, registration_id: str, **fields: Any) -> None:
         self.synced.append(fields)
@@ -198,9 +199,11 @@ def test_crm_row_cancelled_turns_an_update_into_a_cancel() -> None:
 def test_update_patches_and_recreates_if_on24_lost_the_registrant() -> None:
     w = World()
     w.handle(at=T0)
+    w.crm.last_name = "King"
     assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "updated"
     assert w.on24.calls[-1][0] == "update"
     w.on24.missing_on_update = True
+    w.crm.last_name = "Byron"
     w.handle("update", at=T0 + timedelta(minutes=2))
     assert [c[0] for c in w.on24.calls[-2:]] == ["update", "create"]
 
@@ -208,9 +211,18 @@ def test_update_patches_and_recreates_if_on24_lost_the_registrant() -> None:
 def test_a_redelivered_update_makes_no_second_on24_call() -> None:
     w = World()
     w.handle(at=T0)
+    w.crm.last_name = "King"
     assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "updated"
     assert w.handle("update", at=T0 + timedelta(minutes=1)).status == "duplicate"
     assert [c[0] for c in w.on24.calls] == ["create", "update"]
+
+
+def test_an_update_that_changes_nothing_ON24_holds_makes_no_call_and_moves_the_rank() -> None:
+    w = World()
+    w.handle(at=T0)
+    outcome = w.handle("update", at=T0 + timedelta(minutes=1))
+    assert outcome.status == "duplicate" and [c[0] for c in w.on24.calls] == ["create"]
+    assert w.entry.last_message_at == T0 + timedelta(minutes=1), "an older change arriving later is stale"
 
 
 def test_changed_email_moves_the_registrant() -> None:

@@ -13,12 +13,15 @@ from shared.registration.rules import (
     Plan,
     Rank,
     after_interruption,
+    content_fingerprint,
+    holds_content,
     message_time,
     no_op,
     plan,
     remaining_after,
 )
 from shared.store.ledger import Intent, LedgerEntry, RegistrantRef
+from shared.webinars import Person
 
 T = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 A = RegistrantRef("100", "a@example.com")
@@ -152,3 +155,31 @@ def test_after_an_interruption_a_registrant_the_plan_may_have_deleted_is_no_long
     seen = after_interruption(entry)
     assert (seen.state, seen.pending) == (state, pending)
     assert set(seen.known_registrants()) == set(entry.known_registrants()), "nothing is forgotten"
+
+
+JORG = Person(email="a@example.com", first_name="Jörg", last_name="Müller", company="Bücherei Köln")
+HELD = content_fingerprint(A, JORG)
+
+
+@pytest.mark.parametrize(
+    ("entry", "target", "person", "holds"),
+    [
+        (registered(fingerprint=HELD), A, JORG, True),
+        (registered(fingerprint=HELD), A, JORG.model_copy(update={"last_name": "Mueller"}), False),
+        (registered(fingerprint=HELD), A, JORG.model_copy(update={"country": "DE"}), False),
+        (registered(fingerprint=HELD), A_ELSEWHERE, JORG, False),  # another ON24 event
+        (registered(fingerprint=None), A, JORG, False),  # unknown: a claim cleared it, nothing confirmed since
+        (registered(fingerprint=HELD, pending=(B,)), A, JORG, False),  # another registrant may exist
+        (registered(fingerprint=HELD, intent=Intent("update", A, T, 1)), A, JORG, False),  # an unconfirmed change
+        (row(state="cancelled", fingerprint=HELD), A, JORG, False),
+        (registered(fingerprint=HELD), None, None, False),  # a removal
+    ],
+)
+def test_holds_content_only_when_on24_holds_exactly_what_the_message_sends(
+    entry: LedgerEntry, target: RegistrantRef | None, person: Person | None, holds: bool
+) -> None:
+    assert holds_content(entry, target, person) is holds
+
+
+def test_the_fingerprint_keeps_no_field_in_clear() -> None:
+    assert all(part not in HELD for part in ("Jörg", "Müller", "example", "Köln")) and len(HELD) == 32
