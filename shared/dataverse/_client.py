@@ -149,7 +149,7 @@ class DataverseClient(HttpClientBase):
         if expand:
             params.append(("$expand", check_expand(expand)))
         url = f"{self._api}{entity_set}({rid}){query_string(params)}"
-        return self._exchange(
+        return self.exchange(
             "GET", url, entity_set=entity_set, row_id=rid, headers=READ_HEADERS, decode=decode_object
         )
 
@@ -159,7 +159,7 @@ class DataverseClient(HttpClientBase):
         Raises:
             ConfigError: the app's identity was refused; TransientError: as ``get_row``; PermanentError: no id.
         """
-        answer = self._exchange("GET", self._api + "WhoAmI", entity_set="WhoAmI", row_id=None,
+        answer = self.exchange("GET", self._api + "WhoAmI", entity_set="WhoAmI", row_id=None,
                                 headers=READ_HEADERS, decode=decode_object)  # fmt: skip
         if not isinstance(answer.get("OrganizationId"), str):
             raise PermanentError(f"Dataverse WhoAmI at {self._url} answered without an OrganizationId")
@@ -185,7 +185,7 @@ class DataverseClient(HttpClientBase):
         rid = check_guid(row_id)
         body = dumps(fields)
         headers = {**WRITE_HEADERS, "If-Match": "*"} if must_exist else WRITE_HEADERS
-        self._exchange(
+        self.exchange(
             "PATCH",
             f"{self._api}{entity_set}({rid})",
             entity_set=entity_set,
@@ -316,7 +316,7 @@ class DataverseClient(HttpClientBase):
         call_with_retry(attempt, policy=self._retry, what=f"Dataverse {what}")
         return succeeded, failed, sent
 
-    def _exchange(
+    def exchange(
         self,
         method: str,
         url: str,
