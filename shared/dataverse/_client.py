@@ -63,7 +63,6 @@ MAX_BATCH_OPERATIONS: Final = 1000
 """Largest number of operations in one ``$batch`` request."""
 
 
-
 class DataverseClient(HttpClientBase):
     """Dataverse Web API client for one org.
 
@@ -149,9 +148,7 @@ class DataverseClient(HttpClientBase):
         if expand:
             params.append(("$expand", check_expand(expand)))
         url = f"{self._api}{entity_set}({rid}){query_string(params)}"
-        return self.exchange(
-            "GET", url, entity_set=entity_set, row_id=rid, headers=READ_HEADERS, decode=decode_object
-        )
+        return self.exchange("GET", url, entity_set=entity_set, row_id=rid, headers=READ_HEADERS, decode=decode_object)
 
     def who_am_i(self) -> str:
         """The ``OrganizationId`` behind this URL as the app's identity sees it (the ``WhoAmI`` function).

@@ -243,7 +243,8 @@ def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
     def run(org_id: str, _caller: Caller) -> dict[str, Any]:
         _no_body(req.get_body())
         from shared import health
-        return health.org_status(org_id, app.status_ports())
+        from shared.entrypoints.reconcile_http import query_flag
+        return health.org_status(org_id, app.status_ports(), drift_ids=query_flag(req, "driftIds"))
 
     return _respond(req, app, "GET", run)
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from shared import admin
 from shared.health.counting import IN_PROGRESS, WINDOW, last_day
 from shared.metrics.schedule import next_due
+from shared.reconcile.view import add_to_status
 from shared.store.credentials import OrgRecord
 from shared.store.health import (
     OrgHealth,
@@ -19,6 +20,7 @@ from shared.store.health import (
     RejectedCounts,
 )
 from shared.store.parked import ParkedMessage
+from shared.store.reconciliations import ReconcileState
 from shared.store.sync_state import COUNTERS, WebinarSyncState
 
 _log = logging.getLogger(__name__)
@@ -262,6 +264,10 @@ class StatusRows(Protocol):
     def get(self, org_id: str) -> OrgHealth | None: ...
 
 
+class StatusReconciliations(Protocol):
+    def list(self, org_id: str) -> list[ReconcileState]: ...
+
+
 @dataclass(frozen=True)
 class StatusPorts:
     credentials: StatusCredentials
@@ -269,15 +275,20 @@ class StatusPorts:
     rows: StatusRows
     parked: ParkedStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    reconciliations: StatusReconciliations | None = None
 
 
-def org_status(org_id: str, ports: StatusPorts) -> dict[str, Any]:
+def org_status(org_id: str, ports: StatusPorts, *, drift_ids: bool = False) -> dict[str, Any]:
     """WebinarStatus: the org's health, from the org row, its sync-state rows, its summary row and its parked
-    registrations (no scan of the ledger or of the rejected messages)."""
+    registrations (no scan of the ledger or of the rejected messages); each webinar's reconciliation (the drifting
+    registrations' ids only with ``drift_ids``)."""
     now = ports.clock()
     record = ports.credentials.get(org_id)
     credentials = admin.status_view(org_id, record, legacy_ids=None if record else ports.credentials.variants(org_id))
     for repeated in ("orgId", "configured"):  # at the top of the answer
         credentials.pop(repeated, None)
     parked = parked_counts(ports.parked, org_id, now)
-    return status_view(org_id, record, credentials, ports.sync.list(org_id), ports.rows.get(org_id), parked, now)
+    view = status_view(org_id, record, credentials, ports.sync.list(org_id), ports.rows.get(org_id), parked, now)
+    if ports.reconciliations is not None:
+        add_to_status(view, ports.reconciliations.list(org_id), with_ids=drift_ids)
+    return view

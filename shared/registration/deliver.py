@@ -14,7 +14,7 @@ from shared.registration.act import act
 from shared.registration.decide import resolve
 from shared.registration.forgotten import address_only, addressable, remember_forget, unless_forgotten
 from shared.registration.lease import claim, guarded
-from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
+from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts, Repair
 from shared.registration.record import no_op_outcome, note_skip, record_failure, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
@@ -40,6 +40,7 @@ def handle_registration(
     received_at: datetime,
     delivery_count: int | None = None,
     redrive: bool = False,
+    repair: Repair | None = None,
 ) -> Outcome:
     """Apply ``cmd`` (idempotently) and return what happened.
 
@@ -52,6 +53,8 @@ def handle_registration(
             transient failure parks the message instead of raising.
         redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
             registrations are being parked, and a transient failure raises for the caller to reschedule.
+        repair: the command is a reconciliation's re-drive (``shared.reconcile``): see ``Repair``. It is never
+            parked (the next reconciliation finds the drift again) and never re-registers a forgotten person.
 
     Raises:
         TransientError: retry later (ON24/Dataverse/storage unavailable, or another delivery holds the row).
@@ -73,21 +76,23 @@ def handle_registration(
     org_read_at = time.monotonic()
     if org is None:
         return note_skip(ports, cmd, DISABLED)
+    if (org.parking or org.status == "rejected") and repair is not None:
+        raise TransientError(f"org {cmd.org_id} is waiting for ON24 or CRM to answer again: repair deferred")
     if (org.parking or org.status == "rejected") and not redrive and ports.parked is not None:
         rejected = org.status == "rejected"
         why = "ON24 refused the org's credentials" if rejected else "ON24 or CRM did not answer the org's last attempts"
         return park(ports, org, cmd, received_at, declared, why, rejected=rejected)
     try:
-        return _apply_message(ports, org, org_read_at, cmd, at, declared)
+        return _apply_message(ports, org, org_read_at, cmd, at, declared, repair)
     except BusyError:
         raise  # another delivery is at it: not an outage
     except CredentialsRejectedError as exc:  # raised only with a parking (see ``act``): recoverable by a save
-        if redrive:
+        if redrive or repair is not None:
             raise
         reason = f"ON24 refused the org's credentials: {exc}"
         return park(ports, org, cmd, received_at, declared, reason, attempts=delivery_count or 0, rejected=True)
     except TransientError as exc:
-        if redrive or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
+        if redrive or repair is not None or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
             raise
         return park(ports, org, cmd, received_at, declared, str(exc), attempts=delivery_count or 0)
 
@@ -134,7 +139,13 @@ def park(
 
 
 def _apply_message(
-    ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
+    ports: RegistrationPorts,
+    org: OrgRecord,
+    org_read_at: float,
+    cmd: RegistrationCommand,
+    at: datetime,
+    declared: Rank,
+    repair: Repair | None = None,
 ) -> Outcome:
     """``handle_registration`` for an org that is enabled and not parking."""
     # A register is usually the first message of its row: the claim tries to create the row before reading it.
@@ -146,14 +157,14 @@ def _apply_message(
     except PermanentError as exc:
         return record_failure(ports, cmd, None, declared, str(exc))
     crm = ports.crm_for(org)
-    early = no_op(entry, declared, crm_known=crm is not None)
+    early = no_op(entry, declared, crm_known=crm is not None, again=repair is not None)
     if early is not None and entry is not None:
         return no_op_outcome(ports, cmd, crm, entry, early)
     try:
         desired = resolve(cmd, entry, crm, declared.priority)
     except PermanentError as exc:
         return record_failure(ports, cmd, crm, declared, str(exc))
-    desired = unless_forgotten(ports, cmd, desired, declared)
+    desired = unless_forgotten(ports, cmd, desired, declared, strict=repair is not None)
     entry, unreachable = addressable(cmd, entry, desired)
     if unreachable is not None:
         return record_failure(ports, cmd, crm, declared, unreachable)
@@ -164,7 +175,7 @@ def _apply_message(
         org_read_at = time.monotonic()
     rank = Rank(at, max(declared.priority, desired.priority))
     lease_id = uuid.uuid4().hex
-    claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm))
+    claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm, repair))
     if isinstance(claimed, NoOpFound):
         return no_op_outcome(ports, cmd, crm, claimed.entry, claimed.kind)
     if claimed.lease_id != lease_id:  # nothing in ON24 to change: the decision is recorded

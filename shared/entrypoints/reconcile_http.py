@@ -1,0 +1,89 @@
+"""``POST /api/orgs/{orgId}/webinars/{webinarId}/reconcile[?repair=true][&driftIds=true]``: reconcile one webinar.
+
+The request is recorded first (on the webinar's reconciliation row), then tried within
+``ON_DEMAND_PULL_BUDGET_SECONDS``: ``200`` with the counts when it finishes; otherwise ``202`` with the ``Location``
+to follow and a ``Retry-After``, and the next PullMetrics timer run finishes it (requests before the daily work).
+Same authorisation, error shape and org-id rules as ``admin_http``. Audited: who asked, for which webinar, whether
+to repair; the repair's own audit line says how many registrations it re-drove.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import azure.functions as func
+
+from shared.app import App
+from shared.entrypoints.admin_http import STATUS_ROUTE, Answer, ApiError, Caller, _no_body, _respond, _webinar_id
+from shared.errors import DecryptionError, NotConfiguredError, NotFoundError, PermanentError, TransientError
+
+_log = logging.getLogger(__name__)
+
+POLL_SECONDS = 30
+"""The ``Retry-After`` of a reconciliation left to the timer (PullMetrics runs every few minutes)."""
+
+
+def query_flag(req: func.HttpRequest, name: str) -> bool:
+    """A ``true``/``false`` query parameter (absent: false); anything else is a 400 naming it."""
+    value = (req.params.get(name) or "").strip().lower()
+    if value in ("", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise ApiError(400, "invalid_parameter", f"{name}: must be true or false", name)
+
+
+def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
+    """Reconcile: record the request, try it now; 200 with the counts, or 202 and where to follow it."""
+
+    def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
+        webinar_id = _webinar_id(req.route_params.get("webinarId"))
+        repair, with_ids = query_flag(req, "repair"), query_flag(req, "driftIds")
+        _no_body(req.get_body())
+        from shared import reconcile
+
+        if app.credentials.get(org_id) is None:
+            raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org")
+        _log.info(
+            "audit: reconciliation of webinar %s for org %s asked by %s (repair: %s)",
+            webinar_id, org_id, caller.name, repair,
+            extra={"org_id": org_id, "on24_event_id": webinar_id, "actor": caller.name, "repair": repair,
+                   "audit": "reconcile.requested"},
+        )  # fmt: skip
+        ports = app.reconcile_ports()
+        reconcile.request(ports, org_id, webinar_id, repair=repair, actor=caller.name)
+        deadline = time.monotonic() + app.settings.on_demand_pull_budget_seconds
+        try:
+            result = reconcile.reconcile_webinar(
+                ports, org_id, webinar_id, repair=repair, actor=caller.name, deadline=deadline
+            )
+        except reconcile.OverBudget as exc:
+            return _accepted(org_id, webinar_id, repair, str(exc))
+        except NotConfiguredError:
+            raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org") from None
+        except DecryptionError as exc:
+            raise ApiError(409, "credentials_unreadable", str(exc)) from None
+        except NotFoundError as exc:
+            raise ApiError(404, "webinar_not_found", f"webinar {webinar_id}: {exc}"[:600]) from None
+        except TransientError as exc:
+            raise ApiError(503, "unavailable", f"{exc}; the next PullMetrics run tries it again"[:600]) from None
+        except PermanentError as exc:
+            raise ApiError(409, "reconcile_refused", str(exc)[:600]) from None
+        return reconcile.reconciliation_view(result, with_ids=with_ids)
+
+    return _respond(req, app, "POST", run)
+
+
+def _accepted(org_id: str, webinar_id: str, repair: bool, why: str) -> Answer:
+    follow = STATUS_ROUTE.format(org=org_id)
+    payload = {
+        "orgId": org_id,
+        "webinarId": webinar_id,
+        "status": "in_progress",
+        "repair": repair,
+        "message": f"{why}: the next PullMetrics run reconciles it; its counts appear on the status route",
+        "follow": {"href": follow, "webinar": webinar_id},
+    }
+    return Answer(202, payload, {"Location": follow, "Retry-After": str(POLL_SECONDS)})
