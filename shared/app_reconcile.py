@@ -9,7 +9,7 @@ from shared.once import built_once
 
 if TYPE_CHECKING:
     from shared.crm import Crm
-    from shared.on24.provider import On24Provider
+    from shared.metrics import MetricsOptions
     from shared.ratelimit import RateLimiter
     from shared.reconcile import ReconcilePorts, ScheduleParts
     from shared.registration import RegistrationPorts
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shared.store.reconciliations import ReconcileStore
     from shared.store.sync_state import SyncStateStore
     from shared.store.tombstones import Tombstones
+    from shared.webinars import WebinarProvider
 
 
 class _App(Protocol):
@@ -42,7 +43,8 @@ class _App(Protocol):
     @property
     def repair_limiter(self) -> RateLimiter: ...
     def registration_ports(self) -> RegistrationPorts: ...
-    def provider_for(self, org: OrgRecord, pacing: RateLimiter | None = None) -> On24Provider: ...
+    def metrics_options(self) -> MetricsOptions: ...
+    def provider_for(self, org: OrgRecord, pacing: RateLimiter | None = None) -> WebinarProvider: ...
     def crm_for(self, org: OrgRecord) -> Crm | None: ...
     def attendee_limiter(self, org: OrgRecord) -> RateLimiter: ...
 
@@ -75,7 +77,7 @@ class ReconcileParts:
             forgotten_in=self.tombstones.checker,
             registration=self.registration_ports(),
             repair_limiter=self.repair_limiter,
-            calls_per_minute=self.settings.on24_attendee_calls_per_minute,
+            calls_per_minute=self.metrics_options().attendee_calls_per_minute,
         )
 
     def schedule_parts(self: _App) -> ScheduleParts:

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from shared import admin
 from shared.app import App
 from shared.emails import EmailError, address_to_forget
+from shared.entrypoints.params import FlagError, query_flag
 from shared.errors import (
     ConfigError,
     CredentialsRejectedError,
@@ -106,7 +107,7 @@ def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     state (200 when all is gone, 202 when the timer finishes it)."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
-        purge = _purge_flag(req.params.get("purge"))
+        purge = query_flag(req.params, "purge")
         answer = admin.remove_credentials(org_id, store=app.credentials, actor=caller.name)
         if not purge:
             return answer
@@ -134,6 +135,8 @@ def _respond(
         return _json(200, result)
     except ApiError as exc:
         return _error(exc)
+    except FlagError as exc:
+        return _error(ApiError(400, "invalid_parameter", str(exc), exc.name))
     except admin.RefusedError as exc:  # ON24 refused the credentials, or the Dataverse URL is another org's
         return _error(ApiError(422, exc.code, str(exc), exc.field))
     except TransientError as exc:
@@ -243,8 +246,7 @@ def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
     def run(org_id: str, _caller: Caller) -> dict[str, Any]:
         _no_body(req.get_body())
         from shared import health
-        from shared.entrypoints.reconcile_http import query_flag
-        return health.org_status(org_id, app.status_ports(), drift_ids=query_flag(req, "driftIds"))
+        return health.org_status(org_id, app.status_ports(), drift_ids=query_flag(req.params, "driftIds"))
 
     return _respond(req, app, "GET", run)
 
@@ -362,14 +364,6 @@ def _forget_email(data: dict[str, Any]) -> str:
         return address_to_forget(email)
     except EmailError as exc:
         raise ApiError(400, "invalid_field", f"email: {exc}", "email") from None
-
-
-def _purge_flag(value: str | None) -> bool:
-    if value is None or value.lower() in ("", "false", "0"):
-        return False
-    if value.lower() in ("true", "1"):
-        return True
-    raise ApiError(400, "invalid_parameter", "purge: must be true or false", "purge")
 
 
 def _refuse_during_purge(app: App, org_id: str) -> None:

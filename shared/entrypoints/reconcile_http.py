@@ -17,6 +17,7 @@ import azure.functions as func
 
 from shared.app import App
 from shared.entrypoints.admin_http import STATUS_ROUTE, Answer, ApiError, Caller, _no_body, _respond, _webinar_id
+from shared.entrypoints.params import query_flag
 from shared.errors import DecryptionError, NotConfiguredError, NotFoundError, PermanentError, TransientError
 
 _log = logging.getLogger(__name__)
@@ -25,22 +26,12 @@ POLL_SECONDS = 30
 """The ``Retry-After`` of a reconciliation left to the timer (PullMetrics runs every few minutes)."""
 
 
-def query_flag(req: func.HttpRequest, name: str) -> bool:
-    """A ``true``/``false`` query parameter (absent: false); anything else is a 400 naming it."""
-    value = (req.params.get(name) or "").strip().lower()
-    if value in ("", "false", "0"):
-        return False
-    if value in ("true", "1"):
-        return True
-    raise ApiError(400, "invalid_parameter", f"{name}: must be true or false", name)
-
-
 def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """Reconcile: record the request, try it now; 200 with the counts, or 202 and where to follow it."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
         webinar_id = _webinar_id(req.route_params.get("webinarId"))
-        repair, with_ids = query_flag(req, "repair"), query_flag(req, "driftIds")
+        repair, with_ids = query_flag(req.params, "repair"), query_flag(req.params, "driftIds")
         _no_body(req.get_body())
         from shared import reconcile
 

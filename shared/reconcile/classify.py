@@ -76,7 +76,7 @@ def code_of(row: RegistrantRow) -> str | None:
 def classify(
     webinar_id: str,
     crm: Mapping[str, WebinarRegistration],
-    on24: Sequence[RegistrantRow],
+    listed: Sequence[RegistrantRow],
     elsewhere: Mapping[str, Elsewhere],
     forgotten: Callable[[str, str | None], bool],
 ) -> Classification:
@@ -85,13 +85,13 @@ def classify(
     Args:
         webinar_id: the ON24 webinar.
         crm: the registrations of the webinar's events, by id.
-        on24: ON24's active registrants of the webinar.
+        listed: the provider's active registrants of the webinar.
         elsewhere: for each id ON24 shows that ``crm`` lacks, what CRM says of it (missing: ``unknown``).
         forgotten: whether a registration or an address was ever forgotten (tombstones).
     """
     result = Classification()
     by_code: dict[str, list[RegistrantRow]] = {}
-    for row in on24:
+    for row in listed:
         code = code_of(row)
         if code is None:
             result.findings.append(Finding("notOurs"))
@@ -129,5 +129,5 @@ def classify(
     return result
 
 
-def _same_email(on24: str | None, crm: str | None) -> bool:
-    return bool(on24) and bool(crm) and match_key(on24 or "") == match_key(crm or "")
+def _same_email(listed: str | None, crm: str | None) -> bool:
+    return bool(listed) and bool(crm) and match_key(listed or "") == match_key(crm or "")
