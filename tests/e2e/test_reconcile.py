@@ -22,12 +22,13 @@ import pytest
 from ForgetAttendee import main as forget_main
 from Reconcile import main as reconcile_main
 from RemoveCredentials import main as remove_main
+from sandbox.triggers import dataverse_delete_body
 from shared.app import get_app, reset_app
 from shared.entrypoints import timers
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, dataverse_body
 from tests.conftest import credentials_body
-from tests.e2e.test_registration_adversity import ORG, T0, WEBINAR, crm, deliver_until_done, env, row
+from tests.e2e.test_registration_adversity import ORG, T0, WEBINAR, InBackground, crm, deliver_until_done, env, row
 from tests.functions import admin_request, dataverse_properties, http_request, json_body
 from WebinarStatus import main as status_main
 
@@ -180,3 +181,41 @@ def test_a_webinar_too_large_for_the_request_is_accepted_and_finished_by_the_tim
     assert "asa.odegard@example.no" in active_in_on24(on24), "the timer did the repair that was asked for"
     state = get_app().reconciliations.get(ORG, str(WEBINAR))
     assert state is not None and state.requested_at is None and state.repaired_by == "function-key holder"
+
+
+# ---- a repair against the deliveries and erasures running beside it ---------------------------------------------
+def test_a_repair_never_writes_over_a_delivery_holding_the_row(crm: CrmOrg, on24: Any) -> None:
+    reg = crm.registration(crm.contact("Åsa", "Ødegård", "asa.odegard@example.no"))
+    create = on24.hold_next("POST", "/registrant")
+    delivery = InBackground(
+        lambda: deliver_until_done(
+            dataverse_body(org_id=ORG, registration_id=reg, at=T0),
+            application_properties=dataverse_properties("Create"),
+        )
+    )
+    create.wait_arrived()  # the delivery holds the row's lease and is inside its ON24 create
+    status, report, _ = reconcile(repair="true")
+    assert status == 200 and report["repairs"] == {"deferred": 1}, report
+    assert on24.count("POST", "/registrant") == 1, "the repair made no ON24 call of its own"
+    create.release()
+    assert not delivery.join()
+    status, again, _ = reconcile(repair="true")
+    assert again["drift"] == 0 and again["repairs"] is None
+    assert [r for r in on24.registrants(WEBINAR) if not r["isdeleted"]] == [
+        on24.registrant(WEBINAR, "asa.odegard@example.no")
+    ]
+
+
+def test_an_erasure_that_lands_during_a_repair_keeps_the_person_out(crm: CrmOrg, on24: Any, dataverse: Any) -> None:
+    contact = crm.contact("Иван", "Петров", "ivan.petrov@example.ru")
+    reg = crm.registration(contact)  # its register was dead-lettered: the reconciliation finds it missing
+    read = dataverse.hold_next("GET", "msevtmgt_eventregistrations(")
+    repair = InBackground(lambda: reconcile(repair="true"))
+    read.wait_arrived()  # classified as missing; the repair's re-drive is reading the registration
+    erasure = dataverse_delete_body(org_id=ORG, entity="contact", row_id=contact, at=T0,
+                                    email="ivan.petrov@example.ru")  # fmt: skip
+    deliver_until_done(erasure, application_properties=dataverse_properties("Delete"))  # ranked an hour ago
+    read.release()
+    assert not repair.join()
+    assert "ivan.petrov@example.ru" not in active_in_on24(on24), "a repair never registers a forgotten person"
+    assert row(reg) is None or row(reg).state != "registered"
