@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -58,20 +59,22 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
         },
     )
     if report.left_for_next_run == 0:
-        run_reconciliations(app, deadline=time.monotonic() + options.budget_seconds * (1 - HEALTH_RESERVE) - (
-            time.perf_counter() - started))  # fmt: skip
+        left = options.budget_seconds * (1 - HEALTH_RESERVE) - (time.perf_counter() - started)
+        run_reconciliations(app, deadline=time.monotonic() + left, skip_orgs=set(report.orgs_failed))
     refresh_org_health(app)
     return report
 
 
-def run_reconciliations(app: App, *, deadline: float) -> TimerReport | None:
+def run_reconciliations(app: App, *, deadline: float, skip_orgs: Collection[str] = ()) -> TimerReport | None:
     """The reconciliation step of a PullMetrics run (see the module docstring), with one summary line. A storage
     fault is logged, never fails the run: the pulls are done and saved, and the next run reconciles."""
     from shared import reconcile
 
     started = time.perf_counter()
     try:
-        report = reconcile.run_reconciliations(app.reconcile_ports(), app.schedule_parts(), deadline=deadline)
+        report = reconcile.run_reconciliations(
+            app.reconcile_ports(), app.schedule_parts(), deadline=deadline, skip_orgs=skip_orgs
+        )
     except IntegrationError as exc:
         _log.error("reconcile: step not run: %s", exc, extra={"error": type(exc).__name__})
         return None

@@ -18,7 +18,7 @@ time the run has left, and the reconciliation's list calls share the pull's per-
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -91,16 +91,21 @@ def request(ports: ReconcilePorts, org_id: str, webinar_id: str, *, repair: bool
     raise IntegrationError(f"the reconciliation row of webinar {webinar_id} kept changing; ask again")
 
 
-def run_reconciliations(ports: ReconcilePorts, parts: ScheduleParts, *, deadline: float) -> TimerReport:
+def run_reconciliations(
+    ports: ReconcilePorts, parts: ScheduleParts, *, deadline: float, skip_orgs: Collection[str] = ()
+) -> TimerReport:
     """The timer step: backfills found, then requests, then daily reconciliations, until ``deadline``.
 
-    One webinar's or org's failure is noted on its row and never stops the others; the app's own configuration
-    faults are raised.
+    One webinar's or org's failure is noted on its row and never stops the others; an org the metrics pull found
+    failing (``skip_orgs``: its credentials, CRM or ON24 account) waits for a run where it works. The app's own
+    configuration faults are raised.
     """
     report = TimerReport()
     now = ports.clock()
     queue: list[tuple[tuple[int, datetime], ReconcileState]] = []
     for org in parts.orgs.list_orgs():
+        if org.org_id in skip_orgs or org.status == "rejected":
+            continue
         try:
             if org.created_at is not None and parts.states.switch_on_mark(org.org_id) != org.created_at:
                 _backfill(ports, parts, org)
@@ -153,11 +158,14 @@ def _due(parts: ScheduleParts, org: OrgRecord, now: datetime) -> list[tuple[tupl
 
 
 def _backfill(ports: ReconcilePorts, parts: ScheduleParts, org: OrgRecord) -> None:
-    """Ask a repairing reconciliation of every webinar the org is known to have, then move the switch-on mark."""
+    """Ask a repairing reconciliation of every webinar the org is known to have whose registration is still open
+    (a closed webinar's registrants are history: they are not changed), then move the switch-on mark."""
+    now = ports.clock()
+    closed = {s.webinar_id for s in parts.sync.list(org.org_id) if s.window_end is not None and s.window_end <= now}
     webinars = {state.webinar_id for state in parts.sync.list(org.org_id)} | set(org.webinar_ids)
     webinars |= parts.ledger.webinars_touched_since(org.org_id, None)
     webinars |= _skipped_webinars(ports, parts, org)
-    for webinar_id in sorted(w for w in webinars if is_webinar_id(w)):
+    for webinar_id in sorted(w for w in webinars - closed if is_webinar_id(w)):
         request(ports, org.org_id, str(int(webinar_id)), repair=True, actor=BACKFILL_ACTOR)
     assert org.created_at is not None
     parts.states.set_switch_on_mark(org.org_id, org.created_at)

@@ -136,7 +136,9 @@ def test_a_status_call_reads_no_ledger_and_no_rejected_messages(webinars: Webina
     table_requests.clear()
     assert status(ORG_A)[0] == 200
     prefix = get_app().settings.table_prefix
-    assert len(table_requests) == 4, table_requests
+    assert len(table_requests) == 5, table_requests  # org row, sync state, summary, parked, reconciliations
+    reconciliations = [r for r in table_requests if "~reconcile" in urllib.parse.unquote(r)]
+    assert len(reconciliations) == 1 and f"{prefix}syncstate" in reconciliations[0], "the org's own rows only"
     ledger = [r for r in table_requests if f"{prefix}ledger" in r]
     assert len(ledger) == 1 and "~parked" in urllib.parse.unquote(ledger[0]), ledger
     assert f"RowKey ge '{ORG_A}|'" in urllib.parse.unquote(ledger[0]), "only the org's parked rows, no ledger rows"
