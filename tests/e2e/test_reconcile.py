@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -219,3 +218,51 @@ def test_an_erasure_that_lands_during_a_repair_keeps_the_person_out(crm: CrmOrg,
     assert not repair.join()
     assert "ivan.petrov@example.ru" not in active_in_on24(on24), "a repair never registers a forgotten person"
     assert row(reg) is None or row(reg).state != "registered"
+
+
+# ---- bad requests lose nothing; the daily schedule --------------------------------------------------------------
+def test_bad_requests_get_a_clear_error_and_record_nothing(env: dict[str, str], crm: CrmOrg) -> None:
+    def post(org: str, webinar: str, **params: str) -> tuple[int, dict[str, Any]]:
+        response = reconcile_main(admin_request("POST", ROUTE, {"orgId": org, "webinarId": webinar}, params=params))
+        return response.status_code, json_body(response)
+
+    status, body = post(ORG, "0")
+    assert status == 400 and body["error"]["code"] == "invalid_webinar_id"
+    status, body = post(ORG, str(WEBINAR), repair="sometimes")
+    assert status == 400 and body["error"]["code"] == "invalid_parameter" and body["error"]["field"] == "repair"
+    other = "0e0e0e0e-1111-4222-8333-000000000009"
+    status, body = post(other, str(WEBINAR))
+    assert status == 409 and body["error"]["code"] == "not_configured"
+    assert get_app().reconciliations.list(ORG) == [] and get_app().reconciliations.list(other) == []
+    get = reconcile_main(admin_request("GET", ROUTE, {"orgId": ORG, "webinarId": str(WEBINAR)}))
+    assert get.status_code == 405
+
+
+def test_the_timer_reconciles_an_open_webinar_once_a_day_and_a_closed_one_never(
+    crm: CrmOrg, on24: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace as with_changes
+    from datetime import UTC, datetime
+
+    from shared.reconcile import run_reconciliations
+    from shared.store.sync_state import WebinarSyncState
+    from tests.e2e.test_registration_adversity import OTHER_WEBINAR
+
+    app = get_app()
+    app.reconciliations.set_switch_on_mark(ORG, app.credentials.get(ORG).created_at)  # no backfill in this test
+    now = datetime.now(UTC)
+    app.sync_state.save(WebinarSyncState(ORG, str(WEBINAR), window_end=now + timedelta(days=30)))
+    app.sync_state.save(WebinarSyncState(ORG, str(OTHER_WEBINAR), window_end=now - timedelta(days=1)))
+    register(crm, "Åsa", "Ødegård", "asa.odegard@example.no", deliver=False)
+    ports = app.reconcile_ports()
+
+    def run_at(moment: datetime) -> list[str]:
+        return run_reconciliations(with_changes(ports, clock=lambda: moment), app.schedule_parts(),
+                                   deadline=time.monotonic() + 30).reconciled  # fmt: skip
+
+    assert run_at(now) == [f"{ORG}/{WEBINAR}"]
+    assert "asa.odegard@example.no" not in active_in_on24(on24), "the daily run reports; it does not repair"
+    assert run_at(now + timedelta(hours=23)) == []
+    assert run_at(now + timedelta(hours=25)) == [f"{ORG}/{WEBINAR}"]
+    state = app.reconciliations.get(ORG, str(WEBINAR))
+    assert state is not None and state.counts["missingInOn24"] == 1 and state.repaired_at is None
