@@ -62,6 +62,8 @@ def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
             raise ApiError(503, "unavailable", f"{exc}; the next PullMetrics run tries it again"[:600]) from None
         except PermanentError as exc:
             raise ApiError(409, "reconcile_refused", str(exc)[:600]) from None
+        if result.status == "partial":
+            return _accepted(org_id, webinar_id, repair, "the repair ran out of time")
         return reconcile.reconciliation_view(result, with_ids=with_ids)
 
     return _respond(req, app, "POST", run)

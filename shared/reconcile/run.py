@@ -132,6 +132,8 @@ def reconcile_webinar(
     if repair and found.drift():
         result.repairs = _repair(ports, org_id, webinar_id, found.drift(), actor=actor, deadline=deadline)
         _audit(org_id, webinar_id, actor, result.repairs)
+        if result.repairs.get("left"):  # out of time: the request stays open, the next timer run goes on
+            result.status = "partial"
         try:  # the check after the repair, when the time allows it: the row then shows what ON24 holds now
             registrations, rows = _read(ports, org, crm, webinar_id, result, deadline)
             after = _classified(ports, org_id, webinar_id, crm, registrations, rows)
@@ -278,7 +280,8 @@ def _record(ports: ReconcilePorts, result: Reconciliation, *, actor: str | None)
             done = replace(done, repaired_at=result.reconciled_at, repaired_by=actor, repairs=result.repairs)
         asked = state.requested_at
         before = asked is not None and result.started_at is not None and asked <= result.started_at
-        if before and (actor is not None or not state.request_repair):  # a repair request is answered by a repair
+        repaired = actor is not None and result.status != "partial"
+        if before and (repaired or not state.request_repair):  # a repair request is answered by a (whole) repair
             done = replace(done, requested_at=None, request_repair=False, requested_by=None, request_id=None,
                            answered_id=state.request_id)  # fmt: skip
         if ports.states.save(done) is not None:
