@@ -35,8 +35,11 @@ def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
         _no_body(req.get_body())
         from shared import reconcile
 
-        if app.credentials.get(org_id) is None:
+        org = app.credentials.get(org_id)
+        if org is None:
             raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org")
+        if app.crm_for(org) is None:
+            raise ApiError(409, "no_dataverse_url", "the org has no Dataverse URL and DATAVERSE_URL is not set")
         _log.info(
             "audit: reconciliation of webinar %s for org %s asked by %s (repair: %s)",
             webinar_id, org_id, caller.name, repair,
@@ -61,7 +64,7 @@ def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
         except TransientError as exc:
             raise ApiError(503, "unavailable", f"{exc}; the next PullMetrics run tries it again"[:600]) from None
         except PermanentError as exc:
-            raise ApiError(409, "reconcile_refused", str(exc)[:600]) from None
+            raise ApiError(422, "reconcile_failed", str(exc)[:600]) from None
         if result.status == "partial":
             return _accepted(org_id, webinar_id, repair, "the repair ran out of time")
         return reconcile.reconciliation_view(result, with_ids=with_ids)
