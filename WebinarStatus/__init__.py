@@ -4,8 +4,8 @@ registrations, rejected messages; no secrets)."""
 import azure.functions as func
 
 from shared.app import get_app
-from shared.entrypoints import admin_http
+from shared.entrypoints import operations_http
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    return admin_http.get_webinar_status(req, get_app())
+    return operations_http.get_webinar_status(req, get_app())

@@ -235,6 +235,7 @@ class App(PrivacyParts, ReconcileParts):
             sync=self.sync_state,
             rows=self.health,
             parked=self.parked,
+            ledger=self.ledger,
             reconciliations=self.reconciliations,
         )
 

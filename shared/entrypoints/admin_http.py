@@ -8,6 +8,10 @@ Routes (function-level keys; with App Service authentication on, also an app rol
     GET    /api/orgs/{orgId}/webinar/status        WebinarStatus (health: token, webinars, registrations)
     POST   /api/orgs/{orgId}/webinars/{webinarId}/pull   PullWebinar (on-demand metrics pull of one webinar)
     POST   /api/orgs/{orgId}/webinar/forget        ForgetAttendee (erase one person, by email)
+    GET    /api/orgs/{orgId}/operations/{operationId}   OperationStatus (a 202's Location; ``operations_http``)
+    GET    /api/openapi.json                       OpenApi (this API's OpenAPI 3.1 description)
+
+Errors: one shape and one status per code (``http_errors``).
 
 ``orgId`` is normalised here, once (``shared.ids.canonical_org_id``: GUIDs lower-case), and every use case
 gets the canonical id. Every answer is JSON; none echoes a secret (pydantic errors are rendered without
@@ -25,27 +29,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from shared import admin
+from shared.api_models import CredentialsView, ForgetView, Model, RemovedView, shape
 from shared.app import App
 from shared.emails import EmailError, address_to_forget
+from shared.entrypoints.http_errors import Answer, ApiError, error_response, json_response
 from shared.entrypoints.params import FlagError, query_flag
 from shared.errors import (
     ConfigError,
-    CredentialsRejectedError,
-    DecryptionError,
     IntegrationError,
-    NotConfiguredError,
-    PermanentError,
+    ThrottledError,
     TransientError,
 )
-from shared.ids import canonical_org_id, is_field_name, is_webinar_id
+from shared.ids import canonical_org_id, is_field_name
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # each route imports the use case it runs when first called (a shorter cold start)
     from shared import privacy
-    from shared.metrics import WebinarReport
 
 _log = logging.getLogger(__name__)
 
@@ -61,23 +63,6 @@ class Caller:
     roles: frozenset[str]
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A 2xx answer other than a plain 200 (e.g. 202 with a ``Location`` to follow)."""
-
-    status: int
-    payload: dict[str, Any]
-    headers: dict[str, str] | None = None
-
-
-class ApiError(Exception):
-    """An answer other than 2xx, with a machine-readable code and the field at fault if any."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.field = status, code, field
-
-
 def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     """StoreCredentials: validate, check with ON24, seal and save."""
 
@@ -90,7 +75,7 @@ def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
             now=app.registration_ports().clock(),
         )  # fmt: skip
 
-    return _respond(req, app, "PUT", run)
+    return _respond(req, app, "PUT", run, {200: CredentialsView})
 
 
 def get_credentials_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -99,7 +84,7 @@ def get_credentials_status(req: func.HttpRequest, app: App) -> func.HttpResponse
     def run(org_id: str, _caller: Caller) -> dict[str, Any]:
         return _with_purge(app, org_id, admin.credentials_status(org_id, store=app.credentials))
 
-    return _respond(req, app, "GET", run)
+    return _respond(req, app, "GET", run, {200: CredentialsView})
 
 
 def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -112,14 +97,21 @@ def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
         if not purge:
             return answer
         from shared import privacy
-        return _purge_answer(org_id, answer, privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name))
 
-    return _respond(req, app, "DELETE", run)
+        return _purge_answer(org_id, answer, privacy.purge_org(org_id, app.privacy_ports(), actor=caller.name), app)
+
+    return _respond(req, app, "DELETE", run, {200: RemovedView, 202: RemovedView})
 
 
 def _respond(
-    req: func.HttpRequest, app: App, method: str, operation: Callable[[str, Caller], dict[str, Any] | Answer]
+    req: func.HttpRequest,
+    app: App,
+    method: str,
+    operation: Callable[[str, Caller], dict[str, Any] | Answer],
+    models: Mapping[int, type[Model]] | None = None,
 ) -> func.HttpResponse:
+    """Run ``operation`` for the route's org and caller; its answer passes through its status's model in
+    ``models`` (``shared.api_models``, what the OpenAPI description says); every failure becomes an error."""
     raw_org = req.route_params.get("orgId", "")
     org_id = canonical_org_id(raw_org)
     log_org = org_id or "(invalid)"
@@ -130,27 +122,36 @@ def _respond(
             raise ApiError(400, "invalid_org_id", "orgId must be 1-64 letters, digits, '.', '_' or '-'", "orgId")
         caller = _authorize(req.headers, app.settings, org_id)
         result = operation(org_id, caller)
-        if isinstance(result, Answer):
-            return _json(result.status, result.payload, result.headers)
-        return _json(200, result)
+        answer = result if isinstance(result, Answer) else Answer(200, result)
+        model = (models or {}).get(answer.status)
+        try:
+            payload = shape(model, answer.payload) if model else answer.payload
+        except ValidationError:
+            _log.exception("admin %s for org %s: the answer does not match its model", method, log_org)
+            message = "the answer did not match the API description (a bug); the request may have been carried out"
+            raise ApiError(500, "internal_error", message) from None
+        return json_response(answer.status, payload, answer.headers)
     except ApiError as exc:
-        return _error(exc)
+        return error_response(exc)
     except FlagError as exc:
-        return _error(ApiError(400, "invalid_parameter", str(exc), exc.name))
+        return error_response(ApiError(400, "invalid_parameter", str(exc), exc.name))
     except admin.RefusedError as exc:  # ON24 refused the credentials, or the Dataverse URL is another org's
-        return _error(ApiError(422, exc.code, str(exc), exc.field))
+        return error_response(ApiError(422, exc.code, str(exc), exc.field))
+    except ThrottledError as exc:
+        _log.warning("admin %s for org %s throttled: %s", method, log_org, exc, extra={"org_id": org_id})
+        return error_response(ApiError(429, "throttled", admin.UNAVAILABLE_MESSAGE, retry_after=exc.retry_after))
     except TransientError as exc:
         _log.warning("admin %s for org %s failed transiently: %s", method, log_org, exc, extra={"org_id": org_id})
-        return _error(ApiError(503, "unavailable", admin.UNAVAILABLE_MESSAGE))
+        return error_response(ApiError(503, "unavailable", admin.UNAVAILABLE_MESSAGE))
     except ConfigError as exc:
         _log.error("admin %s for org %s: configuration error: %s", method, log_org, exc, extra={"org_id": org_id})
-        return _error(ApiError(500, "configuration_error", str(exc)))
+        return error_response(ApiError(500, "configuration_error", str(exc)))
     except IntegrationError as exc:
         _log.error("admin %s for org %s refused: %s", method, log_org, exc, extra={"org_id": org_id})
-        return _error(ApiError(422, "rejected", "the request could not be carried out; nothing was changed"))
+        return error_response(ApiError(422, "rejected", "the request could not be carried out; nothing was changed"))
     except Exception:
         _log.exception("admin %s for org %s failed unexpectedly", method, log_org, extra={"org_id": org_id})
-        return _error(ApiError(500, "internal_error", "unexpected error; nothing was changed"))
+        return error_response(ApiError(500, "internal_error", "unexpected error; nothing was changed"))
 
 
 def _parse_body(raw: bytes | None, provider_fields: type[BaseModel], *, sandbox: bool) -> admin.CredentialsInput:
@@ -225,102 +226,6 @@ def _scoped_org(role: str, admin_role: str) -> str | None:
     return canonical_org_id(role[len(prefix) :]) if role.startswith(prefix) else None
 
 
-def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(payload), status_code=status, mimetype="application/json", headers=headers)
-
-
-def _error(exc: ApiError) -> func.HttpResponse:
-    error: dict[str, Any] = {"code": exc.code, "message": str(exc)}
-    if exc.field:
-        error["field"] = exc.field
-    return _json(exc.status, {"error": error})
-
-
-# ---- operations: health and on-demand pull (issue 11) -------------------------------------------------------------
-STATUS_ROUTE = "/api/orgs/{org}/webinar/status"
-
-
-def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """WebinarStatus: the org's health (credentials, token use, webinars, registrations, rejected messages)."""
-
-    def run(org_id: str, _caller: Caller) -> dict[str, Any]:
-        _no_body(req.get_body())
-        from shared import health
-        return health.org_status(org_id, app.status_ports(), drift_ids=query_flag(req.params, "driftIds"))
-
-    return _respond(req, app, "GET", run)
-
-
-def post_webinar_pull(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """PullWebinar: pull one webinar's metrics now; 200 with the counts, or 202 and where to follow it."""
-
-    def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
-        webinar_id = _webinar_id(req.route_params.get("webinarId"))
-        _no_body(req.get_body())
-        _log.info(
-            "audit: on-demand pull of webinar %s for org %s by %s",
-            webinar_id,
-            org_id,
-            caller.name,
-            extra={"org_id": org_id, "on24_event_id": webinar_id, "actor": caller.name, "audit": "metrics.pulled"},
-        )
-        from shared.metrics import pull_webinar
-        try:
-            report = pull_webinar(
-                app.metrics_ports(),
-                app.metrics_options(),
-                org_id,
-                webinar_id,
-                budget_seconds=app.settings.on_demand_pull_budget_seconds,
-            )
-        except NotConfiguredError:
-            raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org") from None
-        except CredentialsRejectedError:
-            raise ApiError(
-                409, "on24_rejected_credentials", "ON24 refused the org's stored credentials: PUT working ones"
-            ) from None
-        except DecryptionError as exc:
-            raise ApiError(409, "credentials_unreadable", str(exc)) from None
-        except TransientError as exc:
-            message = f"{exc}; nothing more was pulled, the next run or call continues"
-            raise ApiError(503, "unavailable", message[:600]) from None
-        except PermanentError as exc:
-            raise ApiError(422, "pull_failed", str(exc)[:600]) from None
-        return _pull_answer(org_id, webinar_id, report)
-
-    return _respond(req, app, "POST", run)
-
-
-def _pull_answer(org_id: str, webinar_id: str, report: WebinarReport) -> dict[str, Any] | Answer:
-    follow = STATUS_ROUTE.format(org=org_id)
-    payload: dict[str, Any] = {"orgId": org_id, "webinarId": webinar_id, "status": report.status}
-    if report.status == "ok":
-        return payload | {"counts": report.counts}
-    if report.status in ("partial", "busy"):
-        message = (
-            "the pull did not finish within this request: it continues in the next PullMetrics run (or POST again)"
-            if report.status == "partial"
-            else "a PullMetrics run is pulling this webinar now"
-        )
-        payload |= {
-            "status": "in progress",
-            "counts": report.counts,
-            "message": message,
-            "follow": {"href": follow, "webinar": webinar_id},
-        }
-        return Answer(202, payload, {"Location": follow})
-    if report.status == "not found":
-        raise ApiError(404, "webinar_not_found", f"ON24 has no webinar {webinar_id} for this org's account")
-    raise ApiError(409, "no_dataverse_url", report.error or "the org has no Dataverse URL")
-
-
-def _webinar_id(raw: str | None) -> str:
-    value = (raw or "").strip()
-    if not is_webinar_id(value):
-        raise ApiError(400, "invalid_webinar_id", "webinarId must be a positive ON24 event id", "webinarId")
-    return str(int(value))
-
-
 def _no_body(raw: bytes | None) -> None:
     """These routes take no body; an empty JSON object is tolerated (clients that always send one)."""
     if raw and raw.strip() not in (b"{}", b""):
@@ -328,7 +233,6 @@ def _no_body(raw: bytes | None) -> None:
 
 
 # ---- privacy routes: erasure of one person, leaving (issue 14) --------------------------------------------------
-CREDENTIALS_ROUTE = "/api/orgs/{org}/webinar/credentials"  # a running purge shows in its GET
 
 
 def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -338,6 +242,7 @@ def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
     def run(org_id: str, caller: Caller) -> dict[str, Any]:
         email = _forget_email(_json_object(req.get_body()))
         from shared import privacy
+
         try:
             report = privacy.forget_person(org_id, email, app.privacy_ports(), actor=caller.name)
         except privacy.ErasureIncompleteError:
@@ -348,7 +253,7 @@ def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
             ) from None
         return report.view(org_id)
 
-    return _respond(req, app, "POST", run)
+    return _respond(req, app, "POST", run, {200: ForgetView})
 
 
 def _forget_email(data: dict[str, Any]) -> str:
@@ -382,12 +287,20 @@ def _with_purge(app: App, org_id: str, view: dict[str, Any]) -> dict[str, Any]:
     if request is None:
         return view
     from shared import privacy
+
     return {**view, "purge": privacy.purge_view(request)}
 
 
-def _purge_answer(org_id: str, answer: dict[str, Any], outcome: privacy.PurgeOutcome) -> Answer:
-    """200 when the org's state is gone; 202 with where to follow it when the timer finishes the purge."""
+def _purge_answer(org_id: str, answer: dict[str, Any], outcome: privacy.PurgeOutcome, app: App) -> Answer:
+    """200 when the org's state is gone; 202 with the ``Location`` of an operation the timer finishes."""
     payload = {**answer, "purge": outcome.view()}
     if outcome.finished:
         return Answer(200, payload)
-    return Answer(202, payload, {"Location": CREDENTIALS_ROUTE.format(org=org_id)})
+    from shared.entrypoints.operations import accepted
+
+    return accepted(app, org_id, payload, "purge")
+
+
+respond, no_body = _respond, _no_body  # for the routes in ``operations_http``
+_json, _error = json_response, error_response  # the names these helpers had here before ``http_errors``
+__all__ = ["Answer", "ApiError", "Caller", "no_body", "respond"]

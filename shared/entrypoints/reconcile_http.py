@@ -2,9 +2,10 @@
 
 The request is recorded first (on the webinar's reconciliation row), then tried within
 ``ON_DEMAND_PULL_BUDGET_SECONDS``: ``200`` with the counts when it finishes; otherwise ``202`` with the ``Location``
-to follow and a ``Retry-After``, and the next PullMetrics timer run finishes it (requests before the daily work).
-Same authorisation, error shape and org-id rules as ``admin_http``. Audited: who asked, for which webinar, whether
-to repair; the repair's own audit line says how many registrations it re-drove.
+of an operation (``operations_http``) and a ``Retry-After``, and the next PullMetrics timer run finishes it
+(requests before the daily work); the operation answers ``200`` once the webinar's row says it was done. Same
+authorisation, error shape and org-id rules as ``admin_http``. Audited: who asked, for which webinar, whether to
+repair; the repair's own audit line says how many registrations it re-drove.
 """
 
 from __future__ import annotations
@@ -15,24 +16,25 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.api_models import ReconcileAccepted, ReconcileDone
 from shared.app import App
-from shared.entrypoints.admin_http import STATUS_ROUTE, Answer, ApiError, Caller, _no_body, _respond, _webinar_id
+from shared.entrypoints.admin_http import Caller, no_body, respond
+from shared.entrypoints.http_errors import Answer, ApiError
+from shared.entrypoints.operations import accepted
 from shared.entrypoints.params import query_flag
 from shared.errors import DecryptionError, NotConfiguredError, NotFoundError, PermanentError, TransientError
+from shared.ids import is_webinar_id
 
 _log = logging.getLogger(__name__)
 
-POLL_SECONDS = 30
-"""The ``Retry-After`` of a reconciliation left to the timer (PullMetrics runs every few minutes)."""
-
 
 def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
-    """Reconcile: record the request, try it now; 200 with the counts, or 202 and where to follow it."""
+    """Reconcile: record the request, try it now; 200 with the counts, or 202 and the operation to poll."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
         webinar_id = _webinar_id(req.route_params.get("webinarId"))
         repair, with_ids = query_flag(req.params, "repair"), query_flag(req.params, "driftIds")
-        _no_body(req.get_body())
+        no_body(req.get_body())
         from shared import reconcile
 
         org = app.credentials.get(org_id)
@@ -54,7 +56,7 @@ def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
                 ports, org_id, webinar_id, repair=repair, actor=caller.name, deadline=deadline
             )
         except reconcile.OverBudget as exc:
-            return _accepted(org_id, webinar_id, repair, str(exc))
+            return _accepted(app, org_id, webinar_id, repair, caller.name, str(exc))
         except NotConfiguredError:
             raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org") from None
         except DecryptionError as exc:
@@ -66,20 +68,31 @@ def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
         except PermanentError as exc:
             raise ApiError(422, "reconcile_failed", str(exc)[:600]) from None
         if result.status == "partial":
-            return _accepted(org_id, webinar_id, repair, "the repair ran out of time")
+            return _accepted(app, org_id, webinar_id, repair, caller.name, "the repair ran out of time")
         return reconcile.reconciliation_view(result, with_ids=with_ids)
 
-    return _respond(req, app, "POST", run)
+    return respond(req, app, "POST", run, {200: ReconcileDone, 202: ReconcileAccepted})
 
 
-def _accepted(org_id: str, webinar_id: str, repair: bool, why: str) -> Answer:
-    follow = STATUS_ROUTE.format(org=org_id)
+def _accepted(app: App, org_id: str, webinar_id: str, repair: bool, actor: str, why: str) -> Answer:
+    """202 with an operation the timer's reconciliation answers (its id is the webinar row's open request)."""
+    from shared import reconcile
+
     payload = {
         "orgId": org_id,
         "webinarId": webinar_id,
         "status": "in_progress",
         "repair": repair,
-        "message": f"{why}: the next PullMetrics run reconciles it; its counts appear on the status route",
-        "follow": {"href": follow, "webinar": webinar_id},
+        "message": f"{why}: the next PullMetrics run reconciles it",
     }
-    return Answer(202, payload, {"Location": follow, "Retry-After": str(POLL_SECONDS)})
+    answer = accepted(app, org_id, payload, "reconcile", webinar_id)
+    operation_id = answer.payload["operation"]["id"]
+    reconcile.request(app.reconcile_ports(), org_id, webinar_id, repair=repair, actor=actor, request_id=operation_id)
+    return answer
+
+
+def _webinar_id(raw: str | None) -> str:
+    value = (raw or "").strip()
+    if not is_webinar_id(value):
+        raise ApiError(400, "invalid_webinar_id", "webinarId must be a positive ON24 event id", "webinarId")
+    return str(int(value))

@@ -2,22 +2,26 @@
 
 An admin must be able to tell whether the integration works for their org without reading logs. The answer
 is built from rows that exist anyway, plus one summary row per org, so a status call costs a handful of
-point reads and small queries, never a scan of the ledger:
+point reads and small queries, and reads the ledger only when it changed since its last count:
 
 - the org row (credentials' state, the last metrics run, when the credentials were last checked by ON24);
 - the org's sync-state rows (per webinar: last pull, next due, unfinished pull, counts, last error);
 - the org's summary row (``shared.store.health``): registrations by outcome, the 5 most recent failures,
-  the newest registration ON24 accepted, and the rejected messages filed under the org;
+  the webinars registered to, the newest registration ON24 accepted, and the rejected messages filed under
+  the org;
 - the org's parked registrations (a range query bounded by their number, normally none).
 
-The summary is kept by ``refresh_health``, which PullMetrics runs after its pulls. Per org it asks the ledger
-one question, "did any registration record something since my last pass?", and only when it did, counts the
-org's ledger rows again (a narrow read of a few columns) and writes the row. Counting again rather than adding
-up changes keeps the counts exact whatever happened in between: a ledger row holds only its latest outcome,
-and redeliveries, lease extensions and retried CRM write-backs rewrite rows without a new outcome, so adding
-up changed rows would count some outcomes twice (most of all during an outage, when the counts matter). A
-quiet org costs one query per run; a busy org one narrow read of its partition per run, the size of the read
-each of its webinar pulls makes anyway. RegisterAttendee's hot path gains no Table Storage call.
+The registration counts are brought up to date by the status route itself when the ledger changed since they
+were counted (``current_health``: one question to the ledger, and a recount only when it did), so the answer is
+right at once after setup. The summary is also kept by ``refresh_health``, which PullMetrics runs after its
+pulls. Per org it asks the ledger one question, "did any registration record something since my last pass?", and
+only when it did, counts the org's ledger rows again (a narrow read of a few columns) and writes the row.
+Counting again rather than adding up changes keeps the counts exact whatever happened in between: a ledger row
+holds only its latest outcome, and redeliveries, lease extensions and retried CRM write-backs rewrite rows
+without a new outcome, so adding up changed rows would count some outcomes twice (most of all during an outage,
+when the counts matter). A quiet org costs one query per run; a busy org one narrow read of its partition per
+run, the size of the read each of its webinar pulls makes anyway. RegisterAttendee's hot path gains no Table
+Storage call.
 
 The ON24 token's last successful use is the newest of: the credentials' last check at ``PUT`` (the row is
 saved only after ON24 accepted them), the webinars' last answered pulls, and the newest registration ON24

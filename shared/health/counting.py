@@ -28,19 +28,19 @@ KEEP_HOURS = timedelta(hours=25)
 # so a write that landed after the previous pass but is dated before it still triggers a recount.
 CHANGE_OVERLAP = timedelta(minutes=10)
 # The ledger columns the count needs (a narrow read: no emails, no pending registrants, no intent).
-COUNT_COLUMNS = ("State", "LastOutcome", "Reason", "UpdatedAt", "LeaseId")
-IN_PROGRESS = "in progress"
+COUNT_COLUMNS = ("State", "LastOutcome", "Reason", "UpdatedAt", "LeaseId", "On24EventId")
+IN_PROGRESS = "in_progress"
 
 
 # ---- pure: counting --------------------------------------------------------------------------------------------
 def outcome_of(entry: LedgerEntry) -> str:
     """The registration's last recorded outcome, as a category: ``registered``, ``updated``, ``cancelled``,
-    ``skipped``, ``failed`` (or whatever a newer release records); ``in progress`` while a delivery holds the
-    row or before any outcome was recorded."""
+    ``skipped``, ``failed`` (or whatever a newer release records, spaces as ``_``); ``in_progress`` while a
+    delivery holds the row or before any outcome was recorded."""
     text = (entry.last_outcome or "").strip()
     if entry.lease_id or not text:
         return IN_PROGRESS
-    return text.split(":", 1)[0].strip().lower() or IN_PROGRESS
+    return "_".join(text.split(":", 1)[0].lower().split()) or IN_PROGRESS
 
 
 def hour_key(at: datetime) -> str:
@@ -62,10 +62,13 @@ def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> Registrat
     failures: list[tuple[datetime, str, str]] = []
     at_provider = 0
     last_success: datetime | None = None
+    webinars: set[str] = set()
     oldest = now - KEEP_HOURS
     for entry in rows:
         outcome = outcome_of(entry)
         totals[outcome] += 1
+        if entry.webinar_id:
+            webinars.add(entry.webinar_id)
         if entry.state == "registered":
             at_provider += 1
         at = entry.updated_at
@@ -85,6 +88,7 @@ def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> Registrat
         at_provider=at_provider,
         recent_failures=tuple(Failure(reg, at, reason) for at, reg, reason in recent),
         last_provider_success=last_success,
+        webinars=tuple(sorted(webinars)),
     )
 
 

@@ -4,6 +4,7 @@ and its parked registrations, as one view (pure, tested with plain values), and 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 from shared import admin
 from shared.health.counting import IN_PROGRESS, WINDOW, last_day
+from shared.health.current import CountLedger, CountRows, current_health
 from shared.metrics.schedule import next_due
 from shared.reconcile.view import add_to_status
 from shared.store.credentials import OrgRecord
@@ -104,14 +106,22 @@ def parked_counts(store: ParkedStore, org_id: str, now: datetime) -> ParkedCount
     return ParkedCounts(total=len(parked), last_24h=sum(1 for m in parked if m.parked_at and m.parked_at >= since))
 
 
+WEBINAR_STATES = {"new": "never_pulled", "in progress": "in_progress", "not found": "not_found"}
+
+
+def enum_value(stored: str) -> str:
+    """A stored state as the API spells it: no spaces (``in progress`` -> ``in_progress``)."""
+    return "_".join(stored.split())
+
+
 def webinar_view(state: WebinarSyncState, now: datetime) -> dict[str, Any]:
-    """One webinar's sync state as the status route shows it."""
+    """One webinar's sync state as the status route shows it (``never_pulled`` before its first pull)."""
     pending = None
     if state.pending_end is not None:
         pending = {"from": _iso(state.pending_start), "to": _iso(state.pending_end), "nextPage": state.pending_page}
     return {
         "webinarId": state.webinar_id,
-        "status": state.status,
+        "status": WEBINAR_STATES.get(state.status, enum_value(state.status)),
         "lastPull": _iso(state.last_success_at),
         "lastAttempt": _iso(state.last_attempt_at),
         "nextDue": _iso(next_due(state, now)),
@@ -141,11 +151,11 @@ def status_view(
 ) -> dict[str, Any]:
     """The whole status answer. ``credentials`` is the credentials route's view of the org (no secrets)."""
     known = {state.webinar_id: state for state in states}
-    if org is not None:
-        for webinar_id in org.webinar_ids:  # listed by the admin, not pulled yet
-            known.setdefault(webinar_id, WebinarSyncState(org_id=org_id, webinar_id=webinar_id))
-    webinars = [webinar_view(known[webinar_id], now) for webinar_id in sorted(known, key=_webinar_order)]
     counts = health.registrations if health else None
+    listed = [*(org.webinar_ids if org else ()), *(counts.webinars if counts else ())]
+    for webinar_id in listed:  # listed by the admin, or registered to, and not pulled yet
+        known.setdefault(webinar_id, WebinarSyncState(org_id=org_id, webinar_id=webinar_id))
+    webinars = [webinar_view(known[webinar_id], now) for webinar_id in sorted(known, key=_webinar_order)]
     rejected = health.rejected if health else RejectedCounts()
     latest = {"at": _iso(rejected.latest_at), "reason": rejected.latest_reason} if rejected.latest_at else None
     registrations = _registrations_view(counts, parked, now)
@@ -176,18 +186,24 @@ def _webinar_order(webinar_id: str) -> tuple[int, str]:
 
 
 def _registrations_view(counts: RegistrationCounts | None, parked: ParkedCounts, now: datetime) -> dict[str, Any]:
-    totals = dict(counts.totals) if counts else {}
-    recent = last_day(counts.hours, now) if counts else {}
-    total_view = {name: totals.pop(name, 0) for name in SHOWN_OUTCOMES if name != "parked"}
-    day_view = {name: recent.pop(name, 0) for name in SHOWN_OUTCOMES if name != "parked"}
-    total_view |= {IN_PROGRESS: totals.pop(IN_PROGRESS, 0), **totals}  # outcomes a newer release records
+    """Registrations by outcome; ``null`` counts when the org's ledger was never counted (not 0: not known)."""
+    totals: Counter[str] = Counter()
+    recent: Counter[str] = Counter()
+    for name, count in (counts.totals if counts else {}).items():  # rows of earlier releases spelt "in progress"
+        totals[enum_value(name)] += count
+    for name, count in (last_day(counts.hours, now) if counts else {}).items():
+        recent[enum_value(name)] += count
+    unknown = None if counts is None else 0
+    total_view: dict[str, int | None] = {n: totals.pop(n, unknown) for n in SHOWN_OUTCOMES if n != "parked"}
+    day_view: dict[str, int | None] = {n: recent.pop(n, unknown) for n in SHOWN_OUTCOMES if n != "parked"}
+    total_view |= {IN_PROGRESS: totals.pop(IN_PROGRESS, unknown), **totals}  # outcomes a newer release records
     day_view |= recent
     total_view["parked"], day_view["parked"] = parked.total, parked.last_24h
     return {
         "countedAt": _iso(counts.counted_at) if counts else None,
         "last24h": day_view,
         "total": total_view,
-        "inOn24": counts.at_provider if counts else 0,
+        "inOn24": counts.at_provider if counts else None,
         "recentFailures": [
             {"registrationId": f.registration_id, "at": _iso(f.at), "reason": f.reason}
             for f in (counts.recent_failures if counts else ())
@@ -202,47 +218,55 @@ def _parking_view(org: OrgRecord | None) -> dict[str, Any] | None:
     return {"failedAttempts": org.park_failures, "nextAttempt": _iso(org.park_until)}
 
 
-def _warnings(view: dict[str, Any]) -> list[str]:
-    """What needs an admin, in words (empty when all is well)."""
-    found: list[str] = []
+def _warnings(view: dict[str, Any]) -> list[dict[str, str]]:
+    """What needs an admin: ``{"code", "message"}`` each (empty when all is well)."""
+    found: list[dict[str, str]] = []
+
+    def warn(code: str, message: str) -> None:
+        found.append({"code": code, "message": message})
+
     credentials = view["credentials"]
     if not view["configured"]:
-        found.append("the integration is disabled for this org: no ON24 credentials are stored")
+        warn("integration_disabled", "the integration is disabled for this org: no ON24 credentials are stored")
     elif credentials.get("status") == "rejected":
-        found.append(f"ON24 refused the org's credentials: {credentials.get('statusReason') or 'no reason given'}")
+        reason = credentials.get("statusReason") or "no reason given"
+        warn("credentials_rejected", f"ON24 refused the org's credentials: {reason}")
     token = view["token"]
     if token and token["state"] in ("warning", "expired"):
-        found.append(f"ON24 token: {token['message']}")
+        warn(f"token_{'expired' if token['state'] == 'expired' else 'expiring'}", f"ON24 token: {token['message']}")
     metrics = credentials.get("metrics") or {}
     if metrics.get("status") == "error":
-        found.append(f"the last metrics run failed for this org: {metrics.get('reason')}")
+        warn("metrics_run_failed", f"the last metrics run failed for this org: {metrics.get('reason')}")
     for webinar in view["webinars"]:
         lost = webinar.get("notFound")
-        if webinar["status"] in ("not found", "gone") and lost:
-            found.append(
+        if webinar["status"] in ("not_found", "gone") and lost:
+            warn(
+                "webinar_not_found",
                 f"webinar {webinar['webinarId']}: ON24 answered that it has no such webinar {lost['checks']} times "
                 f"since {lost['since']}; "
-                + ("no longer pulled" if webinar["status"] == "gone" else f"checked again at {lost['nextCheck']}")
+                + ("no longer pulled" if webinar["status"] == "gone" else f"checked again at {lost['nextCheck']}"),
             )
         if webinar["status"] == "error":
             prefix = f"webinar {webinar['webinarId']}: "
             error = str(webinar["lastError"] or "no reason recorded")
-            found.append(error if error.startswith(prefix) else prefix + error)
+            warn("webinar_pull_failed", error if error.startswith(prefix) else prefix + error)
     registrations = view["registrations"]
     if registrations["last24h"].get("failed"):
-        found.append(f"{registrations['last24h']['failed']} registrations failed in the last 24 hours")
+        warn("registrations_failed", f"{registrations['last24h']['failed']} registrations failed in the last 24 hours")
     refused = credentials.get("status") == "rejected"  # parked until a save (PUT) or the hourly probe
     if registrations["parking"]:
         cause = "ON24 refused the org's token" if refused else "ON24 or CRM did not answer"
-        found.append(
+        warn(
+            "parking",
             f"{cause} {registrations['parking']['failedAttempts']} attempts in a row: new "
-            f"registrations are parked; next attempt at {registrations['parking']['nextAttempt']}"
+            f"registrations are parked; next attempt at {registrations['parking']['nextAttempt']}",
         )
     if registrations["total"].get("parked"):
         until = "the org's credentials are saved again (PUT)" if refused else "ON24 answers again"
-        found.append(f"{registrations['total']['parked']} registrations are parked until {until}")
+        warn("registrations_parked", f"{registrations['total']['parked']} registrations are parked until {until}")
     if view["rejectedMessages"]["waiting"]:
-        found.append(f"{view['rejectedMessages']['waiting']} rejected queue messages wait for a fix and a replay")
+        waiting = view["rejectedMessages"]["waiting"]
+        warn("rejected_messages_waiting", f"{waiting} rejected queue messages wait for a fix and a replay")
     return found
 
 
@@ -260,10 +284,6 @@ class StatusSync(Protocol):
     def list(self, org_id: str) -> list[WebinarSyncState]: ...
 
 
-class StatusRows(Protocol):
-    def get(self, org_id: str) -> OrgHealth | None: ...
-
-
 class StatusReconciliations(Protocol):
     def list(self, org_id: str) -> list[ReconcileState]: ...
 
@@ -272,23 +292,29 @@ class StatusReconciliations(Protocol):
 class StatusPorts:
     credentials: StatusCredentials
     sync: StatusSync
-    rows: StatusRows
+    rows: CountRows
     parked: ParkedStore
+    ledger: CountLedger
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     reconciliations: StatusReconciliations | None = None
 
 
 def org_status(org_id: str, ports: StatusPorts, *, drift_ids: bool = False) -> dict[str, Any]:
-    """WebinarStatus: the org's health, from the org row, its sync-state rows, its summary row and its parked
-    registrations (no scan of the ledger or of the rejected messages); each webinar's reconciliation (the drifting
-    registrations' ids only with ``drift_ids``)."""
+    """WebinarStatus: the org's health, from the org row, its sync-state rows, its summary row (its registration
+    counts brought up to date when the ledger changed since, ``current_health``) and its parked registrations;
+    each webinar's reconciliation (the drifting registrations' ids only with ``drift_ids``)."""
     now = ports.clock()
     record = ports.credentials.get(org_id)
     credentials = admin.status_view(org_id, record, legacy_ids=None if record else ports.credentials.variants(org_id))
     for repeated in ("orgId", "configured"):  # at the top of the answer
         credentials.pop(repeated, None)
     parked = parked_counts(ports.parked, org_id, now)
-    view = status_view(org_id, record, credentials, ports.sync.list(org_id), ports.rows.get(org_id), parked, now)
+    health = current_health(org_id, ports.ledger, ports.rows, now)
+    reconciliations = ports.reconciliations.list(org_id) if ports.reconciliations is not None else []
+    states = ports.sync.list(org_id)
+    known = {state.webinar_id for state in states}
+    states += [WebinarSyncState(org_id, r.webinar_id) for r in reconciliations if r.webinar_id not in known]
+    view = status_view(org_id, record, credentials, states, health, parked, now)
     if ports.reconciliations is not None:
-        add_to_status(view, ports.reconciliations.list(org_id), with_ids=drift_ids)
+        add_to_status(view, reconciliations, with_ids=drift_ids)
     return view

@@ -48,6 +48,7 @@ class RegistrationCounts:
         in_on24: registrations ON24 holds a confirmed registrant for.
         recent_failures: the 5 most recent failures, newest first.
         last_on24_success: the newest outcome that needed ON24 to accept a registrant (registered, updated).
+        webinars: the ON24 webinars the org has registrations for (listed by the status route, pulled or not).
     """
 
     counted_at: datetime
@@ -56,6 +57,7 @@ class RegistrationCounts:
     at_provider: int = 0
     recent_failures: tuple[Failure, ...] = ()
     last_provider_success: datetime | None = None
+    webinars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ def _registrations_json(counts: RegistrationCounts | None) -> dict[str, Any]:
             for f in counts.recent_failures
         ],
         "lastOn24Success": _iso(counts.last_provider_success),
+        "webinars": list(counts.webinars),
     }
 
 
@@ -190,6 +193,7 @@ def _registrations_from(data: dict[str, Any]) -> RegistrationCounts | None:
         at_provider=int(data.get("inOn24") or 0),
         recent_failures=tuple(failures),
         last_provider_success=_time(data.get("lastOn24Success")),
+        webinars=tuple(str(w) for w in data.get("webinars") or () if isinstance(w, str)),
     )
 
 

@@ -1,5 +1,5 @@
 """Purge requests: an org that left the integration (``DELETE .../credentials?purge=true``), recorded durably
-until all its state is gone.
+until all its state is gone. Closing it settles the org's operations (``shared.store.operations``).
 
 One row per org in the org table (PartitionKey = org id, RowKey ``purge``), beside its credentials row,
 which the purge has already deleted. The row says when and by whom the purge was asked for, how far it got
@@ -10,13 +10,14 @@ credentials (``RowKey eq 'credentials'``) never sees these rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
 from shared.store.codec import EPOCH
+from shared.store.operations import settle_left_org
 from shared.store.tables import merge_entity, read_entity, table_errors
 
 _ROW_KEY = "purge"
@@ -91,6 +92,10 @@ class PurgeRequests:
         return sorted(rows, key=lambda r: r.requested_at)
 
     def close(self, org_id: str) -> None:
-        """The purge is finished: drop its request (idempotent)."""
+        """The purge is finished: settle the org's operations (``shared.store.operations``), drop its request
+        (idempotent)."""
+        request = self.get(org_id)
+        if request is not None:
+            settle_left_org(self._table, org_id, request.deleted, datetime.now(UTC))
         with table_errors(f"closing the purge request of org {org_id!r}"):
             self._table.delete_entity(org_id, _ROW_KEY)

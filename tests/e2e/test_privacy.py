@@ -23,6 +23,7 @@ from azure.functions.timer import TimerRequest
 
 from CredentialsStatus import main as status_main
 from ForgetAttendee import main as forget_main
+from OperationStatus import main as operation_main
 from PullMetrics import main as pull_main
 from RegisterAttendee import main as register_main
 from RemoveCredentials import main as remove_main
@@ -382,6 +383,49 @@ def test_a_big_purge_answers_202_and_the_timer_finishes_it(env: dict[str, str], 
     assert on24.count() == 0, "the org has no credentials: the timer made no ON24 call for it"
 
 
+def follow(location: str) -> tuple[int, Any, Any]:
+    """GET a 202's Location as Logic Apps and Power Automate do, through OperationStatus' ``main``."""
+    _, org, _, operation = location.removeprefix("/api/").split("/")
+    route = {"orgId": org, "operationId": operation}
+    response = operation_main(admin_request("GET", "orgs/{orgId}/operations/{operationId}", route))
+    return response.status_code, json_body(response), response.headers
+
+
+def test_a_big_purge_is_an_operation_that_turns_200_when_the_timer_has_finished_it(
+    env: dict[str, str], crm: CrmOrg, on24: Any
+) -> None:
+    ledger = table(env, "ledger")
+    for start in range(0, 2500, 100):  # each DELETE deletes 1,000 itself
+        ledger.submit_transaction([("create", {"PartitionKey": ORG, "RowKey": f"r{i:05}", "Email": f"p{i}@x.example"})
+                                   for i in range(start, start + 100)])  # fmt: skip
+    route = "orgs/{orgId}/webinar/credentials"
+    first = remove_main(admin_request("DELETE", route, {"orgId": ORG}, params={"purge": "true"}))
+    again = remove_main(admin_request("DELETE", route, {"orgId": ORG}, params={"purge": "true"}))
+    assert first.status_code == again.status_code == 202
+    polled, unpolled = first.headers["Location"], again.headers["Location"]
+    assert polled == json_body(first)["operation"]["href"] and polled.startswith(f"/api/orgs/{ORG}/operations/")
+    assert int(first.headers["Retry-After"]) > 0 and polled != unpolled
+
+    code, running, headers = follow(polled)
+    assert code == 202 and running["status"] == "running" and running["kind"] == "purge"
+    assert int(headers["Retry-After"]) > 0, "the async pattern keeps polling"
+
+    run_timer()  # the timer deletes the rest; the request stays until the final check
+    reset_app()  # the instance that answered the 202 is gone: the operation lives in Table Storage
+
+    code, done, _ = follow(polled)
+    assert code == 200 and done["status"] == "succeeded" and done["result"]["deleted"]["ledger"] == 2500
+    assert done["finishedAt"] and done["error"] is None
+    app = get_app()
+    ports = replace(app.privacy_ports(), clock=lambda: datetime.now(UTC) + privacy.PURGE_SETTLE)
+    assert privacy.housekeeping(ports, app.privacy_options(), budget_seconds=30).purges_closed == [ORG]
+    assert follow(polled)[:2] == (200, done), "the outcome was recorded once; it stays"
+    code, late = follow(unpolled)[:2]
+    assert code == 200 and late["status"] == "succeeded", "closed before anyone polled: settled at the close"
+    assert late["result"]["deleted"]["ledger"] == 2500
+    assert {row["Kind"] for row in rows_of(env, "orgs", ORG)} == {"purge"}, "only the receipts of the purge remain"
+
+
 def test_delete_without_purge_behaves_as_before(env: dict[str, str], crm: CrmOrg, on24: Any) -> None:
     reg = str(uuid.uuid4())
     deliver_until_done(canonical(reg, crm, "register", T0, "stays@people.example"))
@@ -391,7 +435,14 @@ def test_delete_without_purge_behaves_as_before(env: dict[str, str], crm: CrmOrg
     assert delete(ORG, purge="false")[0] == 200 and row(reg) is not None
     assert delete(ORG, purge="maybe") == (
         400,
-        {"error": {"code": "invalid_parameter", "message": "purge: must be true or false", "field": "purge"}},
+        {
+            "error": {
+                "code": "invalid_parameter",
+                "message": "purge: must be true or false",
+                "target": "purge",
+                "field": "purge",  # deprecated alias of target
+            }
+        },
     )
     assert get_app().purges.get(ORG) is None
     code, answer = delete(ORG, purge="true")  # an org switched off earlier can still leave

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from OperationStatus import main as operation_main
 from PullWebinar import main as pull_main
 from RemoveCredentials import main as remove_main
 from shared.app import get_app, reset_app
@@ -22,6 +23,14 @@ from tests.e2e.test_webinar_status import status
 from tests.functions import admin_request, http_request, json_body
 
 PULL = "orgs/{orgId}/webinars/{webinarId}/pull"
+OPERATION = "orgs/{orgId}/operations/{operationId}"
+
+
+def follow(location: str, **kwargs: Any) -> tuple[int, Any, Any]:
+    """GET a 202's Location the way Logic Apps does (through OperationStatus' ``main``)."""
+    _, org, _, operation = location.removeprefix("/api/").split("/")
+    response = operation_main(admin_request("GET", OPERATION, {"orgId": org, "operationId": operation}, **kwargs))
+    return response.status_code, json_body(response), response.headers
 
 
 def pull(org: str, webinar: str, **kwargs: Any) -> tuple[int, Any, Any]:
@@ -92,12 +101,16 @@ def test_a_pull_longer_than_the_request_budget_answers_202_and_the_next_run_fini
 
     on24.latency = 0.0
     assert code == 202, answer
-    assert answer["status"] == "in progress" and answer["follow"]["webinar"] == "7001"
-    assert headers["Location"] == f"/api/orgs/{ORG_A}/webinar/status" == answer["follow"]["href"]
+    assert answer["status"] == "in_progress" and answer["webinarId"] == "7001"
+    location = f"/api/orgs/{ORG_A}/operations/{answer['operation']['id']}"
+    assert headers["Location"] == location == answer["operation"]["href"] and int(headers["Retry-After"]) > 0
     assert 0 < answer["counts"]["written"] < 250
     entry = next(x for x in status(ORG_A)[1]["webinars"] if x["webinarId"] == "7001")
-    assert entry["status"] == "in progress" and entry["pending"]["nextPage"] >= 1
+    assert entry["status"] == "in_progress" and entry["pending"]["nextPage"] >= 1
     written, writes = len(dataverse.rows(CHECKINS)), dataverse.writes
+    code, running, headers = follow(location)
+    assert code == 202 and running["status"] == "running" and running["result"] is None, "Logic Apps keeps polling"
+    assert int(headers["Retry-After"]) > 0 and headers["Location"] == location
 
     run_timer()
 
@@ -105,6 +118,10 @@ def test_a_pull_longer_than_the_request_budget_answers_202_and_the_next_run_fini
     assert dataverse.writes - writes <= 250 - written, "the run resumes, it does not start over"
     entry = next(x for x in status(ORG_A)[1]["webinars"] if x["webinarId"] == "7001")
     assert entry["status"] == "ok" and entry["pending"] is None
+    reset_app()  # another instance answers the poll: the operation is in Table Storage, not in memory
+    code, done, _ = follow(location)
+    assert code == 200 and done["status"] == "succeeded" and done["kind"] == "pull" and done["error"] is None
+    assert done["result"]["webinarId"] == "7001" and done["result"]["counts"]["pulled"] > 0
 
 
 def test_the_pull_takes_its_calls_from_the_accounts_shared_budget(webinars: Webinars, on24: Any) -> None:
@@ -133,7 +150,7 @@ def test_a_webinar_unknown_to_on24_is_a_404(webinars: Webinars) -> None:
 def test_credentials_on24_refuses_are_a_409_and_flag_the_org(webinars: Webinars, on24: Any) -> None:
     on24.deactivate(CLIENT_B)
     code, answer, _ = pull(ORG_B, "7003")
-    assert code == 409 and answer["error"]["code"] == "on24_rejected_credentials"
+    assert code == 409 and answer["error"]["code"] == "stored_credentials_rejected", "PUT's code is a 422"
     record = get_app().credentials.get(ORG_B)
     assert record is not None and record.status == "rejected"
     on24.reactivate(CLIENT_B)

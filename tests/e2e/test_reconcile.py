@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ForgetAttendee import main as forget_main
+from OperationStatus import main as operation_main
 from Reconcile import main as reconcile_main
 from RemoveCredentials import main as remove_main
 from sandbox.triggers import dataverse_delete_body
@@ -174,10 +175,21 @@ def test_a_webinar_too_large_for_the_request_is_accepted_and_finished_by_the_tim
     reset_app()
     status, body, response = reconcile(repair="true")
     assert status == 202 and body["status"] == "in_progress" and response.headers["Retry-After"]
-    assert "asa.odegard@example.no" not in active_in_on24(on24)
+    location = response.headers["Location"]
+    assert location == body["operation"]["href"] and "asa.odegard@example.no" not in active_in_on24(on24)
+
+    def poll() -> tuple[int, Any]:
+        operation = operation_main(admin_request("GET", "orgs/{orgId}/operations/{operationId}",
+                                                 {"orgId": ORG, "operationId": body["operation"]["id"]}))  # fmt: skip
+        return operation.status_code, json_body(operation)
+
+    assert poll()[0] == 202, "running until the timer has done it"
     report = timers.run_reconciliations(get_app(), deadline=time.monotonic() + 90)
     assert report is not None and f"{ORG}/{WEBINAR}" in report.reconciled
     assert "asa.odegard@example.no" in active_in_on24(on24), "the timer did the repair that was asked for"
+    status, done = poll()
+    assert status == 200 and done["status"] == "succeeded" and done["kind"] == "reconcile"
+    assert done["result"]["counts"]["missingInOn24"] == 0 and done["result"]["repairs"] == {"registered": 1}
     state = get_app().reconciliations.get(ORG, str(WEBINAR))
     assert state is not None and state.requested_at is None and state.repaired_by == "function-key holder"
 

@@ -105,43 +105,84 @@ def test_a_healthy_org_and_a_failing_org_each_show_every_field(webinars: Webinar
     rejected = broken["rejectedMessages"]
     assert rejected["total"] == 1 and rejected["waiting"] == 1 and rejected["last24h"] == 1
     assert "registrationId" in rejected["latest"]["reason"]
-    warnings = " | ".join(broken["warnings"])
+    warnings = " | ".join(w["message"] for w in broken["warnings"])
     assert "ON24 refused the org's credentials" in warnings
     assert "7 registrations are parked until the org's credentials are saved again (PUT)" in warnings
     assert "1 rejected queue messages" in warnings
+    codes = {w["code"] for w in broken["warnings"]}
+    assert {"credentials_rejected", "registrations_parked", "rejected_messages_waiting"} <= codes
 
     for answer in (healthy, broken):
         text = json.dumps(answer)
         assert ON24_SECRET not in text and ON24_KEY not in text and "Secret-B-0001" not in text
 
 
-def test_counts_follow_new_outcomes_at_the_next_run(webinars: Webinars) -> None:
+def test_counts_follow_new_outcomes_at_once_without_a_timer_run(webinars: Webinars) -> None:
     w = webinars
     w.register(ORG_A, 7001, "one@a.example")
-    run_timer()
-    assert status(ORG_A)[1]["registrations"]["total"]["registered"] == 1
+    assert status(ORG_A)[1]["registrations"]["total"]["registered"] == 1, "no PullMetrics run yet"
     w.register(ORG_A, 7001, "two@a.example")
-    assert status(ORG_A)[1]["registrations"]["total"]["registered"] == 1, "counted by the timer, not per call"
-    run_timer()
     answer = status(ORG_A)[1]
     assert answer["registrations"]["total"]["registered"] == 2
     assert answer["registrations"]["last24h"]["registered"] == 2
+    run_timer()
+    assert status(ORG_A)[1]["registrations"]["total"]["registered"] == 2, "the timer's count agrees"
 
 
-def test_a_status_call_reads_no_ledger_and_no_rejected_messages(webinars: Webinars, table_requests: list[str]) -> None:
+def test_right_after_setup_every_registered_webinar_and_every_registration_shows(
+    webinars: Webinars, dataverse: Any
+) -> None:
+    """The issue's scenario: 8 people registered to two webinars, one pulled on demand, no PullMetrics run."""
+    w = webinars
+    people = [("Jörg", "Müller", "joerg.mueller"), ("Åsa", "Ødegård", "asa.odegard"), ("Иван", "Петров", "ivan.petrov"),
+              ("Sæunn", "Þórsdóttir", "saeunn")]  # fmt: skip
+    for event in (7001, 7002):
+        crm = w.crm[event]
+        for first, last, local in people:
+            email = f"{local}.{event}@a.example"
+            reg = crm.registration(crm.contact(first, last, email))
+            body = canonical_body(
+                org_id=ORG_A, registration_id=reg, event_id=crm.event_id, webinar_id=str(event),
+                attendee={"email": email, "firstName": first, "lastName": last},
+            )  # fmt: skip
+            register_main(service_bus_message(body))
+            w.regs[email] = reg
+    w.watch(7001, "joerg.mueller.7001@a.example", live=12)
+    route = {"orgId": ORG_A, "webinarId": "7001"}
+    assert pull_main(admin_request("POST", "orgs/{orgId}/webinars/{webinarId}/pull", route)).status_code == 200
+
+    answer = status(ORG_A)[1]
+
+    assert answer["registrations"]["total"]["registered"] == 8, answer["registrations"]
+    assert answer["registrations"]["inOn24"] == 8
+    assert answer["registrations"]["last24h"]["registered"] == 8
+    webinars_shown = {x["webinarId"]: x for x in answer["webinars"]}
+    assert set(webinars_shown) == {"7001", "7002"}, "the webinar never pulled is listed too"
+    assert webinars_shown["7001"]["status"] == "ok" and webinars_shown["7001"]["counts"]["written"] == 1
+    never = webinars_shown["7002"]
+    assert never["status"] == "never_pulled" and never["lastPull"] is None and never["nextDue"] is not None
+
+
+def test_a_status_call_on_a_quiet_org_reads_no_ledger_row_and_no_rejected_message(
+    webinars: Webinars, table_requests: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     w = webinars
     for i in range(5):
         w.register(ORG_A, 7001, f"r{i}@a.example")
     run_timer()
+    monkeypatch.setattr("shared.health.current.CHANGE_OVERLAP", timedelta(0))  # the registrations are older
     table_requests.clear()
     assert status(ORG_A)[0] == 200
     prefix = get_app().settings.table_prefix
-    assert len(table_requests) == 5, table_requests  # org row, sync state, summary, parked, reconciliations
+    assert len(table_requests) == 6, table_requests  # + the reconciliation rows of the org's partition
     reconciliations = [r for r in table_requests if "~reconcile" in urllib.parse.unquote(r)]
     assert len(reconciliations) == 1 and f"{prefix}syncstate" in reconciliations[0], "the org's own rows only"
-    ledger = [r for r in table_requests if f"{prefix}ledger" in r]
-    assert len(ledger) == 1 and "~parked" in urllib.parse.unquote(ledger[0]), ledger
-    assert f"RowKey ge '{ORG_A}|'" in urllib.parse.unquote(ledger[0]), "only the org's parked rows, no ledger rows"
+    ledger = [urllib.parse.unquote(r) for r in table_requests if f"{prefix}ledger" in r]
+    parked = [r for r in ledger if "~parked" in r]
+    asked = [r for r in ledger if "UpdatedAt ge" in r]
+    assert len(ledger) == 2 and len(parked) == 1 and len(asked) == 1, ledger
+    assert "$top=1" in asked[0] and "$select=RowKey" in asked[0], "one question: anything new since the count?"
+    assert f"RowKey ge '{ORG_A}|'" in parked[0], "only the org's parked rows, no ledger rows"
 
 
 def test_a_token_idle_for_45_days_warns_and_a_pull_clears_it(webinars: Webinars, app_env: dict[str, str]) -> None:
@@ -153,7 +194,7 @@ def test_a_token_idle_for_45_days_warns_and_a_pull_clears_it(webinars: Webinars,
     token = status(ORG_A)[1]["token"]
     assert token["state"] == "warning" and token["idleDays"] == 50
     assert "in about 10 days" in token["message"] and "POST a pull" in token["message"]
-    assert any(w.startswith("ON24 token:") for w in status(ORG_A)[1]["warnings"])
+    assert any(w["code"] == "token_expiring" for w in status(ORG_A)[1]["warnings"])
 
     orgs.update_entity(
         {"PartitionKey": ORG_A, "RowKey": "credentials", "UpdatedAt": stored - timedelta(days=11)},
@@ -170,7 +211,8 @@ def test_an_org_without_credentials_answers_configured_false(app_env: dict[str, 
     code, answer = status(ORG_A)
     assert code == 200
     assert answer["configured"] is False and answer["token"] is None and answer["webinars"] == []
-    assert answer["warnings"] == ["the integration is disabled for this org: no ON24 credentials are stored"]
+    disabled = "the integration is disabled for this org: no ON24 credentials are stored"
+    assert answer["warnings"] == [{"code": "integration_disabled", "message": disabled}]
 
 
 @pytest.mark.parametrize(
@@ -236,6 +278,11 @@ def test_parked_registrations_and_the_orgs_parking_are_shown(
     registrations = answer["registrations"]
     assert registrations["total"]["parked"] == 2 and registrations["last24h"]["parked"] == 2
     assert registrations["parking"]["failedAttempts"] == 1 and registrations["parking"]["nextAttempt"]
-    assert "2 registrations are parked until ON24 answers again" in answer["warnings"]
-    assert any(w.startswith("ON24 or CRM did not answer 1 attempts in a row") for w in answer["warnings"])
+    assert {"code": "registrations_parked", "message": "2 registrations are parked until ON24 answers again"} in (
+        answer["warnings"]
+    )
+    assert any(
+        w["code"] == "parking" and w["message"].startswith("ON24 or CRM did not answer 1 attempts in a row")
+        for w in answer["warnings"]
+    )
     assert status(ORG_B)[1]["registrations"]["total"]["parked"] == 0, "parked rows are counted per org"

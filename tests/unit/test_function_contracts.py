@@ -25,6 +25,8 @@ ADMIN_ROUTES = {
     "PullWebinar": ("orgs/{orgId}/webinars/{webinarId}/pull", ["post"]),
     "ForgetAttendee": ("orgs/{orgId}/webinar/forget", ["post"]),
     "Reconcile": ("orgs/{orgId}/webinars/{webinarId}/reconcile", ["post"]),
+    "OperationStatus": ("orgs/{orgId}/operations/{operationId}", ["get"]),
+    "OpenApi": ("openapi.json", ["get"]),
 }
 TRIGGER_TYPES = {
     "serviceBusTrigger": func.ServiceBusMessage,

@@ -48,8 +48,8 @@ def org(**changes: object) -> OrgRecord:
 def test_outcomes_are_categories_and_a_held_row_is_in_progress() -> None:
     assert outcome_of(row("a", "registered", NOW)) == "registered"
     assert outcome_of(row("a", "skipped: integration disabled: no ON24 credentials for org", NOW)) == "skipped"
-    assert outcome_of(row("a", "failed", NOW, lease_id="L")) == "in progress", "a delivery holds it"
-    assert outcome_of(row("a", None, NOW, state="new")) == "in progress", "claimed, nothing recorded yet"
+    assert outcome_of(row("a", "failed", NOW, lease_id="L")) == "in_progress", "a delivery holds it"
+    assert outcome_of(row("a", None, NOW, state="new")) == "in_progress", "claimed, nothing recorded yet"
     assert outcome_of(row("a", "Dropped: org removed", NOW)) == "dropped", "a newer release's outcome is kept"
 
 
@@ -62,7 +62,7 @@ def test_count_registrations_totals_hours_failures_and_last_on24_success() -> No
         *[row(f"f{i}", "failed", NOW - timedelta(minutes=10 * i), state="failed", reason=f"why {i}") for i in range(7)],
     ]
     counts = count_registrations(rows, NOW)
-    assert counts.totals == {"registered": 1, "updated": 1, "cancelled": 1, "in progress": 1, "failed": 7}
+    assert counts.totals == {"registered": 1, "updated": 1, "cancelled": 1, "in_progress": 1, "failed": 7}
     assert counts.at_provider == 3
     assert counts.hours["2026-11-24T12:00Z"] == {"registered": 1, "failed": 4}
     assert counts.hours["2026-11-24T10:00Z"] == {"updated": 1}
@@ -175,12 +175,12 @@ def test_status_view_lists_webinars_the_admin_named_and_warns_about_what_needs_a
         NOW,
     )
     assert [w["webinarId"] for w in view["webinars"]] == ["9", "12"], "numeric order"
-    assert view["webinars"][0]["status"] == "new" and view["webinars"][0]["nextDue"] == NOW.isoformat()
+    assert view["webinars"][0]["status"] == "never_pulled" and view["webinars"][0]["nextDue"] == NOW.isoformat()
     assert view["registrations"]["total"]["parked"] == 4 and view["registrations"]["last24h"]["failed"] == 2
     assert view["warnings"] == [
-        "webinar 12: ON24 answered 500",
-        "2 registrations failed in the last 24 hours",
-        "4 registrations are parked until ON24 answers again",
+        {"code": "webinar_pull_failed", "message": "webinar 12: ON24 answered 500"},
+        {"code": "registrations_failed", "message": "2 registrations failed in the last 24 hours"},
+        {"code": "registrations_parked", "message": "4 registrations are parked until ON24 answers again"},
     ]
 
 
@@ -194,12 +194,25 @@ def test_a_webinar_the_provider_does_not_know_shows_its_checks_and_warns() -> No
     assert first["notFound"] == {"checks": 2, "since": (NOW - timedelta(hours=1)).isoformat(),
                                  "nextCheck": (NOW + timedelta(hours=2)).isoformat()}  # fmt: skip
     assert first["nextDue"] == (NOW + timedelta(hours=2)).isoformat() and second["nextDue"] is None
-    assert view["warnings"] == [
+    assert [w["message"] for w in view["warnings"]] == [
         f"webinar 12: ON24 answered that it has no such webinar 2 times since "
         f"{(NOW - timedelta(hours=1)).isoformat()}; checked again at {(NOW + timedelta(hours=2)).isoformat()}",
         f"webinar 13: ON24 answered that it has no such webinar 10 times since "
         f"{(NOW - timedelta(days=31)).isoformat()}; no longer pulled",
     ]
+    assert {w["code"] for w in view["warnings"]} == {"webinar_not_found"}
+
+
+def test_status_view_lists_webinars_with_registrations_and_never_answers_0_for_an_unknown_count() -> None:
+    legacy = RegistrationCounts(NOW, totals={"registered": 3, "in progress": 1}, webinars=("7002", "7001"))
+    view = status_view("org", org(webinar_ids=()), {"status": "active"}, [], OrgHealth("org", NOW, legacy),
+                       ParkedCounts(), NOW)  # fmt: skip
+    shown = [(w["webinarId"], w["status"]) for w in view["webinars"]]
+    assert shown == [("7001", "never_pulled"), ("7002", "never_pulled")]
+    assert view["registrations"]["total"]["in_progress"] == 1 and "in progress" not in view["registrations"]["total"]
+    unknown = status_view("org", org(), {"status": "active"}, [], None, ParkedCounts(), NOW)["registrations"]
+    assert unknown["total"]["registered"] is None and unknown["inOn24"] is None, "not counted yet, not 0"
+    assert unknown["total"]["parked"] == 0, "parked is counted live"
 
 
 # ---- the pass ------------------------------------------------------------------------------------------------------
