@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.errors import ConfigError, IntegrationError, NotFoundError
+from shared.errors import ConfigError, IntegrationError, NotFoundError, TransientError
 from shared.ids import is_webinar_id
 from shared.reconcile.run import OverBudget, ReconcilePorts, reconcile_webinar, record_failure
 from shared.store.credentials import OrgRecord
@@ -88,7 +88,7 @@ def request(ports: ReconcilePorts, org_id: str, webinar_id: str, *, repair: bool
         saved = ports.states.save(asked)
         if saved is not None:
             return saved
-    raise IntegrationError(f"the reconciliation row of webinar {webinar_id} kept changing; ask again")
+    raise TransientError(f"the reconciliation row of webinar {webinar_id} kept changing; ask again")
 
 
 def run_reconciliations(
