@@ -1,8 +1,8 @@
 """``python -m sandbox {demo,serve}``: the local demo and the stand-ins for ``func start``.
 
 * ``demo``: the product's main job end to end on one machine, with checks (``sandbox/demo.py``);
-* ``serve``: Azurite and the stand-ins with the demo data, plus a ``local.settings.json`` for a local Functions
-  host, until Ctrl-C (``sandbox/serve.py``).
+* ``serve``: Azurite and the stand-ins with the demo data, the admin page and routes over HTTP, plus a
+  ``local.settings.json`` for a local Functions host, until Ctrl-C (``sandbox/serve.py``).
 
 Run from the repository root (the function folders and ``shared`` are imported from there).
 """

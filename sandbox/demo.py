@@ -52,6 +52,7 @@ from azure.functions.timer import TimerRequest
 
 from sandbox.azurite import Azurite
 from sandbox.dataverse import DataverseStandIn
+from sandbox.host import page_url
 from sandbox.keyvault import KeyVaultStandIn, TestCertificateAuthority
 from sandbox.on24 import On24StandIn
 from sandbox.triggers import (
@@ -860,6 +861,10 @@ def main(args: argparse.Namespace) -> int:
         say(f"DEMO FAILED: unexpected {type(exc).__name__}: {exc}")
     finally:
         shut_down(stack, guard)
+    if code == 0:
+        say()
+        say("The admin page, with the real routes behind it: run '.venv/bin/python -m sandbox serve' and")
+        say(f"open {page_url()}")
     return code
 
 

@@ -9,6 +9,9 @@ RegisterAttendee *before* the webinar runs, run the webinar, pull the metrics, r
 stand-in, and switch the integration off last. While it runs it reports progress (registrants in ON24, check-ins
 in CRM), so each step can wait for the one before.
 
+It also serves the admin page and the real admin routes over HTTP (``sandbox/host.py``, default
+http://127.0.0.1:7072/api/admin, function key printed), in this process, against the same sandbox.
+
 ``--write-local-settings`` writes ``local.settings.json`` into the current directory, where ``func start`` reads it
 (run both from the repository root); an existing file is first copied to ``.sandbox/``. ``--write-settings PATH``
 writes it anywhere. Runs until Ctrl-C or SIGTERM, then stops everything it started.
@@ -17,7 +20,9 @@ writes it anywhere. Runs until Ctrl-C or SIGTERM, then stops everything it start
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import secrets
 import shutil
 import sys
 import tempfile
@@ -39,6 +44,7 @@ from sandbox.demo import (
     Interrupted,
     Sandbox,
     SignalGuard,
+    app_environment,
     ascii_slug,
     person_body,
     say,
@@ -46,6 +52,7 @@ from sandbox.demo import (
     shut_down,
     start_sandbox,
 )
+from sandbox.host import DEFAULT_PORT, FunctionHost
 
 SERVICE_BUS_PLACEHOLDER = (
     "Endpoint=sb://REPLACE-ME.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=REPLACE_ME"
@@ -158,7 +165,6 @@ def print_instructions(
         f"CRM org {crm.org_id}: event {crm.event_id} (msevtmgt_webinarid {ON24_EVENT_ID}), "
         f"{len(crm.people) + 1} contacts and registrations; Key Vault secret '{KEY_SECRET_NAME}'."
     )
-    say("Ready. Press Ctrl-C to stop.")
 
 
 class Progress(threading.Thread):
@@ -192,6 +198,33 @@ class Progress(threading.Thread):
                 say(f"[progress] {checkins} {CHECKINS_MILESTONE} (step 5 shows them)")
 
 
+def start_host(port: int, function_key: str) -> FunctionHost:
+    """The admin routes and the page over HTTP; another port if ``port`` is taken (said when it happens)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        host = FunctionHost(root, function_key=function_key, port=port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or port == 0:
+            raise
+        host = FunctionHost(root, function_key=function_key, port=0)
+        say(f"(port {port} is in use: the page is served on port {host.server.server_address[1]} instead)")
+    return host.start()
+
+
+def print_page(sandbox: Sandbox, crm: CrmSeed, host: FunctionHost) -> None:
+    """Where the admin page is, and what to type into it to connect the demo org."""
+    say()
+    say(f"Admin page: {host.page_url}")
+    say(f"  Function key (the page asks for it once): {host.function_key}")
+    say(f"  To connect the demo org: Org ID {crm.org_id}, ON24 client ID {ON24_CLIENT_ID}, Access token key")
+    say(f"  {sandbox.on24_key}, Access token secret {sandbox.on24_secret}, Webinar IDs {ON24_EVENT_ID},")
+    say(f"  Dataverse URL {sandbox.dataverse.url}")
+    say("  The admin routes are served there too (same function key), e.g.")
+    say(f"  curl -sS -H 'x-functions-key: {host.function_key}' '{host.url}/api/orgs/{crm.org_id}/webinar/status'")
+    say()
+    say("Ready. Press Ctrl-C to stop.")
+
+
 def main(args: argparse.Namespace) -> int:
     """Serve until interrupted; 0 on Ctrl-C/SIGTERM, 1 if something could not start."""
     guard = SignalGuard().install()
@@ -215,6 +248,10 @@ def main(args: argparse.Namespace) -> int:
             path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
             written.append(path)
         print_instructions(sandbox, crm, settings, written, messages)
+        stack.enter_context(app_environment({**sandbox.app_settings(), "RETRY_BUDGET_SECONDS": "15"}))
+        host = start_host(args.port, args.function_key or secrets.token_urlsafe(24))
+        stack.callback(host.close)
+        print_page(sandbox, crm, host)
         stack.callback(stop.set)
         Progress(sandbox, len(crm.people), stop).start()
         while True:
@@ -238,3 +275,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write local.settings.json into the current directory (the repository root), where 'func start' reads it",
     )
     parser.add_argument("--write-settings", metavar="PATH", help="also write the local.settings.json to PATH")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port of the admin page and routes (default {DEFAULT_PORT})"
+    )
+    parser.add_argument("--function-key", help="the function key the routes require (default: a new random one)")

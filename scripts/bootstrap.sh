@@ -71,3 +71,18 @@ if [ ! -x node_modules/.bin/azurite ] || [ "$(cat "$nstamp" 2>/dev/null)" != "$n
   npm ci --no-audit --no-fund --loglevel=error
   echo "$nwant" > "$nstamp"
 fi
+
+# Chromium for the admin page's browser tests (tests/browser): Playwright drives the system's Chromium
+# (executable_path), since `playwright install` would download a browser. CHROMIUM= may point at another binary.
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium (apt-get) for the admin page's browser tests"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      echo "bootstrap: WARNING: 'apt-get install chromium' failed: the admin page's browser tests will be skipped." >&2
+    fi
+  else
+    echo "bootstrap: WARNING: no Chromium found, so the admin page's browser tests will be SKIPPED. Install it" >&2
+    echo "           ('sudo apt-get install chromium' on Debian/Ubuntu, or your distribution's chromium package)," >&2
+    echo "           or set CHROMIUM=/path/to/chromium (Chrome works too)." >&2
+  fi
+fi

@@ -112,6 +112,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(marker: str) -> None:
 
     assert any("skipped: integration disabled" in line and "0 ON24 calls" in line for line in output.splitlines())
     assert "Demo OK" in output and "Stopped Azurite and the stand-ins." in output
+    assert output.rstrip().endswith("open http://127.0.0.1:7072/api/admin"), "it ends with the admin page's URL"
     assert "Sandbox-Secret-" not in output + errors, "the ON24 token secret is never printed"
     assert_nothing_left(marker, pgid=process.pid)
 
