@@ -61,6 +61,7 @@ def cell(page: Any, row_name: str, column: str) -> str:
 
 def test_an_admin_connects_watches_pulls_forgets_and_switches_off(admin: AdminPage, on24: Any, dataverse: Any) -> None:
     org = str(uuid.uuid4())
+    dataverse.organization_id = org  # the org the Dataverse URL belongs to (the save asks WhoAmI)
     live = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     on24.add_event(ON24_CLIENT_ID, WEBINAR, livestart=live, liveend=live + timedelta(hours=1))
     crm = CrmOrg(dataverse, webinar_id=str(WEBINAR))
@@ -205,6 +206,7 @@ def test_a_pull_longer_than_the_request_follows_the_202_until_done(
     monkeypatch.setenv("ON_DEMAND_PULL_BUDGET_SECONDS", "1")
     reset_app()
     org, webinar = str(uuid.uuid4()), WEBINAR + 1
+    dataverse.organization_id = org  # the org the Dataverse URL belongs to (the save asks WhoAmI)
     live = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     on24.add_event(ON24_CLIENT_ID, webinar, livestart=live, liveend=live + timedelta(hours=1))
     crm = CrmOrg(dataverse, webinar_id=str(webinar))
