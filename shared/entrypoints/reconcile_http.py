@@ -40,7 +40,11 @@ def post_reconcile(req: func.HttpRequest, app: App) -> func.HttpResponse:
         org = app.credentials.get(org_id)
         if org is None:
             raise ApiError(409, "not_configured", "no ON24 credentials are stored for this org")
-        if app.crm_for(org) is None:
+        try:
+            crm = app.crm_for(org)
+        except ValueError as exc:  # a Dataverse URL the app's identity may not send a token to
+            raise ApiError(422, "reconcile_failed", f"the org's Dataverse URL cannot be used: {exc}"[:600]) from None
+        if crm is None:
             raise ApiError(409, "no_dataverse_url", "the org has no Dataverse URL and DATAVERSE_URL is not set")
         _log.info(
             "audit: reconciliation of webinar %s for org %s asked by %s (repair: %s)",

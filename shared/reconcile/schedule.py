@@ -23,13 +23,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.errors import ConfigError, IntegrationError, NotFoundError, TransientError
+from shared.errors import ConfigError, IntegrationError, NotFoundError, PermanentError, TransientError
 from shared.ids import is_webinar_id
 from shared.reconcile.run import OverBudget, ReconcilePorts, reconcile_webinar, record_failure
 from shared.store.credentials import OrgRecord
 from shared.store.ledger import LedgerEntry
 from shared.store.reconciliations import ReconcileState
 from shared.store.sync_state import WebinarSyncState
+from shared.store.tables import StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -113,9 +114,11 @@ def run_reconciliations(
             queue.extend(_due(parts, org, now))
         except ConfigError:
             raise
-        except IntegrationError as exc:
-            report.failed[org.org_id] = str(exc)[:300]
-            _log.error("reconcile: org %s not planned: %s", org.org_id, exc, extra={"org_id": org.org_id})
+        except Exception as exc:  # the org's own trouble (its Dataverse URL refused, CRM down): the others go on
+            if _is_store_failure(exc):
+                raise
+            report.failed[org.org_id] = _describe(exc)
+            _log.error("reconcile: org %s not planned: %s", org.org_id, _describe(exc), extra={"org_id": org.org_id})
     queue.sort(key=lambda item: item[0])
     for index, (_, state) in enumerate(queue):
         if ports.monotonic() >= deadline:
@@ -133,10 +136,22 @@ def run_reconciliations(
             report.left += 1
         except ConfigError:
             raise
-        except IntegrationError as exc:
-            record_failure(ports, state.org_id, state.webinar_id, str(exc))
-            report.failed[key] = str(exc)[:300]
+        except Exception as exc:  # one webinar's or org's trouble is noted on its row; the others go on
+            if _is_store_failure(exc):
+                raise
+            record_failure(ports, state.org_id, state.webinar_id, _describe(exc))
+            report.failed[key] = _describe(exc)
     return report
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, IntegrationError) else f"{type(exc).__name__}: {exc}"
+    return text[:300]
+
+
+def _is_store_failure(exc: BaseException) -> bool:
+    """Storage unreachable: nothing can be recorded, the step stops (the timer logs it and goes on)."""
+    return isinstance(exc, StoreError) and not isinstance(exc, PermanentError)
 
 
 def _due(parts: ScheduleParts, org: OrgRecord, now: datetime) -> list[tuple[tuple[int, datetime], ReconcileState]]:

@@ -50,7 +50,7 @@ def test_every_http_function_is_described_and_nothing_else() -> None:
     served = set()
     for spec_file in ROOT.glob("*/function.json"):
         for binding in json.loads(spec_file.read_text())["bindings"]:
-            if binding["type"] == "httpTrigger" and not binding["route"].startswith("admin"):  # the page's own
+            if binding["type"] == "httpTrigger" and "admin" not in binding["route"]:  # the page's own
                 served |= {("/" + binding["route"], method) for method in binding["methods"]}
     described = {(path, method) for path, methods in document()["paths"].items() for method in methods}
     assert described == served
