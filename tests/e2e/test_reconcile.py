@@ -278,3 +278,19 @@ def test_the_timer_reconciles_an_open_webinar_once_a_day_and_a_closed_one_never(
     assert run_at(now + timedelta(hours=25)) == [f"{ORG}/{WEBINAR}"]
     state = app.reconciliations.get(ORG, str(WEBINAR))
     assert state is not None and state.counts["missingInOn24"] == 1 and state.repaired_at is None
+
+
+def test_one_webinar_failing_never_stops_the_others_in_a_timer_run(crm: CrmOrg, on24: Any) -> None:
+    from shared import reconcile as use_case
+
+    app = get_app()
+    app.reconciliations.set_switch_on_mark(ORG, app.credentials.get(ORG).created_at)  # no backfill in this test
+    unknown = "880199"  # ON24 has no such event: its list answers 404
+    reg = register(crm, "Åsa", "Ødegård", "asa.odegard@example.no", deliver=False)
+    for webinar in (unknown, str(WEBINAR)):
+        use_case.request(app.reconcile_ports(), ORG, webinar, repair=True, actor="Ola Nordmann")
+    report = timers.run_reconciliations(app, deadline=time.monotonic() + 30)
+    assert report is not None and report.reconciled == [f"{ORG}/{WEBINAR}"] and f"{ORG}/{unknown}" in report.failed
+    assert active_in_on24(on24).get("asa.odegard@example.no") == reg, "the healthy webinar was repaired"
+    failed = app.reconciliations.get(ORG, unknown)
+    assert failed is not None and failed.last_error and failed.requested_at is not None, "asked again next run"
