@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shared.crm import WebinarRegistration
+from shared.crm_values import WebinarRegistration
 from shared.emails import match_key
 from shared.ids import is_guid
 from shared.store.ledger import RegistrantRef

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from shared.crm import CrmEvent, CrmRegistration, WebinarRegistration
+from shared.crm import CrmEvent, CrmRegistration
+from shared.crm_values import WebinarRegistration
 from shared.errors import BusyError, NotConfiguredError, NotFoundError, PermanentError, TransientError
 from shared.messages import RegistrationCommand
 from shared.ratelimit import RateLimiter

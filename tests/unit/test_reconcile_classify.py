@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared.crm import WebinarRegistration
+from shared.crm_values import WebinarRegistration
 from shared.reconcile.classify import classify
 from shared.registration.rules import PRIORITY, Rank, no_op, observed
 from shared.store.ledger import LedgerEntry, RegistrantRef
