@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from sandbox.server import Request, Response, StandIn
 
@@ -209,6 +209,7 @@ SCHEMA: dict[str, Table] = {
                 "msevtmgt_publishingstate": _opt(*range(100000000, 100000005)),
                 "msevtmgt_iscanceled": Column("bool"),
                 "msevtmgt_createdfromapi": Column("bool"),
+                "modifiedon": Column("datetime"),
                 **_STATE,
             },
             {**_STATE_DEFAULTS, "msevtmgt_syncedwithprovider": 100000001, "msevtmgt_iscanceled": False},
@@ -619,20 +620,37 @@ class DataverseStandIn(StandIn):
         return self._json(200, payload)
 
     def _get_collection(self, table: Table, query: Mapping[str, str], headers: Mapping[str, str]) -> Response:
-        """Every row of a table, for people reading the sandbox (``sandbox serve`` prints such a request); the app
-        reads rows by id only. No ``$filter`` and no paging: the client has no query, so nothing here checks one."""
-        self._check_options(query, allowed={"$select", "$expand"})
+        """Rows of a table in key order: ``$select``, ``$expand``, a ``$filter`` of ``<column> eq <value>`` clauses
+        joined by ``or`` (or by ``and``, not both), and paging by ``Prefer: odata.maxpagesize=N`` with an opaque
+        ``$skiptoken`` in ``@odata.nextLink`` (no ``$skip``; the documented maximum page is 5,000 rows)."""
+        self._check_options(query, allowed={"$select", "$expand", "$filter", "$skiptoken"})
         select = self._parse_select(table, query.get("$select"))
         expand = self._parse_expand(table, query.get("$expand"))
+        keep = _filter_of(table, query.get("$filter"))
+        size = _page_size(headers.get("prefer", ""))
         rows = self._tables[table.entity_set]
-        if len(rows) > MAX_PAGE_SIZE:
-            raise ODataError(501, "", f"stand-in: more than {MAX_PAGE_SIZE} rows; paging is not implemented here.")
+        keys = [k for k in sorted(rows) if keep(rows[k])]
+        after = query.get("$skiptoken")
+        if after is not None:
+            if not _GUID_RE.match(after):
+                raise ODataError(400, CODE_ODATA, "The $skiptoken is not valid.")
+            keys = [k for k in keys if k > after.lower()]
+        if size is None and len(keys) > MAX_PAGE_SIZE:
+            size = MAX_PAGE_SIZE
+        page = keys if size is None else keys[:size]
         payload: dict[str, Any] = {
             "@odata.context": f"{self._base()}$metadata#{table.entity_set}"
             + (f"({query['$select']})" if query.get("$select") else ""),
-            "value": [self._project(table, rows[k], select, expand) for k in sorted(rows)],
+            "value": [self._project(table, rows[k], select, expand) for k in page],
         }
-        return self._json(200, payload)
+        extra: dict[str, str] = {}
+        if size is not None and "odata.maxpagesize" in headers.get("prefer", ""):
+            extra["Preference-Applied"] = f"odata.maxpagesize={size}"
+        if size is not None and len(keys) > size:
+            rest = {n: v for n, v in query.items() if n != "$skiptoken"}
+            rest["$skiptoken"] = page[-1]
+            payload["@odata.nextLink"] = f"{self._base()}{table.entity_set}?" + urlencode(rest, quote_via=quote)
+        return self._json(200, payload, extra)
 
     @staticmethod
     def _check_options(query: Mapping[str, str], *, allowed: set[str]) -> None:
@@ -857,6 +875,8 @@ class DataverseStandIn(StandIn):
             row["fullname"] = " ".join(p for p in (row.get("firstname"), row.get("lastname")) if p) or None
         self._version += 1
         row["@v"] = self._version
+        if "modifiedon" in table.columns and "modifiedon" not in fields:
+            row["modifiedon"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # set by the server, as in Dataverse
         return row
 
     def _bind(self, table: Table, target_set: str, value: Any, check_targets: bool) -> _Ref | None:
@@ -1030,6 +1050,49 @@ def _coerce(table: Table, name: str, column: Column, value: Any) -> Any:
             raise wrong()
         return text
     raise wrong()
+
+
+_FILTER_CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+eq\s+('(?:[^']|'')*'|[0-9A-Za-z-]+|null)\s*$")
+
+
+def _filter_of(table: Table, clause: str | None) -> Any:
+    """A row predicate for ``a eq 'x' or b eq <guid> ...`` (one of ``or``/``and``); other filters are refused."""
+    if clause is None:
+        return lambda row: True
+    joiner = " or " if " or " in clause else " and "
+    if " or " in clause and " and " in clause:
+        raise ODataError(501, "", "stand-in: a $filter mixing 'and' and 'or' is not implemented here.")
+    tests: list[tuple[str, Any]] = []
+    for part in clause.split(joiner):
+        match = _FILTER_CLAUSE.match(part)
+        if match is None:
+            raise ODataError(501, "", f"stand-in: the $filter clause '{part.strip()}' is not implemented here.")
+        name, raw = match.group(1), match.group(2)
+        column_name = name[1:-6] if name.startswith("_") and name.endswith("_value") else name
+        column = table.columns.get(column_name)
+        if column is None or (column.kind == "lookup") != (column_name != name):
+            raise _unknown_property(table, name)
+        value: Any = None if raw == "null" else raw[1:-1].replace("''", "'") if raw.startswith("'") else raw.lower()
+        tests.append((column_name, value))
+
+    def matches(row: Mapping[str, Any], name: str, value: Any) -> bool:
+        stored = row.get(name)
+        if isinstance(stored, _Ref):
+            stored = stored.id
+        if isinstance(stored, bool) and isinstance(value, str):
+            return str(stored).lower() == value
+        return stored == value or (stored is not None and value is not None and str(stored) == str(value))
+
+    if joiner == " or ":
+        return lambda row: any(matches(row, n, v) for n, v in tests)
+    return lambda row: all(matches(row, n, v) for n, v in tests)
+
+
+def _page_size(prefer: str) -> int | None:
+    match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+    if match is None:
+        return None
+    return max(1, min(int(match.group(1)), MAX_PAGE_SIZE))
 
 
 def _prefer_has(prefer: str, token: str) -> bool:

@@ -252,6 +252,21 @@ class On24StandIn(StandIn):
             record = self._events[int(event_id)].registrants.get(email.strip().lower())
             return dict(record) if record else None
 
+    def add_registrant(self, event_id: int | str, email: str, /, **fields: Any) -> dict[str, Any]:
+        """Register someone as ON24's own registration page (or a walk-in) would: no ``exteventusercd`` unless given."""
+        with self._state:
+            event = self._events[int(event_id)]
+            record = self._new_registrant(event, {"email": email.strip(), **fields})
+            event.touch()
+            return dict(record)
+
+    def soft_delete(self, event_id: int | str, email: str) -> None:
+        """Delete a registrant by hand in ON24's console (a soft delete: ``isdeleted``)."""
+        with self._state:
+            event = self._events[int(event_id)]
+            event.registrants[email.strip().lower()]["isdeleted"] = True
+            event.touch()
+
     def attendees(self, event_id: int | str) -> list[dict[str, Any]]:
         """Every attendee row of the event as the attendee API renders it (deleted registrants included)."""
         with self._state:
@@ -577,14 +592,26 @@ class On24StandIn(StandIn):
         return {name: value for name, value in record.items() if name not in ("isdeleted", "createtimestamp")}
 
     def _registrant_list(self, request: Request, event: _Event) -> Response:
+        """Registrants in creation order, active ones unless ``userStatus`` says otherwise; paged like the
+        attendee list (§7.4: event-level paging is undocumented; ``paging`` chooses the shape)."""
         query = {name.lower(): value for name, value in request.query.items()}
         status = query.get("userstatus", "").lower()
-        rows = [
-            self._render_registrant(r)
-            for r in event.registrants.values()
-            if status == "any" or (status == "deleted") == r["isdeleted"]
-        ]
-        return _json(200, {"eventid": event.event_id, "totalregistrants": len(rows), "registrants": rows})
+        rows = [r for r in event.registrants.values() if status == "any" or (status == "deleted") == r["isdeleted"]]
+        body: dict[str, Any] = {"eventid": event.event_id, "totalregistrants": len(rows)}
+        if self.paging == "ignore":
+            body["registrants"] = [self._render_registrant(r) for r in rows]
+            return _json(200, body)
+        try:
+            offset = int(query.get("pageoffset", "0"))
+            per_page = min(int(query.get("itemsperpage", "100")), 100)
+        except ValueError:
+            return _message(400, "Error, pageOffset and itemsPerPage must be numbers.")
+        if offset < 0 or per_page < 1:
+            return _message(400, "Error, pageOffset must be 0 or more and itemsPerPage 1 or more.")
+        body["pagecount"] = math.ceil(len(rows) / per_page)
+        body["currentpage"] = offset + (1 if self.paging == "one" else 0)
+        body["registrants"] = [self._render_registrant(r) for r in rows[offset * per_page : (offset + 1) * per_page]]
+        return _json(200, body)
 
     # ---- events and analytics ------------------------------------------------------------------------------
     def _render_event(self, event: _Event) -> dict[str, Any]:

@@ -157,12 +157,14 @@ class OperationView(Model):
 
     id: str
     org_id: str = Field(alias="orgId")
-    kind: Literal["pull", "purge"]
+    kind: Literal["pull", "purge", "reconcile"]
     status: Literal["running", "succeeded", "failed"]
     webinar_id: str | None = Field(alias="webinarId")
     created_at: Time = Field(alias="createdAt")
     finished_at: Time | None = Field(alias="finishedAt")
-    result: dict[str, Any] | None = Field(description="pull: webinarId and counts; purge: rows deleted per part")
+    result: dict[str, Any] | None = Field(
+        description="pull: webinarId and counts; purge: rows deleted per part; reconcile: webinarId, counts, repairs"
+    )
     error: ErrorDetail | None
 
 
@@ -188,6 +190,79 @@ class NotFound(Model):
     next_check: Time | None = Field(alias="nextCheck")
 
 
+class ReconcileCounts(Model):
+    """Persons per class (``docs/reconciliation.md``); ``forgotten``: active CRM registrations of forgotten persons."""
+
+    missing_at_provider: int = Field(alias="missingInOn24")
+    gone_in_crm: int = Field(alias="goneInCrm")
+    different: int
+    not_ours: int = Field(alias="notOurs")
+    agreed: int
+    forgotten: int
+
+
+class DriftIds(Model):
+    """CRM registration ids of the drifting registrations (at most 1,000 per class); never an email."""
+
+    missing_at_provider: list[str] = Field(alias="missingInOn24")
+    gone_in_crm: list[str] = Field(alias="goneInCrm")
+    different: list[str]
+
+
+class ReconcileRequest(Model):
+    at: Time | None
+    repair: bool
+    by: str | None
+
+
+class ReconcileRepair(Model):
+    at: Time | None
+    by: str | None
+    outcomes: Counts = Field(description="re-driven registrations by outcome (registered, cancelled, deferred, ...)")
+
+
+class ReconciliationView(Model):
+    """A webinar's last reconciliation on the status route."""
+
+    last_reconciled_at: Time | None = Field(alias="lastReconciledAt")
+    counts: ReconcileCounts | None
+    drift: int | None
+    requested: ReconcileRequest | None
+    last_repair: ReconcileRepair | None = Field(alias="lastRepair")
+    last_error: str | None = Field(alias="lastError")
+    ids: DriftIds | None = Field(default=None, description="only with ?driftIds=true")
+
+
+class ReconcileCalls(Model):
+    provider_list_pages: int = Field(alias="on24ListPages")
+    crm_pages: int = Field(alias="crmPages")
+
+
+class ReconcileDone(Model):
+    """``POST .../reconcile`` that finished within the request."""
+
+    org_id: str = Field(alias="orgId")
+    webinar_id: str = Field(alias="webinarId")
+    status: Literal["done", "repaired_unchecked"]
+    reconciled_at: Time | None = Field(alias="reconciledAt")
+    counts: ReconcileCounts
+    drift: int
+    repairs: Counts | None
+    calls: ReconcileCalls
+    ids: DriftIds | None = Field(default=None, description="only with ?driftIds=true")
+
+
+class ReconcileAccepted(Model):
+    """``POST .../reconcile`` that the PullMetrics timer finishes: poll the operation."""
+
+    org_id: str = Field(alias="orgId")
+    webinar_id: str = Field(alias="webinarId")
+    status: Literal["in_progress"]
+    repair: bool
+    message: str
+    operation: OperationLink
+
+
 class WebinarView(Model):
     webinar_id: str = Field(alias="webinarId")
     status: Literal["never_pulled", "ok", "in_progress", "error", "not_found", "gone"]
@@ -200,6 +275,7 @@ class WebinarView(Model):
     live_start: Time | None = Field(alias="liveStart")
     pull_until: Time | None = Field(alias="pullUntil")
     not_found: NotFound | None = Field(default=None, alias="notFound")
+    reconciliation: ReconciliationView | None = None
 
 
 class Failure(Model):

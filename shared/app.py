@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 
 from shared import telemetry
 from shared.app_privacy import PrivacyParts
+from shared.app_reconcile import ReconcileParts
 from shared.credentials import open_secrets
 from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
@@ -58,7 +59,7 @@ ADMIN_RETRY = RetryPolicy(budget=3.0, base_delay=0.2, max_delay=1.0, max_attempt
 HTTP_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=60.0)
 
 
-class App(PrivacyParts):
+class App(PrivacyParts, ReconcileParts):
     """Long-lived clients for one worker process. Thread-safe to share across invocations."""
 
     def __init__(
@@ -229,7 +230,14 @@ class App(PrivacyParts):
     def status_ports(self) -> StatusPorts:
         from shared.health import StatusPorts
 
-        return StatusPorts(self.credentials, self.sync_state, self.health, self.parked, self.ledger)
+        return StatusPorts(
+            credentials=self.credentials,
+            sync=self.sync_state,
+            rows=self.health,
+            parked=self.parked,
+            ledger=self.ledger,
+            reconciliations=self.reconciliations,
+        )
 
     # ---- crypto ------------------------------------------------------------------------------
     @built_once

@@ -8,7 +8,6 @@ role).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,13 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.crm_values import (
+    STATECODE_ACTIVE,
+    WebinarRegistrationsReader,
+    _guid,
+    _int,
+    _text,
+)
 from shared.dataverse import BatchResult, DataverseClient
 
 # msevtmgt_eventregistration.msevtmgt_syncedwithprovider
@@ -31,14 +37,12 @@ PUBLISHING_STATES: Final = frozenset(range(100000000, 100000005))
 # msevtmgt_checkin.msevtmgt_checkintype
 CHECKIN_TYPE_EVENT: Final = 100000001
 
-STATECODE_ACTIVE: Final = 0
 
 CHECKIN_SET: Final = "msevtmgt_checkins"
 REGISTRATION_SET: Final = "msevtmgt_eventregistrations"
 CHECKIN_NAMESPACE: Final = uuid.UUID("5f0c3a52-0b7e-4f0e-9a3c-6f1d2e8b9c41")
 """Fixed namespace: check-in ids must stay the same across releases, or upserts would duplicate rows."""
 CHECKIN_NAME: Final = "ON24 webinar attendance"
-_GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class _Frozen(BaseModel):
@@ -154,7 +158,7 @@ def checkin_id(org_id: str, registration_id: str) -> str:
     return str(uuid.uuid5(CHECKIN_NAMESPACE, f"{org_id.lower()}|{registration_id.lower()}"))
 
 
-class Crm:
+class Crm(WebinarRegistrationsReader):
     """Event management's reads and writes in one org's Dataverse.
 
     Args:
@@ -321,21 +325,6 @@ class Crm:
 
 def _with(select: list[str], columns: Sequence[str]) -> list[str]:
     return select + [name for name in columns if name not in select]
-
-
-def _text(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value or None
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _guid(value: object) -> str | None:
-    return value.lower() if isinstance(value, str) and _GUID_RE.match(value) else None
 
 
 def _guid_or(value: object, fallback: str) -> str:

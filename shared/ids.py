@@ -26,6 +26,11 @@ def is_webinar_id(value: str) -> bool:
     return bool(WEBINAR_ID_PATTERN.fullmatch(value)) and int(value) > 0
 
 
+def is_guid(value: str) -> bool:
+    """True when ``value`` is a hyphenated GUID (a CRM row id), in either case."""
+    return _GUID_PATTERN.fullmatch(value) is not None
+
+
 def is_field_name(value: str) -> bool:
     """Whether a JSON key is shaped like a field name (an ASCII identifier of up to 64 characters): only such a
     key may be quoted in an error, since a key can hold data (an email) as well as a value can."""

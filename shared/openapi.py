@@ -75,7 +75,7 @@ ROUTES: dict[str, tuple[str, str, str, Any, dict[int, type[BaseModel]], tuple[st
         "The org's health: credentials, token, webinars, registrations, rejected messages, warnings",
         None,
         {200: m.StatusView},
-        ("invalid_body",),
+        ("invalid_body", "invalid_parameter"),
     ),
     "PullWebinar": (
         "post",
@@ -93,10 +93,19 @@ ROUTES: dict[str, tuple[str, str, str, Any, dict[int, type[BaseModel]], tuple[st
         {200: m.ForgetView},
         ("invalid_body", "invalid_field", "erasure_incomplete"),
     ),
+    "Reconcile": (
+        "post",
+        "/orgs/{orgId}/webinars/{webinarId}/reconcile",
+        "Compare CRM, the ledger and ON24 for one webinar; with repair=true also repair the drift",
+        None,
+        {200: m.ReconcileDone, 202: m.ReconcileAccepted},
+        ("invalid_webinar_id", "invalid_parameter", "invalid_body", "webinar_not_found", "not_configured",
+         "credentials_unreadable", "no_dataverse_url", "reconcile_failed"),
+    ),
     "OperationStatus": (
         "get",
         "/orgs/{orgId}/operations/{operationId}",
-        "A long operation (pull, purge): 202 while it runs, 200 with its outcome",
+        "A long operation (pull, purge, reconcile): 202 while it runs, 200 with its outcome",
         None,
         {200: m.OperationView, 202: m.OperationView},
         ("invalid_operation_id", "invalid_body", "operation_not_found"),
@@ -180,6 +189,20 @@ def _operation(
         for name, text in PARAMETERS.items()
         if "{" + name + "}" in path
     ]
+    flags = {
+        "repair": "also repair the drift through the normal registration path (audited)",
+        "driftIds": "also list the drifting registrations' CRM ids (never an email)",
+    }
+    for name, text in flags.items() if operation_id == "Reconcile" else ():
+        parameters.append(
+            {"name": name, "in": "query", "required": False, "description": text,
+             "schema": {"type": "boolean", "default": False}}
+        )  # fmt: skip
+    if operation_id == "WebinarStatus":
+        parameters.append(
+            {"name": "driftIds", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+             "description": "each webinar's reconciliation also lists the drifting registrations' CRM ids"}
+        )  # fmt: skip
     if operation_id == "RemoveCredentials":
         parameters.append(
             {

@@ -9,7 +9,10 @@ someone asks, and the outcome is then recorded on the operation's row (so it sta
   the ``202`` was given that finished with nothing pending (succeeded) or ended in ``error`` / ``not found``
   (failed);
 - a purge (``DELETE .../credentials?purge=true``) is finished by the PullMetrics timer's sweeps: done once its
-  purge request says nothing is left, or is gone (closed after the final check).
+  purge request says nothing is left, or is gone (closed after the final check);
+- a reconciliation (``POST .../webinars/{id}/reconcile`` too large for its request) is finished by the PullMetrics
+  timer's reconciliation step: done once the webinar's reconciliation row says it answered this operation's
+  request (``shared.store.reconciliations``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 
 from shared.store.operations import Operation, OperationKind
 from shared.store.purges import PURGED_PARTS, PurgeRequest
+from shared.store.reconciliations import ReconcileState
 from shared.store.sync_state import COUNTERS, WebinarSyncState
 
 OPERATION_ROUTE = "/api/orgs/{org}/operations/{operation}"
@@ -43,12 +47,17 @@ class PurgeRows(Protocol):
     def get(self, org_id: str) -> PurgeRequest | None: ...
 
 
+class ReconcileRows(Protocol):
+    def get(self, org_id: str, webinar_id: str) -> ReconcileState | None: ...
+
+
 @dataclass(frozen=True)
 class OperationPorts:
     operations: OperationRows
     sync: SyncRows
     purges: PurgeRows
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    reconciliations: ReconcileRows | None = None
 
 
 def href(operation: Operation) -> str:
@@ -77,7 +86,8 @@ def current(ports: OperationPorts, org_id: str, operation_id: str) -> Operation 
     operation = ports.operations.get(org_id, operation_id)
     if operation is None or operation.status != "running":
         return operation
-    done = _pull_outcome(ports, operation) if operation.kind == "pull" else _purge_outcome(ports, operation)
+    outcomes = {"pull": _pull_outcome, "purge": _purge_outcome, "reconcile": _reconcile_outcome}
+    done = outcomes[operation.kind](ports, operation)
     if done is None:
         return operation
     finished = ports.operations.finish(done)
@@ -119,6 +129,19 @@ def _pull_outcome(ports: OperationPorts, operation: Operation) -> Operation | No
         return None
     counts = {name: int(state.counts.get(name, 0)) for name in COUNTERS}
     return replace(finished, status="succeeded", result={"webinarId": state.webinar_id, "counts": counts})
+
+
+def _reconcile_outcome(ports: OperationPorts, operation: Operation) -> Operation | None:
+    if ports.reconciliations is None:
+        return None
+    state = ports.reconciliations.get(operation.org_id, operation.webinar_id or "")
+    if state is None or state.reconciled_at is None:
+        return None
+    later = state.requested_at is None and state.reconciled_at >= operation.created_at  # a later request answered too
+    if state.answered_id != operation.operation_id and not later:
+        return None
+    result: dict[str, Any] = {"webinarId": state.webinar_id, "counts": state.counts, "repairs": state.repairs or None}
+    return replace(operation, status="succeeded", finished_at=ports.clock(), result=result)
 
 
 def _purge_outcome(ports: OperationPorts, operation: Operation) -> Operation | None:

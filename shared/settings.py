@@ -248,12 +248,14 @@ class Settings(BaseSettings):
     on24_attendee_calls_per_minute: Annotated[int, _number(1, 100000, whole=True)] = Field(
         100, validation_alias="ON24_ATTENDEE_CALLS_PER_MINUTE"
     )
+    reconcile_repairs_per_minute: Annotated[int, _number(1, 1000, whole=True)] = Field(
+        60, validation_alias="RECONCILE_REPAIRS_PER_MINUTE"
+    )
     on24_attendee_date_filter: Literal["lastActivity", "default"] = Field(
         "lastActivity", validation_alias="ON24_ATTENDEE_DATE_FILTER"
     )
-    """What ON24 filters a pull's window on: ``lastActivity`` sends ``dateFilterMode=lastActivity`` (documented
-    for the attendee list; the pull's windows assume last activity); ``default`` sends no mode (ON24's own
-    default, undocumented). Uncertain, hence a setting."""
+    """What ON24 filters a pull's window on: ``lastActivity`` sends ``dateFilterMode=lastActivity`` (documented for
+    the attendee list; the pull assumes it); ``default`` sends none (ON24's default, undocumented; uncertain)."""
     # ---- registration timing
     retry_budget_seconds: Annotated[float, _number(0, 600)] = Field(15.0, validation_alias="RETRY_BUDGET_SECONDS")
     on24_timeout_seconds: Annotated[float, _number(0.05, 120)] = Field(10.0, validation_alias="ON24_TIMEOUT_SECONDS")

@@ -93,6 +93,19 @@ class AttendanceRow:
         return "on_demand" if later else "none"
 
 
+@dataclass(frozen=True)
+class RegistrantRow:
+    """What a webinar's registrant list says about one active registrant (reconciliation).
+
+    ``registration_id`` is the external id the registrant carries (this app sends the CRM registration id; a
+    registrant made on the provider's own page has none). The email is compared in memory, never stored.
+    """
+
+    registrant_id: str
+    email: str | None
+    registration_id: str | None
+
+
 class AttendancePage:
     """One page of a webinar's attendance list: its position, a fingerprint of its content, and its rows.
 
@@ -103,9 +116,7 @@ class AttendancePage:
 
     __slots__ = ("_load", "_rows", "fingerprint", "index", "size")
 
-    def __init__(
-        self, index: int, fingerprint: str, size: int, load: Callable[[], Sequence[AttendanceRow]]
-    ) -> None:
+    def __init__(self, index: int, fingerprint: str, size: int, load: Callable[[], Sequence[AttendanceRow]]) -> None:
         self.index = index
         self.fingerprint = fingerprint
         self.size = size  # attendees on the page, known without building the rows
@@ -178,7 +189,15 @@ class Attendance(Protocol):
         ...
 
 
-class WebinarProvider(Registrations, Attendance, Protocol):
+class Registrants(Protocol):
+    """The registrant list of one account's webinars (reconciliation)."""
+
+    def registrant_pages(self, webinar_id: str) -> Iterator[Sequence[RegistrantRow]]:
+        """The webinar's active registrants, page by page (paced with the attendance list's calls)."""
+        ...
+
+
+class WebinarProvider(Registrations, Attendance, Registrants, Protocol):
     """One org's account at the webinar provider: everything the use cases ask of it."""
 
     def check_credentials(self) -> None:

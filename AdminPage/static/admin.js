@@ -156,6 +156,21 @@
       dl.append(dd);
     }
   }
+  // A webinar's last reconciliation (CRM, the ledger and ON24 compared): counts per class, never an id or email.
+  function driftText(reconciliation) {
+    if (!reconciliation || !reconciliation.counts) {
+      return reconciliation && reconciliation.requested ? "check asked for" : "not checked yet";
+    }
+    const c = reconciliation.counts;
+    const parts = [];
+    if (c.missingInOn24) parts.push(`${c.missingInOn24} missing in ON24`);
+    if (c.goneInCrm) parts.push(`${c.goneInCrm} gone in CRM`);
+    if (c.different) parts.push(`${c.different} different`);
+    const drift = parts.length ? parts.join(", ") : "none";
+    const ours = c.notOurs ? `; ${c.notOurs} registered on ON24's own page` : "";
+    return `${drift}${ours} (${c.agreed} agree; checked ${when(reconciliation.lastReconciledAt)})`;
+  }
+
   function warningText(warning) {
     if (warning && typeof warning === "object") return [warning.message || warning.code || "", warning.code || ""];
     return [String(warning), ""];
@@ -211,6 +226,7 @@
       for (const name of ["pulled", "matched", "written", "unmatched", "failed"]) {
         tr.append(make("td", counts[name] == null ? "—" : counts[name], "num"));
       }
+      tr.append(make("td", driftText(webinar.reconciliation)));
       tr.append(make("td", webinar.lastError || ""));
       const action = make("td");
       const button = make("button", "Pull now");
@@ -224,7 +240,7 @@
     if (!rows.children.length) {
       const tr = make("tr");
       const td = make("td", "No webinar yet: list its ID under Webinar IDs, or wait for the first registration.");
-      td.colSpan = 11;
+      td.colSpan = 12;
       tr.append(td);
       rows.append(tr);
     }

@@ -146,9 +146,7 @@ class DataverseClient(HttpClientBase):
         if expand:
             params.append(("$expand", check_expand(expand)))
         url = f"{self._api}{entity_set}({rid}){query_string(params)}"
-        return self._exchange(
-            "GET", url, entity_set=entity_set, row_id=rid, headers=READ_HEADERS, decode=decode_object
-        )
+        return self.exchange("GET", url, entity_set=entity_set, row_id=rid, headers=READ_HEADERS, decode=decode_object)
 
     def who_am_i(self) -> str:
         """The ``OrganizationId`` behind this URL as the app's identity sees it (the ``WhoAmI`` function).
@@ -156,7 +154,7 @@ class DataverseClient(HttpClientBase):
         Raises:
             ConfigError: the app's identity was refused; TransientError: as ``get_row``; PermanentError: no id.
         """
-        answer = self._exchange("GET", self._api + "WhoAmI", entity_set="WhoAmI", row_id=None,
+        answer = self.exchange("GET", self._api + "WhoAmI", entity_set="WhoAmI", row_id=None,
                                 headers=READ_HEADERS, decode=decode_object)  # fmt: skip
         if not isinstance(answer.get("OrganizationId"), str):
             raise PermanentError(f"Dataverse WhoAmI at {self._url} answered without an OrganizationId")
@@ -165,7 +163,7 @@ class DataverseClient(HttpClientBase):
     def attributes(self, logical_name: str) -> list[dict[str, Any]]:
         """A table's column metadata (``EntityDefinitions(LogicalName='…')/Attributes``); raises as ``get_row``."""
         url = f"{self._api}EntityDefinitions(LogicalName='{check_logical_name(logical_name)}')/Attributes"
-        answer = self._exchange("GET", url + ATTRIBUTES_QUERY, entity_set="EntityDefinitions", row_id=logical_name,
+        answer = self.exchange("GET", url + ATTRIBUTES_QUERY, entity_set="EntityDefinitions", row_id=logical_name,
                                 headers=READ_HEADERS, decode=decode_object)  # fmt: skip
         return [value for value in answer.get("value") or () if isinstance(value, dict)]
 
@@ -189,7 +187,7 @@ class DataverseClient(HttpClientBase):
         rid = check_guid(row_id)
         body = dumps(fields)
         headers = {**WRITE_HEADERS, "If-Match": "*"} if must_exist else WRITE_HEADERS
-        self._exchange(
+        self.exchange(
             "PATCH",
             f"{self._api}{entity_set}({rid})",
             entity_set=entity_set,
@@ -322,7 +320,7 @@ class DataverseClient(HttpClientBase):
         call_with_retry(attempt, policy=self._retry, what=f"Dataverse {what}")
         return succeeded, failed, sent
 
-    def _exchange(
+    def exchange(
         self,
         method: str,
         url: str,

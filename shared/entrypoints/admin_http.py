@@ -36,6 +36,7 @@ from shared.api_models import CredentialsView, ForgetView, Model, RemovedView, s
 from shared.app import App
 from shared.emails import EmailError, address_to_forget
 from shared.entrypoints.http_errors import Answer, ApiError, error_response, json_response
+from shared.entrypoints.params import FlagError, query_flag
 from shared.errors import (
     ConfigError,
     IntegrationError,
@@ -91,7 +92,7 @@ def delete_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
     state (200 when all is gone, 202 when the timer finishes it)."""
 
     def run(org_id: str, caller: Caller) -> dict[str, Any] | Answer:
-        purge = _purge_flag(req.params.get("purge"))
+        purge = query_flag(req.params, "purge")
         answer = admin.remove_credentials(org_id, store=app.credentials, actor=caller.name)
         if not purge:
             return answer
@@ -134,6 +135,8 @@ def _respond(
         return error_response(exc)
     except admin.InputError as exc:  # e.g. a mapped column the org's Dataverse does not have
         return error_response(ApiError(400, "invalid_field", str(exc), exc.field))
+    except FlagError as exc:
+        return error_response(ApiError(400, "invalid_parameter", str(exc), exc.name))
     except admin.RefusedError as exc:  # ON24 refused the credentials, or the Dataverse URL is another org's
         return error_response(ApiError(422, exc.code, str(exc), exc.field))
     except ThrottledError as exc:
@@ -232,8 +235,6 @@ def _no_body(raw: bytes | None) -> None:
 
 
 # ---- privacy routes: erasure of one person, leaving (issue 14) --------------------------------------------------
-CREDENTIALS_ROUTE = "/api/orgs/{org}/webinar/credentials"  # a running purge shows in its GET
-MAX_EMAIL_CHARS = 320  # RFC 5321: 64 for the local part, 255 for the domain
 
 
 def post_forget(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -270,14 +271,6 @@ def _forget_email(data: dict[str, Any]) -> str:
         return address_to_forget(email)
     except EmailError as exc:
         raise ApiError(400, "invalid_field", f"email: {exc}", "email") from None
-
-
-def _purge_flag(value: str | None) -> bool:
-    if value is None or value.lower() in ("", "false", "0"):
-        return False
-    if value.lower() in ("true", "1"):
-        return True
-    raise ApiError(400, "invalid_parameter", "purge: must be true or false", "purge")
 
 
 def _refuse_during_purge(app: App, org_id: str) -> None:

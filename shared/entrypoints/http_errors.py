@@ -46,6 +46,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "dataverse_org_mismatch": (422, "the Dataverse URL answers for another org than orgId; nothing was stored"),
     "dataverse_unverified": (422, "the Dataverse URL could not be verified (WhoAmI); nothing was stored"),
     "pull_failed": (422, "ON24 or Dataverse refused the pull for a reason retrying cannot fix"),
+    "reconcile_failed": (422, "ON24 or Dataverse refused the reconciliation for a reason retrying cannot fix"),
     "rejected": (422, "the request could not be carried out; nothing was changed"),
     "throttled": (429, "ON24 or storage asked the app to slow down: retry after Retry-After"),
     "configuration_error": (500, "the app is misconfigured (the message names the setting)"),

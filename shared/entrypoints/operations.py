@@ -11,7 +11,12 @@ from shared.store.operations import OperationKind, OperationStore
 
 
 def operation_ports(app: App) -> OperationPorts:
-    return OperationPorts(operations=OperationStore(app.tables.table("orgs")), sync=app.sync_state, purges=app.purges)
+    return OperationPorts(
+        operations=OperationStore(app.tables.table("orgs")),
+        sync=app.sync_state,
+        purges=app.purges,
+        reconciliations=app.reconciliations,
+    )
 
 
 def accepted(

@@ -14,6 +14,7 @@ from shared.app import App
 from shared.entrypoints.admin_http import Caller, no_body, respond
 from shared.entrypoints.http_errors import Answer, ApiError, json_response
 from shared.entrypoints.operations import accepted, operation_ports
+from shared.entrypoints.params import query_flag
 from shared.errors import (
     CredentialsRejectedError,
     DecryptionError,
@@ -66,7 +67,7 @@ def get_webinar_status(req: func.HttpRequest, app: App) -> func.HttpResponse:
         no_body(req.get_body())
         from shared import health
 
-        return health.org_status(org_id, app.status_ports())
+        return health.org_status(org_id, app.status_ports(), drift_ids=query_flag(req.params, "driftIds"))
 
     return respond(req, app, "GET", run, {200: StatusView})
 

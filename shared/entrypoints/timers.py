@@ -1,15 +1,18 @@
-"""The timers: PullMetrics (privacy housekeeping, then metrics, then the health summaries) and RetryParked, each
-run with one summary log line.
+"""The timers: PullMetrics (privacy housekeeping, then metrics, then reconciliations, then the health summaries) and
+RetryParked, each run with one summary log line.
 
 Each run first does the privacy housekeeping (``shared.privacy``: purges of orgs that left, expiry of rejected
 bodies, retention of closed webinars' ledger rows) within ``HOUSEKEEPING_SHARE`` of the budget, then pulls
-metrics for the rest of it.
+metrics for the rest of it. Reconciliations (``shared.reconcile.schedule``) come after the pull and only when it
+left nothing for its next run, within what is left of the budget but ``HEALTH_RESERVE`` of it: they never take
+time or ON24 list calls from the metrics pull.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -21,10 +24,12 @@ if TYPE_CHECKING:  # each timer imports the use cases it runs when it first runs
     from shared.metrics import RunReport
     from shared.parking import RetryReport
     from shared.privacy import HousekeepingReport
+    from shared.reconcile import TimerReport
 
 _log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SHARE = 0.1  # of PULL_METRICS_BUDGET_SECONDS, at most; metrics get whatever housekeeping leaves
+HEALTH_RESERVE = 0.1  # of the budget, kept after the reconciliations for the health summaries
 
 
 def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
@@ -53,7 +58,33 @@ def run_pull_metrics(app: App, *, past_due: bool = False) -> RunReport:
             "duration_ms": round((time.perf_counter() - started) * 1000),
         },
     )
+    if report.left_for_next_run == 0:
+        left = options.budget_seconds * (1 - HEALTH_RESERVE) - (time.perf_counter() - started)
+        run_reconciliations(app, deadline=time.monotonic() + left, skip_orgs=set(report.orgs_failed))
     refresh_org_health(app)
+    return report
+
+
+def run_reconciliations(app: App, *, deadline: float, skip_orgs: Collection[str] = ()) -> TimerReport | None:
+    """The reconciliation step of a PullMetrics run (see the module docstring), with one summary line. A storage
+    fault is logged, never fails the run: the pulls are done and saved, and the next run reconciles."""
+    from shared import reconcile
+
+    started = time.perf_counter()
+    try:
+        report = reconcile.run_reconciliations(
+            app.reconcile_ports(), app.schedule_parts(), deadline=deadline, skip_orgs=skip_orgs
+        )
+    except IntegrationError as exc:
+        _log.error("reconcile: step not run: %s", exc, extra={"error": type(exc).__name__})
+        return None
+    _log.info(
+        "reconcile: %d webinars reconciled, %d left for the next run, %d failed, backfills asked for %d orgs",
+        len(report.reconciled), report.left, len(report.failed), len(report.backfills),
+        extra={"reconciled": len(report.reconciled), "reconcile_left": report.left,
+               "reconcile_failed": ",".join(sorted(report.failed)), "backfills": ",".join(report.backfills),
+               "duration_ms": round((time.perf_counter() - started) * 1000)},
+    )  # fmt: skip
     return report
 
 

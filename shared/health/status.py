@@ -14,6 +14,7 @@ from shared import admin
 from shared.health.counting import IN_PROGRESS, WINDOW, last_day
 from shared.health.current import CountLedger, CountRows, current_health
 from shared.metrics.schedule import next_due
+from shared.reconcile.view import add_to_status
 from shared.store.credentials import OrgRecord
 from shared.store.health import (
     OrgHealth,
@@ -21,6 +22,7 @@ from shared.store.health import (
     RejectedCounts,
 )
 from shared.store.parked import ParkedMessage
+from shared.store.reconciliations import ReconcileState
 from shared.store.sync_state import COUNTERS, WebinarSyncState
 
 _log = logging.getLogger(__name__)
@@ -242,7 +244,7 @@ def _warnings(view: dict[str, Any]) -> list[dict[str, str]]:
                 "webinar_not_found",
                 f"webinar {webinar['webinarId']}: ON24 answered that it has no such webinar {lost['checks']} times "
                 f"since {lost['since']}; "
-                + ("no longer pulled" if webinar["status"] == "gone" else f"checked again at {lost['nextCheck']}")
+                + ("no longer pulled" if webinar["status"] == "gone" else f"checked again at {lost['nextCheck']}"),
             )
         if webinar["status"] == "error":
             prefix = f"webinar {webinar['webinarId']}: "
@@ -282,6 +284,10 @@ class StatusSync(Protocol):
     def list(self, org_id: str) -> list[WebinarSyncState]: ...
 
 
+class StatusReconciliations(Protocol):
+    def list(self, org_id: str) -> list[ReconcileState]: ...
+
+
 @dataclass(frozen=True)
 class StatusPorts:
     credentials: StatusCredentials
@@ -290,11 +296,13 @@ class StatusPorts:
     parked: ParkedStore
     ledger: CountLedger
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    reconciliations: StatusReconciliations | None = None
 
 
-def org_status(org_id: str, ports: StatusPorts) -> dict[str, Any]:
+def org_status(org_id: str, ports: StatusPorts, *, drift_ids: bool = False) -> dict[str, Any]:
     """WebinarStatus: the org's health, from the org row, its sync-state rows, its summary row (its registration
-    counts brought up to date when the ledger changed since, ``current_health``) and its parked registrations."""
+    counts brought up to date when the ledger changed since, ``current_health``) and its parked registrations;
+    each webinar's reconciliation (the drifting registrations' ids only with ``drift_ids``)."""
     now = ports.clock()
     record = ports.credentials.get(org_id)
     credentials = admin.status_view(org_id, record, legacy_ids=None if record else ports.credentials.variants(org_id))
@@ -302,4 +310,11 @@ def org_status(org_id: str, ports: StatusPorts) -> dict[str, Any]:
         credentials.pop(repeated, None)
     parked = parked_counts(ports.parked, org_id, now)
     health = current_health(org_id, ports.ledger, ports.rows, now)
-    return status_view(org_id, record, credentials, ports.sync.list(org_id), health, parked, now)
+    reconciliations = ports.reconciliations.list(org_id) if ports.reconciliations is not None else []
+    states = ports.sync.list(org_id)
+    known = {state.webinar_id for state in states}
+    states += [WebinarSyncState(org_id, r.webinar_id) for r in reconciliations if r.webinar_id not in known]
+    view = status_view(org_id, record, credentials, states, health, parked, now)
+    if ports.reconciliations is not None:
+        add_to_status(view, reconciliations, with_ids=drift_ids)
+    return view

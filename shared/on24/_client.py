@@ -277,25 +277,33 @@ class On24Client(HttpClientBase):
         if isinstance(first_page, bool) or first_page < 0:
             raise ValueError("first_page must be 0 or more")
         eid, params = attendee_query(event_id, start, end, page_size, date_filter_mode)
-        return self._attendee_pages(eid, params, page_size, first_page)
+        return self._pages("attendee", eid, params, page_size, first_page)
 
-    def _attendee_pages(
-        self, eid: str, params: dict[str, str], page_size: int, first_page: int
+    def iter_registrant_pages(
+        self, event_id: int | str, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The event's active registrants (``GET /event/{id}/registrant``), page by page, paced by the same
+        limiter as the attendee list (ON24 counts both lists against one 100/minute limit)."""
+        eid, params = attendee_query(event_id, None, None, page_size, None)
+        return (rows for _, rows, _ in self._pages("registrant", eid, params, page_size, 0))
+
+    def _pages(
+        self, kind: str, eid: str, params: dict[str, str], page_size: int, first_page: int
     ) -> Iterator[tuple[int, list[dict[str, Any]], str]]:
-        what = f"ON24 list_attendees (event {eid})"
+        what = f"ON24 list_{kind}s (event {eid})"
         offset = first_page
         base: int | None = None  # 0 or 1: how this server counts currentpage
         previous: tuple[tuple[Any, Any], ...] | None = None
         while True:
             query = {**params, "pageOffset": str(offset), "itemsPerPage": str(page_size)}
             body = self._call(
-                "list_attendees", "GET", f"/event/{eid}/attendee", eid,
+                f"list_{kind}s", "GET", f"/event/{eid}/{kind}", eid,
                 params=query, limiter=self._attendee_limiter, page=offset,
             )  # fmt: skip
             if not isinstance(body, dict):
                 raise TransientError(f"{what}: page {offset} is not a JSON object")
             top = {str(key).lower(): value for key, value in body.items()}
-            rows = top.get("attendees")
+            rows = top.get(f"{kind}s")
             if not isinstance(rows, list) or not rows:
                 return
             signature = tuple((row.get("eventuserid"), row.get("email")) if isinstance(row, dict) else (None, None)

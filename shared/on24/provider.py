@@ -8,7 +8,7 @@ attendee row becomes an ``AttendanceRow`` (cumulative minutes when ON24 sends th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
@@ -19,7 +19,7 @@ from shared.ids import ACCOUNT_ID_PATTERN
 from shared.on24._client import On24Client
 from shared.on24._forms import FIELD_MAX_LENGTHS
 from shared.on24._models import Attendee, On24Credentials, On24Event, RegistrantFields, attendees_of
-from shared.webinars import AttendancePage, AttendanceRow, Person, WebinarSchedule
+from shared.webinars import AttendancePage, AttendanceRow, Person, RegistrantRow, WebinarSchedule
 
 NAME = "ON24"
 _Token = Annotated[SecretStr, Field(min_length=1, max_length=512)]
@@ -63,8 +63,20 @@ class On24Provider:
         for index, rows, digest in pages:
             yield AttendancePage(index, digest, len(rows), partial(_attendance_rows, rows))
 
+    def registrant_pages(self, webinar_id: str) -> Iterator[Sequence[RegistrantRow]]:
+        for rows in self._client.iter_registrant_pages(webinar_id):
+            yield [row for raw in rows if (row := registrant_row(raw)) is not None]
+
     def check_credentials(self) -> None:
         self._client.check_credentials()
+
+
+def registrant_row(raw: dict[str, Any]) -> RegistrantRow | None:
+    """A registrant-list object as a ``RegistrantRow``; None without an ``eventuserid`` (nothing to name it by)."""
+    attendee = Attendee.model_validate(raw)  # the tolerant model: the same identity fields, all optional
+    if attendee.eventuserid is None:
+        return None
+    return RegistrantRow(attendee.eventuserid, attendee.email, attendee.exteventusercd)
 
 
 def _attendance_rows(rows: list[dict[str, Any]]) -> list[AttendanceRow]:

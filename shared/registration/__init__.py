@@ -28,7 +28,7 @@ from shared.registration.deliver import (
     handle_registration,
     park,
 )
-from shared.registration.ports import DISABLED, Outcome, OutcomeStatus, RegistrationPorts
+from shared.registration.ports import DISABLED, Outcome, OutcomeStatus, RegistrationPorts, Repair
 
 __all__ = [
     "DISABLED",
@@ -36,6 +36,7 @@ __all__ = [
     "Outcome",
     "OutcomeStatus",
     "RegistrationPorts",
+    "Repair",
     "forget_registration",
     "handle_contact_erasure",
     "handle_registration",

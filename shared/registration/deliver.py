@@ -21,7 +21,7 @@ from shared.registration.forgotten import (
     unless_forgotten,
 )
 from shared.registration.lease import LeaseHeld, claim, guarded
-from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
+from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts, Repair
 from shared.registration.record import no_op_outcome, note_skip, record_failure, retry_crm_write, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
@@ -48,6 +48,7 @@ def handle_registration(
     received_at: datetime,
     delivery_count: int | None = None,
     redrive: bool = False,
+    repair: Repair | None = None,
 ) -> Outcome:
     """Apply ``cmd`` (idempotently) and return what happened.
 
@@ -60,6 +61,8 @@ def handle_registration(
             transient failure parks the message instead of raising.
         redrive: the message comes out of the parking (``shared.parking``): it is tried even while the org's
             registrations are being parked, and a transient failure raises for the caller to reschedule.
+        repair: the command is a reconciliation's re-drive (``shared.reconcile``): see ``Repair``. It is never
+            parked (the next reconciliation finds the drift again) and never re-registers a forgotten person.
 
     With a parking (``ports.parked``), a message of an org whose token ON24 refused (status ``rejected``) is parked
     at once, and one that ON24 refuses for the token now is parked instead of failed: not the registration's
@@ -90,12 +93,14 @@ def handle_registration(
     org_read_at = time.monotonic()
     if org is None:
         return note_skip(ports, cmd, DISABLED)
+    if (org.parking or org.status == "rejected") and repair is not None:
+        raise TransientError(f"org {cmd.org_id} is waiting for ON24 or CRM to answer again: repair deferred")
     if (org.parking or org.status == "rejected") and not redrive and ports.parked is not None:
         rejected = org.status == "rejected"
         why = "ON24 refused the org's credentials" if rejected else "ON24 or CRM did not answer the org's last attempts"
         return park(ports, org, cmd, received_at, declared, why, rejected=rejected)
     try:
-        return _apply_message(ports, org, org_read_at, cmd, at, declared)
+        return _apply_message(ports, org, org_read_at, cmd, at, declared, repair)
     except LeaseHeld as exc:
         if redrive or ports.parked is None or delivery_count is None:
             raise
@@ -103,12 +108,12 @@ def handle_registration(
     except BusyError:
         raise  # another delivery is at it: not an outage
     except CredentialsRejectedError as exc:  # raised only with a parking (see ``act``): recoverable by a save
-        if redrive:
+        if redrive or repair is not None:
             raise
         reason = f"ON24 refused the org's credentials: {exc}"
         return park(ports, org, cmd, received_at, declared, reason, attempts=delivery_count or 0, rejected=True)
     except TransientError as exc:
-        if redrive or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
+        if redrive or repair is not None or ports.parked is None or (delivery_count or 0) < ports.park_after_deliveries:
             raise
         return park(ports, org, cmd, received_at, declared, str(exc), attempts=delivery_count or 0)
 
@@ -181,7 +186,13 @@ def park_busy(
 
 
 def _apply_message(
-    ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
+    ports: RegistrationPorts,
+    org: OrgRecord,
+    org_read_at: float,
+    cmd: RegistrationCommand,
+    at: datetime,
+    declared: Rank,
+    repair: Repair | None = None,
 ) -> Outcome:
     """``handle_registration`` for an org that is enabled and not parking."""
     # A register is usually the first message of its row: the claim tries to create the row before reading it.
@@ -193,7 +204,7 @@ def _apply_message(
     except PermanentError as exc:
         return record_failure(ports, cmd, None, declared, str(exc))
     crm = ports.crm_for(org)
-    early = no_op(entry, declared, crm_known=crm is not None)
+    early = no_op(entry, declared, crm_known=crm is not None, again=repair is not None)
     if early is not None and entry is not None:
         return no_op_outcome(ports, cmd, crm, entry, early)
     try:
@@ -201,7 +212,7 @@ def _apply_message(
     except PermanentError as exc:
         return record_failure(ports, cmd, crm, declared, str(exc))
     checked = time.monotonic()  # before the tombstone query is sent (see ``forgotten.TOMBSTONE_SETTLE``)
-    desired = unless_forgotten(ports, cmd, desired, declared)
+    desired = unless_forgotten(ports, cmd, desired, declared, strict=repair is not None)
     entry, unreachable = addressable(cmd, entry, desired)
     if unreachable is not None:
         return record_failure(ports, cmd, crm, declared, unreachable)
@@ -212,7 +223,7 @@ def _apply_message(
         org_read_at = time.monotonic()
     rank = Rank(at, max(declared.priority, desired.priority))
     lease_id = uuid.uuid4().hex
-    claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm))
+    claimed = guarded(ports, cmd, entry, lambda row: claim(ports, row, cmd, rank, desired, lease_id, crm, repair))
     if isinstance(claimed, NoOpFound):
         return no_op_outcome(ports, cmd, crm, claimed.entry, claimed.kind)
     if claimed.lease_id != lease_id and desired.target is not None:  # ON24 holds this content already

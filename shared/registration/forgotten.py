@@ -38,8 +38,11 @@ def remember_forget(ports: RegistrationPorts, cmd: RegistrationCommand, rank: Ra
         ports.tombstones.record(cmd.org_id, rank.at, registration_ids=[cmd.registration_id])
 
 
-def unless_forgotten(ports: RegistrationPorts, cmd: RegistrationCommand, desired: Desired, rank: Rank) -> Desired:
-    """``desired``; or, when a forget ranked after this message, a forget of the registration instead.
+def unless_forgotten(
+    ports: RegistrationPorts, cmd: RegistrationCommand, desired: Desired, rank: Rank, *, strict: bool = False
+) -> Desired:
+    """``desired``; or, when a forget ranked after this message (``strict``, a reconciliation's repair: any
+    forget at all), a forget of the registration instead.
 
     Raises:
         TransientError: storage or Key Vault unavailable (the message is redelivered).
@@ -49,7 +52,7 @@ def unless_forgotten(ports: RegistrationPorts, cmd: RegistrationCommand, desired
         return desired
     email = desired.person.email if desired.person is not None else desired.target.email
     forgotten_at = ports.tombstones.forgotten_at(cmd.org_id, cmd.registration_id, email)
-    if forgotten_at is None or rank > Rank(forgotten_at, PRIORITY["forget"]):
+    if forgotten_at is None or (not strict and rank > Rank(forgotten_at, PRIORITY["forget"])):
         return desired
     _log.info(
         "registration %s (org %s): its person was forgotten by an erasure ranked after this %s; not registered",

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from shared.errors import BusyError, TransientError
 from shared.messages import RegistrationCommand
-from shared.registration.ports import CrmRegistrations, Desired, NoOpFound, RegistrationPorts
+from shared.registration.ports import CrmRegistrations, Desired, NoOpFound, RegistrationPorts, Repair
 from shared.registration.rules import (
     Rank,
     after_interruption,
@@ -20,6 +20,7 @@ from shared.registration.rules import (
     holds_content,
     last_rank,
     no_op,
+    observed,
     plan,
 )
 from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
@@ -52,19 +53,24 @@ def claim(
     desired: Desired,
     lease_id: str,
     crm: CrmRegistrations | None,
+    repair: Repair | None = None,
 ) -> LedgerEntry | NoOpFound:
     """The row with this delivery's lease and intent; or, when ON24 needs no call, the recorded decision.
 
     A message whose content ON24 already holds (``holds_content``) only moves the row's rank forward, so that
-    newest-wins still holds; the row then carries no lease of this delivery, which tells the caller.
+    newest-wins still holds; the row then carries no lease of this delivery, which tells the caller. A repair
+    (``repair``) never trusts that: it saw ON24's list, and the row first learns what the list showed.
     """
-    kind = no_op(current, rank, crm_known=crm is not None)
+    kind = no_op(current, rank, crm_known=crm is not None, again=repair is not None)
     if kind is not None and current is not None:
         return NoOpFound(kind, current)
-    if current is not None and holds_content(current, desired.target, desired.person):
+    if repair is None and current is not None and holds_content(current, desired.target, desired.person):
         return with_rank(replace(current, lease_id=None, lease_until=None), rank)
     if current is not None:
         current = after_interruption(current)  # the row is not busy: an intent left on it was never confirmed
+    if repair is not None:  # a reconciliation saw ON24's list: the row learns what it showed
+        base_row = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
+        current = observed(base_row, repair.webinar_id, repair.seen)
     base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
     if plan(current, desired.target).calls == 0:
         return decided(base, rank, desired, current=None, pending=(), status=desired.status)

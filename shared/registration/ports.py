@@ -104,6 +104,19 @@ class RegistrationPorts:
 
 
 @dataclass(frozen=True)
+class Repair:
+    """A reconciliation's re-drive of a registration (``shared.reconcile``), with what it saw in ON24.
+
+    ``seen`` are the registrants of ``webinar_id``'s list that carry this registration's id. With a repair, a
+    message ranked equal to the last decided one is applied again (ON24 drifted from that decision), the row
+    learns what the list showed (``rules.observed``), and a forget tombstone of any rank keeps the person out.
+    """
+
+    webinar_id: str
+    seen: tuple[RegistrantRef, ...] = ()
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one message did, for the log line and the tests."""
 

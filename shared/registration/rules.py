@@ -78,12 +78,13 @@ def last_rank(entry: LedgerEntry) -> Rank | None:
     return Rank(entry.last_message_at, entry.last_priority)
 
 
-def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | None:
+def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool, again: bool = False) -> NoOp | None:
     """What a message that needs no ON24 call is, or None when it must be applied.
 
     * ranked below the last decided message: ``stale`` (or ``duplicate`` at the same time);
     * ranked equal: ``duplicate``, unless that message failed (a retry may find fixed data in CRM, so it is
-      applied again) or CRM has not been told its outcome yet (``crm_pending``: only the CRM write is redone).
+      applied again) or CRM has not been told its outcome yet (``crm_pending``: only the CRM write is redone);
+      with ``again`` (a reconciliation found ON24 apart from that decision) it is applied again.
     """
     if entry is None:
         return None
@@ -92,7 +93,7 @@ def no_op(entry: LedgerEntry | None, rank: Rank, *, crm_known: bool) -> NoOp | N
         return None
     if rank < last:
         return "duplicate" if rank.at == last.at else "stale"
-    if entry.last_outcome == "failed":
+    if entry.last_outcome == "failed" or again:
         return None
     if crm_known and not entry.crm_settled and entry.state in ("registered", "cancelled"):
         return "crm_pending"
@@ -131,6 +132,27 @@ def after_interruption(entry: LedgerEntry) -> LedgerEntry:
         return entry
     pending = entry.pending if any(current.same(ref) for ref in entry.pending) else (current, *entry.pending)
     return replace(entry, state="new", pending=pending)
+
+
+def observed(entry: LedgerEntry, webinar_id: str, seen: tuple[RegistrantRef, ...]) -> LedgerEntry:
+    """The row corrected by what a reconciliation saw in ``webinar_id``'s registrant list.
+
+    A confirmed registrant of that webinar the list lacks (deleted by hand in ON24) is only known to *maybe*
+    exist: it moves to the pending ones, so wanting it again creates it again (which also undeletes it). A
+    registrant the list shows with this registration's id may exist: the plan removes it unless it is the target.
+    """
+    current = entry.current
+    state, pending = entry.state, list(entry.pending)
+    if current is not None and current.webinar_id == webinar_id and not any(current.same(ref) for ref in seen):
+        state = "new"
+        if not any(current.same(ref) for ref in pending):
+            pending.insert(0, current)
+    known = [*pending, *((current,) if state == "registered" and current is not None else ())]
+    for ref in seen:
+        if not any(ref.same(k) for k in known):
+            pending.append(ref)
+            known.append(ref)
+    return replace(entry, state=state, pending=tuple(pending))
 
 
 @dataclass(frozen=True)

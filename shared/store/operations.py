@@ -20,7 +20,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.store.codec import EPOCH, etag_of, moment
 from shared.store.tables import read_entity, table_errors, write_entity
 
-OperationKind = Literal["pull", "purge"]
+OperationKind = Literal["pull", "purge", "reconcile"]
 OperationState = Literal["running", "succeeded", "failed"]
 _PREFIX = "op:"
 OPERATION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -67,7 +67,8 @@ class Operation:
 
     @classmethod
     def from_entity(cls, entity: Any) -> Operation:
-        kind: OperationKind = "purge" if entity.get("Kind") == "purge" else "pull"
+        stored = entity.get("Kind")
+        kind: OperationKind = stored if stored in ("purge", "reconcile") else "pull"
         status = str(entity.get("Status") or "running")
         return cls(
             org_id=str(entity["PartitionKey"]),

@@ -87,6 +87,30 @@ class Tombstones:
             times = [t for t in (moment(row.get("ForgottenAt")) for row in rows) if t is not None]
         return max(times, default=None)
 
+    def checker(self, org_id: str) -> Callable[[str, str | None], bool]:
+        """Whether a registration or an address was ever forgotten, for many at once (reconciliation): the org's
+        tombstones are read once (erasures are few), the addresses hashed in memory.
+
+        Raises:
+            TransientError: storage unavailable; ConfigError: the hash key cannot be read.
+        """
+        with table_errors(f"reading the forget tombstones of org {org_id!r}"):
+            keys = {
+                str(row["RowKey"])
+                for row in self._table.query_entities(
+                    "PartitionKey eq @p", parameters={"p": forgotten_partition(org_id)}, select=["RowKey"]
+                )
+            }
+        hasher = self._hasher() if any(key.startswith("e|") for key in keys) else None
+
+        def forgotten(registration_id: str, email: str | None) -> bool:
+            if f"r|{registration_id}" in keys:
+                return True
+            email_hash = hasher(email) if hasher is not None and email else None
+            return bool(email_hash) and f"e|{email_hash}" in keys
+
+        return forgotten
+
     def expire(self, cutoff: datetime, *, limit: int) -> tuple[int, bool]:
         """Delete up to ``limit`` tombstones of forgets ranked before ``cutoff``. Returns (deleted, none left)."""
         deleted = delete_matching(

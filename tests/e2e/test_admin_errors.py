@@ -18,13 +18,13 @@ from tests.conftest import credentials_body
 from tests.e2e.test_pull_metrics import CLIENT_B, ORG_A, ORG_B, Webinars
 from tests.functions import admin_request, http_request, json_body
 
-ORG = "5c0ffee0-aaaa-4bbb-8ccc-0000000000e1"
+SOLO_ORG = "5c0ffee0-aaaa-4bbb-8ccc-0000000000e1"
 
 
 def test_a_503_says_when_to_retry(on24_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ON24_BASE_URL", f"http://127.0.0.1:{free_port()}")  # ON24 unreachable
     reset_app()
-    response = store_main(http_request("PUT", ORG, credentials_body()))
+    response = store_main(http_request("PUT", SOLO_ORG, credentials_body()))
     assert response.status_code == 503 and json_body(response)["error"]["code"] == "unavailable"
     assert int(response.headers["Retry-After"]) >= 1
 
@@ -35,14 +35,14 @@ def test_throttling_is_a_429_with_the_services_retry_after(
     monkeypatch.setenv("RETRY_BUDGET_SECONDS", "0")  # no waiting within the request: the caller is told to wait
     reset_app()
     on24.fail_next(5, status=429, headers={"Retry-After": "42"})
-    response = store_main(http_request("PUT", ORG, credentials_body()))
+    response = store_main(http_request("PUT", SOLO_ORG, credentials_body()))
     body = json_body(response)
     assert response.status_code == 429 and body["error"]["code"] == "throttled", body
     assert response.headers["Retry-After"] == "42", "ON24's own hint is passed on"
 
 
 def test_the_field_at_fault_is_the_target_and_field_stays_as_its_alias(on24_env: dict[str, str]) -> None:
-    response = store_main(http_request("PUT", ORG, credentials_body(region="Åland")))
+    response = store_main(http_request("PUT", SOLO_ORG, credentials_body(region="Åland")))
     error = json_body(response)["error"]
     assert response.status_code == 400 and error["code"] == "invalid_field"
     assert error["target"] == error["field"] == "region" and "Åland" not in error["message"]
@@ -69,7 +69,7 @@ def test_an_answer_that_drifted_from_the_description_is_never_sent(
 
     original = admin.credentials_status
     monkeypatch.setattr(admin, "credentials_status", lambda *a, **k: {**original(*a, **k), "undocumented": 1})
-    response = credentials_main(http_request("GET", ORG))
+    response = credentials_main(http_request("GET", SOLO_ORG))
     error = json_body(response)["error"]
     assert response.status_code == 500 and error["code"] == "internal_error" and "undocumented" not in str(error)
 

@@ -146,7 +146,7 @@ def test_the_metadata_check_reads_each_table_once_and_the_stand_in_serves_it_str
     with pytest.raises(NotFoundError):
         client.attributes("new_nosuchtable")
     with pytest.raises(InvalidDataError):  # a property the metadata API does not have
-        client._exchange(
+        client.exchange(
             "GET", f"{client._api}EntityDefinitions(LogicalName='contact')/Attributes?$select=Colour",
             entity_set="EntityDefinitions", row_id=None, headers={"Accept": "application/json"},
             decode=lambda response, what: response.json(),

@@ -174,7 +174,9 @@ def test_a_status_call_on_a_quiet_org_reads_no_ledger_row_and_no_rejected_messag
     table_requests.clear()
     assert status(ORG_A)[0] == 200
     prefix = get_app().settings.table_prefix
-    assert len(table_requests) == 5, table_requests
+    assert len(table_requests) == 6, table_requests  # + the reconciliation rows of the org's partition
+    reconciliations = [r for r in table_requests if "~reconcile" in urllib.parse.unquote(r)]
+    assert len(reconciliations) == 1 and f"{prefix}syncstate" in reconciliations[0], "the org's own rows only"
     ledger = [urllib.parse.unquote(r) for r in table_requests if f"{prefix}ledger" in r]
     parked = [r for r in ledger if "~parked" in r]
     asked = [r for r in ledger if "UpdatedAt ge" in r]

@@ -24,6 +24,7 @@ ADMIN_ROUTES = {
     "WebinarStatus": ("orgs/{orgId}/webinar/status", ["get"]),
     "PullWebinar": ("orgs/{orgId}/webinars/{webinarId}/pull", ["post"]),
     "ForgetAttendee": ("orgs/{orgId}/webinar/forget", ["post"]),
+    "Reconcile": ("orgs/{orgId}/webinars/{webinarId}/reconcile", ["post"]),
     "OperationStatus": ("orgs/{orgId}/operations/{operationId}", ["get"]),
     "OpenApi": ("openapi.json", ["get"]),
 }
