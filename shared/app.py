@@ -223,13 +223,18 @@ class App(PrivacyParts):
         from shared.health import HealthPorts
 
         return HealthPorts(
-            orgs=self.credentials, ledger=self.ledger, rejected=self.rejected, rows=self.health, sync=self.sync_state
+            orgs=self.credentials,
+            ledger=self.ledger,
+            rejected=self.rejected,
+            rows=self.health,
+            sync=self.sync_state,
+            tallies=self.match_indexes,
         )
 
     def status_ports(self) -> StatusPorts:
         from shared.health import StatusPorts
 
-        return StatusPorts(self.credentials, self.sync_state, self.health, self.parked, self.ledger)
+        return StatusPorts(self.credentials, self.sync_state, self.health, self.parked, self.ledger, self.match_indexes)
 
     # ---- crypto ------------------------------------------------------------------------------
     @built_once

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from shared import admin
 from shared.health.counting import IN_PROGRESS, WINDOW, last_day
 from shared.health.current import CountLedger, CountRows, current_health
+from shared.health.tally import TallyStore
 from shared.metrics.schedule import next_due
 from shared.store.credentials import OrgRecord
 from shared.store.health import (
@@ -289,6 +290,7 @@ class StatusPorts:
     rows: CountRows
     parked: ParkedStore
     ledger: CountLedger
+    tallies: TallyStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -301,5 +303,5 @@ def org_status(org_id: str, ports: StatusPorts) -> dict[str, Any]:
     for repeated in ("orgId", "configured"):  # at the top of the answer
         credentials.pop(repeated, None)
     parked = parked_counts(ports.parked, org_id, now)
-    health = current_health(org_id, ports.ledger, ports.rows, now)
+    health = current_health(org_id, ports.ledger, ports.rows, ports.tallies, now)
     return status_view(org_id, record, credentials, ports.sync.list(org_id), health, parked, now)
