@@ -812,9 +812,13 @@ def hot_spots(profiler: cProfile.Profile, top: int, *, areas: Sequence[str]) -> 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pull_metrics",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--scenario", choices=("webinar", "orgs"), default="webinar",
+    parser.add_argument("--scenario", choices=("webinar", "orgs", "steady"), default="webinar",
                         help="webinar: one webinar of --attendees attendees (default); orgs: --orgs orgs x "
-                             "--webinars webinars of --org-attendees attendees each, production pacing and budget")
+                             "--webinars webinars of --org-attendees attendees each, production pacing and budget; "
+                             "steady: one org of --ledger-rows ledger rows over --webinars webinars, one changed "
+                             "(benchmarks/pull_steady.py; use --webinars 100)")
+    parser.add_argument("--ledger-rows", type=int, default=500_000,
+                        help="ledger rows of the org in the steady scenario (500000)")
     parser.add_argument("--orgs", type=int, default=50, help="orgs in the orgs scenario (50)")
     parser.add_argument("--webinars", type=int, default=4, help="webinars per org in the orgs scenario (4)")
     parser.add_argument("--org-attendees", type=int, default=50, help="attendees per webinar in the orgs scenario (50)")
@@ -853,6 +857,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scenario == "steady":
+        from benchmarks.pull_steady import run_steady
+
+        return run_with_cleanup(run_steady, args)
     return run_with_cleanup(run_orgs if args.scenario == "orgs" else run, args)
 
 
