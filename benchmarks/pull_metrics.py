@@ -70,10 +70,16 @@ Many orgs (``--scenario orgs``)
     added to every stand-in request, until every webinar is synced; then one more run with nothing changed.
     Prints wall and CPU time, webinars synced, and ON24, Dataverse and Table Storage calls per timer run.
 
+One change in a big org (``--scenario steady``, ``benchmarks/pull_steady.py``)
+    One org of ``--ledger-rows`` ledger rows (500,000) over ``--webinars`` webinars (use 100), one registration
+    cancelled after the first sync: the next timer run (with its health pass and a status call) must read <= 1 %
+    of the partition and take <= 10 s ([PASS]/[FAIL]), beside the naive full-partition steady path.
+
 How to run (from the repository root; needs ``npm ci`` done for Azurite):
 
     .venv/bin/python -m benchmarks.pull_metrics [--attendees 100000] [--changed-ratio 0.01] [--profile]
     .venv/bin/python -m benchmarks.pull_metrics --scenario orgs [--orgs 50] [--webinars 4] [--org-attendees 50]
+    .venv/bin/python -m benchmarks.pull_metrics --scenario steady --webinars 100 [--ledger-rows 500000]
 
     ``--profile`` runs every phase under cProfile (this process' main thread, and the stand-ins' request handlers)
     and prints the hot spots; wall times are then inflated, so use it on a smaller run (``--attendees 20000``).
