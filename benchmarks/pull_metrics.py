@@ -1009,7 +1009,9 @@ def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], atte
         (first.rss_peak <= FIRST_RSS_TARGET_BYTES,
          f"first sync peak RSS <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"),
     ]  # fmt: skip
-    lines = ["targets:", *(f"  {_mark(ok)} {text}" for ok, text in checks)]
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [f"targets (load average at the end: {load}; the machine's load inflates wall times):",
+             *(f"  {_mark(ok)} {text}" for ok, text in checks)]  # fmt: skip
     if not baseline:
         return lines
     scale = attendees / max(1, baseline[0].attendees)
