@@ -762,6 +762,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="ON24 down (503) this long, a third of the way through: deliveries park, RetryParked re-drives (20)",
     )
     add("--max-kills", type=int, default=1_000_000, help="stop killing at random times after this many kills")
+    add(
+        "--drain-seconds",
+        type=float,
+        default=None,
+        help="how long RetryParked may take to re-drive what is parked once every message settled "
+        "(default: 100 RetryParked periods + the longest backoff, time-scaled)",
+    )
     add("--min-kills", type=int, default=50, help="fail unless at least this many kills happened (50)")
     add("--seed", type=int, default=1, help="random seed (1)")
     args = parser.parse_args(argv)
@@ -775,6 +782,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_deliveries = args.deployed.max_deliveries
     if args.lock_seconds is None:
         args.lock_seconds = args.timing.lock
+    if args.drain_seconds is None:
+        args.drain_seconds = max(300.0, 100 * args.timing.retry_parked_every + args.timing.park_backoff_max)
     return args
 
 
@@ -860,7 +869,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         bus.run(step, outage.tick)
         step("all messages settled; re-driving what is still parked")
-        retrying.drain(step, timeout=max(300.0, 10 * args.timing.retry_parked_every + args.timing.park_backoff_max))
+        retrying.drain(step, timeout=args.drain_seconds)
     finally:
         retrying.stop()
         outage.end()

@@ -70,10 +70,16 @@ Many orgs (``--scenario orgs``)
     added to every stand-in request, until every webinar is synced; then one more run with nothing changed.
     Prints wall and CPU time, webinars synced, and ON24, Dataverse and Table Storage calls per timer run.
 
+One change in a big org (``--scenario steady``, ``benchmarks/pull_steady.py``)
+    One org of ``--ledger-rows`` ledger rows (500,000) over ``--webinars`` webinars (use 100), one registration
+    cancelled after the first sync: the next timer run (with its health pass and a status call) must read <= 1 %
+    of the partition and take <= 10 s ([PASS]/[FAIL]), beside the naive full-partition steady path.
+
 How to run (from the repository root; needs ``npm ci`` done for Azurite):
 
     .venv/bin/python -m benchmarks.pull_metrics [--attendees 100000] [--changed-ratio 0.01] [--profile]
     .venv/bin/python -m benchmarks.pull_metrics --scenario orgs [--orgs 50] [--webinars 4] [--org-attendees 50]
+    .venv/bin/python -m benchmarks.pull_metrics --scenario steady --webinars 100 [--ledger-rows 500000]
 
     ``--profile`` runs every phase under cProfile (this process' main thread, and the stand-ins' request handlers)
     and prints the hot spots; wall times are then inflated, so use it on a smaller run (``--attendees 20000``).
@@ -812,9 +818,13 @@ def hot_spots(profiler: cProfile.Profile, top: int, *, areas: Sequence[str]) -> 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pull_metrics",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--scenario", choices=("webinar", "orgs"), default="webinar",
+    parser.add_argument("--scenario", choices=("webinar", "orgs", "steady"), default="webinar",
                         help="webinar: one webinar of --attendees attendees (default); orgs: --orgs orgs x "
-                             "--webinars webinars of --org-attendees attendees each, production pacing and budget")
+                             "--webinars webinars of --org-attendees attendees each, production pacing and budget; "
+                             "steady: one org of --ledger-rows ledger rows over --webinars webinars, one changed "
+                             "(benchmarks/pull_steady.py; use --webinars 100)")
+    parser.add_argument("--ledger-rows", type=int, default=500_000,
+                        help="ledger rows of the org in the steady scenario (500000)")
     parser.add_argument("--orgs", type=int, default=50, help="orgs in the orgs scenario (50)")
     parser.add_argument("--webinars", type=int, default=4, help="webinars per org in the orgs scenario (4)")
     parser.add_argument("--org-attendees", type=int, default=50, help="attendees per webinar in the orgs scenario (50)")
@@ -853,6 +863,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scenario == "steady":
+        from benchmarks.pull_steady import run_steady
+
+        return run_with_cleanup(run_steady, args)
     return run_with_cleanup(run_orgs if args.scenario == "orgs" else run, args)
 
 
@@ -995,7 +1009,9 @@ def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], atte
         (first.rss_peak <= FIRST_RSS_TARGET_BYTES,
          f"first sync peak RSS <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"),
     ]  # fmt: skip
-    lines = ["targets:", *(f"  {_mark(ok)} {text}" for ok, text in checks)]
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [f"targets (load average at the end: {load}; the machine's load inflates wall times):",
+             *(f"  {_mark(ok)} {text}" for ok, text in checks)]  # fmt: skip
     if not baseline:
         return lines
     scale = attendees / max(1, baseline[0].attendees)

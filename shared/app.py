@@ -224,7 +224,12 @@ class App(PrivacyParts, ReconcileParts):
         from shared.health import HealthPorts
 
         return HealthPorts(
-            orgs=self.credentials, ledger=self.ledger, rejected=self.rejected, rows=self.health, sync=self.sync_state
+            orgs=self.credentials,
+            ledger=self.ledger,
+            rejected=self.rejected,
+            rows=self.health,
+            sync=self.sync_state,
+            tallies=self.match_indexes,
         )
 
     def status_ports(self) -> StatusPorts:
@@ -236,6 +241,7 @@ class App(PrivacyParts, ReconcileParts):
             rows=self.health,
             parked=self.parked,
             ledger=self.ledger,
+            tallies=self.match_indexes,
             reconciliations=self.reconciliations,
         )
 

@@ -15,12 +15,11 @@ The registration counts are brought up to date by the status route itself when t
 were counted (``current_health``: one question to the ledger, and a recount only when it did), so the answer is
 right at once after setup. The summary is also kept by ``refresh_health``, which PullMetrics runs after its
 pulls. Per org it asks the ledger one question, "did any registration record something since my last pass?", and
-only when it did, counts the org's ledger rows again (a narrow read of a few columns) and writes the row.
-Counting again rather than adding up changes keeps the counts exact whatever happened in between: a ledger row
-holds only its latest outcome, and redeliveries, lease extensions and retried CRM write-backs rewrite rows
-without a new outcome, so adding up changed rows would count some outcomes twice (most of all during an outage,
-when the counts matter). A quiet org costs one query per run; a busy org one narrow read of its partition per
-run, the size of the read each of its webinar pulls makes anyway. RegisterAttendee's hot path gains no Table
+only when it did, brings the org's count tally (``shared.health.tally``) up to date with the rows written since and
+writes the row. The tally keeps each registration's contribution and replaces it, never adds to it, so the
+counts stay exact whatever happened in between (a ledger row holds only its latest outcome; redeliveries and
+lease extensions rewrite rows without a new outcome). A quiet org costs one query per run; a busy org reads the
+rows written since, never its partition after the first count. RegisterAttendee's hot path gains no Table
 Storage call.
 
 The ON24 token's last successful use is the newest of: the credentials' last check at ``PUT`` (the row is

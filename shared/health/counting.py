@@ -7,7 +7,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.store.health import (
     MAX_REASON_CHARS,
@@ -55,8 +55,32 @@ def _hour_start(key: str) -> datetime | None:
         return None
 
 
+class Contribution(NamedTuple):
+    """What one ledger row adds to the org's counts (``shared.health.tally`` keeps one per registration)."""
+
+    outcome: str
+    at_provider: bool
+    webinar_id: str
+    at: str | None
+    """When the outcome was recorded (ISO), None while in progress or never written."""
+    reason: str = ""
+    """A failure's reason (empty for other outcomes)."""
+
+
+def contribution_of(entry: LedgerEntry) -> Contribution:
+    outcome = outcome_of(entry)
+    at = entry.updated_at.astimezone(UTC).isoformat() if entry.updated_at and outcome != IN_PROGRESS else None
+    reason = (entry.reason or "")[:MAX_REASON_CHARS] if outcome == "failed" else ""
+    return Contribution(outcome, entry.state == "registered", entry.webinar_id or "", at, reason)
+
+
 def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> RegistrationCounts:
     """Count an org's ledger rows (read with ``COUNT_COLUMNS``) into a summary."""
+    return count_contributions(((entry.registration_id, contribution_of(entry)) for entry in rows), now)
+
+
+def count_contributions(rows: Iterable[tuple[str, Contribution]], now: datetime) -> RegistrationCounts:
+    """Count registrations' contributions (registration id, contribution) into a summary."""
     totals: Counter[str] = Counter()
     hours: defaultdict[str, Counter[str]] = defaultdict(Counter)
     failures: list[tuple[datetime, str, str]] = []
@@ -64,20 +88,20 @@ def count_registrations(rows: Iterable[LedgerEntry], now: datetime) -> Registrat
     last_success: datetime | None = None
     webinars: set[str] = set()
     oldest = now - KEEP_HOURS
-    for entry in rows:
-        outcome = outcome_of(entry)
+    for registration_id, row in rows:
+        outcome = row.outcome
         totals[outcome] += 1
-        if entry.webinar_id:
-            webinars.add(entry.webinar_id)
-        if entry.state == "registered":
+        if row.webinar_id:
+            webinars.add(row.webinar_id)
+        if row.at_provider:
             at_provider += 1
-        at = entry.updated_at
-        if outcome == IN_PROGRESS or at is None:
+        if row.at is None:
             continue
+        at = datetime.fromisoformat(row.at)
         if at >= oldest:
             hours[hour_key(at)][outcome] += 1
         if outcome == "failed":
-            failures.append((at, entry.registration_id, (entry.reason or "")[:MAX_REASON_CHARS]))
+            failures.append((at, registration_id, row.reason))
         if outcome in ("registered", "updated") and (last_success is None or at > last_success):
             last_success = at
     recent = heapq.nlargest(RECENT_FAILURES, failures)

@@ -1,10 +1,10 @@
 """The registration counts the status route answers with: brought up to date when it is called.
 
 The summary row (``shared.store.health``) holds the org's counts as of its last count. When a registration
-recorded an outcome since then (one query that stops at the first row found), the status route counts the
-org's ledger again (a narrow read of a few columns) and saves the row, etag-guarded like PullMetrics' pass.
-So the answer is right at once after setup, without waiting for a PullMetrics run, and a quiet org still
-costs one query. Counting again rather than adding up changes keeps the counts exact (see ``shared.health``).
+recorded an outcome since then (one query that stops at the first row found), the status route brings the org's
+count tally up to date with the rows written since (``shared.health.tally``: O(changed), never the partition after
+the first count) and saves the row, etag-guarded like PullMetrics' pass. So the answer is right at once after
+setup, without waiting for a PullMetrics run, and a quiet org still costs one query.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
-from shared.health.counting import CHANGE_OVERLAP, COUNT_COLUMNS, count_registrations
+from shared.health.counting import CHANGE_OVERLAP
+from shared.health.tally import TallyStore, tallied_counts
 from shared.store.health import OrgHealth
 from shared.store.ledger import LedgerEntry
 
@@ -25,7 +26,12 @@ _log = logging.getLogger(__name__)
 class CountLedger(Protocol):
     def changed_since(self, org_id: str, since: datetime) -> bool: ...
     def entries(
-        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]: ...
 
 
@@ -34,7 +40,9 @@ class CountRows(Protocol):
     def save(self, health: OrgHealth) -> OrgHealth | None: ...
 
 
-def current_health(org_id: str, ledger: CountLedger, rows: CountRows, now: datetime) -> OrgHealth | None:
+def current_health(
+    org_id: str, ledger: CountLedger, rows: CountRows, tallies: TallyStore, now: datetime
+) -> OrgHealth | None:
     """The org's summary with registration counts as of ``now``: counted again when the ledger changed since.
 
     A lost write race (PullMetrics or another status call saved first) still answers with this count; the
@@ -45,7 +53,7 @@ def current_health(org_id: str, ledger: CountLedger, rows: CountRows, now: datet
     checked = health.checked_at if health is not None and counted is not None else None
     if health is not None and checked is not None and not ledger.changed_since(org_id, checked - CHANGE_OVERLAP):
         return health
-    counts = count_registrations(ledger.entries(org_id, columns=COUNT_COLUMNS), now)
+    counts = tallied_counts(org_id, ledger, tallies, now).counts
     base = health or OrgHealth(org_id=org_id)
     updated = replace(base, registrations=counts, checked_at=now)
     unchanged = counted is not None and replace(counts, counted_at=counted.counted_at) == counted

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from shared import admin
 from shared.health.counting import IN_PROGRESS, WINDOW, last_day
 from shared.health.current import CountLedger, CountRows, current_health
+from shared.health.tally import TallyStore
 from shared.metrics.schedule import next_due
 from shared.reconcile.view import add_to_status
 from shared.store.credentials import OrgRecord
@@ -295,6 +296,7 @@ class StatusPorts:
     rows: CountRows
     parked: ParkedStore
     ledger: CountLedger
+    tallies: TallyStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     reconciliations: StatusReconciliations | None = None
 
@@ -309,7 +311,7 @@ def org_status(org_id: str, ports: StatusPorts, *, drift_ids: bool = False) -> d
     for repeated in ("orgId", "configured"):  # at the top of the answer
         credentials.pop(repeated, None)
     parked = parked_counts(ports.parked, org_id, now)
-    health = current_health(org_id, ports.ledger, ports.rows, now)
+    health = current_health(org_id, ports.ledger, ports.rows, ports.tallies, now)
     reconciliations = ports.reconciliations.list(org_id) if ports.reconciliations is not None else []
     states = ports.sync.list(org_id)
     known = {state.webinar_id for state in states}

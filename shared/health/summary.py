@@ -1,5 +1,5 @@
-"""The per-org health summary PullMetrics keeps for the status route: registrations by outcome (counted again
-only when the ledger changed), rejected messages, and which tokens need an admin."""
+"""The per-org health summary PullMetrics keeps for the status route: registrations by outcome (brought up to
+date from the ledger rows written since, ``shared.health.tally``), rejected messages, and which tokens need an admin."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.health.counting import CHANGE_OVERLAP, COUNT_COLUMNS, count_registrations, count_rejected
+from shared.health.counting import CHANGE_OVERLAP, count_rejected
 from shared.health.status import StatusSync, token_last_use, token_view
+from shared.health.tally import TallyStore, tallied_counts
 from shared.store.credentials import OrgRecord
 from shared.store.health import (
     OrgHealth,
@@ -31,7 +32,12 @@ class HealthOrgs(Protocol):
 class HealthLedger(Protocol):
     def changed_since(self, org_id: str, since: datetime) -> bool: ...
     def entries(
-        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]: ...
 
 
@@ -54,6 +60,8 @@ class HealthPorts:
     rejected: HealthRejected
     rows: HealthRows
     sync: StatusSync
+    tallies: TallyStore
+    """Each org's count tally (``shared.health.tally``): a pass reads only the ledger rows written since."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -114,7 +122,7 @@ def _refresh_org(
         or current.checked_at is None
         or ports.ledger.changed_since(org_id, current.checked_at - CHANGE_OVERLAP)
     ):
-        counts = count_registrations(ports.ledger.entries(org_id, columns=COUNT_COLUMNS), now)
+        counts = tallied_counts(org_id, ports.ledger, ports.tallies, now).counts
         updated = _with(updated, registrations=counts, checked_at=now)
         report.counted.append(org_id)
     if current is not None and updated == current:

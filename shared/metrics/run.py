@@ -31,6 +31,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.fieldmap import FieldMapping
+from shared.health.tally import tallied_counts
 from shared.ids import is_webinar_id
 from shared.metrics.checkins import CheckinSink
 from shared.metrics.noshow import closing_due
@@ -244,8 +245,7 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
     """The org's due webinars: those it has state for, those the admin listed, and new ones found in the
     ledger since the last scan; plus a problem for each listed webinar id ON24 cannot have."""
     known = {state.webinar_id: state for state in ports.sync.list(org.org_id)}
-    since = ports.sync.discovery_mark(org.org_id)
-    found = ports.ledger.webinars_touched_since(org.org_id, since) | set(org.webinar_ids)
+    found = _discover(ports, org.org_id, ports.sync.discovery_mark(org.org_id), signpost) | set(org.webinar_ids)
     problems = [f"webinar {w!r}: ON24 event id must be a positive number" for w in sorted(found) if not _is_event_id(w)]
     for webinar_id in sorted(found - known.keys()):
         if _is_event_id(webinar_id):
@@ -260,6 +260,15 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
         if _is_event_id(state.webinar_id) and (is_due(state, signpost) or closing_due(mapping, state, signpost))
     ]
     return due, problems
+
+
+def _discover(ports: MetricsPorts, org_id: str, since: datetime | None, now: datetime) -> set[str]:
+    """Webinars of the ledger rows written since the last scan. The first scan takes them from the org's count
+    tally (``shared.health.tally``), built now if there is none: the one read of the partition the health count
+    needs anyway, so a first sync reads the partition once less."""
+    if since is None:
+        return set(tallied_counts(org_id, ports.ledger, ports.indexes, now).counts.webinars)
+    return ports.ledger.webinars_touched_since(org_id, since)
 
 
 def _is_event_id(value: str) -> bool:

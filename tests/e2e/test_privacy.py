@@ -333,7 +333,9 @@ def test_purge_leaves_zero_rows_for_the_org_and_does_not_touch_another_orgs_rows
     orgs = TwoOrgs(env, crm, on24)
     mine = orgs.snapshot(ORG)
     assert mine["ledger"] and mine["syncstate"] and len(orgs.blobs()) == 2, "the org has state to purge"
-    assert index_blobs() == [f"{ORG}/{WEBINAR}", f"{OTHER_ORG}/880201"], "PullMetrics indexed both orgs' webinars"
+    assert index_blobs() == [f"{ORG}/{WEBINAR}", f"{ORG}/~tally", f"{OTHER_ORG}/880201", f"{OTHER_ORG}/~tally"], (
+        "PullMetrics indexed both orgs' webinars and keeps each org's count tally"
+    )
     other_before, other_blob = orgs.snapshot(OTHER_ORG), [
         m.key for m in get_app().rejected.list_for_org(OTHER_ORG) if len(m.body) > INLINE_BODY_BYTES
     ]
@@ -347,7 +349,8 @@ def test_purge_leaves_zero_rows_for_the_org_and_does_not_touch_another_orgs_rows
     assert after["ledger"] == [] and after["syncstate"] == []
     assert [row[1] for row in after["orgs"]] == ["purge"], "only the purge request remains, until the final check"
     assert orgs.blobs() == other_blob
-    assert index_blobs() == [f"{OTHER_ORG}/880201"] and answer["purge"]["deleted"]["matchIndexes"] == 1
+    assert index_blobs() == [f"{OTHER_ORG}/880201", f"{OTHER_ORG}/~tally"], "the org's index and tally are gone"
+    assert answer["purge"]["deleted"]["matchIndexes"] == 2
     assert orgs.snapshot(OTHER_ORG) == other_before, "the other org keeps every row, byte for byte"
 
     assert status(ORG)["purge"]["status"] == "deleted"

@@ -237,11 +237,17 @@ class FakeLedger:
         return org_id in self.changed
 
     def entries(
-        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]:
         assert columns == COUNT_COLUMNS, "a narrow read"
         self.reads.append(org_id)
-        yield from self.rows.get(org_id, [])
+        rows = self.rows.get(org_id, [])
+        yield from (r for r in rows if updated_since is None or r.updated_at is None or r.updated_at >= updated_since)
 
 
 class FakeRejected:
@@ -282,6 +288,25 @@ class FakeRows:
         self.mark = counted_at
 
 
+class Tallies:
+    """Blobs in memory (the tally's store), etag-guarded like Blob Storage."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str]] = {}
+
+    def load(self, org_id: str, name: str) -> tuple[bytes | None, str | None]:
+        data, etag = self.blobs.get(f"{org_id}/{name}", (None, None))
+        return data, etag
+
+    def save(self, org_id: str, name: str, data: bytes, etag: str | None) -> str | None:
+        current = self.blobs.get(f"{org_id}/{name}")
+        if (current[1] if current else None) != etag:
+            return None
+        new = str(int(etag or "0") + 1)
+        self.blobs[f"{org_id}/{name}"] = (data, new)
+        return new
+
+
 class FakeSync:
     def __init__(self) -> None:
         self.states: dict[str, list[WebinarSyncState]] = {}
@@ -299,7 +324,13 @@ def ports(
     sync: FakeSync | None = None,
 ) -> HealthPorts:
     return HealthPorts(
-        orgs=orgs, ledger=ledger, rejected=rejected, rows=rows, sync=sync or FakeSync(), clock=lambda: now
+        orgs=orgs,
+        ledger=ledger,
+        rejected=rejected,
+        rows=rows,
+        sync=sync or FakeSync(),
+        tallies=Tallies(),
+        clock=lambda: now,
     )
 
 

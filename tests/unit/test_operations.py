@@ -129,10 +129,34 @@ class Ledger:
         return self.changed
 
     def entries(
-        self, org_id: str, *, webinar_id: str | None = None, columns: Sequence[str] | None = None
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]:
         self.reads += 1
-        yield from self.rows
+        yield from (r for r in self.rows if updated_since is None or (r.updated_at or NOW) >= updated_since)
+
+
+class Tallies:
+    """Blobs in memory (the tally's store), etag-guarded like Blob Storage."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str]] = {}
+
+    def load(self, org_id: str, name: str) -> tuple[bytes | None, str | None]:
+        data, etag = self.blobs.get(f"{org_id}/{name}", (None, None))
+        return data, etag
+
+    def save(self, org_id: str, name: str, data: bytes, etag: str | None) -> str | None:
+        current = self.blobs.get(f"{org_id}/{name}")
+        if (current[1] if current else None) != etag:
+            return None
+        new = str(int(etag or "0") + 1)
+        self.blobs[f"{org_id}/{name}"] = (data, new)
+        return new
 
 
 class Summary:
@@ -155,17 +179,17 @@ def test_the_count_is_made_when_the_ledger_changed_and_kept_when_it_did_not() ->
     hour_ago = NOW - timedelta(hours=1)
     old = OrgHealth(ORG, hour_ago, RegistrationCounts(hour_ago, totals={"registered": 1}))
     ledger = Ledger([registered("r1", "7001"), registered("r2", "7002")], changed=True)
-    fresh = current_health(ORG, ledger, Summary(old), NOW)
+    fresh = current_health(ORG, ledger, Summary(old), Tallies(), NOW)
     assert fresh is not None and fresh.registrations is not None
     assert fresh.registrations.totals == {"registered": 2} and fresh.registrations.webinars == ("7001", "7002")
     quiet = Ledger([], changed=False)
-    assert current_health(ORG, quiet, Summary(old), NOW) == old and quiet.reads == 0, "one question, no read"
+    assert current_health(ORG, quiet, Summary(old), Tallies(), NOW) == old and quiet.reads == 0, "one question, no read"
 
 
 def test_a_lost_save_still_answers_this_count_and_an_unknown_org_writes_nothing() -> None:
     lost = Summary(None, lose=True)
-    fresh = current_health(ORG, Ledger([registered("r1", "7001")], changed=True), lost, NOW)
+    fresh = current_health(ORG, Ledger([registered("r1", "7001")], changed=True), lost, Tallies(), NOW)
     assert fresh is not None and fresh.registrations is not None and fresh.registrations.totals == {"registered": 1}
     nobody = Summary(None)
-    current_health("no-such-org", Ledger([], changed=False), nobody, NOW)
+    current_health("no-such-org", Ledger([], changed=False), nobody, Tallies(), NOW)
     assert nobody.saved == 0, "probing an org id creates no row"

@@ -1,0 +1,206 @@
+"""PullMetrics' steady path (``python -m benchmarks.pull_metrics --scenario steady``): a big org, one change.
+
+One org whose ledger partition holds ``--ledger-rows`` rows (500,000 by default) over ``--webinars`` webinars
+(100), seeded in batch transactions of 100, several in parallel, written two hours ago. The first timer run syncs
+every webinar (discovery, match indexes and the count tally are built: the partition is read in full). Then one
+registration of one webinar is cancelled, and the next timer run, its health pass and one status call are measured:
+the ledger rows they read (Table entities, counted as the SDK yields them) and query pages, against the
+partition's size, and the wall time.
+
+Targets ([PASS]/[FAIL]): that run reads <= 1 % of the partition and finishes in <= 10 s. The naive baseline is
+what the steady path did before (discovery and the health count re-read the whole partition whenever anything
+changed): it is measured on the same partition and printed as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+STEADY_READ_SHARE, STEADY_WALL_S = 0.01, 10.0
+
+
+class EntityCount:
+    """Entities each Table query yields and the pages it fetched, per table (wrapping the SDK's query)."""
+
+    def __init__(self) -> None:
+        self.entities: Counter[str] = Counter()
+        self.queries: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.entities.clear()
+            self.queries.clear()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        from azure.data.tables import TableClient
+
+        original = TableClient.query_entities
+        counter = self
+
+        def query_entities(self: TableClient, *args: Any, **kwargs: Any) -> Any:
+            name = self.table_name
+            with counter.lock:
+                counter.queries[name] += 1
+
+            def counted() -> Iterator[Any]:
+                for entity in original(self, *args, **kwargs):
+                    with counter.lock:
+                        counter.entities[name] += 1
+                    yield entity
+
+            return counted()
+
+        TableClient.query_entities = query_entities  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            TableClient.query_entities = original  # type: ignore[method-assign]
+
+
+def seed_filler(connection_string: str, table_name: str, org_id: str, webinars: list[int], rows: int) -> float:
+    """``rows`` registered ledger rows over ``webinars`` (no ON24 attendee: the org's history), written 2 h ago."""
+    from azure.data.tables import TableClient
+
+    from shared.store.ledger import LedgerEntry
+
+    written = datetime.now(UTC) - timedelta(hours=2)
+    local = threading.local()
+    started = time.perf_counter()
+
+    def submit(start: int) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = TableClient.from_connection_string(connection_string, table_name)
+        operations = []
+        for i in range(start, min(start + 100, rows)):
+            entry = LedgerEntry(org_id=org_id, registration_id=f"hist-{i:07d}", state="registered",
+                                webinar_id=str(webinars[i % len(webinars)]), registrant_id=str(10_000_000 + i),
+                                email=f"jörg.müller.{i}@beispiel.de", crm_event_id=None, last_outcome="registered",
+                                crm_settled=True, updated_at=written)  # fmt: skip
+            operations.append(("upsert", entry.to_entity()))
+        client.submit_transaction(operations)
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="seed-steady") as pool:
+        for _ in pool.map(submit, range(0, rows, 100)):
+            pass
+    return time.perf_counter() - started
+
+
+def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    from benchmarks.common import stepper
+    from benchmarks.pull_metrics import _start
+
+    step = stepper()
+    parts = _start(stack, "WARNING", ON24_ATTENDEE_CALLS_PER_MINUTE="100000", PULL_METRICS_BUDGET_SECONDS="600",
+                   AzureFunctionsJobHost__functionTimeout="-1")  # fmt: skip
+    stand_ins, azurite, env = parts.stand_ins, parts.azurite, parts.env
+    os.environ.update(env)
+
+    from azure.functions.timer import TimerRequest
+
+    from PullMetrics import main as pull_main
+    from sandbox.triggers import http_request
+    from shared.app import get_app, reset_app
+    from shared.health.counting import COUNT_COLUMNS, count_registrations
+    from shared.store.ledger import LedgerEntry
+    from StoreCredentials import main as store_main
+    from WebinarStatus import main as status_main
+
+    reset_app()
+    seeded = stand_ins.seed_orgs(1, args.webinars, args.org_attendees)[0]
+    org_id = "5e1d0a77-0b5e-4c00-8000-000000000001"
+    body = {"clientId": seeded["client"], "accessTokenKey": seeded["key"], "accessTokenSecret": seeded["secret"],
+            "dataverseUrl": stand_ins.dataverse_url_for(org_id)}  # fmt: skip
+    response = store_main(http_request("PUT", org_id, body))
+    if response.status_code != 200:
+        raise RuntimeError(f"StoreCredentials answered {response.status_code}: {response.get_body()[:300]!r}")
+    app = get_app()
+    ledger_table = env["STATE_TABLE_PREFIX"] + "ledger"
+    app.tables.table("ledger")
+    written = datetime.now(UTC) - timedelta(hours=2)
+    for webinar, crm_event, people in seeded["webinars"]:
+        for registration, registrant_id, email in people:
+            entry = LedgerEntry(org_id=org_id, registration_id=registration, state="registered",
+                                webinar_id=str(webinar), registrant_id=str(registrant_id), email=email,
+                                crm_event_id=crm_event, last_outcome="registered", crm_settled=True,
+                                updated_at=written)  # fmt: skip
+            assert app.ledger.write(entry) is not None
+    attendees = args.webinars * args.org_attendees
+    filler = max(0, args.ledger_rows - attendees)
+    webinars = [w for w, _, _ in seeded["webinars"]]
+    seconds = seed_filler(azurite.connection_string, ledger_table, org_id, webinars, filler)
+    # Ledger.write stamps UpdatedAt now: the attendees' rows are dated back like the history.
+    for _, _, people in seeded["webinars"]:
+        for registration, _, _ in people:
+            current = app.ledger.get(org_id, registration)
+            assert current is not None
+            app.tables.table("ledger").upsert_entity(replace(current, updated_at=written).to_entity())
+    partition = attendees + filler
+    step(f"seeded {partition} ledger rows over {args.webinars} webinars ({seconds:.0f} s for the history)")
+
+    counter = EntityCount()
+    stack.enter_context(counter.installed())
+
+    def timer_run() -> tuple[float, int, int]:
+        counter.reset()
+        started = time.perf_counter()
+        pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+        status = status_main(http_request("GET", org_id))
+        assert status.status_code == 200, status.get_body()[:300]
+        return time.perf_counter() - started, counter.entities[ledger_table], counter.queries[ledger_table]
+
+    first = timer_run()
+    synced = sum(1 for s in app.sync_state.list(org_id) if s.status == "ok" and s.pending_end is None)
+    step(f"first run: {first[0]:.1f} s, {first[1]} ledger rows read, {synced}/{args.webinars} webinars synced")
+
+    changed_reg = seeded["webinars"][0][2][0][0]
+    current = app.ledger.get(org_id, changed_reg)
+    assert current is not None
+    assert app.ledger.write(replace(current, state="cancelled", last_outcome="cancelled")) is not None
+    steady = timer_run()
+    health = app.health.get(org_id)
+    totals = health.registrations.totals if health and health.registrations else {}
+    step(f"steady run: {steady[0]:.1f} s, {steady[1]} ledger rows read in {steady[2]} queries")
+
+    # The naive baseline: the steady path as it was (discovery and the health count read the whole partition).
+    counter.reset()
+    started = time.perf_counter()
+    app.ledger.webinars_touched_since(org_id, None)
+    naive_counts = count_registrations(app.ledger.entries(org_id, columns=COUNT_COLUMNS), datetime.now(UTC))
+    naive_wall, naive_rows = time.perf_counter() - started, counter.entities[ledger_table]
+
+    problems = []
+    if totals != naive_counts.totals:
+        problems.append(f"the kept counts {totals} differ from a full recount {naive_counts.totals}")
+    if synced != args.webinars:
+        problems.append(f"{synced}/{args.webinars} webinars synced by the first run")
+    load = os.getloadavg()
+    share = steady[1] / partition
+    print()
+    print(f"PullMetrics steady path: one org, {partition} ledger rows over {args.webinars} webinars "
+          f"({args.org_attendees} ON24 attendees each), one registration cancelled; load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
+    print(f"{'run':<44}{'wall s':>8}{'ledger rows read':>18}{'queries':>9}")
+    print(f"{'first sync (timer run + status call)':<44}{first[0]:8.1f}{first[1]:18d}{first[2]:9d}")
+    print(f"{'one change (timer run + status call)':<44}{steady[0]:8.1f}{steady[1]:18d}{steady[2]:9d}")
+    print(f"{'naive steady path (discovery + recount only)':<44}{naive_wall:8.1f}{naive_rows:18d}{2:9d}")
+    print(f"ratio steady/naive: rows read {steady[1] / max(1, naive_rows):.6f}, wall {steady[0] / naive_wall:.3f} "
+          "(the steady run also pulls every due webinar from ON24; the naive figure is its two reads only)")
+    print(f"{'[PASS]' if share <= STEADY_READ_SHARE else '[FAIL]'} the changed run reads {share:.4%} of the "
+          f"partition (target <= {STEADY_READ_SHARE:.0%})")
+    print(f"{'[PASS]' if steady[0] <= STEADY_WALL_S else '[FAIL]'} the changed run takes {steady[0]:.1f} s "
+          f"(target <= {STEADY_WALL_S:g} s)")
+    print("correctness: " + ("FAILED\n  - " + "\n  - ".join(problems) if problems else "OK"))
+    return 1 if problems else 0

@@ -1,0 +1,126 @@
+"""An org's registration counts kept up to date from the ledger rows written since the last count (O(changed)).
+
+A ledger row holds only its latest outcome, so adding up changed rows would count a redelivered or rewritten
+row twice, and a cancelled registration could not leave the ``registered`` count. The *tally* therefore keeps
+each registration's contribution (its outcome, whether ON24 holds it, its webinar, when it was written, a
+failure's reason) in one blob per org (``<org>/~tally`` beside the match indexes, purged with them). A pass
+reads only the rows written since the tally's mark (``UpdatedAt``, with ``CHANGE_OVERLAP``) and *replaces*
+their contributions: applying a row twice gives the same tally, so a re-read or a pass that lost the etag race
+never double counts. The counts are then recounted from the tally in memory, exactly as from the ledger.
+
+Only the first pass of an org (or one after the tally's format changed) reads the whole partition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from shared.health.counting import CHANGE_OVERLAP, COUNT_COLUMNS, Contribution, contribution_of, count_contributions
+from shared.store.health import RegistrationCounts
+from shared.store.ledger import LedgerEntry
+
+_log = logging.getLogger(__name__)
+
+FORMAT = 1
+TALLY_BLOB = "~tally"
+MARK_REFRESH = timedelta(hours=1)
+"""An unchanged tally is saved again after this long, so its mark (and the rows re-read) stays recent."""
+
+
+class TallyLedger(Protocol):
+    def entries(
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
+    ) -> Iterator[LedgerEntry]: ...
+
+
+class TallyStore(Protocol):
+    """Where the tallies are kept (``shared.store.blobs.MatchIndexes``: blob ``<org>/~tally``)."""
+
+    def load(self, org_id: str, webinar_id: str) -> tuple[bytes | None, str | None]: ...
+    def save(self, org_id: str, webinar_id: str, data: bytes, etag: str | None) -> str | None: ...
+
+
+@dataclass
+class Tally:
+    """Each registration's contribution to the org's counts, as of ``mark`` (None: never counted)."""
+
+    mark: datetime | None = None
+    rows: dict[str, Contribution] = field(default_factory=dict)
+
+    def apply(self, entries: Iterable[LedgerEntry]) -> tuple[int, int]:
+        """Replace the contributions of these rows; returns (rows read, rows whose contribution changed)."""
+        read = changed = 0
+        for entry in entries:
+            read += 1
+            new = contribution_of(entry)
+            if self.rows.get(entry.registration_id) != new:
+                self.rows[entry.registration_id] = new
+                changed += 1
+        return read, changed
+
+    def counts(self, now: datetime) -> RegistrationCounts:
+        return count_contributions(self.rows.items(), now)
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "format": FORMAT,
+            "mark": self.mark.isoformat() if self.mark else None,
+            "rows": {reg: list(c) for reg, c in self.rows.items()},
+        }
+        return zlib.compress(json.dumps(document, separators=(",", ":")).encode("utf-8"), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> Tally:
+        """The stored tally, or an empty one (counted again from the whole ledger) if none or unreadable."""
+        if not data:
+            return cls()
+        try:
+            document: dict[str, Any] = json.loads(zlib.decompress(data))
+            if document.get("format") != FORMAT or not document.get("mark"):
+                return cls()
+            rows = {str(reg): Contribution(*values) for reg, values in document["rows"].items()}
+            return cls(datetime.fromisoformat(document["mark"]), rows)
+        except (ValueError, TypeError, KeyError, AttributeError, zlib.error):
+            return cls()
+
+
+@dataclass(frozen=True)
+class TallyRead:
+    """What one count cost: the ledger rows read, whether it was the whole partition, whether it was saved."""
+
+    counts: RegistrationCounts
+    rows_read: int
+    full: bool
+    saved: bool
+
+
+def tallied_counts(org_id: str, ledger: TallyLedger, store: TallyStore, now: datetime) -> TallyRead:
+    """The org's counts at ``now``: its tally brought up to date with the rows written since its mark.
+
+    The save is etag-guarded; a pass that loses the race still answers with its own (equally right) counts, and
+    the winner's mark never skips a row this pass read: both re-read from their mark minus ``CHANGE_OVERLAP``.
+    """
+    data, etag = store.load(org_id, TALLY_BLOB)
+    tally = Tally.from_bytes(data)
+    full = tally.mark is None
+    since = None if tally.mark is None else tally.mark - CHANGE_OVERLAP
+    rows = ledger.entries(org_id, columns=COUNT_COLUMNS, updated_since=since)
+    read, changed = tally.apply(rows)
+    saved = False
+    if full or changed or now - (tally.mark or now) >= MARK_REFRESH:
+        tally.mark = now
+        saved = store.save(org_id, TALLY_BLOB, tally.to_bytes(), etag) is not None
+        if not saved:
+            _log.info("health: the count tally of org %s was saved by another pass first", org_id)
+    return TallyRead(tally.counts(now), read, full, saved)
