@@ -10,29 +10,21 @@ setup, without waiting for a PullMetrics run, and a quiet org still costs one qu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
 from shared.health.counting import CHANGE_OVERLAP
-from shared.health.tally import TallyStore, tallied_counts
+from shared.health.tally import TallyLedger, TallyStore, tallied_counts
 from shared.store.health import OrgHealth
-from shared.store.ledger import LedgerEntry
 
 _log = logging.getLogger(__name__)
 
 
-class CountLedger(Protocol):
+class CountLedger(TallyLedger, Protocol):
+    """The ledger as counting reads it: the rows written since a time, and whether there are any."""
+
     def changed_since(self, org_id: str, since: datetime) -> bool: ...
-    def entries(
-        self,
-        org_id: str,
-        *,
-        webinar_id: str | None = None,
-        columns: Sequence[str] | None = None,
-        updated_since: datetime | None = None,
-    ) -> Iterator[LedgerEntry]: ...
 
 
 class CountRows(Protocol):

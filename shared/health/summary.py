@@ -4,12 +4,13 @@ date from the ledger rows written since, ``shared.health.tally``), rejected mess
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.health.counting import CHANGE_OVERLAP, count_rejected
+from shared.health.current import CountLedger
 from shared.health.status import StatusSync, token_last_use, token_view
 from shared.health.tally import TallyStore, tallied_counts
 from shared.store.credentials import OrgRecord
@@ -17,7 +18,6 @@ from shared.store.health import (
     OrgHealth,
     RejectedCounts,
 )
-from shared.store.ledger import LedgerEntry
 from shared.store.rejected import RejectedSummaryRow
 from shared.store.tables import StoreError
 
@@ -29,16 +29,6 @@ class HealthOrgs(Protocol):
     def list_orgs(self) -> Iterator[OrgRecord]: ...
 
 
-class HealthLedger(Protocol):
-    def changed_since(self, org_id: str, since: datetime) -> bool: ...
-    def entries(
-        self,
-        org_id: str,
-        *,
-        webinar_id: str | None = None,
-        columns: Sequence[str] | None = None,
-        updated_since: datetime | None = None,
-    ) -> Iterator[LedgerEntry]: ...
 
 
 class HealthRejected(Protocol):
@@ -56,7 +46,7 @@ class HealthRows(Protocol):
 @dataclass(frozen=True)
 class HealthPorts:
     orgs: HealthOrgs
-    ledger: HealthLedger
+    ledger: CountLedger
     rejected: HealthRejected
     rows: HealthRows
     sync: StatusSync
