@@ -637,6 +637,12 @@ class Outage:
         elif self._ends is not None and now >= self._ends:
             self.end()
 
+    def finish(self) -> None:
+        """Let an outage still on when the deliveries settled run its course: it ends on time, not with the drain."""
+        if self._ends is not None:
+            time.sleep(max(0.0, self._ends - time.monotonic()))
+            self.end()
+
     def end(self) -> None:
         if self._ends is not None:
             self._ends = None
@@ -869,6 +875,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         bus.run(step, outage.tick)
         step("all messages settled; re-driving what is still parked")
+        outage.finish()
         retrying.drain(step, timeout=args.drain_seconds)
     finally:
         retrying.stop()

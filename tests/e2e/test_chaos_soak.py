@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_chaos_soak_with_worker_kills_ends_exactly_as_the_newest_changes_say() -> None:
     command = [sys.executable, "-m", "benchmarks.chaos", "--registrations", "200", "--min-kills", "10"]
     run = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [*command, "--kill-every", "0.7", "--kill-after-write", "0.02", "--outage-seconds", "10", "--seed", "7"],
+        [*command, "--kill-every", "0.4", "--kill-after-write", "0.05", "--outage-seconds", "10", "--seed", "7"],
         cwd=ROOT,
         capture_output=True,
         text=True,
