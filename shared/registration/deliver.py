@@ -142,21 +142,7 @@ def park(
     else:
         failures, next_at = 1, now + (REJECTED_PROBE if rejected else ports.backoff.delay(1))
         ports.credentials.set_parking(cmd.org_id, failures, next_at)
-    kept = ports.parked.park(
-        ParkedMessage(
-            org_id=cmd.org_id,
-            key=cmd.registration_id,
-            command=cmd.model_dump_json(),
-            received_at=received_at,
-            message_at=rank.at,
-            priority=rank.priority,
-            attempts=attempts,
-            next_attempt_at=next_at,
-            parked_at=now,
-            last_error=error,
-        )
-    )
-    return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
+    return _keep(ports, cmd, received_at, rank, next_at, error, attempts=attempts)
 
 
 def park_busy(
@@ -168,6 +154,20 @@ def park_busy(
     the message by its own due time (``ParkedMessages.due_org_ids``); it keeps its rank, and a newer message
     of the same registration parked later replaces it.
     """
+    return _keep(ports, cmd, received_at, rank, busy.until, str(busy))
+
+
+def _keep(
+    ports: RegistrationPorts,
+    cmd: RegistrationCommand,
+    received_at: datetime,
+    rank: Rank,
+    next_at: datetime,
+    error: str,
+    *,
+    attempts: int = 0,
+) -> Outcome:
+    """Store the message in the parking with its rank, due at ``next_at``; the delivery completes as parked."""
     assert ports.parked is not None
     kept = ports.parked.park(
         ParkedMessage(
@@ -177,12 +177,13 @@ def park_busy(
             received_at=received_at,
             message_at=rank.at,
             priority=rank.priority,
-            next_attempt_at=busy.until,
+            attempts=attempts,
+            next_attempt_at=next_at,
             parked_at=ports.clock(),
-            last_error=str(busy),
+            last_error=error,
         )
     )
-    return Outcome("parked", f"{busy}; next attempt at {kept.next_attempt_at.isoformat()}")
+    return Outcome("parked", f"{error}; next attempt at {kept.next_attempt_at.isoformat()}")
 
 
 def _apply_message(

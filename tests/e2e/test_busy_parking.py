@@ -20,22 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.functions.timer import TimerRequest
 
-from RegisterAttendee import main as register_main
-from RetryParked import main as retry_main
 from shared.app import App, get_app, reset_app, set_app
-from shared.errors import TransientError
 from shared.settings import Settings
 from StoreCredentials import main as store_main
 from tests.builders import canonical_body
 from tests.conftest import ON24_CLIENT_ID, credentials_body
+from tests.e2e.test_parking import MAX_DELIVERIES, deliver, run_retry_parked
 from tests.e2e.test_registration_adversity import InBackground
-from tests.functions import http_request, service_bus_message
+from tests.functions import http_request
 
 ORG = "8f90a1b2-c3d4-4e5f-8a6b-7c8d9e0f1a2b"
 WEBINAR = 880401
-MAX_DELIVERIES = 10
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = timedelta(seconds=90)  # the deployed REGISTRATION_LEASE_SECONDS
 
@@ -72,21 +68,6 @@ def body(reg: str, action: str, at: datetime | None, email: str, first: str, las
                           attendee={"email": email, "firstName": first, "lastName": last}, occurred_at=at)  # fmt: skip
 
 
-def deliver(message: dict[str, Any], enqueued: datetime) -> str:
-    """Service Bus: a raise is redelivered at once; dead-lettered after MAX_DELIVERIES."""
-    message_id = uuid.uuid4().hex
-    for count in range(1, MAX_DELIVERIES + 1):
-        try:
-            register_main(service_bus_message(message, message_id=message_id, delivery_count=count,
-                                              enqueued_time=enqueued))  # fmt: skip
-            return "completed"
-        except TransientError:
-            continue
-    return "dead-lettered"
-
-
-def run_retry_parked() -> None:
-    retry_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
 
 
 def held(on24: Any, reg: str) -> list[tuple[str, str, str]]:

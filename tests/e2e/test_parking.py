@@ -57,13 +57,13 @@ def clock(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any, d
     reset_app()
 
 
-def deliver(body: dict[str, Any], enqueued: datetime) -> str:
-    """Service Bus: redeliver while the handler raises; 'dead-lettered' after MAX_DELIVERIES."""
+def deliver(body: Any, enqueued: datetime, **kwargs: Any) -> str:
+    """Service Bus: a raise is redelivered at once; 'dead-lettered' after MAX_DELIVERIES."""
     message_id = uuid.uuid4().hex
     for count in range(1, MAX_DELIVERIES + 1):
         try:
             register_main(service_bus_message(body, message_id=message_id, delivery_count=count,
-                                              enqueued_time=enqueued))  # fmt: skip
+                                              enqueued_time=enqueued, **kwargs))  # fmt: skip
             return "completed"
         except TransientError:
             continue

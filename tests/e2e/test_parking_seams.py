@@ -14,23 +14,19 @@ from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient, UpdateMode
-from azure.functions.timer import TimerRequest
 
-from RegisterAttendee import main as register_main
-from RetryParked import main as retry_main
 from shared.app import App, get_app, reset_app, set_app
-from shared.errors import TransientError
 from shared.settings import Settings
 from shared.store.parked import ParkedMessage
 from StoreCredentials import main as store_main
 from tests.builders import CrmOrg, canonical_body, dataverse_body
 from tests.conftest import ON24_CLIENT_ID, ON24_KEY, ON24_SECRET, credentials_body
-from tests.functions import dataverse_properties, http_request, service_bus_message
+from tests.e2e.test_parking import deliver, run_retry_parked
+from tests.functions import dataverse_properties, http_request
 
 ORG_A = "1a2b3c4d-0000-4000-8000-00000000000a"  # sorts first: the org table lists it first
 ORG_B = "9f8e7d6c-0000-4000-8000-00000000000b"
 WEBINAR = 880411
-MAX_DELIVERIES = 10
 START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 SYNCED, PROVIDER_ERROR = 100000002, 100000004
 REGISTRATIONS = "msevtmgt_eventregistrations"
@@ -67,21 +63,6 @@ def crm(clock: Any, dataverse: Any) -> CrmOrg:
     return CrmOrg(dataverse, webinar_id=str(WEBINAR))
 
 
-def deliver(body: Any, enqueued: datetime, **kwargs: Any) -> str:
-    """Service Bus: redeliver while the handler raises; 'dead-lettered' after MAX_DELIVERIES."""
-    message_id = uuid.uuid4().hex
-    for count in range(1, MAX_DELIVERIES + 1):
-        try:
-            register_main(service_bus_message(body, message_id=message_id, delivery_count=count,
-                                              enqueued_time=enqueued, **kwargs))  # fmt: skip
-            return "completed"
-        except TransientError:
-            continue
-    return "dead-lettered"
-
-
-def run_retry_parked() -> None:
-    retry_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
 
 
 def canonical(org: str, at: datetime, n: int) -> tuple[str, dict[str, Any]]:
