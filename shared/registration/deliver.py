@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from shared.errors import BusyError, CredentialsRejectedError, PermanentError, TransientError
@@ -21,7 +22,7 @@ from shared.registration.forgotten import (
     unless_forgotten,
 )
 from shared.registration.lease import LeaseHeld, claim, guarded
-from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
+from shared.registration.ports import DISABLED, CallPacer, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts
 from shared.registration.record import no_op_outcome, note_skip, record_failure, retry_crm_write, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
@@ -223,10 +224,18 @@ def _apply_message(
         tell_crm(cmd, crm, claimed, failed=False, removed=False)
         return Outcome(desired.status, desired.reason, claimed.webinar_id, claimed.registrant_id)
     desired, rank = forgotten_meanwhile(ports, cmd, desired, declared, rank, checked)
-    outcome = act(ports, cmd, crm, provider, claimed, rank, desired, org_read_at)
+    outcome = act(ports, cmd, crm, provider, claimed, rank, desired, org_read_at, pacer=_pacer(ports, org))
     if org.status == "rejected" and outcome.provider_answered and outcome.status != "failed":
         ports.credentials.set_status(cmd.org_id, "active", None)  # ON24 accepts the credentials again
     return outcome
+
+
+def _pacer(ports: RegistrationPorts, org: OrgRecord) -> Callable[[str], CallPacer | None]:
+    """The org's ON24 account's pacing by call kind (``registrant`` or ``forget``); None when not paced."""
+    pacer_for = ports.pacer_for
+    if pacer_for is None:
+        return lambda _kind: None
+    return lambda kind: pacer_for(org, "forget" if kind == "forget" else "registrant")
 
 
 def forget_registration(
