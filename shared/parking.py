@@ -34,7 +34,7 @@ import pydantic
 from shared.errors import BusyError, ConfigError, CredentialsRejectedError, TransientError
 from shared.messages import RegistrationCommand
 from shared.registration import REJECTED_PROBE, Outcome, RegistrationPorts, handle_registration
-from shared.registration.lease import LeaseHeld
+from shared.registration.lease import LeaseHeld, SlotLater
 from shared.store.credentials import CredentialStore, OrgRecord
 from shared.store.parked import ParkedMessage, ParkedMessages
 from shared.store.rejected import RejectedMessages
@@ -133,6 +133,9 @@ def _retry_org(
         except BusyError as exc:  # held by another delivery: due again when the row frees, not an outage
             until = exc.until if isinstance(exc, LeaseHeld) else now + BUSY_RETRY
             parked.reschedule(message, next_attempt_at=until, error=str(exc))
+            if isinstance(exc, SlotLater):  # the account's ON24 limit is reached: the rest stay due, untried
+                report.left_for_next_run += len(messages) - position - 1
+                return
             continue
         except (TransientError, CredentialsRejectedError) as exc:
             failures += 1

@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     on24_attendee_calls_per_minute: Annotated[int, _number(1, 100000, whole=True)] = Field(
         100, validation_alias="ON24_ATTENDEE_CALLS_PER_MINUTE"
     )
-    on24_registrant_calls_per_minute: _Count = Field(950, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE")
+    on24_registrant_calls_per_minute: _Count = Field(980, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE")
     on24_forget_calls_per_minute: _Count = Field(28, validation_alias="ON24_FORGET_CALLS_PER_MINUTE")
     on24_pace_window_seconds: _Seconds = Field(60.0, validation_alias="ON24_PACE_WINDOW_SECONDS")
     registration_pace_wait_seconds: _Seconds = Field(10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS")
