@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -182,6 +183,8 @@ class App(PrivacyParts):
             if limiter is None:
                 calls = s.on24_forget_calls_per_minute if kind == "forget" else s.on24_registrant_calls_per_minute
                 window = s.on24_pace_window_seconds
+                virtual = self._clock
+                wall = (lambda: virtual().timestamp()) if virtual is not None else time.time  # tests: virtual
                 limiter = SharedRateLimiter(
                     self.tables.table("syncstate"),
                     org.account_id,
@@ -190,6 +193,8 @@ class App(PrivacyParts):
                     hold=window / 30,
                     kind=kind,
                     block=max(1, calls // 50),
+                    clock=wall,
+                    monotonic=wall if virtual is not None else time.monotonic,
                 )
                 self._limiters[key] = limiter
             return limiter

@@ -253,7 +253,7 @@ class Settings(BaseSettings):
     )
     on24_registrant_calls_per_minute: _Count = Field(980, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE")
     on24_forget_calls_per_minute: _Count = Field(28, validation_alias="ON24_FORGET_CALLS_PER_MINUTE")
-    on24_pace_window_seconds: _Seconds = Field(60.0, validation_alias="ON24_PACE_WINDOW_SECONDS")
+    on24_pace_window_seconds: Annotated[float, _number(1)] = Field(60.0, validation_alias="ON24_PACE_WINDOW_SECONDS")
     registration_pace_wait_seconds: _Seconds = Field(10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS")
     on24_attendee_date_filter: Literal["lastActivity", "default"] = Field(
         "lastActivity", validation_alias="ON24_ATTENDEE_DATE_FILTER"
