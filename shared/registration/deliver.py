@@ -32,6 +32,7 @@ from shared.registration.rules import (
     no_op,
 )
 from shared.store.credentials import OrgRecord
+from shared.store.ledger import LedgerEntry
 from shared.store.parked import ParkedMessage
 from shared.store.tombstones import TOMBSTONE_SETTLE
 
@@ -87,6 +88,11 @@ def handle_registration(
         )
     declared = Rank(at, PRIORITY[cmd.action])
     remember_forget(ports, cmd, declared)
+    # A duplicate or stale message is known by its row alone: one Table read, no org row, no CRM read (issue 22).
+    read = None if redrive else (ports.ledger.get(cmd.org_id, cmd.registration_id),)
+    known = no_op(read[0], declared, crm_known=True) if read is not None and read[0] is not None else None
+    if read is not None and read[0] is not None and known in ("duplicate", "stale"):
+        return no_op_outcome(ports, cmd, None, read[0], known)
     org = ports.credentials.get(cmd.org_id)
     org_read_at = time.monotonic()
     if org is None:
@@ -96,7 +102,7 @@ def handle_registration(
         why = "ON24 refused the org's credentials" if rejected else "ON24 or CRM did not answer the org's last attempts"
         return park(ports, org, cmd, received_at, declared, why, rejected=rejected)
     try:
-        return _apply_message(ports, org, org_read_at, cmd, at, declared)
+        return _apply_message(ports, org, org_read_at, cmd, at, declared, read)
     except LeaseHeld as exc:
         if redrive or ports.parked is None or delivery_count is None:
             raise
@@ -182,11 +188,19 @@ def park_busy(
 
 
 def _apply_message(
-    ports: RegistrationPorts, org: OrgRecord, org_read_at: float, cmd: RegistrationCommand, at: datetime, declared: Rank
+    ports: RegistrationPorts,
+    org: OrgRecord,
+    org_read_at: float,
+    cmd: RegistrationCommand,
+    at: datetime,
+    declared: Rank,
+    read: tuple[LedgerEntry | None] | None,
 ) -> Outcome:
-    """``handle_registration`` for an org that is enabled and not parking."""
-    # A register is usually the first message of its row: the claim tries to create the row before reading it.
-    entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
+    """``handle_registration`` for an org that is enabled and not parking; ``read``: the row as read first, if."""
+    if read is not None:
+        entry = read[0]
+    else:  # a re-drive: a register is usually the first message of its row, the claim tries to create it first
+        entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
     try:
         # Opening the credentials (Key Vault) comes first: it is slow work to do before any lease, and it
         # authenticates the org row's clear columns, the Dataverse URL among them, before anything uses them.
