@@ -111,6 +111,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--threads", type=int, default=16, help="concurrent deliveries per worker (16)")
     add("--webinars", type=int, default=4, help="ON24 webinars of the account (4)")
     add("--unpaced", action=argparse.BooleanOptionalAction, default=True, help="also run without pacing (yes)")
+    add("--drain-cap", type=float, default=4.0, help="stop waiting for parked messages after this x ideal (4)")
     add("--seed", type=int, default=1, help="random seed (1)")
     args = parser.parse_args(argv)
     if min(args.registrations, args.limit, args.workers, args.threads) < 1 or args.window <= 0:
@@ -217,8 +218,11 @@ def one_run(
         started = time.monotonic()
         retrying.start()
         bus.run(step)
-        while get_app().parked.org_ids():  # parked messages are due at their slots: the drain ends with them
+        cap = started + args.drain_cap * args.registrations / (args.limit / args.window)
+        while get_app().parked.org_ids() and time.monotonic() < cap:  # parked messages end the drain too
             time.sleep(0.1)
+        if get_app().parked.org_ids():
+            step(f"{label}: still parked after {args.drain_cap:g} x the ideal drain time: stopped there")
         drained = time.monotonic() - started
     finally:
         retrying.stop()
