@@ -139,17 +139,19 @@ class SharedRateLimiter(RateLimiter):
             PaceLater: the slot lies beyond the budget (its ``seconds`` say when, from now).
             StoreError: as ``acquire``.
         """
-        started = self._monotonic()  # the time queued behind this process's other callers counts too
+        started = self._monotonic()
         with self._mutex:
+            queued, waited = self._monotonic() - started, 0.0  # queued behind this process's other callers
             while True:
                 if self._left > 0 and self._monotonic() < self._usable_until:
                     self._left -= 1
-                    return self._monotonic() - started
+                    return queued + waited
                 wait = self._reserve()
                 if wait > 0:
-                    if self._monotonic() - started + wait > budget:
+                    if queued + waited + wait > budget:  # the waits summed: a clock that stands still ends too
                         raise PaceLater(self._account, self._kind, wait)
                     self._pause(wait)
+                    waited += wait
 
     def _reserve(self) -> float:
         """Take a block of calls from the shared row; the seconds to wait when none is free."""
