@@ -149,7 +149,7 @@ def redrive_parked_when_due(limit: float = 30.0, *, wait: bool = True) -> None:
             time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))  # real time: the leases here are real
         else:
             ports = replace(ports, clock=lambda due=due: max(datetime.now(UTC), due))
-        retry_parked(ports, app.credentials, app.parked, budget_seconds=limit)
+        retry_parked(ports, app.credentials, app.parked, rejected=app.rejected, budget_seconds=limit)
 
 
 def active(on24: Any, reg: str) -> list[tuple[int, str]]:
