@@ -19,8 +19,9 @@ What it measures
       production code is not touched);
     * correctness: one ON24 registrant per distinct registration, zero ON24 calls for duplicates, every
       ledger row ``registered`` and written back to CRM. A violation exits with status 1;
-    * the targets, PASS/FAIL: at least 300 new registrations a second and at most 3 ms of handler CPU (p50) per
-      new registration at 16 concurrent deliveries;
+    * the targets, PASS/FAIL: one ON24 call per new registration, none per duplicate, and (issue 22) at most one
+      Table call and no Dataverse call per duplicate; throughput and handler CPU per message are printed as
+      figures without a target (ON24's per-account limit is what a customer meets: ``benchmarks/burst``);
     * the naive baseline (``benchmarks/naive_register.py``: no ledger, one ON24 call per message, duplicates
       included) on as many other registrations and their duplicates, same stand-ins, process, mix and
       concurrency, with the ratios: requests, throughput, wall, CPU, ON24 calls wasted on duplicates
@@ -79,9 +80,7 @@ from benchmarks.common import (
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
 WEBINAR = 880001
 MAX_ATTEMPTS = 5  # deliveries of one message before it would be dead-lettered (TransientError -> redeliver)
-CPU_TARGET_MS = 3.0  # end-to-end handler CPU per new registration, p50
-THROUGHPUT_TARGET = 300.0  # new registrations a second, one worker process
-OWN_CODE_TARGET_MS = 2.0  # the integration's own share of that CPU (outside the HTTP client libraries)
+CPU_TARGET_MS = 3.0  # above it ``--profile auto`` profiles a sample (a figure, no longer a target: issue 22)
 FIRST_NAMES = ("Zoë", "Jürgen", "Ada", "Grace", "Alan", "Hedy", "Radia", "Lynn", "Barbara", "Frances")
 LAST_NAMES = ("Ångström", "Weiß", "Lovelace", "Hopper", "Turing", "Lamarr", "Perlman", "Conway", "Liskov", "Allen")
 
@@ -696,7 +695,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         print_step("sequential pass done")
 
     overhead_p50 = percentile([s.cpu_ms for s in main_new.samples], 50)
-    overhead_ok = overhead_p50 <= CPU_TARGET_MS and main_new.rate >= THROUGHPUT_TARGET
+    overhead_ok = overhead_p50 <= CPU_TARGET_MS  # only decides whether the profiler runs (``--profile auto``)
     profile_lines: list[str] = []
     if args.profile == "always" or (args.profile == "auto" and not overhead_ok):
         profiler = cProfile.Profile(time.thread_time)
@@ -732,7 +731,8 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             print(line)
     if problems:
         return 1
-    targets_ok = overhead_ok and not counter_notes
+    dups = main_duplicates.samples
+    targets_ok = not counter_notes and all(d.table <= 1 and d.dataverse == 0 for d in dups)
     return 3 if args.strict and not targets_ok else 0
 
 
@@ -779,16 +779,22 @@ def report(
     print(f"  {mark(main_duplicates.logs['on24'] == 0)} ON24 calls per duplicate = 0: {on24_dup:.3f} "
           f"({main_duplicates.logs['on24']} calls for {len(dups)})")
     dup_cpu = percentile([s.cpu_ms for s in dups], 50)
-    print(f"  {mark(main_new.rate >= THROUGHPUT_TARGET)} throughput >= {THROUGHPUT_TARGET:g} new registrations/s "
-          f"(one worker process, concurrency {args.concurrency}): {main_new.rate:.0f}/s")
-    print(f"  {mark(overhead_p50 <= CPU_TARGET_MS)} handler CPU p50 <= {CPU_TARGET_MS:g} ms: "
-          f"{overhead_p50:.2f} ms per new registration ({dup_cpu:.2f} ms per duplicate)")
+    most_table = max((s.table for s in dups), default=0)
+    most_dataverse = max((s.dataverse for s in dups), default=0)
+    print(f"  {mark(most_table <= 1)} Table calls per duplicate <= 1 (issue 22): at most {most_table} "
+          f"(mean {mean([s.table for s in dups]) if dups else 0:.2f})")
+    print(f"  {mark(most_dataverse == 0)} CRM (Dataverse) calls per duplicate = 0, either format: at most "
+          f"{most_dataverse}")
     own_new = percentile([s.cpu_ms - s.library_cpu_ms for s in new], 50)
     own_dup = percentile([s.cpu_ms - s.library_cpu_ms for s in dups], 50)
     lib_new = percentile([s.library_cpu_ms for s in new], 50)
-    print(f"  {mark(own_new < OWN_CODE_TARGET_MS)} of which outside the HTTP client libraries p50 < "
-          f"{OWN_CODE_TARGET_MS:g} ms: {own_new:.2f} ms per new registration ({own_dup:.2f} ms per duplicate); "
-          f"inside azure-data-tables + httpx: {lib_new:.2f} ms")
+    print("figures (no target since issue 22: ON24's 1,000 registrant calls a minute per account is the limit a "
+          "customer meets, see benchmarks/burst):")
+    print(f"  throughput: {main_new.rate:.0f} new registrations/s (one worker process, concurrency "
+          f"{args.concurrency})")
+    print(f"  handler CPU p50: {overhead_p50:.2f} ms per new registration ({dup_cpu:.2f} ms per duplicate); "
+          f"outside the HTTP client libraries {own_new:.2f} ms ({own_dup:.2f} ms per duplicate), inside "
+          f"azure-data-tables + httpx {lib_new:.2f} ms")
     for note in counter_notes:
         print(f"  [WARN] {note}")
 

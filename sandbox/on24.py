@@ -126,7 +126,10 @@ class _Limit:
     window: float
     style: str
     retry_after: float | None
-    hits: deque[float] = field(default_factory=deque)
+    hits: dict[str, deque[float]] = field(default_factory=dict)
+    """Each account's calls in the window: ON24 counts per account (client id)."""
+    allowed: int = 0
+    refused: int = 0
 
 
 @dataclass
@@ -360,7 +363,7 @@ class On24StandIn(StandIn):
         window_seconds: float = 60.0,
         retry_after: float | None = None,
     ) -> None:
-        """Throttle one endpoint group with a sliding window (the real algorithm and scope are unknown, §7.3).
+        """Throttle one endpoint group per account with a sliding window (the real algorithm is unknown, §7.3).
 
         Args:
             path_kind: ``registrant`` (POST/PATCH registrant), ``event`` (GET /event/{id}), ``event_list``
@@ -409,11 +412,11 @@ class On24StandIn(StandIn):
         if rest in ("/forget", "/forget/"):
             if method != "POST":
                 return _message(405, "Method not allowed.")
-            return self._throttled("forget") or self._forget(request, client_id)
+            return self._throttled("forget", client_id) or self._forget(request, client_id)
         if rest in ("/event", "/event/"):
             if method != "GET":
                 return _message(405, "Method not allowed.")
-            return self._throttled("event_list") or self._event_list(request, client_id)
+            return self._throttled("event_list", client_id) or self._event_list(request, client_id)
         match = _EVENT_PATH.fullmatch(rest)
         if not match:
             return _message(404, "Resource not found.")
@@ -425,12 +428,12 @@ class On24StandIn(StandIn):
         if event is None or event.client_id != client_id:
             return _message(404, f"Event with id {raw_id} does not exist.")
         if sub is None:
-            return self._throttled("event") or _json(200, self._render_event(event))
+            return self._throttled("event", client_id) or _json(200, self._render_event(event))
         if sub == "/attendee":
-            return self._throttled("attendee") or self._attendee_list(request, event)
+            return self._throttled("attendee", client_id) or self._attendee_list(request, event)
         if method == "GET":
-            return self._throttled("registrant_list") or self._registrant_list(request, event)
-        throttled = self._throttled("registrant")
+            return self._throttled("registrant_list", client_id) or self._registrant_list(request, event)
+        throttled = self._throttled("registrant", client_id)
         if throttled:
             return throttled
         if not event.meta.get("isactive", True):
@@ -440,16 +443,25 @@ class On24StandIn(StandIn):
             return form
         return self._create(event, form) if method == "POST" else self._update(event, form)
 
-    def _throttled(self, kind: str) -> Response | None:
+    def throttle_counts(self, path_kind: PathKind) -> tuple[int, int]:
+        """(calls let through, calls refused) under ``path_kind``'s limit since it was set."""
+        with self._state:
+            limit = self._limits.get(path_kind)
+            return (limit.allowed, limit.refused) if limit is not None else (0, 0)
+
+    def _throttled(self, kind: str, client_id: str) -> Response | None:
         limit = self._limits.get(kind)
         if limit is None:
             return None
         now = time.monotonic()
-        while limit.hits and limit.hits[0] <= now - limit.window:
-            limit.hits.popleft()
-        if len(limit.hits) < limit.calls:
-            limit.hits.append(now)
+        hits = limit.hits.setdefault(client_id, deque())
+        while hits and hits[0] <= now - limit.window:
+            hits.popleft()
+        if len(hits) < limit.calls:
+            hits.append(now)
+            limit.allowed += 1
             return None
+        limit.refused += 1
         if limit.style == "403":
             return _message(403, MSG_THROTTLED)
         headers = {"Retry-After": f"{limit.retry_after:g}"} if limit.retry_after is not None else None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from azure.core.credentials import TokenCredential
@@ -172,6 +173,33 @@ class App(PrivacyParts, ReconcileParts):
                 self._limiters[org.account_id] = limiter
             return limiter
 
+    def registrant_pacer(self, org: OrgRecord, kind: Literal["registrant", "forget"]) -> SharedRateLimiter:
+        """The ON24 account's registrant-write or forget pacing, shared with every instance (issue 22)."""
+        from shared.store.pacing import SharedRateLimiter
+
+        s = self.settings
+        key = f"{org.account_id}|{kind}"
+        with self._lock:
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                calls = s.on24_forget_calls_per_minute if kind == "forget" else s.on24_registrant_calls_per_minute
+                window = s.on24_pace_window_seconds
+                virtual = self._clock
+                wall = (lambda: virtual().timestamp()) if virtual is not None else time.time  # tests: virtual
+                limiter = SharedRateLimiter(
+                    self.tables.table("syncstate"),
+                    org.account_id,
+                    calls,
+                    window,
+                    hold=window / 30,
+                    kind=kind,
+                    block=max(1, calls // 50),
+                    clock=wall,
+                    monotonic=wall if virtual is not None else time.monotonic,
+                )
+                self._limiters[key] = limiter
+            return limiter
+
     def registration_ports(self) -> RegistrationPorts:
         """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""
         s = self.settings
@@ -189,6 +217,8 @@ class App(PrivacyParts, ReconcileParts):
             park_after_deliveries=s.park_after_deliveries,
             backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
             tombstones=self.tombstones,
+            pacer_for=self.registrant_pacer,
+            pace_wait_seconds=s.registration_pace_wait_seconds,
         )
         return ports if self._clock is None else replace(ports, clock=self._clock)
 

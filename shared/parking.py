@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -34,7 +35,7 @@ import pydantic
 from shared.errors import BusyError, ConfigError, CredentialsRejectedError, TransientError
 from shared.messages import RegistrationCommand
 from shared.registration import REJECTED_PROBE, Outcome, RegistrationPorts, handle_registration
-from shared.registration.lease import LeaseHeld
+from shared.registration.lease import LeaseHeld, SlotLater
 from shared.store.credentials import CredentialStore, OrgRecord
 from shared.store.parked import ParkedMessage, ParkedMessages
 from shared.store.rejected import RejectedMessages
@@ -42,6 +43,7 @@ from shared.store.rejected import RejectedMessages
 _log = logging.getLogger(__name__)
 
 BUSY_RETRY = timedelta(seconds=30)  # a registration another delivery holds: soon again, it is no outage
+REDRIVE_CONCURRENCY = 8  # re-drives at once for an org that is not parking (its messages were parked alone)
 
 
 @dataclass
@@ -121,6 +123,24 @@ def _retry_org(
     whole = org.parking or org.status == "rejected"
     due = (m for m in parked.for_org(org.org_id) if whole or m.next_attempt_at <= now)
     messages = sorted(due, key=lambda m: m.next_attempt_at)
+    with _Ahead(ports, messages, concurrent=failures == 0) as ahead:
+        _retry_messages(ports, credentials, parked, rejected, org, now, started, budget_seconds, report, ahead)
+
+
+def _retry_messages(
+    ports: RegistrationPorts,
+    credentials: CredentialStore,
+    parked: ParkedMessages,
+    rejected: RejectedMessages,
+    org: OrgRecord,
+    now: datetime,
+    started: float,
+    budget_seconds: float,
+    report: RetryReport,
+    ahead: _Ahead,
+) -> None:
+    """``_retry_org``'s loop over the due messages, whose re-drives ``ahead`` may already have started."""
+    failures, messages = org.park_failures, ahead.messages
     for position, message in enumerate(messages):
         if time.monotonic() - started > budget_seconds:
             credentials.set_parking(org.org_id, failures, now)  # due again at once: carry on next run
@@ -133,10 +153,13 @@ def _retry_org(
             report.set_aside += 1
             continue
         try:
-            outcome = _redrive(ports, message, command)
+            outcome = ahead.outcome(position, command)
         except BusyError as exc:  # held by another delivery: due again when the row frees, not an outage
             until = exc.until if isinstance(exc, LeaseHeld) else now + BUSY_RETRY
             parked.reschedule(message, next_attempt_at=until, error=str(exc))
+            if isinstance(exc, SlotLater):  # the account's ON24 limit is reached: the rest stay due, untried
+                report.left_for_next_run += len(messages) - position - 1
+                return
             continue
         except (TransientError, CredentialsRejectedError) as exc:
             failures += 1
@@ -165,6 +188,47 @@ def _retry_org(
             report.orgs_resumed.append(org.org_id)
     left = parked.for_org(org.org_id)  # some may have been parked while this run went on
     credentials.set_parking(org.org_id, failures, min((m.next_attempt_at for m in left), default=None))
+
+
+class _Ahead:
+    """Re-drives of an org that is not parking, started ``REDRIVE_CONCURRENCY`` ahead on threads (issue 22).
+
+    Messages parked alone (busy row, the account's ON24 slot) are independent registrations: re-driven one by one,
+    a window's worth of ON24 slots would take longer than the window. A probe of an org that is parking stays
+    alone (``concurrent`` False). When the loop stops early, re-drives already started finish; a result not
+    looked at leaves its message parked and due, and its next re-drive finds the row decided (a duplicate).
+    """
+
+    def __init__(self, ports: RegistrationPorts, messages: list[ParkedMessage], *, concurrent: bool) -> None:
+        self.messages = messages
+        self._ports = ports
+        self._pool = ThreadPoolExecutor(REDRIVE_CONCURRENCY) if concurrent and len(messages) > 1 else None
+        self._futures: dict[int, Future[Outcome]] = {}
+        self._submitted = 0
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def outcome(self, position: int, command: RegistrationCommand) -> Outcome:
+        """The re-drive of message ``position`` (its ``command`` parsed); raises what it raised."""
+        message = self.messages[position]
+        if self._pool is None:
+            return _redrive(self._ports, message, command)
+        while self._submitted < min(len(self.messages), position + REDRIVE_CONCURRENCY):
+            ahead = self.messages[self._submitted]
+            try:
+                parsed = RegistrationCommand.model_validate_json(ahead.command)
+            except (pydantic.ValidationError, ValueError):
+                parsed = None  # the loop sets it aside when it gets there
+            if parsed is not None:
+                self._futures[self._submitted] = self._pool.submit(_redrive, self._ports, ahead, parsed)
+            self._submitted += 1
+        future = self._futures.pop(position, None)
+        return future.result() if future is not None else _redrive(self._ports, message, command)
 
 
 def _redrive(ports: RegistrationPorts, message: ParkedMessage, command: RegistrationCommand) -> Outcome:

@@ -190,6 +190,9 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 Url = Annotated[str | None, BeforeValidator(_url)]
 Auth = Annotated[AuthMode, BeforeValidator(_auth_mode)]
 
+_Count = Annotated[int, _number(1, whole=True)]
+_Seconds = Annotated[float, _number(0)]
+
 
 class Settings(BaseSettings):
     """Everything the app reads from its environment: ``Settings.from_environ()`` (the process environment, read
@@ -251,6 +254,10 @@ class Settings(BaseSettings):
     reconcile_repairs_per_minute: Annotated[int, _number(1, 1000, whole=True)] = Field(
         60, validation_alias="RECONCILE_REPAIRS_PER_MINUTE"
     )
+    on24_registrant_calls_per_minute: _Count = Field(980, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE")
+    on24_forget_calls_per_minute: _Count = Field(28, validation_alias="ON24_FORGET_CALLS_PER_MINUTE")
+    on24_pace_window_seconds: Annotated[float, _number(1)] = Field(60.0, validation_alias="ON24_PACE_WINDOW_SECONDS")
+    registration_pace_wait_seconds: _Seconds = Field(10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS")
     on24_attendee_date_filter: Literal["lastActivity", "default"] = Field(
         "lastActivity", validation_alias="ON24_ATTENDEE_DATE_FILTER"
     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 
 from shared.errors import CredentialsRejectedError, NotFoundError, PermanentError
 from shared.messages import RegistrationCommand
-from shared.registration.lease import decided, interrupted, keep_lease, release, with_rank
+from shared.registration.lease import SlotLater, decided, interrupted, keep_lease, release, with_rank
 from shared.registration.ports import (
     DISABLED,
+    CallPacer,
     CrmRegistrations,
     Desired,
     Disabled,
@@ -25,6 +28,7 @@ from shared.registration.rules import (
     remaining_after,
 )
 from shared.store.ledger import LedgerEntry, RegistrantRef
+from shared.store.pacing import PaceLater
 from shared.webinars import Registrations
 
 _log = logging.getLogger(__name__)
@@ -40,8 +44,13 @@ def act(
     rank: Rank,
     desired: Desired,
     org_read_at: float,
+    pacer: Callable[[str], CallPacer | None] = lambda _kind: None,
 ) -> Outcome:
-    """Run the plan under the lease, then record its outcome (in CRM, then in the ledger)."""
+    """Run the plan under the lease, then record its outcome (in CRM, then in the ledger).
+
+    Each ON24 call first takes its slot from ``pacer`` (the account's shared limit for its kind, issue 22);
+    a slot beyond ``ports.pace_wait_seconds`` raises ``SlotLater`` before the call, the lease given back.
+    """
     steps = plan(leased, desired.target)
     deleted: list[RegistrantRef] = []
     confirmed: str | None = None  # the registrant id the provider confirmed
@@ -52,6 +61,13 @@ def act(
 
     def before_call(ref: RegistrantRef) -> None:
         nonlocal lease, calls, org_read_at, where
+        pace = pacer("forget" if desired.status == "forgotten" and ref in steps.deletes else "registrant")
+        if pace is not None:
+            try:
+                pace.acquire_within(ports.pace_wait_seconds)
+            except PaceLater as exc:
+                until = ports.clock() + timedelta(seconds=exc.seconds)
+                raise SlotLater(f"registration {cmd.registration_id} (org {cmd.org_id}): {exc}", until=until) from exc
         lease = keep_lease(ports, cmd, lease)
         if calls > 0 or time.monotonic() - org_read_at > ports.org_recheck_seconds:
             if ports.credentials.get(cmd.org_id) is None:

@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from shared.errors import BusyError, CredentialsRejectedError, PermanentError, TransientError
@@ -21,7 +22,15 @@ from shared.registration.forgotten import (
     unless_forgotten,
 )
 from shared.registration.lease import LeaseHeld, claim, guarded
-from shared.registration.ports import DISABLED, NoOpFound, Outcome, OutcomeStatus, RegistrationPorts, Repair
+from shared.registration.ports import (
+    DISABLED,
+    CallPacer,
+    NoOpFound,
+    Outcome,
+    OutcomeStatus,
+    RegistrationPorts,
+    Repair,
+)
 from shared.registration.record import no_op_outcome, note_skip, record_failure, retry_crm_write, tell_crm
 from shared.registration.rules import (
     MAX_CLOCK_SKEW,
@@ -31,6 +40,7 @@ from shared.registration.rules import (
     no_op,
 )
 from shared.store.credentials import OrgRecord
+from shared.store.ledger import LedgerEntry
 from shared.store.parked import ParkedMessage
 from shared.store.tombstones import TOMBSTONE_SETTLE
 
@@ -89,6 +99,11 @@ def handle_registration(
         )
     declared = Rank(at, PRIORITY[cmd.action])
     remember_forget(ports, cmd, declared)
+    # A duplicate or stale message is known by its row alone: one Table read, no org row, no CRM read (issue 22).
+    read = None if redrive or repair is not None else (ports.ledger.get(cmd.org_id, cmd.registration_id),)
+    known = no_op(read[0], declared, crm_known=True) if read is not None and read[0] is not None else None
+    if read is not None and read[0] is not None and known in ("duplicate", "stale"):
+        return no_op_outcome(ports, cmd, None, read[0], known)
     org = ports.credentials.get(cmd.org_id)
     org_read_at = time.monotonic()
     if org is None:
@@ -100,7 +115,7 @@ def handle_registration(
         why = "ON24 refused the org's credentials" if rejected else "ON24 or CRM did not answer the org's last attempts"
         return park(ports, org, cmd, received_at, declared, why, rejected=rejected)
     try:
-        return _apply_message(ports, org, org_read_at, cmd, at, declared, repair)
+        return _apply_message(ports, org, org_read_at, cmd, at, declared, read, repair)
     except LeaseHeld as exc:
         if redrive or ports.parked is None or delivery_count is None:
             raise
@@ -193,11 +208,14 @@ def _apply_message(
     cmd: RegistrationCommand,
     at: datetime,
     declared: Rank,
+    read: tuple[LedgerEntry | None] | None,
     repair: Repair | None = None,
 ) -> Outcome:
-    """``handle_registration`` for an org that is enabled and not parking."""
-    # A register is usually the first message of its row: the claim tries to create the row before reading it.
-    entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
+    """``handle_registration`` for an org that is enabled and not parking; ``read``: the row as read first, if."""
+    if read is not None:
+        entry = read[0]
+    else:  # a re-drive: a register is usually the first message of its row, the claim tries to create it first
+        entry = None if cmd.action == "register" else ports.ledger.get(cmd.org_id, cmd.registration_id)
     try:
         # Opening the credentials (Key Vault) comes first: it is slow work to do before any lease, and it
         # authenticates the org row's clear columns, the Dataverse URL among them, before anything uses them.
@@ -235,10 +253,18 @@ def _apply_message(
         tell_crm(cmd, crm, claimed, failed=False, removed=False)
         return Outcome(desired.status, desired.reason, claimed.webinar_id, claimed.registrant_id)
     desired, rank = forgotten_meanwhile(ports, cmd, desired, declared, rank, checked)
-    outcome = act(ports, cmd, crm, provider, claimed, rank, desired, org_read_at)
+    outcome = act(ports, cmd, crm, provider, claimed, rank, desired, org_read_at, pacer=_pacer(ports, org))
     if org.status == "rejected" and outcome.provider_answered and outcome.status != "failed":
         ports.credentials.set_status(cmd.org_id, "active", None)  # ON24 accepts the credentials again
     return outcome
+
+
+def _pacer(ports: RegistrationPorts, org: OrgRecord) -> Callable[[str], CallPacer | None]:
+    """The org's ON24 account's pacing by call kind (``registrant`` or ``forget``); None when not paced."""
+    pacer_for = ports.pacer_for
+    if pacer_for is None:
+        return lambda _kind: None
+    return lambda kind: pacer_for(org, "forget" if kind == "forget" else "registrant")
 
 
 def forget_registration(

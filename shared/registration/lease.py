@@ -38,6 +38,11 @@ class LeaseHeld(BusyError):
         self.until = until
 
 
+class SlotLater(LeaseHeld):
+    """ON24's call limit for the org's account leaves no slot within the delivery's wait budget: the message
+    parks alone until ``until``, its slot, like a message whose row is held (issue 22)."""
+
+
 def free_at(entry: LedgerEntry) -> datetime | None:
     """When a busy row frees at the latest: the end of its lease, or of its quiet time if that is later."""
     ends = [t for t in (entry.lease_until if entry.lease_id else None, entry.quiet_until) if t is not None]

@@ -61,6 +61,12 @@ class ForgetTombstones(Protocol):
     def forgotten_at(self, org_id: str, registration_id: str, email: str | None) -> datetime | None: ...
 
 
+class CallPacer(Protocol):
+    """``shared.store.pacing.SharedRateLimiter``: one ON24 account's calls of one kind, across instances."""
+
+    def acquire_within(self, budget: float) -> float: ...
+
+
 class LedgerRows(Protocol):
     def get(self, org_id: str, registration_id: str) -> LedgerEntry | None: ...
     def write(self, entry: LedgerEntry) -> LedgerEntry | None: ...
@@ -97,6 +103,10 @@ class RegistrationPorts:
     backoff: Backoff = field(default_factory=lambda: Backoff())
     tombstones: ForgetTombstones | None = None
     """Forgets a late register must not undo (``shared.registration.forgotten``); None: not checked."""
+    pacer_for: Callable[[OrgRecord, Literal["registrant", "forget"]], CallPacer] | None = None
+    """Paces the org's ON24 account's registrant writes or forgets across instances; None: not paced."""
+    pace_wait_seconds: float = 10.0
+    """How long one delivery waits for its ON24 slot; a later slot parks the message until then."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds < self.call_seconds + self.linger_seconds + self.lease_margin_seconds:

@@ -10,6 +10,11 @@ counted for ``hold`` + the window, so that every window ON24 may count holds at 
 instance made the calls.
 
 Cost: one read and one write per block (a tenth of the limit, at least 10 calls), nothing per call.
+
+The same limiter paces registrant writes (``kind`` ``registrant``: creates, updates, soft deletes) and forgets
+(``forget``), each in its own row per account (issue 22). RegisterAttendee calls ``acquire_within``: under the
+limit it returns at once; a wait longer than the delivery's budget reserves nothing and raises ``PaceLater``
+with the slot, so that the delivery parks the message until then instead of holding a worker.
 """
 
 from __future__ import annotations
@@ -36,6 +41,16 @@ Grant = tuple[float, int]  # (wall-clock time of the grant, calls granted)
 def block_size(calls: int) -> int:
     """Calls reserved at once: a tenth of the limit, at least 10 (never more than the limit)."""
     return min(calls, max(10, calls // 10))
+
+
+class PaceLater(Exception):
+    """The account's next free call lies ``seconds`` ahead, past the caller's budget: nothing was reserved."""
+
+    def __init__(self, account: str, kind: str, seconds: float) -> None:
+        super().__init__(f"ON24's {kind} call limit of account {account} is reached; next slot in {seconds:.1f}s")
+        self.account = account
+        self.kind = kind
+        self.seconds = seconds
 
 
 def plan_grant(
@@ -74,18 +89,21 @@ class SharedRateLimiter(RateLimiter):
         per_seconds: float = 60.0,
         *,
         hold: float = DEFAULT_HOLD_SECONDS,
+        kind: str = "attendee",
+        block: int | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(calls, per_seconds, clock=monotonic, sleep=sleep)
         self._table = table
-        self._key = (PACE_PARTITION, f"{account}|attendee")
+        self._key = (PACE_PARTITION, f"{account}|{kind}")
+        self._account, self._kind = account, kind
         self._hold = hold
         self._wall = clock
         self._monotonic = monotonic
         self._pause = sleep
-        self._block = block_size(calls)
+        self._block = block_size(calls) if block is None else max(1, min(calls, block))
         self._left = 0
         self._usable_until = 0.0
         self._mutex = threading.Lock()
@@ -108,6 +126,30 @@ class SharedRateLimiter(RateLimiter):
                 wait = self._reserve()
                 if wait > 0:
                     _log.debug("shared ON24 limit reached for %s: waiting %.2fs", self._key[1], wait)
+                    self._pause(wait)
+                    waited += wait
+
+    def acquire_within(self, budget: float) -> float:
+        """``acquire``, unless the wait would pass ``budget`` seconds: then nothing is reserved.
+
+        Returns:
+            Seconds this call waited (0.0 under the limit).
+
+        Raises:
+            PaceLater: the slot lies beyond the budget (its ``seconds`` say when, from now).
+            StoreError: as ``acquire``.
+        """
+        started = self._monotonic()
+        with self._mutex:
+            queued, waited = self._monotonic() - started, 0.0  # queued behind this process's other callers
+            while True:
+                if self._left > 0 and self._monotonic() < self._usable_until:
+                    self._left -= 1
+                    return queued + waited
+                wait = self._reserve()
+                if wait > 0:
+                    if queued + waited + wait > budget:  # the waits summed: a clock that stands still ends too
+                        raise PaceLater(self._account, self._kind, wait)
                     self._pause(wait)
                     waited += wait
 
