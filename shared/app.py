@@ -71,9 +71,11 @@ class App(PrivacyParts, ReconcileParts):
         azure_credential: TokenCredential | None = None,
         http_client: httpx.Client | None = None,
         clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock  # tests run RegisterAttendee and RetryParked on a virtual clock
+        self._sleep = sleep if sleep is not None else (time.sleep if clock is None else lambda _seconds: None)
         self._key_provider = key_provider
         self._azure_credential = azure_credential
         self._http_client = http_client
@@ -175,30 +177,15 @@ class App(PrivacyParts, ReconcileParts):
 
     def registrant_pacer(self, org: OrgRecord, kind: Literal["registrant", "forget"]) -> SharedRateLimiter:
         """The ON24 account's registrant-write or forget pacing, shared with every instance (issue 22)."""
-        from shared.store.pacing import SharedRateLimiter
+        from shared.store.pacing import account_pacer
 
-        s = self.settings
-        key = f"{org.account_id}|{kind}"
+        s, key, account = self.settings, f"{org.account_id}|{kind}", org.account_id
+        calls = s.on24_forget_calls_per_minute if kind == "forget" else s.on24_registrant_calls_per_minute
         with self._lock:
-            limiter = self._limiters.get(key)
-            if limiter is None:
-                calls = s.on24_forget_calls_per_minute if kind == "forget" else s.on24_registrant_calls_per_minute
-                window = s.on24_pace_window_seconds
-                virtual = self._clock
-                wall = (lambda: virtual().timestamp()) if virtual is not None else time.time  # tests: virtual
-                limiter = SharedRateLimiter(
-                    self.tables.table("syncstate"),
-                    org.account_id,
-                    calls,
-                    window,
-                    hold=window / 30,
-                    kind=kind,
-                    block=max(1, calls // 50),
-                    clock=wall,
-                    monotonic=wall if virtual is not None else time.monotonic,
-                )
-                self._limiters[key] = limiter
-            return limiter
+            if key not in self._limiters:
+                table, window = self.tables.table("syncstate"), s.on24_pace_window_seconds
+                self._limiters[key] = account_pacer(table, account, kind, calls, window, self._clock, self._sleep)
+            return self._limiters[key]
 
     def registration_ports(self) -> RegistrationPorts:
         """RegisterAttendee's clients, and its timing derived from the settings (see ``Settings``)."""

@@ -27,7 +27,7 @@ import logging
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pydantic
@@ -76,6 +76,7 @@ def retry_parked(
         TransientError, ConfigError: the org table cannot be listed; the next run starts over.
     """
     started, now, report = time.monotonic(), ports.clock(), RetryReport()
+    ports = replace(ports, pace_until=started + budget_seconds)  # re-drives wait for their ON24 slots in the run
     due = sorted(_due_orgs(credentials, parked, now), key=lambda org: (org.park_until or now, org.org_id))
     for org in due:
         if time.monotonic() - started > budget_seconds:

@@ -35,6 +35,13 @@ _log = logging.getLogger(__name__)
 
 
 # ---- step 3: act ----------------------------------------------------------------------------------------------
+def wait_budget(ports: RegistrationPorts) -> float:
+    """Seconds a call may wait for its ON24 slot: the delivery's budget, or what is left of RetryParked's run."""
+    if ports.pace_until is None:
+        return ports.pace_wait_seconds
+    return max(ports.pace_wait_seconds, ports.pace_until - time.monotonic())
+
+
 def act(
     ports: RegistrationPorts,
     cmd: RegistrationCommand,
@@ -64,7 +71,7 @@ def act(
         pace = pacer("forget" if desired.status == "forgotten" and ref in steps.deletes else "registrant")
         if pace is not None:
             try:
-                pace.acquire_within(ports.pace_wait_seconds)
+                pace.acquire_within(wait_budget(ports))
             except PaceLater as exc:
                 until = ports.clock() + timedelta(seconds=exc.seconds)
                 raise SlotLater(f"registration {cmd.registration_id} (org {cmd.org_id}): {exc}", until=until) from exc

@@ -107,6 +107,9 @@ class RegistrationPorts:
     """Paces the org's ON24 account's registrant writes or forgets across instances; None: not paced."""
     pace_wait_seconds: float = 10.0
     """How long one delivery waits for its ON24 slot; a later slot parks the message until then."""
+    pace_until: float | None = None
+    """RetryParked's run: its calls may wait for their slots until this ``time.monotonic()``, its run's end, so
+    that one run re-drives at the account's limit instead of one window's worth a period; None: not a run."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds < self.call_seconds + self.linger_seconds + self.lease_margin_seconds:

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -148,9 +149,12 @@ class SharedRateLimiter(RateLimiter):
                     return queued + waited
                 wait = self._reserve()
                 if wait > 0:
-                    if queued + waited + wait > budget:  # the waits summed: a clock that stands still ends too
+                    if queued + waited + wait > budget:
                         raise PaceLater(self._account, self._kind, wait)
+                    before = self._monotonic()
                     self._pause(wait)
+                    if self._monotonic() <= before:  # a clock that stands still (a test's): waiting brings no slot
+                        raise PaceLater(self._account, self._kind, wait)
                     waited += wait
 
     def _reserve(self) -> float:
@@ -172,6 +176,26 @@ class SharedRateLimiter(RateLimiter):
                 self._left, self._usable_until = granted, started + self._hold
                 return 0.0
             # another instance reserved first: read again
+
+
+def account_pacer(
+    table: TableClient,
+    account: str,
+    kind: str,
+    calls: int,
+    window: float,
+    virtual: Callable[[], datetime] | None,
+    sleep: Callable[[float], None],
+) -> SharedRateLimiter:
+    """An account's registrant or forget pacing: blocks of a fiftieth of the limit, held a thirtieth of the window.
+    ``virtual``: a test's clock, read for both the grant times and the waits (None: the system's clocks); on it
+    ``sleep`` passes no real time (``App``'s default), and a clock that stands still ends a wait in a park."""
+    wall = (lambda: virtual().timestamp()) if virtual is not None else time.time
+    monotonic = wall if virtual is not None else time.monotonic
+    block, hold = max(1, calls // 50), window / 30
+    return SharedRateLimiter(
+        table, account, calls, window, hold=hold, kind=kind, block=block, clock=wall, monotonic=monotonic, sleep=sleep
+    )
 
 
 def _grants(entity: Any) -> list[Grant]:

@@ -146,3 +146,58 @@ def test_forget_calls_are_paced_on_their_own_limit(instances: Any, on24: Any) ->
     assert done.status == "forgotten"
     assert forgets(on24) == 2
     assert held(on24) == set()
+
+
+@pytest.fixture
+def waiting(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any) -> Any:
+    """One instance whose waits for a slot go through its injected sleeper, which moves the virtual clock."""
+    monkeypatch.setenv("ON24_REGISTRANT_CALLS_PER_MINUTE", "3")
+    monkeypatch.setenv("REGISTRATION_PACE_WAIT_SECONDS", "0")
+    monkeypatch.setenv("RETRY_PARKED_BUDGET_SECONDS", "30")
+    on24.add_event(ON24_CLIENT_ID, WEBINAR, title="Paced webinar")
+    clock, slept = FrozenClock(), []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += timedelta(seconds=seconds)
+
+    app = App(Settings.from_environ(), clock=clock, sleep=sleep)
+    set_app(app)
+    assert store_main(http_request("PUT", ORG, credentials_body())).status_code == 200
+    on24.reset_log()
+    yield clock, app, slept
+    reset_app()
+
+
+def test_a_retry_parked_run_waits_for_the_accounts_next_slots_within_its_budget_and_parks_what_lies_beyond(
+    waiting: Any, on24: Any
+) -> None:
+    clock, app, slept = waiting
+    start = clock.now
+    people = [*PEOPLE, ("liisa.makinen@yritys.fi", "Liisa", "Mäkinen"), ("olga.smirnova@firma.ru", "Ольга", "Смирнова")]
+    regs = [str(uuid.uuid4()) for _ in people]
+    for n in range(3):  # three calls ten seconds apart: the account's slots free at +62, +72 and +82
+        clock.now = start + timedelta(seconds=10 * n)
+        register(app, regs[n], people[n], clock.now)
+    clock.now = start + timedelta(seconds=25)
+    for n in range(3, 7):
+        register(app, regs[n], people[n], clock.now)
+    assert registrant_writes(on24) == 3 and slept == [], "a delivery's budget is 0 here: it parks, never waits"
+    assert len(list(app.parked.iter_all())) == 4
+
+    clock.now = start + HOLD + timedelta(seconds=60)
+    retry_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+
+    assert registrant_writes(on24) == 6, "one run re-drove at the slots +62, +72 and +82, not one per run"
+    assert sorted(slept) == [10.0, 10.0], "the run waited for the two later slots, through the injected sleeper"
+    later = list(app.parked.iter_all())
+    assert len(later) == 1, "the slot at +124 lies beyond the run's 30 s: that message waits for the next run"
+    assert later[0].next_attempt_at == start + 2 * (HOLD + timedelta(seconds=60))
+    org = app.credentials.get(ORG)
+    assert org is not None and not org.parking
+
+    clock.now = later[0].next_attempt_at
+    retry_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+    assert registrant_writes(on24) == 7
+    assert held(on24) == {email for email, _, _ in people}
+    assert list(app.parked.iter_all()) == []
