@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import multiprocessing
 import os
 import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as replaced
 from datetime import UTC, datetime, timedelta
 from multiprocessing.managers import BaseManager
@@ -73,6 +74,9 @@ class BurstStandIns(SoakStandIns):
     def registrant_counts(self) -> tuple[int, int]:
         return self.on24.throttle_counts("registrant")
 
+    def registrant_times(self) -> list[float]:
+        return self.on24.throttle_times("registrant")
+
 
 class TimerRetries(ParkedRetries):
     """RetryParked as the Functions timer runs it: started every period on the clock (a run still going when the
@@ -85,10 +89,17 @@ class TimerRetries(ParkedRetries):
         due = time.monotonic() + self._every
         while not self._stop.wait(max(0.0, due - time.monotonic())):
             due += self._every
+            began = time.monotonic()
             with contextlib.suppress(Exception):  # storage hiccups: the next run tries again, as the timer would
                 self.redriven.update(run_retry_parked(get_app()).outcomes)
                 self.runs += 1
+            self.spans.append((began, time.monotonic()))
             due = max(due, time.monotonic())
+
+    def __init__(self, every: float) -> None:
+        super().__init__(every)
+        self.spans: list[tuple[float, float]] = []
+        """Each run's start and end (``time.monotonic()``)."""
 
 
 class _Manager(BaseManager):
@@ -109,6 +120,7 @@ class Result:
     wrong: int
     parked: int
     deliveries: int
+    timeline: list[str] = field(default_factory=list)
 
     def drain_ratio(self, limit: int, window: float) -> float:
         return self.drain_seconds / (self.registrations / (limit / window))
@@ -173,7 +185,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     share = Settings.model_fields["on24_registrant_calls_per_minute"].default / 1000  # the default's share of ON24's
     runs = [("paced", int(args.limit * share), 0)]
     if args.unpaced:
-        runs.append(("unpaced", 1_000_000, 1))
+        runs.append(("unpaced", 100_000, 1))  # the most the setting allows: 1,000 x the limit
     results = [one_run(args, stand_ins, azurite, label, pace, number, step) for label, pace, number in runs]
     return report(args, results)
 
@@ -235,6 +247,7 @@ def one_run(
         started = time.monotonic()
         retrying.start()
         bus.run(step)
+        delivered = time.monotonic()
         cap = started + args.drain_cap * args.registrations / (args.limit / args.window)
         while get_app().parked.org_ids() and time.monotonic() < cap:  # parked messages end the drain too
             time.sleep(0.1)
@@ -245,12 +258,41 @@ def one_run(
         retrying.stop()
         bus.stop()
     made, refused = stand_ins.registrant_counts()
+    times = [t - started for t in stand_ins.registrant_times()]
+    spans = [(a - started, b - started) for a, b in retrying.spans]
+    budget = args.timing.retry_parked_budget
+    timeline = describe_timeline(times, spans, delivered - started, drained, args.window, budget)
     verdict = verify(registrations, stand_ins.registrants(args.webinar_ids), stand_ins.crm_registration_ids(),
                      get_app().ledger, ORG)  # fmt: skip
     wrong = len(verdict.wrong) + len(verdict.ledger_unsettled) + verdict.orphans
     step(f"{label}: drained in {drained:.1f} s, {refused} of {made + refused} registrant calls refused")
     return Result(label, len(registrations), drained, made + refused, refused, len(bus.stats.dead_lettered), wrong,
-                  sum(retrying.redriven.values()), bus.stats.deliveries)  # fmt: skip
+                  sum(retrying.redriven.values()), bus.stats.deliveries, timeline)  # fmt: skip
+
+
+def describe_timeline(
+    times: list[float], spans: list[tuple[float, float]], delivered: float, drained: float, window: float, budget: float
+) -> list[str]:
+    """Where the drain's time went: ON24 registrant calls let through per window, idle windows, RetryParked's runs."""
+    windows = max(1, int(drained // window) + 1)
+    per = [0] * windows
+    for t in times:
+        per[min(windows - 1, max(0, int(t // window)))] += 1
+    lines = [f"queue delivered (each message done or parked) at {delivered:.1f} s; last ON24 call at "
+             f"{max(times, default=0.0):.1f} s; drain ended at {drained:.1f} s"]  # fmt: skip
+    lines.append(f"calls let through per {window:g} s window: {' '.join(str(n) for n in per)}")
+    idle = sum(1 for n in per[:-1] if n == 0)
+    lines.append(f"idle windows (no call) before the last: {idle}")
+    if spans:
+        lengths = sorted(b - a for a, b in spans)
+        at_budget = sum(1 for n in lengths if n >= 0.95 * budget)
+        lines.append(f"RetryParked runs: {len(spans)}, length min {lengths[0]:.2f} s, median "
+                     f"{lengths[len(lengths) // 2]:.2f} s, max {lengths[-1]:.2f} s; {at_budget} used their "
+                     f"{budget:g} s budget")  # fmt: skip
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    if gaps:
+        lines.append(f"gaps between calls: longest {gaps[-1]:.2f} s, 2nd {gaps[-2] if len(gaps) > 1 else 0:.2f} s")
+    return lines
 
 
 def report(args: argparse.Namespace, results: list[Result]) -> int:
@@ -274,6 +316,10 @@ def report(args: argparse.Namespace, results: list[Result]) -> int:
     ]
     for name, values in rows:
         print(f"  {name:28}{''.join(f'{v:>14}' for v in values)}")
+    for result in results:
+        print(f"  timeline, {result.label}:")
+        for line in result.timeline:
+            print(f"    {line}")
     paced = results[0]
     checks = [
         (f"drain ratio {paced.drain_ratio(args.limit, args.window):.3f} <= {DRAIN_TARGET}",

@@ -130,6 +130,8 @@ class _Limit:
     """Each account's calls in the window: ON24 counts per account (client id)."""
     allowed: int = 0
     refused: int = 0
+    let_through: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of every call let through: a benchmark's timeline."""
 
 
 @dataclass
@@ -449,6 +451,12 @@ class On24StandIn(StandIn):
             limit = self._limits.get(path_kind)
             return (limit.allowed, limit.refused) if limit is not None else (0, 0)
 
+    def throttle_times(self, path_kind: PathKind) -> list[float]:
+        """``time.monotonic()`` of each call let through under ``path_kind``'s limit since it was set."""
+        with self._state:
+            limit = self._limits.get(path_kind)
+            return list(limit.let_through) if limit is not None else []
+
     def _throttled(self, kind: str, client_id: str) -> Response | None:
         limit = self._limits.get(kind)
         if limit is None:
@@ -460,6 +468,7 @@ class On24StandIn(StandIn):
         if len(hits) < limit.calls:
             hits.append(now)
             limit.allowed += 1
+            limit.let_through.append(now)
             return None
         limit.refused += 1
         if limit.style == "403":

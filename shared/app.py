@@ -205,7 +205,7 @@ class App(PrivacyParts, ReconcileParts):
             backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
             tombstones=self.tombstones,
             pacer_for=self.registrant_pacer,
-            pace_wait_seconds=s.registration_pace_wait_seconds,
+            pace_wait_seconds=s.pace_wait_seconds,
         )
         return ports if self._clock is None else replace(ports, clock=self._clock)
 

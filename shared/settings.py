@@ -189,9 +189,7 @@ def _table_prefix(value: Any) -> str:
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Url = Annotated[str | None, BeforeValidator(_url)]
 Auth = Annotated[AuthMode, BeforeValidator(_auth_mode)]
-
-_Count = Annotated[int, _number(1, whole=True)]
-_Seconds = Annotated[float, _number(0)]
+_Count = Annotated[int, _number(1, 100000, whole=True)]
 
 
 class Settings(BaseSettings):
@@ -257,7 +255,7 @@ class Settings(BaseSettings):
     on24_registrant_calls_per_minute: _Count = Field(980, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE")
     on24_forget_calls_per_minute: _Count = Field(28, validation_alias="ON24_FORGET_CALLS_PER_MINUTE")
     on24_pace_window_seconds: Annotated[float, _number(1)] = Field(60.0, validation_alias="ON24_PACE_WINDOW_SECONDS")
-    registration_pace_wait_seconds: _Seconds = Field(10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS")
+    pace_wait_seconds: Annotated[float, _number(0)] = Field(10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS")
     on24_attendee_date_filter: Literal["lastActivity", "default"] = Field(
         "lastActivity", validation_alias="ON24_ATTENDEE_DATE_FILTER"
     )
@@ -338,7 +336,7 @@ class Settings(BaseSettings):
             return cls()
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
-            raise ConfigError(f"setting {_setting_name(first['loc'])} {first['msg']}") from None
+            raise ConfigError(f"setting {first['loc'][0] if first['loc'] else '?'} {first['msg']}") from None
         finally:
             _ENVIRON.reset(token)
 
@@ -386,11 +384,6 @@ class Settings(BaseSettings):
         if problem := metrics_budget_problem(self.metrics_budget_seconds, _ENVIRON.get() or os.environ):
             raise ConfigError(f"setting {problem}")
         return self
-
-
-def _setting_name(loc: tuple[int | str, ...]) -> str:
-    """The setting a validation error is about (pydantic names it by its alias)."""
-    return str(loc[0]) if loc else "?"
 
 
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environ", default=None)
