@@ -4,9 +4,11 @@ page's contract (docs/admin-api.md, "The admin page")."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,7 +188,7 @@ def test_with_app_service_authentication_the_session_is_the_identity(
     admin_role = [{"typ": "roles", "val": "Webinar.Admin"}]
     principal = {"name": "åsa.ødegård@fabrikam.example", "id": "b3f1", "claims": admin_role}
     with FunctionHost(ROOT, function_key="never-typed", principal=principal) as host:
-        admin = AdminPage(browser.new_page(), host, tmp_path)
+        admin = AdminPage(browser.new_page(), host, Path(os.environ.get("ADMIN_PAGE_SCREENSHOTS") or tmp_path))
         page = admin.open()
         expect(page.get_by_label("Function key")).to_be_hidden()
         expect(page.get_by_text("Signed in with your organisation account")).to_be_visible()
@@ -194,15 +196,17 @@ def test_with_app_service_authentication_the_session_is_the_identity(
         page.get_by_role("button", name="Refresh").click()
         expect(page.locator("#credentials")).to_contain_text("disabled")
         expect(page.get_by_label("Function key")).to_be_hidden()
+        admin.screenshot("9-signed-in")
         host.principal = None  # the session ended (App Service authentication sends no principal any more)
         page.get_by_role("button", name="Refresh").click()
         expect(page.get_by_role("alert")).to_contain_text("Your sign-in has ended: reload the page")
+        admin.screenshot("10-sign-in-ended")
         expect(page.get_by_label("Function key")).to_be_hidden()
         admin.watch.assert_clean(expected_statuses=(401,))
         page.close()
     reader = {"name": "Jörg Müller", "id": "c4a2", "claims": [{"typ": "roles", "val": "Webinar.Reader"}]}
     with FunctionHost(ROOT, function_key="never-typed", principal=reader) as host:
-        admin = AdminPage(browser.new_page(), host, tmp_path)
+        admin = AdminPage(browser.new_page(), host, Path(os.environ.get("ADMIN_PAGE_SCREENSHOTS") or tmp_path))
         page = admin.open()
         page.get_by_label("Org ID").fill(org)
         page.get_by_role("button", name="Refresh").click()
