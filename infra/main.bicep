@@ -37,6 +37,9 @@ param dataverseUrl string = ''
 @description('E-mail address for the alert rules (ALERT_EMAIL); empty: alerts without notification.')
 param alertEmail string = ''
 
+@description('Client id of the Entra app registration that signs admins in (ADMIN_AUTH_CLIENT_ID); empty: no App Service authentication.')
+param adminAuthClientId string = ''
+
 @description('Create the credentials key if missing, with a temporary Key Vault role (GENERATE_CREDENTIALS_KEY; the postprovision hook sets it to false).')
 param generateCredentialsKey bool = true
 
@@ -59,6 +62,7 @@ module resources 'resources.bicep' = {
     dataverseUrl: dataverseUrl
     generateCredentialsKey: generateCredentialsKey
     alertEmail: alertEmail
+    adminAuthClientId: adminAuthClientId
   }
 }
 

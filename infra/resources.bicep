@@ -100,6 +100,9 @@ param generateCredentialsKey bool = true
 @description('E-mail address the alert rules notify (through one action group). Empty: the rules are created without an action, and fire in the portal only.')
 param alertEmail string = ''
 
+@description('Client id of the Entra app registration that signs admins in (ADMIN_AUTH_CLIENT_ID; docs/deploy.md, "Who can use the admin routes"). Set: App Service authentication guards the whole app and the admin routes want a signed-in principal with the app role. Empty: no App Service authentication; the admin routes are closed unless ADMIN_API_KEY is set.')
+param adminAuthClientId string = ''
+
 @description('Give the app identity "Azure Service Bus Data Owner" on the registrations queue so the scale controller can read the queue length (see the role assignment below). With false, Flex falls back to scaling on the age of the first message only.')
 param grantQueueLengthToScaleController bool = true
 
@@ -420,8 +423,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP endpoint (the package comes from the deployment blob container) and ARM rejects siteConfig.ftpsState on Flex sites (error 51021), so it is left unset.
-  // checkov:skip=CKV_AZURE_17: client certificates are not how admins authenticate here (function keys, optionally Entra via App Service authentication).
-  // checkov:skip=CKV_AZURE_222: the admin routes and the Functions host must be reachable without a virtual network; every admin request needs a function key.
+  // checkov:skip=CKV_AZURE_17: client certificates are not how admins authenticate here (Entra sign-in through App Service authentication, or the app's admin key).
+  // checkov:skip=CKV_AZURE_222: the admin routes and the Functions host must be reachable without a virtual network; the app refuses every admin request without a signed-in admin or the admin key.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function from zero; there is no instance count to pin for failover.
   // checkov:skip=CKV_AZURE_18: siteConfig.http20Enabled is left unset: ARM refuses some siteConfig properties on Flex Consumption sites depending on the region (error 51021) and Microsoft's Flex quickstarts set only minTlsVersion.
   // checkov:skip=CKV_AZURE_67: same property as CKV_AZURE_18 (the HTTP version); unset for the same reason, a deployment that fails in some regions costs more than HTTP/2 on the admin routes gains.
@@ -441,6 +444,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // A Key Vault reference in an app setting (ADMIN_API_KEY, when an operator chooses the admin key) is read with
+    // this identity: the app has no system-assigned one.
+    keyVaultReferenceIdentity: appIdentity.id
     // siteConfig holds only what Microsoft's Flex Consumption quickstarts set (minTlsVersion) and the app settings.
     // ARM rejects other siteConfig properties on Flex sites (error 51021), and which ones depends on the region:
     // ftpsState, alwaysOn, linuxFxVersion and http20Enabled among them. The runtime and scale live in
@@ -582,6 +588,57 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     secretReader
     telemetryPublisher
   ]
+}
+
+// App Service authentication ("Easy Auth") in front of the whole app, when an app registration is given. The admin
+// routes are authLevel anonymous: the platform signs admins in (and validates Entra tokens of flows), sets
+// X-MS-CLIENT-PRINCIPAL (stripping any a client sends) and WEBSITE_AUTH_ENABLED, and the app checks the app role
+// (shared/entrypoints/admin_auth.py). Browsers without a session go to the sign-in page; a call with
+// X-Requested-With: XMLHttpRequest (the admin page's) gets 401 instead. Without a client secret the platform signs
+// users in with ID tokens (the registration enables ID token issuance: docs/deploy.md); tokens are not stored.
+resource functionAppAuth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(adminAuthClientId)) {
+  // checkov:skip=CKV_AZURE_13: checkov reads every Microsoft.Web/sites/config as a site; this resource IS the site's App Service authentication (authsettingsV2).
+  // checkov:skip=CKV_AZURE_63: checkov reads this authsettingsV2 document as a site; HTTP logging is a site setting, not one of authentication's.
+  // checkov:skip=CKV_AZURE_65: checkov reads this authsettingsV2 document as a site; detailed error messages are a site setting, not one of authentication's.
+  // checkov:skip=CKV_AZURE_66: checkov reads this authsettingsV2 document as a site; failed request tracing is a site setting, not one of authentication's.
+  // checkov:skip=CKV_AZURE_80: checkov reads this authsettingsV2 document as a site; a .NET version is a site setting (and this app is Python).
+  // checkov:skip=CKV_AZURE_88: checkov reads this authsettingsV2 document as a site; Azure Files is a site setting (Flex Consumption keeps its package in blob storage).
+  // checkov:skip=CKV_AZURE_222: checkov reads this authsettingsV2 document as a site; public network access is the site's (see the site's own skip).
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: adminAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${adminAuthClientId}'
+            adminAuthClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+  }
 }
 
 // ---- role assignments (least privilege; each says why) ------------------------------------------------------------

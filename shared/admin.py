@@ -34,11 +34,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from shared.credentials import seal_secrets
 from shared.crypto import CredentialCipher
+from shared.dataverse_hosts import dataverse_origin
 from shared.errors import ConfigError, NotFoundError, PermanentError
 from shared.fieldmap import EMPTY, FieldMapping, MappingError
 from shared.fieldmap_check import check_columns, needs_dataverse
 from shared.ids import WEBINAR_ID_PATTERN, canonical_org_id, is_field_name
-from shared.settings import dataverse_origin
 from shared.store import CredentialStore, OrgRecord
 from shared.webinars import ProviderCredentials
 

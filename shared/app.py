@@ -25,6 +25,7 @@ from shared.credentials import open_secrets
 from shared.crm import Crm
 from shared.crypto import CredentialCipher, KeyProvider, KeyVaultKeyProvider, LocalKeyProvider
 from shared.dataverse import DataverseClient
+from shared.dataverse_hosts import is_loopback_url
 from shared.errors import ConfigError
 from shared.on24 import On24Client, On24Credentials
 from shared.on24.provider import CredentialsBody, On24Provider, credentials_of
@@ -33,7 +34,7 @@ from shared.ratelimit import RateLimiter
 from shared.registration import RegistrationPorts
 from shared.registration.rules import Backoff
 from shared.retry import RetryPolicy
-from shared.settings import Settings, is_loopback_url
+from shared.settings import Settings
 from shared.store import CredentialStore, OrgRecord, StateTables
 from shared.store.ledger import Ledger
 from shared.store.parked import ParkedMessages

@@ -152,18 +152,36 @@ def openapi_document(provider_fields: type[BaseModel]) -> dict[str, Any]:
                 "Connect an org, check it, pull a webinar, forget a person, switch off and leave. Errors are the "
                 "Microsoft REST API guidelines' error object ({error: {code, message, target}}), one HTTP status "
                 "per code; 503 and 429 carry Retry-After. Long operations answer 202 with the Location of an "
-                "operation and Retry-After (the async request-reply pattern). With App Service authentication "
-                "on, the caller also needs an app role (see the docs)."
+                "operation and Retry-After (the async request-reply pattern). Who may call: with App Service "
+                "authentication on, a signed-in session or an Entra ID token whose principal holds the app role; "
+                "without it, the app's admin key (ADMIN_API_KEY) in x-functions-key."
             ),
         },
         "servers": [{"url": "/api"}],
-        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}, {"entraId": []}],
         "paths": paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "the app's ADMIN_API_KEY (deployments without App Service authentication)",
+                },
+                "functionKeyQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "code",
+                    "description": "the same key as a query value",
+                },
+                "entraId": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "with App Service authentication: an Entra ID token for the app (or the signed-in "
+                    "session's cookie); its principal needs the app role ADMIN_ROLE",
+                },
             },
         },
     }

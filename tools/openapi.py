@@ -7,7 +7,7 @@
 - ``docs/connector/apiDefinition.swagger.json``: the same API as Swagger 2.0, the format a Power Platform custom
   connector imports (``to_swagger2``: nullable types as ``x-nullable``, no ``anyOf``/``const``), with the
   connector's hints (``x-ms-summary``, ``x-ms-visibility``); the host is a placeholder to change at import;
-- ``docs/connector/apiProperties.json``: the connection's one parameter, the function key (a secure string).
+- ``docs/connector/apiProperties.json``: the connection's one parameter, the app's admin key (a secure string).
 """
 
 from __future__ import annotations
@@ -55,16 +55,17 @@ def to_swagger2(document: dict[str, Any], host: str = CONNECTOR_HOST) -> dict[st
 
 
 def api_properties() -> dict[str, Any]:
-    """The connector's ``apiProperties.json``: the function key as the connection's secure parameter."""
+    """The connector's ``apiProperties.json``: the admin key as the connection's secure parameter (a deployment
+    with App Service authentication switches the connector's security to OAuth 2.0 instead: docs/admin-api.md)."""
     return {
         "properties": {
             "connectionParameters": {
                 "api_key": {
                     "type": "securestring",
                     "uiDefinition": {
-                        "displayName": "Function key",
-                        "description": "The function key of the integration's Function App (App keys: default)",
-                        "tooltip": "Azure portal: Function App > App keys",
+                        "displayName": "Admin key",
+                        "description": "The integration's admin key: the Function App's ADMIN_API_KEY setting",
+                        "tooltip": "Azure portal: Function App > Settings > Environment variables > ADMIN_API_KEY",
                         "constraints": {"tabIndex": 2, "clearText": False, "required": "true"},
                     },
                 }

@@ -7,12 +7,13 @@
   const FIELDS = {
     orgId: "org-id", clientId: "client-id", accessTokenKey: "token-key", accessTokenSecret: "token-secret",
     region: "region", webinarIds: "webinar-ids", dataverseUrl: "dataverse-url", email: "forget-email",
-    functionKey: "function-key",
+    functionKey: "function-key", "x-functions-key": "function-key",
   };
   // errors without a field that still belong to one
   const CODE_FIELDS = { on24_rejected_credentials: "accessTokenSecret", credentials_unreadable: "accessTokenSecret" };
   const OUTCOME_ORDER = ["registered", "updated", "cancelled", "in_progress", "failed", "skipped", "parked"];
   const state = { appServiceAuth: false, keyNeeded: true, lastOrg: "" };
+  const KEY_REFUSED = "The function key was not accepted: check it (it may have been renewed) and try again.";
 
   function words(value) {
     return String(value).replace(/_/g, " ");
@@ -78,10 +79,16 @@
   class ApiProblem extends Error {
     constructor(status, code, message, target) { super(message); Object.assign(this, { status, code, target }); }
   }
+  function showAccess() {
+    show($("function-key-field"), state.keyNeeded);
+    show($("signed-in"), !state.keyNeeded && state.appServiceAuth);
+    show($("open-locally"), !state.keyNeeded && !state.appServiceAuth);
+  }
   function key() { return $("function-key").value.trim(); }
 
   async function call(method, path, body) {
-    const headers = { Accept: "application/json" };
+    // App Service authentication answers 401 (not a redirect to the sign-in page) to such a request
+    const headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" };
     if (state.keyNeeded) {
       if (!key()) throw new ApiProblem(401, "key_missing", "Enter the function key first.", "functionKey");
       headers["x-functions-key"] = key();
@@ -97,10 +104,14 @@
     let payload = null;
     const raw = await response.text();
     if (raw) { try { payload = JSON.parse(raw); } catch (exc) { payload = null; } }
-    if (response.status === 401 && !(payload && payload.error)) {
-      // the Functions host refused the key (its 401 has no body)
-      if (!state.keyNeeded) { state.keyNeeded = true; show($("function-key-field"), true); show($("signed-in"), false); }
-      throw new ApiProblem(401, "unauthorized", "The function key was not accepted: check it (it may have been renewed) and try again.", "functionKey");
+    const keyRefused = payload && payload.error && payload.error.target === "x-functions-key";
+    if (response.status === 401 && state.appServiceAuth && !keyRefused) {
+      throw new ApiProblem(401, "signed_out", "Your sign-in has ended: reload the page to sign in again.");
+    }
+    if (response.status === 401 && (keyRefused || !(payload && payload.error))) {
+      // the app refused the admin key (or something in front of it answered 401 without a body)
+      if (!state.keyNeeded) { state.keyNeeded = true; showAccess(); }
+      throw new ApiProblem(401, "unauthorized", KEY_REFUSED, "functionKey");
     }
     if (!response.ok) {
       const error = (payload && payload.error) || {};
@@ -379,12 +390,11 @@
       const config = await response.json();
       if (!response.ok) throw new Error((config.error && config.error.message) || response.statusText);
       state.appServiceAuth = config.appServiceAuth === true;
+      state.keyNeeded = config.keyRequired === true;
     } catch (exc) {
       alertPage("The page's configuration could not be read: " + exc.message);
     }
-    state.keyNeeded = !state.appServiceAuth;
-    show($("function-key-field"), state.keyNeeded);
-    show($("signed-in"), !state.keyNeeded);
+    showAccess();
     document.body.dataset.ready = "true";
   }
   start();

@@ -41,10 +41,10 @@ from shared.dataverse._odata import (
     select_clause,
 )
 from shared.dataverse._token import TokenCache
+from shared.dataverse_hosts import DATAVERSE_HOST_SUFFIXES, is_dataverse_host
 from shared.errors import PermanentError, ThrottledError, TransientError
 from shared.http import HttpClientBase
 from shared.retry import RetryPolicy, call_with_retry
-from shared.settings import DATAVERSE_HOST_SUFFIXES, is_dataverse_host
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -1,6 +1,6 @@
 """The admin HTTP surface: request checks, caller identity, and error-to-status mapping.
 
-Routes (function-level keys; with App Service authentication on, also an app role, see ``_authorize``):
+Routes (who may call them: ``admin_auth``, the one gate; the host checks no key):
 
     PUT    /api/orgs/{orgId}/webinar/credentials   StoreCredentials
     GET    /api/orgs/{orgId}/webinar/credentials   CredentialsStatus
@@ -20,12 +20,9 @@ input values) or what ON24 said about a credential check (a fixed message; the d
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -35,6 +32,7 @@ from shared import admin
 from shared.api_models import CredentialsView, ForgetView, Model, RemovedView, shape
 from shared.app import App
 from shared.emails import EmailError, address_to_forget
+from shared.entrypoints.admin_auth import Caller, authorize
 from shared.entrypoints.http_errors import Answer, ApiError, error_response, json_response
 from shared.entrypoints.params import FlagError, query_flag
 from shared.errors import (
@@ -44,7 +42,6 @@ from shared.errors import (
     TransientError,
 )
 from shared.ids import canonical_org_id, is_field_name
-from shared.settings import Settings
 
 if TYPE_CHECKING:  # each route imports the use case it runs when first called (a shorter cold start)
     from shared import privacy
@@ -52,15 +49,6 @@ if TYPE_CHECKING:  # each route imports the use case it runs when first called (
 _log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024
-_ROLE_CLAIMS = frozenset({"roles", "role", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: a verified App Service principal, or the holder of a function key."""
-
-    name: str
-    roles: frozenset[str]
 
 
 def put_credentials(req: func.HttpRequest, app: App) -> func.HttpResponse:
@@ -118,9 +106,9 @@ def _respond(
     try:
         if req.method.upper() != method:
             raise ApiError(405, "method_not_allowed", f"use {method} on this route")
+        caller = authorize(req.headers, req.params, app.settings, org_id or "")  # who first, then what
         if org_id is None:
             raise ApiError(400, "invalid_org_id", "orgId must be 1-64 letters, digits, '.', '_' or '-'", "orgId")
-        caller = _authorize(req.headers, app.settings, org_id)
         result = operation(org_id, caller)
         answer = result if isinstance(result, Answer) else Answer(200, result)
         model = (models or {}).get(answer.status)
@@ -177,55 +165,6 @@ def _json_object(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object", "body")
     return data
-
-
-def _authorize(headers: Mapping[str, str], settings: Settings, org_id: str) -> Caller:
-    """With App Service authentication on, require a principal holding ``ADMIN_ROLE`` (every org) or, when
-    ``ADMIN_ORG_SCOPE`` is on, the app role ``<ADMIN_ROLE>.<orgId>`` naming this org (GUIDs in any case).
-
-    Without App Service authentication the platform does not set (or strip) the ``X-MS-CLIENT-PRINCIPAL*``
-    headers, so they are not trusted: the function key is the only credential and it acts on every org. A
-    per-org scope cannot be enforced then, so it fails closed (500, configuration error).
-    """
-    if not settings.app_service_auth_enabled:
-        if settings.admin_org_scope:
-            raise ConfigError(
-                "setting ADMIN_ORG_SCOPE=true needs App Service authentication (WEBSITE_AUTH_ENABLED=true): "
-                "without it the caller's roles cannot be trusted"
-            )
-        return Caller("function-key holder", frozenset())
-    encoded = headers.get("x-ms-client-principal")
-    if not encoded:
-        raise ApiError(401, "unauthenticated", "sign in: App Service authentication is on and no principal was sent")
-    roles = _roles(encoded)
-    name = headers.get("x-ms-client-principal-name") or headers.get("x-ms-client-principal-id") or "unknown principal"
-    caller = Caller(name[:200], roles)
-    admin_role = settings.admin_role
-    if admin_role in roles:
-        return caller
-    if settings.admin_org_scope and any(_scoped_org(role, admin_role) == org_id for role in roles):
-        return caller
-    required = f"{admin_role!r}" + (f" or {admin_role + '.' + org_id!r}" if settings.admin_org_scope else "")
-    raise ApiError(403, "forbidden", f"the app role {required} is required")
-
-
-def _roles(encoded: str) -> frozenset[str]:
-    """The app roles in an ``X-MS-CLIENT-PRINCIPAL`` header (base64 JSON with ``claims`` and ``role_typ``)."""
-    try:
-        principal = json.loads(base64.b64decode(encoded, validate=False))
-        claims = principal.get("claims") or []
-        role_typ = principal.get("role_typ")
-        types = _ROLE_CLAIMS | ({role_typ} if isinstance(role_typ, str) else set())
-        return frozenset(
-            str(c.get("val")) for c in claims if isinstance(c, dict) and c.get("typ") in types and c.get("val")
-        )
-    except (ValueError, binascii.Error, AttributeError, TypeError, RecursionError):
-        raise ApiError(401, "unauthenticated", "the client principal header is malformed") from None
-
-
-def _scoped_org(role: str, admin_role: str) -> str | None:
-    prefix = admin_role + "."
-    return canonical_org_id(role[len(prefix) :]) if role.startswith(prefix) else None
 
 
 def _no_body(raw: bytes | None) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import azure.functions as func
 
+from shared.entrypoints.admin_auth import key_required
 from shared.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -60,15 +61,17 @@ def serve_page(req: func.HttpRequest, static: Path, settings: Callable[[], Setti
 
 
 def _config(settings: Callable[[], Settings]) -> func.HttpResponse:
-    """Whether App Service authentication is on: then the browser's session is the credential and the page asks
-    for no key. A configuration error is shown on the page (its message names the setting, never a secret)."""
+    """Whether App Service authentication is on (the browser's session is the credential) and whether the admin
+    routes want ``ADMIN_API_KEY`` (the page asks for it as the "Function key"). A configuration error is shown on
+    the page (its message names the setting, never a secret)."""
     try:
-        auth = settings().app_service_auth_enabled
+        read = settings()
+        auth, key = read.app_service_auth_enabled, key_required(read)
     except Exception as exc:  # the page must still say what is wrong rather than fail blank
         _log.error("admin page: the settings cannot be read: %s", exc)
         message = {"error": {"code": "configuration_error", "message": str(exc)[:600]}}
         return _answer(500, json.dumps(message), "application/json")
-    return _answer(200, json.dumps({"appServiceAuth": auth}), "application/json")
+    return _answer(200, json.dumps({"appServiceAuth": auth, "keyRequired": key}), "application/json")
 
 
 def _answer(status: int, body: str | bytes, content_type: str) -> func.HttpResponse:

@@ -29,7 +29,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_org_id": (400, "orgId is not 1-64 letters, digits, '.', '_' or '-'"),
     "invalid_webinar_id": (400, "webinarId is not a positive ON24 event id"),
     "invalid_operation_id": (400, "operationId is not an id this API hands out"),
-    "unauthenticated": (401, "App Service authentication is on and no (valid) principal was sent"),
+    "unauthenticated": (401, "no signed-in principal (App Service authentication), or no or a wrong admin key"),
     "forbidden": (403, "the principal lacks the app role for this org"),
     "webinar_not_found": (404, "ON24 has no such webinar for the org's account"),
     "operation_not_found": (404, "no such operation for this org (kept 30 days; a pull's goes when the org leaves)"),

@@ -49,8 +49,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def host(app_env: dict[str, str]) -> Iterator[FunctionHost]:
-    """Every HTTP function of the repository over HTTP on 127.0.0.1, the app wired to the stand-ins."""
+def host(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionHost]:
+    """Every HTTP function of the repository over HTTP on 127.0.0.1, the app wired to the stand-ins and wanting
+    ``FUNCTION_KEY`` as its admin key (``ADMIN_API_KEY``), as ``python -m sandbox serve`` runs it."""
+    from shared.app import reset_app
+
+    monkeypatch.setenv("ADMIN_API_KEY", FUNCTION_KEY)
+    reset_app()
     with FunctionHost(ROOT, function_key=FUNCTION_KEY) as running:
         yield running
 

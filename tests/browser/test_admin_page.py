@@ -4,9 +4,11 @@ page's contract (docs/admin-api.md, "The admin page")."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,29 +171,48 @@ def test_errors_are_shown_next_to_the_field_they_name(admin: AdminPage, on24: An
 def test_with_app_service_authentication_the_session_is_the_identity(
     browser: Any, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    """Signed in (the front end adds the principal): no key field at first. If the Functions host still wants a
-    function key for the admin routes, the page says so under a key field it shows then, and goes on with it."""
+    """Signed in (the front end adds the principal): no key field, no key typed, and the routes answer, although
+    the app also has an admin key for callers without a session. A principal without the app role is told so."""
     from sandbox.host import FunctionHost
     from shared.app import reset_app
     from tests.browser.conftest import ROOT
 
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    for name, value in {
+        "WEBSITE_AUTH_ENABLED": "true",
+        "ADMIN_API_KEY": FUNCTION_KEY,
+        "WEBSITE_INSTANCE_ID": "i-1",
+    }.items():
+        monkeypatch.setenv(name, value)
     reset_app()
+    org = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
     admin_role = [{"typ": "roles", "val": "Webinar.Admin"}]
     principal = {"name": "åsa.ødegård@fabrikam.example", "id": "b3f1", "claims": admin_role}
-    with FunctionHost(ROOT, function_key=FUNCTION_KEY, principal=principal) as host:
-        admin = AdminPage(browser.new_page(), host, tmp_path)
+    with FunctionHost(ROOT, function_key="never-typed", principal=principal) as host:
+        admin = AdminPage(browser.new_page(), host, Path(os.environ.get("ADMIN_PAGE_SCREENSHOTS") or tmp_path))
         page = admin.open()
         expect(page.get_by_label("Function key")).to_be_hidden()
         expect(page.get_by_text("Signed in with your organisation account")).to_be_visible()
-        page.get_by_label("Org ID").fill("7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d")
-        page.get_by_role("button", name="Refresh").click()
-        key = page.get_by_label("Function key")
-        expect(key).to_have_accessible_description(re.compile("function key was not accepted"))
-        key.fill(FUNCTION_KEY)
+        page.get_by_label("Org ID").fill(org)
         page.get_by_role("button", name="Refresh").click()
         expect(page.locator("#credentials")).to_contain_text("disabled")
+        expect(page.get_by_label("Function key")).to_be_hidden()
+        admin.screenshot("9-signed-in")
+        host.principal = None  # the session ended (App Service authentication sends no principal any more)
+        page.get_by_role("button", name="Refresh").click()
+        expect(page.get_by_role("alert")).to_contain_text("Your sign-in has ended: reload the page")
+        admin.screenshot("10-sign-in-ended")
+        expect(page.get_by_label("Function key")).to_be_hidden()
         admin.watch.assert_clean(expected_statuses=(401,))
+        page.close()
+    reader = {"name": "Jörg Müller", "id": "c4a2", "claims": [{"typ": "roles", "val": "Webinar.Reader"}]}
+    with FunctionHost(ROOT, function_key="never-typed", principal=reader) as host:
+        admin = AdminPage(browser.new_page(), host, Path(os.environ.get("ADMIN_PAGE_SCREENSHOTS") or tmp_path))
+        page = admin.open()
+        page.get_by_label("Org ID").fill(org)
+        page.get_by_role("button", name="Refresh").click()
+        expect(page.get_by_role("alert")).to_contain_text("the app role 'Webinar.Admin' is required")
+        expect(page.get_by_label("Function key")).to_be_hidden()
+        admin.watch.assert_clean(expected_statuses=(403,))
         page.close()
 
 
@@ -271,7 +292,8 @@ def test_the_page_shows_each_webinars_drift_counts_and_never_an_email(
     crm.registration(crm.contact(*PEOPLE[1]))  # its message was dead-lettered: ON24 never heard of Åsa
     on24.add_registrant(WEBINAR, "walk.in@eksempel.dk", firstname="Mette")  # ON24's own registration page
     answer = reconcile_main(admin_request("POST", "orgs/{orgId}/webinars/{webinarId}/reconcile",
-                                          {"orgId": org, "webinarId": str(WEBINAR)}))  # fmt: skip
+                                          {"orgId": org, "webinarId": str(WEBINAR)},
+                                          headers={"x-functions-key": FUNCTION_KEY}))  # fmt: skip
     assert answer.status_code == 200
     page.get_by_role("button", name="Refresh").click()
     expect(page.get_by_role("row").filter(has=page.get_by_role("rowheader", name=str(WEBINAR)))).to_contain_text(

@@ -23,6 +23,9 @@ from tests.functions import http_request, json_body, principal_headers
 ORG = "contoso-prod"
 
 
+ADMIN_KEY = "admin-key-0001-4f5a8c6d"
+
+
 def put(org: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
     response = store_main(http_request("PUT", org, body, **kwargs))
     return response.status_code, json_body(response)
@@ -230,14 +233,16 @@ def test_local_key_is_refused_in_azure_unless_allowed(
     monkeypatch.delenv("KEY_VAULT_URL")
     monkeypatch.setenv("CREDENTIALS_KEY", random_key())
     monkeypatch.setenv("WEBSITE_INSTANCE_ID", "abc123")
+    monkeypatch.setenv("ADMIN_API_KEY", ADMIN_KEY)  # in Azure the admin routes want a key (or a signed-in admin)
     reset_app()
-    code, body = put(ORG, credentials_body())
+    key = {"x-functions-key": ADMIN_KEY}
+    code, body = put(ORG, credentials_body(), headers=key)
     assert code == 500 and "CREDENTIALS_KEY" in body["error"]["message"]
     assert raw_org_rows(on24_env) == []
-    assert delete(ORG)[0] == 200, "the off switch needs no key"
+    assert delete(ORG, headers=key)[0] == 200, "the off switch needs no credentials key"
     monkeypatch.setenv("ALLOW_LOCAL_CREDENTIALS_KEY", "true")
     reset_app()
-    assert put(ORG, credentials_body())[0] == 200
+    assert put(ORG, credentials_body(), headers=key)[0] == 200
 
 
 def test_no_key_configured_is_a_clear_error(on24_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,9 +146,9 @@ def test_a_repair_is_audited_with_who_when_and_how_many(
     caplog.set_level("INFO")
     assert reconcile(repair="true")[0] == 200
     audit = [r for r in caplog.records if getattr(r, "audit", None) == "reconcile.repaired"]
-    assert len(audit) == 1 and audit[0].actor == "function-key holder" and audit[0].repairs == 6
+    assert len(audit) == 1 and audit[0].actor == "local developer" and audit[0].repairs == 6
     state = get_app().reconciliations.get(ORG, str(WEBINAR))
-    assert state is not None and state.repaired_by == "function-key holder" and state.repaired_at is not None
+    assert state is not None and state.repaired_by == "local developer" and state.repaired_at is not None
     assert sum(state.repairs.values()) == 6
 
 
@@ -191,7 +191,7 @@ def test_a_webinar_too_large_for_the_request_is_accepted_and_finished_by_the_tim
     assert status == 200 and done["status"] == "succeeded" and done["kind"] == "reconcile"
     assert done["result"]["counts"]["missingInOn24"] == 0 and done["result"]["repairs"] == {"registered": 1}
     state = get_app().reconciliations.get(ORG, str(WEBINAR))
-    assert state is not None and state.requested_at is None and state.repaired_by == "function-key holder"
+    assert state is not None and state.requested_at is None and state.repaired_by == "local developer"
 
 
 # ---- a repair against the deliveries and erasures running beside it ---------------------------------------------

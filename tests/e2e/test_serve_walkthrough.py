@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -265,7 +266,7 @@ def test_the_printed_walkthrough_ends_with_check_ins_in_crm(
         walkthrough = steps(output)
         assert walkthrough[0] == ["FUNC=http://localhost:7071"]
         page = re.search(r"^Admin page: (http://127\.0\.0\.1:\d+/api/admin)$", output, re.M)
-        key = re.search(r"^  Function key \(the page asks for it once\): (\S+)$", output, re.M)
+        key = re.search(r"^  Function key \(the app's ADMIN_API_KEY; the page asks for it once\): (\S+)$", output, re.M)
         assert page and key, output
         with urllib.request.urlopen(page.group(1), timeout=30) as answer:  # noqa: S310 - 127.0.0.1
             assert answer.status == 200 and b"<title>ON24 webinar integration" in answer.read()
@@ -274,6 +275,9 @@ def test_the_printed_walkthrough_ends_with_check_ins_in_crm(
         request = urllib.request.Request(status_url, headers={"x-functions-key": key.group(1)})  # noqa: S310
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the real route behind the page
             assert json.loads(answer.read())["configured"] is False
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the page's key is the app's: no key, no answer
+            urllib.request.urlopen(status_url, timeout=30)  # noqa: S310 - 127.0.0.1
+        assert refused.value.code == 401
         assert sorted(walkthrough) == [0, 1, 2, 3, 4, 5, 6]
 
         # --write-local-settings: where func start reads it, the user's previous file kept in .sandbox/.

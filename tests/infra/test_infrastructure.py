@@ -323,3 +323,37 @@ def test_host_json_sets_no_log_category_that_opentelemetry_mode_ignores() -> Non
     levels = host["logging"]["logLevel"]
     assert not {"Host.Results", "Host.Aggregator"} & set(levels)
     assert levels["Function"] == "Information" and levels["default"] == "Warning"
+
+
+def test_app_service_authentication_guards_the_app_when_an_app_registration_is_given() -> None:
+    """The admin routes are anonymous at the host (the app guards them); with ADMIN_AUTH_CLIENT_ID the template turns
+    on App Service authentication: sign-in required, this tenant's issuer, the registration's audiences, no token
+    store. Without it, no authentication resource exists and the app keeps its routes closed (no ADMIN_API_KEY)."""
+    template = load()
+    auth = template.resources["functionAppAuth"]
+    assert auth.type == "Microsoft.Web/sites/config" and auth.body["name"] == "authsettingsV2"
+    assert template.render(auth.condition) == "!empty(adminAuthClientId)"
+    assert template.params["adminAuthClientId"]["default"] == ""
+    settings = auth.properties
+    assert settings["platform"]["enabled"] is True
+    assert settings["globalValidation"]["requireAuthentication"] is True
+    assert settings["globalValidation"]["unauthenticatedClientAction"] == "RedirectToLoginPage"
+    entra = settings["identityProviders"]["azureActiveDirectory"]
+    assert entra["enabled"] is True and entra["registration"]["clientId"] == "adminAuthClientId"
+    issuer = template.render(entra["registration"]["openIdIssuer"])
+    assert "environment().authentication.loginEndpoint" in issuer and "tenant().tenantId" in issuer, issuer
+    assert [template.render(a) for a in entra["validation"]["allowedAudiences"]] == [
+        "'api://${adminAuthClientId}'",
+        "adminAuthClientId",
+    ]
+    assert settings["login"]["tokenStore"]["enabled"] is False
+    assert settings["httpSettings"]["requireHttps"] is True
+    assert "ADMIN_API_KEY" not in app_settings(template), "a key in the template would be readable by every reader"
+    site = template.resources["functionApp"]
+    assert template.render(site.properties["keyVaultReferenceIdentity"]) == "appIdentity.id"
+    main = parse(INFRA / "main.bicep")
+    assert template.render(main.data["modules"]["resources"]["config"]["params"]["adminAuthClientId"]) == (
+        "adminAuthClientId"
+    )
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["adminAuthClientId"]["value"] == "${ADMIN_AUTH_CLIENT_ID=}"

@@ -51,6 +51,8 @@ def test_identity_based_storage_account() -> None:
         ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com.evil.example"}, "DATAVERSE_URL"),
         ({"DATAVERSE_URL": "http://127.0.0.1:8080"}, "DATAVERSE_URL"),  # loopback only with DATAVERSE_AUTH=none
         ({"ADMIN_ORG_SCOPE": "sometimes"}, "ADMIN_ORG_SCOPE"),
+        ({"ADMIN_API_KEY": "@Microsoft.KeyVault(VaultName=kv;SecretName=admin-api-key)"}, "ADMIN_API_KEY"),
+        ({"ADMIN_API_KEY": "too-short"}, "ADMIN_API_KEY"),
         (
             {
                 "KEY_VAULT_URL": "https://kv.vault.azure.net",
@@ -78,6 +80,15 @@ def test_local_key_value_never_appears_in_errors_or_repr() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_environ({"AzureWebJobsStorage": STORAGE, "CREDENTIALS_KEY": bad})
     assert bad not in str(caught.value)
+
+
+def test_admin_key_never_appears_in_errors_or_repr_and_blank_is_none() -> None:
+    key = "Adm1n-key-4f5a-8c6d-2e1f0a9b8c7d"
+    assert key not in repr(Settings.from_environ({"AzureWebJobsStorage": STORAGE, "ADMIN_API_KEY": key}))
+    assert Settings.from_environ({"AzureWebJobsStorage": STORAGE, "ADMIN_API_KEY": "  "}).admin_api_key is None
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"AzureWebJobsStorage": STORAGE, "ADMIN_API_KEY": key[:10]})
+    assert key[:10] not in str(caught.value)
 
 
 def test_sandbox_auth_none_is_accepted_for_loopback_urls() -> None:
