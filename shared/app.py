@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -76,7 +75,7 @@ class App(PrivacyParts, ReconcileParts):
     ) -> None:
         self.settings = settings
         self._clock = clock  # tests run RegisterAttendee and RetryParked on a virtual clock
-        self._sleep = sleep if sleep is not None else (time.sleep if clock is None else lambda _seconds: None)
+        self._sleep = sleep  # waits for an ON24 slot (None: real ones, or none at all on a virtual clock)
         self._key_provider = key_provider
         self._azure_credential = azure_credential
         self._http_client = http_client
@@ -206,7 +205,7 @@ class App(PrivacyParts, ReconcileParts):
             backoff=Backoff(s.park_backoff_base_seconds, s.park_backoff_max_seconds),
             tombstones=self.tombstones,
             pacer_for=self.registrant_pacer,
-            pace_wait_seconds=s.pace_wait_seconds,
+            pace_wait_seconds=s.registration_pace_wait_seconds,
         )
         return ports if self._clock is None else replace(ports, clock=self._clock)
 

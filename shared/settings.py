@@ -120,7 +120,6 @@ def _table_prefix(value: Any) -> str:
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Url = Annotated[str | None, BeforeValidator(_url)]
 Auth = Annotated[AuthMode, BeforeValidator(_auth_mode)]
-_Count = Annotated[int, _number(1, 100000, whole=True)]
 
 
 class Settings(BaseSettings):
@@ -187,10 +186,24 @@ class Settings(BaseSettings):
     reconcile_repairs_per_minute: Annotated[int, _number(1, 1000, whole=True)] = Field(
         60, validation_alias="RECONCILE_REPAIRS_PER_MINUTE"
     )
-    on24_registrant_calls_per_minute: _Count = Field(980, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE")
-    on24_forget_calls_per_minute: _Count = Field(28, validation_alias="ON24_FORGET_CALLS_PER_MINUTE")
-    on24_pace_window_seconds: Annotated[float, _number(1)] = Field(60.0, validation_alias="ON24_PACE_WINDOW_SECONDS")
-    pace_wait_seconds: Annotated[float, _number(0)] = Field(10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS")
+    on24_registrant_calls_per_minute: Annotated[int, _number(1, 100000, whole=True)] = Field(
+        980, validation_alias="ON24_REGISTRANT_CALLS_PER_MINUTE"
+    )
+    """Registrant creates, updates and soft deletes per ON24 account and window, across every instance (ON24
+    allows 1,000 a minute: the rest is headroom for calls that reach ON24 a little late)."""
+    on24_forget_calls_per_minute: Annotated[int, _number(1, 100000, whole=True)] = Field(
+        28, validation_alias="ON24_FORGET_CALLS_PER_MINUTE"
+    )
+    """Forget calls per ON24 account and window, across every instance (ON24 allows 30 a minute)."""
+    on24_pace_window_seconds: Annotated[float, _number(1, 3600)] = Field(
+        60.0, validation_alias="ON24_PACE_WINDOW_SECONDS"
+    )
+    """The window those two limits count in: ON24's minute; shorter only for a benchmark on a scaled clock."""
+    registration_pace_wait_seconds: Annotated[float, _number(0, 60)] = Field(
+        10.0, validation_alias="REGISTRATION_PACE_WAIT_SECONDS"
+    )
+    """How long a delivery waits for its ON24 slot before it parks the message until then (well inside the
+    queue's lock, which the host renews)."""
     on24_attendee_date_filter: Literal["lastActivity", "default"] = Field(
         "lastActivity", validation_alias="ON24_ATTENDEE_DATE_FILTER"
     )
@@ -271,7 +284,7 @@ class Settings(BaseSettings):
             return cls()
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
-            raise ConfigError(f"setting {first['loc'][0] if first['loc'] else '?'} {first['msg']}") from None
+            raise ConfigError(f"setting {_setting_name(first['loc'])} {first['msg']}") from None
         finally:
             _ENVIRON.reset(token)
 
@@ -319,6 +332,11 @@ class Settings(BaseSettings):
         if problem := metrics_budget_problem(self.metrics_budget_seconds, _ENVIRON.get() or os.environ):
             raise ConfigError(f"setting {problem}")
         return self
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The setting a validation error is about (pydantic names it by its alias)."""
+    return str(loc[0]) if loc else "?"
 
 
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environ", default=None)

@@ -185,13 +185,18 @@ def account_pacer(
     calls: int,
     window: float,
     virtual: Callable[[], datetime] | None,
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], None] | None = None,
 ) -> SharedRateLimiter:
     """An account's registrant or forget pacing: blocks of a fiftieth of the limit, held a thirtieth of the window.
-    ``virtual``: a test's clock, read for both the grant times and the waits (None: the system's clocks); on it
-    ``sleep`` passes no real time (``App``'s default), and a clock that stands still ends a wait in a park."""
+
+    ``virtual``: a test's clock, read for the grant times and the waits (None: the system's clocks). ``sleep``: how
+    a wait passes (None: ``time.sleep``; on a virtual clock no real time, so a clock that stands still ends the
+    wait in a park instead of a real sleep under a frozen clock).
+    """
     wall = (lambda: virtual().timestamp()) if virtual is not None else time.time
     monotonic = wall if virtual is not None else time.monotonic
+    if sleep is None:
+        sleep = time.sleep if virtual is None else (lambda _seconds: None)
     block, hold = max(1, calls // 50), window / 30
     return SharedRateLimiter(
         table, account, calls, window, hold=hold, kind=kind, block=block, clock=wall, monotonic=monotonic, sleep=sleep
