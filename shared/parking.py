@@ -11,6 +11,11 @@ call, e.g. a stale one, proves nothing and the next one probes), the org's parki
 follow, within the run's budget. Re-driving goes through ``handle_registration``: the same lease, order and
 exactly-once rules as a fresh delivery.
 
+ON24's registrant limit per account (``shared.store.pacing``): a message parked alone because its slot lay beyond
+its delivery's wait is due at that slot. A run re-drives an org's due messages 8 at a time, each waiting for its
+slot until the run's budget ends (``RegistrationPorts.pace_until``), so one run drains at the account's limit; a
+slot beyond the run's end reschedules that message to it and leaves the org's other due messages for the next run.
+
 Orgs are isolated: whatever one org raises (Dataverse refusing the app's identity, a storage fault, a bug) is
 recorded on that org with backoff and the run goes on to the next; a parked message that no longer parses is
 moved, whole, to the rejected messages with the reason (never retried); any other error of one message
@@ -158,7 +163,7 @@ def _retry_messages(
         except BusyError as exc:  # held by another delivery: due again when the row frees, not an outage
             until = exc.until if isinstance(exc, LeaseHeld) else now + BUSY_RETRY
             parked.reschedule(message, next_attempt_at=until, error=str(exc))
-            if isinstance(exc, SlotLater):  # the account's ON24 limit is reached: the rest stay due, untried
+            if isinstance(exc, SlotLater):  # the account's next slot lies past this run's end: the rest stay due
                 report.left_for_next_run += len(messages) - position - 1
                 return
             continue
