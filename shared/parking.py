@@ -13,8 +13,9 @@ exactly-once rules as a fresh delivery.
 
 ON24's registrant limit per account (``shared.store.pacing``): a message parked alone because its slot lay beyond
 its delivery's wait is due at that slot. A run re-drives an org's due messages 8 at a time, each waiting for its
-slot until the run's budget ends (``RegistrationPorts.pace_until``), so one run drains at the account's limit; a
-slot beyond the run's end reschedules that message to it and leaves the org's other due messages for the next run.
+slot until the run's budget ends, plus a delivery's wait for a re-drive started within it
+(``RegistrationPorts.pace_until``; 45 + 10 s, inside the minute), so one run drains at the account's limit; a
+slot beyond that reschedules its message to it and leaves the org's other due messages for the next run.
 
 Orgs are isolated: whatever one org raises (Dataverse refusing the app's identity, a storage fault, a bug) is
 recorded on that org with backoff and the run goes on to the next; a parked message that no longer parses is
@@ -81,7 +82,8 @@ def retry_parked(
         TransientError, ConfigError: the org table cannot be listed; the next run starts over.
     """
     started, now, report = time.monotonic(), ports.clock(), RetryReport()
-    ports = replace(ports, pace_until=started + budget_seconds)  # re-drives wait for their ON24 slots in the run
+    # Re-drives wait for their ON24 slots within the run; one started within the budget as long past it as a delivery.
+    ports = replace(ports, pace_until=started + budget_seconds + ports.pace_wait_seconds)
     due = sorted(_due_orgs(credentials, parked, now), key=lambda org: (org.park_until or now, org.org_id))
     for org in due:
         if time.monotonic() - started > budget_seconds:
@@ -148,6 +150,9 @@ def _retry_messages(
     """``_retry_org``'s loop over the due messages, whose re-drives ``ahead`` may already have started."""
     failures, messages = org.park_failures, ahead.messages
     for position, message in enumerate(messages):
+        if ahead.stopped and not ahead.started(position):  # the account's limit was met: the rest stay due
+            report.left_for_next_run += len(messages) - position
+            return
         if time.monotonic() - started > budget_seconds:
             credentials.set_parking(org.org_id, failures, now)  # due again at once: carry on next run
             report.left_for_next_run += len(messages) - position
@@ -163,9 +168,8 @@ def _retry_messages(
         except BusyError as exc:  # held by another delivery: due again when the row frees, not an outage
             until = exc.until if isinstance(exc, LeaseHeld) else now + BUSY_RETRY
             parked.reschedule(message, next_attempt_at=until, error=str(exc))
-            if isinstance(exc, SlotLater):  # the account's next slot lies past this run's end: the rest stay due
-                report.left_for_next_run += len(messages) - position - 1
-                return
+            if isinstance(exc, SlotLater):  # the account's next slot lies past this run's end: no new re-drives,
+                ahead.stop()  # but those already started are looked at (done ones leave the parking now)
             continue
         except (TransientError, CredentialsRejectedError) as exc:
             failures += 1
@@ -201,8 +205,9 @@ class _Ahead:
 
     Messages parked alone (busy row, the account's ON24 slot) are independent registrations: re-driven one by one,
     a window's worth of ON24 slots would take longer than the window. A probe of an org that is parking stays
-    alone (``concurrent`` False). When the loop stops early, re-drives already started finish; a result not
-    looked at leaves its message parked and due, and its next re-drive finds the row decided (a duplicate).
+    alone (``concurrent`` False). Once the account's limit is met (``stop``), no re-drive starts, and the loop
+    still looks at those already started. When the run's budget ends, re-drives already started finish; a result
+    not looked at leaves its message parked and due, and its next re-drive finds the row decided (a duplicate).
     """
 
     def __init__(self, ports: RegistrationPorts, messages: list[ParkedMessage], *, concurrent: bool) -> None:
@@ -211,6 +216,15 @@ class _Ahead:
         self._pool = ThreadPoolExecutor(REDRIVE_CONCURRENCY) if concurrent and len(messages) > 1 else None
         self._futures: dict[int, Future[Outcome]] = {}
         self._submitted = 0
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Start no more re-drives."""
+        self.stopped = True
+
+    def started(self, position: int) -> bool:
+        """Whether message ``position``'s re-drive is already under way (its result not taken yet)."""
+        return position in self._futures
 
     def __enter__(self) -> _Ahead:
         return self
@@ -224,7 +238,7 @@ class _Ahead:
         message = self.messages[position]
         if self._pool is None:
             return _redrive(self._ports, message, command)
-        while self._submitted < min(len(self.messages), position + REDRIVE_CONCURRENCY):
+        while not self.stopped and self._submitted < min(len(self.messages), position + REDRIVE_CONCURRENCY):
             ahead = self.messages[self._submitted]
             try:
                 parsed = RegistrationCommand.model_validate_json(ahead.command)

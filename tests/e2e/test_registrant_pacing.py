@@ -152,6 +152,7 @@ def test_forget_calls_are_paced_on_their_own_limit(instances: Any, on24: Any) ->
 def waiting(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, on24: Any) -> Any:
     """One instance whose waits for a slot go through its injected sleeper, which moves the virtual clock."""
     monkeypatch.setenv("ON24_REGISTRANT_CALLS_PER_MINUTE", "3")
+    monkeypatch.setenv("ON24_FORGET_CALLS_PER_MINUTE", "1")
     monkeypatch.setenv("REGISTRATION_PACE_WAIT_SECONDS", "0")
     monkeypatch.setenv("RETRY_PARKED_BUDGET_SECONDS", "30")
     on24.add_event(ON24_CLIENT_ID, WEBINAR, title="Paced webinar")
@@ -201,3 +202,42 @@ def test_a_retry_parked_run_waits_for_the_accounts_next_slots_within_its_budget_
     assert registrant_writes(on24) == 7
     assert held(on24) == {email for email, _, _ in people}
     assert list(app.parked.iter_all()) == []
+
+
+def test_re_drives_already_under_way_when_the_limit_is_met_leave_the_parking_in_the_same_run(
+    waiting: Any, on24: Any
+) -> None:
+    clock, app, slept = waiting
+    start = clock.now
+    org = app.credentials.get(ORG)
+    assert org is not None
+    forgets_elsewhere = app.registrant_pacer(org, "forget")  # the account's forget slots, as another instance uses them
+
+    def at(seconds: int) -> datetime:
+        clock.now = start + timedelta(seconds=seconds)
+        return clock.now
+
+    assert forgets_elsewhere.acquire_within(0) == 0.0  # the minute's one forget, at +0
+    regs = [str(uuid.uuid4()) for _ in range(6)]
+    register(app, regs[0], PEOPLE[0], at(1))
+    use(app)
+    forget = canonical_body(org_id=ORG, registration_id=regs[0], event_id=None, action="forget", occurred_at=at(2))
+    register_main(service_bus_message(forget, message_id=uuid.uuid4().hex, delivery_count=1, enqueued_time=at(2)))
+    register(app, regs[1], PEOPLE[1], at(10))
+    register(app, regs[2], PEOPLE[2], at(11))  # the minute's three registrant calls: +1, +10, +11
+    for n, person in enumerate([*PEOPLE[3:], ("olga.smirnova@firma.ru", "Ольга", "Смирнова")], start=3):
+        register(app, regs[n], person, at(12))
+    due = sorted(app.parked.iter_all(), key=lambda m: m.next_attempt_at)
+    assert next(m.key for m in due) == regs[0], "the forget is due first (+62), the three registers at +63"
+    assert registrant_writes(on24) == 3 and forgets(on24) == 0
+
+    at(63)
+    assert forgets_elsewhere.acquire_within(0) == 0.0  # another instance takes the forget slot of +62 at +63
+    retry_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+
+    assert registrant_writes(on24) == 6, "the three registers got their slots at +63, +72 and +73"
+    assert forgets(on24) == 0, "the forget's next slot (+125) lies past the run's 30 s"
+    left = list(app.parked.iter_all())
+    assert [m.key for m in left] == [regs[0]], "the registers re-driven while the forget met the limit are done"
+    assert left[0].next_attempt_at == start + timedelta(seconds=63) + HOLD + timedelta(seconds=60)
+    assert sorted(slept) == [1.0, 9.0]
