@@ -55,7 +55,7 @@ def authorize(
     """The caller of an admin route on ``org_id``, or the ``ApiError``/``ConfigError`` that refuses it."""
     if settings.app_service_auth_enabled:
         if not headers.get("x-ms-client-principal"):
-            raise ApiError(401, "unauthenticated", "sign in: App Service authentication is on and no principal was sent")
+            raise ApiError(401, "unauthenticated", "sign in: App Service authentication is on and sent no principal")
         _refuse_cross_site(method, headers)
         return _principal(headers, settings, org_id)
     if settings.admin_org_scope:
