@@ -170,3 +170,23 @@ def start_parts(
     logging.getLogger().addHandler(log_handler)
     stack.callback(logging.getLogger().removeHandler, log_handler)
     return Parts(stand_ins, azurite, env, on24_url, dataverse_url, log_handler)
+
+
+def storage_only_app(stack: contextlib.ExitStack) -> Any:
+    """An ``App`` on a fresh Azurite (blob and table) with a throwaway local credentials key and its own table prefix:
+    for benchmarks of storage-bound use cases (no ON24, Dataverse or Key Vault). Both close with ``stack``."""
+    import base64
+
+    from sandbox.azurite import Azurite
+    from shared.app import App
+    from shared.settings import Settings
+
+    azurite = stack.enter_context(Azurite(("blob", "table")))
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "STATE_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:12],
+        "CREDENTIALS_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+    app = App(Settings.from_environ(env))
+    stack.callback(app.close)
+    return app

@@ -12,20 +12,16 @@ the median of five more.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import os
 import statistics
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.common import run_with_cleanup, stepper
-from sandbox.azurite import Azurite
+from benchmarks.common import run_with_cleanup, stepper, storage_only_app
 from shared import health
 from shared.app import App
-from shared.settings import Settings
 
 BUSY, QUIET = "bench-org-busy", "bench-org-quiet"
 
@@ -56,14 +52,7 @@ def timed(app: App, org: str) -> tuple[float, dict[str, object]]:
 
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     step = stepper()
-    azurite = stack.enter_context(Azurite(("blob", "table")))
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "STATE_TABLE_PREFIX": "bench" + uuid.uuid4().hex[:12],
-        "CREDENTIALS_KEY": base64.b64encode(os.urandom(32)).decode(),
-    }
-    app = App(Settings.from_environ(env))
-    stack.callback(app.close)
+    app = storage_only_app(stack)
     now = datetime.now(UTC)
     step(f"seeding {args.rows} ledger rows of a busy org and of a quiet one")
     seed(app, BUSY, args.rows, now)

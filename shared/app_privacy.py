@@ -4,55 +4,37 @@ hashes, and the privacy use cases' ports. Kept apart so that ``shared.app`` stay
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from shared.app_core import AppCore
 from shared.once import built_once
 
 if TYPE_CHECKING:
     from shared.crypto import KeyProvider
     from shared.emailhash import EmailHashers
     from shared.privacy import ErasureOutcome, PrivacyOptions, PrivacyPorts
-    from shared.registration import RegistrationPorts
-    from shared.settings import Settings
-    from shared.store import CredentialStore, StateTables
     from shared.store.blobs import MatchIndexes
-    from shared.store.ledger import Ledger
     from shared.store.parked import ParkedMessages
     from shared.store.purges import PurgeRequests
     from shared.store.rejected import RejectedMessages
-    from shared.store.sync_state import SyncStateStore
     from shared.store.tombstones import Tombstones
 
 
-class _App(Protocol):
-    """What the privacy part uses of ``App``."""
+class _App(AppCore, Protocol):
+    """What the privacy part uses of ``App`` beyond ``AppCore``."""
 
-    settings: Settings
-    _build_lock: Any
-
-    @property
-    def tables(self) -> StateTables: ...
     @property
     def key_provider(self) -> KeyProvider: ...
-    @property
-    def ledger(self) -> Ledger: ...
-    @property
-    def sync_state(self) -> SyncStateStore: ...
     @property
     def rejected(self) -> RejectedMessages: ...
     @property
     def parked(self) -> ParkedMessages: ...
     @property
-    def credentials(self) -> CredentialStore: ...
-    @property
     def match_indexes(self) -> MatchIndexes: ...
     @property
     def purges(self) -> PurgeRequests: ...
     @property
-    def tombstones(self) -> Tombstones: ...
-    @property
     def email_hashers(self) -> EmailHashers: ...
-    def registration_ports(self) -> RegistrationPorts: ...
 
 
 class PrivacyParts:

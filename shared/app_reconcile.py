@@ -3,8 +3,9 @@ and the ports of ``shared.reconcile``. Kept apart so that ``shared.app`` stays o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from shared.app_core import AppCore
 from shared.once import built_once
 
 if TYPE_CHECKING:
@@ -12,37 +13,18 @@ if TYPE_CHECKING:
     from shared.metrics import MetricsOptions
     from shared.ratelimit import RateLimiter
     from shared.reconcile import ReconcilePorts, ScheduleParts
-    from shared.registration import RegistrationPorts
-    from shared.settings import Settings
-    from shared.store import CredentialStore, OrgRecord, StateTables
-    from shared.store.ledger import Ledger
+    from shared.store import OrgRecord
     from shared.store.reconciliations import ReconcileStore
-    from shared.store.sync_state import SyncStateStore
-    from shared.store.tombstones import Tombstones
     from shared.webinars import WebinarProvider
 
 
-class _App(Protocol):
-    """What the reconciliation part uses of ``App``."""
+class _App(AppCore, Protocol):
+    """What the reconciliation part uses of ``App`` beyond ``AppCore``."""
 
-    settings: Settings
-    _build_lock: Any
-
-    @property
-    def tables(self) -> StateTables: ...
-    @property
-    def ledger(self) -> Ledger: ...
-    @property
-    def sync_state(self) -> SyncStateStore: ...
-    @property
-    def credentials(self) -> CredentialStore: ...
-    @property
-    def tombstones(self) -> Tombstones: ...
     @property
     def reconciliations(self) -> ReconcileStore: ...
     @property
     def repair_limiter(self) -> RateLimiter: ...
-    def registration_ports(self) -> RegistrationPorts: ...
     def metrics_options(self) -> MetricsOptions: ...
     def provider_for(self, org: OrgRecord, pacing: RateLimiter | None = None) -> WebinarProvider: ...
     def crm_for(self, org: OrgRecord) -> Crm | None: ...

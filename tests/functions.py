@@ -22,7 +22,7 @@ __all__ = [
 
 
 def principal_headers(name: str, roles: list[str]) -> dict[str, str]:
-    """App Service authentication headers for a signed-in principal with app roles.
+    """App Service authentication headers for a signed-in principal with app roles, from the admin page.
 
     The principal's name may be logged (audit lines say who acted), so it is allowed in the log scan.
     """
@@ -37,6 +37,7 @@ def principal_headers(name: str, roles: list[str]) -> dict[str, str]:
         "X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(principal).encode()).decode(),
         "X-MS-CLIENT-PRINCIPAL-NAME": name,
         "X-MS-CLIENT-PRINCIPAL-ID": "11111111-2222-3333-4444-555555555555",
+        "X-Requested-With": "XMLHttpRequest",  # as the admin page sends it (a change without it is refused)
     }
 
 

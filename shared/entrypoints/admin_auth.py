@@ -7,7 +7,8 @@ describes: Easy Auth in front, ``anonymous`` routes). So this module decides, in
 
 1. **App Service authentication on** (``WEBSITE_AUTH_ENABLED``, set by the platform, which also sets and strips the
    ``X-MS-CLIENT-PRINCIPAL*`` headers): a principal holding ``ADMIN_ROLE`` (every org) or, with
-   ``ADMIN_ORG_SCOPE``, ``<ADMIN_ROLE>.<orgId>``. No key is needed or accepted in its place.
+   ``ADMIN_ORG_SCOPE``, ``<ADMIN_ROLE>.<orgId>``. No key is needed or accepted in its place. A change made with
+   the session cookie alone must show it comes from the admin page (``_refuse_cross_site``).
 2. **Off, with ``ADMIN_API_KEY``**: the key in ``x-functions-key`` (or ``?code=``), the header and query a
    Functions client already sends; compared in constant time; it acts on every org.
 3. **Off, no key, not in Azure** (a developer's machine: ``func start`` checks no keys either): open, with a
@@ -35,6 +36,7 @@ _log = logging.getLogger(__name__)
 
 KEY_HEADER = "x-functions-key"
 KEY_QUERY = "code"
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # reads: another site cannot read their answers (no CORS is granted)
 _ROLE_CLAIMS = frozenset({"roles", "role", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
 _warned_open = False
 
@@ -47,9 +49,14 @@ class Caller:
     roles: frozenset[str]
 
 
-def authorize(headers: Mapping[str, str], params: Mapping[str, str], settings: Settings, org_id: str) -> Caller:
+def authorize(
+    method: str, headers: Mapping[str, str], params: Mapping[str, str], settings: Settings, org_id: str
+) -> Caller:
     """The caller of an admin route on ``org_id``, or the ``ApiError``/``ConfigError`` that refuses it."""
     if settings.app_service_auth_enabled:
+        if not headers.get("x-ms-client-principal"):
+            raise ApiError(401, "unauthenticated", "sign in: App Service authentication is on and sent no principal")
+        _refuse_cross_site(method, headers)
         return _principal(headers, settings, org_id)
     if settings.admin_org_scope:
         raise ConfigError(
@@ -72,6 +79,24 @@ def authorize(headers: Mapping[str, str], params: Mapping[str, str], settings: S
     return Caller("local developer", frozenset())
 
 
+def _refuse_cross_site(method: str, headers: Mapping[str, str]) -> None:
+    """A signed-in browser carries its session cookie on requests another site makes it send (cross-site request
+    forgery): a form can POST ``text/plain`` JSON to the forget route without any CORS check. So a call that changes
+    something must carry what such a form cannot: an ``Authorization`` header (a flow's Entra token) or the admin
+    page's ``X-Requested-With`` (a custom header, which a cross-site page cannot add without a CORS preflight this
+    app never grants); and a browser that says the request is cross-site (``Sec-Fetch-Site``) is refused."""
+    if headers.get("authorization"):
+        return
+    cross_site = headers.get("sec-fetch-site", "").lower() == "cross-site"
+    if cross_site or (method.upper() not in SAFE_METHODS and not headers.get("x-requested-with")):
+        raise ApiError(
+            403,
+            "forbidden",
+            "a signed-in browser request that changes something must come from the admin page (X-Requested-With) "
+            "or carry a token (Authorization); cross-site requests are refused",
+        )
+
+
 def key_required(settings: Settings) -> bool:
     """Does a caller of the admin routes have to send ``ADMIN_API_KEY`` (what the admin page asks for)?"""
     return not settings.app_service_auth_enabled and settings.admin_api_key is not None
@@ -88,10 +113,7 @@ def _warn_open_once() -> None:
 
 
 def _principal(headers: Mapping[str, str], settings: Settings, org_id: str) -> Caller:
-    encoded = headers.get("x-ms-client-principal")
-    if not encoded:
-        raise ApiError(401, "unauthenticated", "sign in: App Service authentication is on and no principal was sent")
-    roles = _roles(encoded)
+    roles = _roles(headers.get("x-ms-client-principal", ""))
     name = headers.get("x-ms-client-principal-name") or headers.get("x-ms-client-principal-id") or "unknown principal"
     caller = Caller(name[:200], roles)
     admin_role = settings.admin_role

@@ -106,7 +106,7 @@ def _respond(
     try:
         if req.method.upper() != method:
             raise ApiError(405, "method_not_allowed", f"use {method} on this route")
-        caller = authorize(req.headers, req.params, app.settings, org_id or "")  # who first, then what
+        caller = authorize(method, req.headers, req.params, app.settings, org_id or "")  # who first, then what
         if org_id is None:
             raise ApiError(400, "invalid_org_id", "orgId must be 1-64 letters, digits, '.', '_' or '-'", "orgId")
         result = operation(org_id, caller)

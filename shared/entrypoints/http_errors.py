@@ -30,7 +30,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_webinar_id": (400, "webinarId is not a positive ON24 event id"),
     "invalid_operation_id": (400, "operationId is not an id this API hands out"),
     "unauthenticated": (401, "no signed-in principal (App Service authentication), or no or a wrong admin key"),
-    "forbidden": (403, "the principal lacks the app role for this org"),
+    "forbidden": (403, "the principal lacks the app role for this org, or a signed-in browser change is cross-site"),
     "webinar_not_found": (404, "ON24 has no such webinar for the org's account"),
     "operation_not_found": (404, "no such operation for this org (kept 30 days; a pull's goes when the org leaves)"),
     "method_not_allowed": (405, "another method is needed on this route"),

@@ -391,6 +391,7 @@ def user_principal(name: str, roles: list[str], *, role_claim: str = "roles") ->
         "X-MS-CLIENT-PRINCIPAL-NAME": name,
         "X-MS-CLIENT-PRINCIPAL-ID": str(uuid.uuid4()),
         "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
+        "X-Requested-With": "XMLHttpRequest",  # the admin page's calls (a change without it is refused)
     }
 
 
@@ -409,6 +410,7 @@ def app_principal(app_id: str, roles: list[str]) -> dict[str, str]:
         "X-MS-CLIENT-PRINCIPAL-NAME": app_id,
         "X-MS-CLIENT-PRINCIPAL-ID": app_id,
         "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
+        "Authorization": "Bearer eyJ0eXAiOiJKV1QifQ.e30.c2ln",  # the flow's token, which the platform validated
     }
 
 

@@ -155,3 +155,35 @@ def test_outside_azure_without_a_key_the_routes_are_open_as_func_start_leaves_th
         assert json.loads(body) == {"appServiceAuth": False, "keyRequired": False}
         status, _, body = fetch(f"{host.url}/api/orgs/{ORG}/webinar/credentials")
         assert status == 200 and json.loads(body)["configured"] is False
+
+
+def test_a_signed_in_browser_cannot_be_made_to_change_anything_from_another_site(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cross-site request forgery: another site's form POSTs ``text/plain`` JSON with the admin's session cookie
+    (the platform turns it into the principal). The app refuses every change that carries neither the admin page's
+    ``X-Requested-With`` nor a token, and anything a browser marks cross-site; reads stay as they were."""
+    use(monkeypatch, WEBSITE_AUTH_ENABLED="true", WEBSITE_INSTANCE_ID="instance-1")
+    admin = {"name": "Jörg Müller", "id": "33333333-2222-3333-4444-555555555555",
+             "claims": [{"typ": "roles", "val": "Webinar.Admin"}]}  # fmt: skip
+    forget = json.dumps({"email": "jörg.müller@firma.de"}).encode()
+    with FunctionHost(ROOT, function_key="never-typed", principal=admin) as host:
+        base = f"{host.url}/api/orgs/{ORG}"
+        forged = [
+            ("POST", "webinar/forget", {"Content-Type": "text/plain"}),
+            ("DELETE", "webinar/credentials?purge=true", {}),
+            ("POST", "webinars/4471234/pull", {"Content-Type": "application/x-www-form-urlencoded"}),
+            ("POST", "webinar/forget", {"X-Requested-With": "XMLHttpRequest", "Sec-Fetch-Site": "cross-site"}),
+        ]
+        for method, route, headers in forged:
+            status, _, body = fetch(f"{base}/{route}", headers, method, forget if method == "POST" else None)
+            error = json.loads(body)["error"]
+            assert (status, error["code"]) == (403, "forbidden"), (method, route, headers)
+            assert "cross-site" in error["message"]
+        for headers in ({"X-Requested-With": "XMLHttpRequest", "Sec-Fetch-Site": "same-origin"},
+                        {"Authorization": "Bearer a-flow's-entra-token"}):  # fmt: skip
+            status, _, body = fetch(f"{base}/webinar/forget", {**headers, "Content-Type": "application/json"},
+                                    "POST", forget)  # fmt: skip
+            assert status == 200 and "error" not in json.loads(body), "the route itself answered (nothing to erase)"
+        status, _, body = fetch(f"{base}/webinar/status", {"Sec-Fetch-Site": "same-origin"})
+        assert status == 200 and json.loads(body)["configured"] is False, "a read needs no page header"

@@ -14,6 +14,7 @@ from shared.store.ledger import LedgerEntry
 from shared.store.operations import Operation
 from shared.store.purges import PurgeRequest
 from shared.store.sync_state import WebinarSyncState
+from tests.unit.test_health import Tallies  # the tally store in memory, etag-guarded
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 ORG = "7d1f4c2a-9b3e-4f5a-8c6d-2e1f0a9b8c7d"
@@ -138,25 +139,6 @@ class Ledger:
     ) -> Iterator[LedgerEntry]:
         self.reads += 1
         yield from (r for r in self.rows if updated_since is None or (r.updated_at or NOW) >= updated_since)
-
-
-class Tallies:
-    """Blobs in memory (the tally's store), etag-guarded like Blob Storage."""
-
-    def __init__(self) -> None:
-        self.blobs: dict[str, tuple[bytes, str]] = {}
-
-    def load(self, org_id: str, name: str) -> tuple[bytes | None, str | None]:
-        data, etag = self.blobs.get(f"{org_id}/{name}", (None, None))
-        return data, etag
-
-    def save(self, org_id: str, name: str, data: bytes, etag: str | None) -> str | None:
-        current = self.blobs.get(f"{org_id}/{name}")
-        if (current[1] if current else None) != etag:
-            return None
-        new = str(int(etag or "0") + 1)
-        self.blobs[f"{org_id}/{name}"] = (data, new)
-        return new
 
 
 class Summary:
