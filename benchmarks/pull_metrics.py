@@ -144,6 +144,7 @@ LARGE_RSS_BYTES = 500 * 1024 * 1024
 MIB = 1024 * 1024
 UNCHANGED_WALL_TARGET_S, UNCHANGED_CPU_TARGET_S = 10.0, 3.0  # an unchanged re-run of the webinar
 FIRST_WALL_TARGET_S, FIRST_RSS_TARGET_BYTES = 60.0, 250 * MIB  # a first full sync
+PEOPLE = (("Jörg", "Müller"), ("Åsa", "Ødegård"), ("Иван", "Петров"), ("Mikko", "Häkkinen"))
 
 
 # ---- the attendees ---------------------------------------------------------------------------------------------
@@ -201,6 +202,19 @@ class StandIns(StandInServers):
         self._profile_lock = threading.Lock()
         self._server_seconds: Counter[str] = Counter()
 
+    def registrant(self, webinar: int, crm_event: str, registration: str, email: str, name: str, n: int) -> None:
+        """One person as production holds them after RegisterAttendee: a CRM contact and registration, and an ON24
+        registrant carrying the registration id (``exteventusercd``), so a reconciliation finds them agreed."""
+        first, last = PEOPLE[n % len(PEOPLE)]
+        contact = self.dataverse.add_row("contacts", {"firstname": first, "lastname": f"{last} {n}",
+                                                      "emailaddress1": email})  # fmt: skip
+        self.dataverse.add_row(
+            REGISTRATIONS,
+            {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": name, "msevtmgt_eventid": crm_event,
+             "msevtmgt_contactid": contact, "msevtmgt_iscanceled": False, "statecode": 0},
+        )
+        self.on24.add_registrant(webinar, email, firstname=first, lastname=f"{last} {n}", exteventusercd=registration)
+
     def seed(self, count: int, client_id: str, key: str, secret: str) -> tuple[str, list[int]]:
         """The webinar and ``count`` attendees in ON24, the CRM event and ``count`` registrations in Dataverse.
 
@@ -219,18 +233,11 @@ class StandIns(StandInServers):
         event_user_ids: list[int] = []
         for index in range(count):
             registration = registration_id(index)
-            self.dataverse.add_row(
-                REGISTRATIONS,
-                {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": f"REG-{index:06d}",
-                 "msevtmgt_eventid": crm_event_id, "msevtmgt_iscanceled": False, "statecode": 0},
-            )
+            self.registrant(WEBINAR, crm_event_id, registration, email_of(index), f"REG-{index:06d}", index)
             first = live + timedelta(seconds=index % 600)
             row = self.on24.set_attendee(
                 WEBINAR,
                 email_of(index),
-                exteventusercd=registration,  # as rendered for a registrant that RegisterAttendee created
-                firstname="Ada",
-                lastname=f"Attendee{index}",
                 liveminutes=live_minutes(index),
                 liveviewed=1,
                 firstliveactivity=first,
@@ -265,14 +272,10 @@ class StandIns(StandInServers):
                 people = []
                 for a in range(attendees):
                     registration = str(uuid.uuid5(REGISTRATION_NAMESPACE, f"org{n}-webinar{w}-{a}"))
-                    self.dataverse.add_row(
-                        REGISTRATIONS,
-                        {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": f"REG-{n}-{w}-{a}",
-                         "msevtmgt_eventid": crm_event, "msevtmgt_iscanceled": False, "statecode": 0},
-                    )
                     email = f"a{a}.w{w}@org{n}.example"
+                    self.registrant(webinar, crm_event, registration, email, f"REG-{n}-{w}-{a}", a)
                     row = self.on24.set_attendee(
-                        webinar, email, exteventusercd=registration, liveminutes=1 + a % 50,
+                        webinar, email, liveminutes=1 + a % 50,
                         firstliveactivity=live + timedelta(minutes=1),
                         lastliveactivity=live + timedelta(minutes=2 + a % 50),
                     )
@@ -596,10 +599,69 @@ class Phase:
     writes: int = 0
     profile: list[str] = field(default_factory=list)
     server_profile: list[str] = field(default_factory=list)
+    reconcile: ReconcileCost | None = None
 
     @property
     def table_total(self) -> int:
         return sum(self.table.values())
+
+    @property
+    def pull_s(self) -> float:
+        """The timer runs' wall time without their reconciliation step: the pull (and the health summaries)."""
+        return self.wall_s - (self.reconcile.wall_s if self.reconcile else 0.0)
+
+    @property
+    def pull_cpu_s(self) -> float:
+        return self.cpu_s - (self.reconcile.cpu_s if self.reconcile else 0.0)
+
+
+@dataclass
+class ReconcileCost:
+    """What the timer runs' reconciliation step (``shared.entrypoints.timers.run_reconciliations``) cost."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    steps: int = 0
+    reconciled: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        table = sum(v for k, v in self.calls.items() if k.startswith("table"))
+        drift = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v) or "none"
+        repairs = ", ".join(f"{k} {v}" for k, v in self.repairs.items()) or "none"
+        return (f"reconciliation step: {self.wall_s:.1f} s wall, {self.cpu_s:.1f} s CPU in {self.steps} step(s), "
+                f"{self.reconciled} webinar(s) reconciled; calls: ON24 {self.calls['on24']}, Dataverse "
+                f"{self.calls['dataverse']}, Table {table}; classes: {drift}; repairs: {repairs}")
+
+
+@contextlib.contextmanager
+def timing_reconcile(cost: ReconcileCost) -> Iterator[None]:
+    """Time the timer's reconciliation step and count its calls (a benchmark-only wrapper; the product runs as is)."""
+    from shared.entrypoints import timers
+
+    original = timers.run_reconciliations
+
+    def timed(app: Any, **kwargs: Any) -> Any:
+        before = Counter(CALLS.counts)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            report = original(app, **kwargs)
+        finally:
+            cost.wall_s += time.perf_counter() - started
+            cost.cpu_s += time.process_time() - cpu_started
+            cost.calls.update(Counter(CALLS.counts) - before)
+            cost.steps += 1
+        if report is not None:
+            cost.reconciled += len(report.reconciled)
+        return report
+
+    timers.run_reconciliations = timed
+    try:
+        yield
+    finally:
+        timers.run_reconciliations = original
 
 
 def run_phase(
@@ -628,23 +690,30 @@ def run_phase(
         stand_ins.start_profile()
     if trace_memory:
         tracemalloc.start()
+    cost = ReconcileCost()
     started, cpu_started = time.perf_counter(), time.process_time()
     runs = 0
     state = None
-    while runs < MAX_TIMER_RUNS:
-        runs += 1
-        if profiler is not None:
-            profiler.enable()
-        try:
-            pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
-        finally:
+    with timing_reconcile(cost):
+        while runs < MAX_TIMER_RUNS:
+            runs += 1
             if profiler is not None:
-                profiler.disable()
-        with CALLS.paused():
-            state = get_app().sync_state.get(ORG, str(WEBINAR))
-        if state is None or state.pending_end is None:
-            break
+                profiler.enable()
+            try:
+                pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+            with CALLS.paused():
+                state = get_app().sync_state.get(ORG, str(WEBINAR))
+            if state is None or state.pending_end is None:
+                break
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if cost.reconciled:
+        with CALLS.paused():
+            reconciled = get_app().reconciliations.get(ORG, str(WEBINAR))
+        if reconciled is not None:
+            cost.counts, cost.repairs = dict(reconciled.counts), dict(reconciled.repairs)
     heap_peak = None
     if trace_memory:
         heap_peak = tracemalloc.get_traced_memory()[1]
@@ -669,6 +738,7 @@ def run_phase(
         log_records=log_handler.records,
         warnings=list(log_handler.warnings),
         writes=logs["dataverse_writes"] - writes_before,
+        reconcile=cost if cost.steps else None,
     )
     if profiler is not None:
         phase.profile = hot_spots(profiler, 18, areas=("shared/",))
@@ -716,6 +786,18 @@ def verify_mapped(stand_ins: Any, sample: Sequence[int], label: str) -> list[str
     if not wrong:
         return []
     return [f"{label}: {len(wrong)} of {len(sample)} sampled mapped columns wrong, e.g. attendee {wrong[0]}"]
+
+
+def verify_reconciled(phase: Phase, attendees: int) -> list[str]:
+    """The backfill after the switch-on reconciled the webinar and found every registration agreed (the world is
+    what production holds: each attendee a registrant carrying its registration id), so nothing was repaired."""
+    cost = phase.reconcile
+    if cost is None or not cost.reconciled:
+        return [f"{phase.name}: the backfill's reconciliation of the webinar did not run"]
+    if cost.counts.get("agreed") != attendees or cost.repairs:
+        return [f"{phase.name}: reconciliation found {cost.counts} and repaired {cost.repairs or 'nothing'}, "
+                f"expected {attendees} agreed and no repair"]
+    return []
 
 
 def verify_phase(phase: Phase, attendees: int, expected_writes: int, writes_per_row: int = 1) -> list[str]:
@@ -1005,13 +1087,16 @@ def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], atte
          f"unchanged re-run wall <= {UNCHANGED_WALL_TARGET_S:g} s: {unchanged.wall_s:.1f} s"),
         (unchanged.cpu_s <= UNCHANGED_CPU_TARGET_S,
          f"unchanged re-run CPU <= {UNCHANGED_CPU_TARGET_S:g} s: {unchanged.cpu_s:.1f} s"),
-        (first.wall_s <= FIRST_WALL_TARGET_S, f"first sync wall <= {FIRST_WALL_TARGET_S:g} s: {first.wall_s:.1f} s"),
+        (first.pull_s <= FIRST_WALL_TARGET_S,
+         f"first sync wall (the pull until the webinar is complete) <= {FIRST_WALL_TARGET_S:g} s: {first.pull_s:.1f} s"
+         f"{f' (+ {first.reconcile.wall_s:.1f} s of reconciliation, below)' if first.reconcile else ''}"),
         (first.rss_peak <= FIRST_RSS_TARGET_BYTES,
          f"first sync peak RSS <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"),
     ]  # fmt: skip
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [f"targets (load average at the end: {load}; the machine's load inflates wall times):",
              *(f"  {_mark(ok)} {text}" for ok, text in checks)]  # fmt: skip
+    lines += [f"  {p.name}, beside it: {p.reconcile.line()}" for p in timed if p.reconcile]
     if not baseline:
         return lines
     scale = attendees / max(1, baseline[0].attendees)
@@ -1025,8 +1110,8 @@ def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], atte
         rows = [
             ("Dataverse requests", ours.logs["dataverse"], theirs.dataverse * scale),
             ("Dataverse row writes", ours.writes, theirs.writes * scale),
-            ("wall (s)", ours.wall_s, theirs.wall_s * scale),
-            ("CPU (s)", ours.cpu_s, theirs.cpu_s * scale),
+            ("wall (s), the pull", ours.pull_s, theirs.wall_s * scale),
+            ("CPU (s), the pull", ours.pull_cpu_s, theirs.cpu_s * scale),
         ]
         lines.append(f"  {ours.name}:")
         for label, mine, naive in rows:
@@ -1084,6 +1169,7 @@ def run_pass(
         problems.append(f"(a): {stored} check-ins in Dataverse, expected {n}")
     per_row = 2 if mapping and any(e["table"] == "msevtmgt_eventregistration" for e in mapping["toCrm"]) else 1
     problems += verify_phase(first, n, n, per_row)
+    problems += verify_reconciled(first, n)
     problems += verify_checkins(stand_ins, world.crm_event_id, world.sample, set(), "(a)")
     if mapping:
         problems += verify_mapped(stand_ins, world.sample, "(a)")
