@@ -111,7 +111,6 @@ import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.managers import BaseManager
@@ -531,50 +530,23 @@ def peak_rss() -> int:
 
 # ---- seeding the ledger ------------------------------------------------------------------------------------------
 def seed_ledger(connection_string: str, table_name: str, crm_event_id: str, event_user_ids: Sequence[int]) -> int:
-    """One ``registered`` ledger row per attendee, 100 per entity-group transaction, four threads in parallel.
+    """One ``registered`` ledger row per attendee, 100 per entity-group transaction, four in parallel
+    (``benchmarks.seeding``).
 
     Returns:
         The number of transactions submitted.
     """
-    from azure.data.tables import TableClient
-
+    from benchmarks.seeding import insert_rows
     from shared.store.ledger import LedgerEntry
 
     now = datetime.now(UTC) - timedelta(hours=3)  # registered before the webinar went live, three hours ago
-    local = threading.local()
-
-    def submit(start: int) -> None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = TableClient.from_connection_string(connection_string, table_name)
-        operations: list[Any] = []
-        for index in range(start, min(start + TRANSACTION_SIZE, len(event_user_ids))):
-            entry = LedgerEntry(
-                org_id=ORG,
-                registration_id=registration_id(index),
-                state="registered",
-                webinar_id=str(WEBINAR),
-                registrant_id=str(event_user_ids[index]),
-                email=email_of(index),
-                crm_event_id=crm_event_id,
-                last_message_at=now,
-                last_outcome="registered",
-                crm_settled=True,
-                updated_at=now,
-            )
-            operations.append(("create", entry.to_entity()))
-        client.submit_transaction(operations)
-
-    starts = range(0, len(event_user_ids), TRANSACTION_SIZE)
-    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-ledger")
-    try:
-        for _ in pool.map(submit, starts):
-            pass
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for a thousand transactions
-        raise
-    pool.shutdown(wait=True)
-    return len(starts)
+    rows = (
+        LedgerEntry(org_id=ORG, registration_id=registration_id(index), state="registered", webinar_id=str(WEBINAR),
+                    registrant_id=str(user_id), email=email_of(index), crm_event_id=crm_event_id,
+                    last_message_at=now, last_outcome="registered", crm_settled=True, updated_at=now).to_entity()
+        for index, user_id in enumerate(event_user_ids)
+    )  # fmt: skip
+    return insert_rows(connection_string, table_name, rows, threads=4)
 
 
 # ---- running -----------------------------------------------------------------------------------------------------
