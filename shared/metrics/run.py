@@ -36,6 +36,7 @@ from shared.ids import is_webinar_id
 from shared.metrics.checkins import CheckinSink
 from shared.metrics.noshow import closing_due
 from shared.metrics.pull import IndexStore, Pull, PullLedger, WebinarReport, pull_webinar_now
+from shared.metrics.recent import RecentRows
 from shared.metrics.schedule import is_due, priority
 from shared.ratelimit import RateLimiter
 from shared.store.credentials import MetricsStatus, OrgRecord, OrgStatus
@@ -146,6 +147,7 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
     signpost = ports.clock()
     report = RunReport()
     limiters: dict[str, RateLimiter] = {}
+    recents: dict[str, RecentRows] = {}  # per org: one read of its recent ledger rows for all its webinars
     outcomes: dict[str, _OrgOutcome] = {}
     queue: list[tuple[WebinarSyncState, str]] = []
     for org in ports.orgs.list_orgs():
@@ -181,7 +183,9 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
         share = max(MIN_SLICE_SECONDS, (deadline - now_mono) / (len(queue) - index))
         slice_deadline = min(deadline, now_mono + share)
         try:
-            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=slice_deadline)
+            recent = recents.get(org_id) or recents.setdefault(org_id, RecentRows(ports.ledger, org_id, ports.clock))
+            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=slice_deadline,
+                                   recent=recent)  # fmt: skip
         except _AppFault as fault:
             raise fault.error from None
         except CredentialsRejectedError as exc:
@@ -290,6 +294,7 @@ def _sync_webinar(
     signpost: datetime,
     deadline: float,
     force: bool = False,
+    recent: RecentRows | None = None,
 ) -> WebinarReport:
     """Pull one webinar of an org with its CRM and provider account (``force``: even when it is not due)."""
     crm = ports.crm_for(org)
@@ -315,6 +320,7 @@ def _sync_webinar(
         max_parallel=options.max_parallel,
         email_key=email_key,
         mapping=FieldMapping.from_json(org.field_mapping),
+        recent=recent,
     )
     return pull_webinar_now(pull, state, signpost=signpost, deadline=deadline, force=force)
 
