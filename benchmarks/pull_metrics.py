@@ -595,6 +595,10 @@ class ReconcileCost:
     cpu_s: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
     steps: int = 0
+    rss_peak: int = 0
+    """Peak RSS of this process during the step (0: the high-water mark could not be reset)."""
+    pull_rss_peak: int = 0
+    """Peak RSS of the timer runs before the step (the pull)."""
     reconciled: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     repairs: dict[str, int] = field(default_factory=dict)
@@ -603,7 +607,8 @@ class ReconcileCost:
         table = sum(v for k, v in self.calls.items() if k.startswith("table"))
         drift = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v) or "none"
         repairs = ", ".join(f"{k} {v}" for k, v in self.repairs.items()) or "none"
-        return (f"reconciliation step: {self.wall_s:.1f} s wall, {self.cpu_s:.1f} s CPU in {self.steps} step(s), "
+        peak = f", peak RSS {_mib(self.rss_peak)} MiB" if self.rss_peak else ""
+        return (f"reconciliation step: {self.wall_s:.1f} s wall, {self.cpu_s:.1f} s CPU{peak} in {self.steps} step(s), "
                 f"{self.reconciled} webinar(s) reconciled; calls: ON24 {self.calls['on24']}, Dataverse "
                 f"{self.calls['dataverse']}, Table {table}; classes: {drift}; repairs: {repairs}")
 
@@ -617,6 +622,8 @@ def timing_reconcile(cost: ReconcileCost) -> Iterator[None]:
 
     def timed(app: Any, **kwargs: Any) -> Any:
         before = Counter(CALLS.counts)
+        cost.pull_rss_peak = max(cost.pull_rss_peak, peak_rss())  # the pull's peak so far; then the step's own
+        resets = reset_peak_rss()
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
             report = original(app, **kwargs)
@@ -625,6 +632,9 @@ def timing_reconcile(cost: ReconcileCost) -> Iterator[None]:
             cost.cpu_s += time.process_time() - cpu_started
             cost.calls.update(Counter(CALLS.counts) - before)
             cost.steps += 1
+            if resets:
+                cost.rss_peak = max(cost.rss_peak, peak_rss())
+                reset_peak_rss()
         if report is not None:
             cost.reconciled += len(report.reconciled)
         return report
@@ -691,6 +701,8 @@ def run_phase(
         heap_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     rss_peak = peak_rss()
+    if cost.rss_peak:  # the step's own peak is reported with it; the run's is the pull's (and the health pass')
+        rss_peak = max(rss_peak, cost.pull_rss_peak)
     logs = stand_ins.log_counts()
     phase = Phase(
         name=name,
@@ -1054,6 +1066,7 @@ def run_baseline(args: argparse.Namespace, world: World) -> list[BaselineRun]:
 
 def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], attendees: int) -> list[str]:
     first, unchanged = timed[0], timed[1]
+    step_peak = first.reconcile.rss_peak if first.reconcile else 0
     checks = [
         (unchanged.wall_s <= UNCHANGED_WALL_TARGET_S,
          f"unchanged re-run wall <= {UNCHANGED_WALL_TARGET_S:g} s: {unchanged.wall_s:.1f} s"),
@@ -1063,7 +1076,8 @@ def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], atte
          f"first sync wall (the pull until the webinar is complete) <= {FIRST_WALL_TARGET_S:g} s: {first.pull_s:.1f} s"
          f"{f' (+ {first.reconcile.wall_s:.1f} s of reconciliation, below)' if first.reconcile else ''}"),
         (first.rss_peak <= FIRST_RSS_TARGET_BYTES,
-         f"first sync peak RSS <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"),
+         f"first sync peak RSS (the pull) <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"
+         f"{f' (the reconciliation step: {_mib(step_peak)} MiB, below)' if step_peak else ''}"),
     ]  # fmt: skip
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [f"targets (load average at the end: {load}; the machine's load inflates wall times):",
