@@ -19,10 +19,12 @@ import contextlib
 import os
 import threading
 import time
-from collections import Counter
+import traceback
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 STEADY_READ_SHARE, STEADY_WALL_S = 0.01, 10.0
@@ -35,12 +37,15 @@ class EntityCount:
     def __init__(self) -> None:
         self.entities: Counter[str] = Counter()
         self.queries: Counter[str] = Counter()
+        self.askers: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        """Per table, the queries by the product function that asked (the nearest outside ``shared/store``)."""
         self.lock = threading.Lock()
 
     def reset(self) -> None:
         with self.lock:
             self.entities.clear()
             self.queries.clear()
+            self.askers.clear()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -51,8 +56,12 @@ class EntityCount:
 
         def query_entities(self: TableClient, *args: Any, **kwargs: Any) -> Any:
             name = self.table_name
+            stack = reversed(traceback.extract_stack()[:-1])
+            asker = next((f"{Path(frame.filename).stem}.{frame.name}" for frame in stack
+                          if "/shared/" in frame.filename and "/shared/store/" not in frame.filename), "?")  # fmt: skip
             with counter.lock:
                 counter.queries[name] += 1
+                counter.askers[name][asker] += 1
 
             def counted() -> Iterator[Any]:
                 for entity in original(self, *args, **kwargs):
@@ -167,6 +176,7 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     assert current is not None
     assert app.ledger.write(replace(current, state="cancelled", last_outcome="cancelled")) is not None
     steady = timer_run()
+    steady_askers = dict(counter.askers[ledger_table])
     health = app.health.get(org_id)
     totals = health.registrations.totals if health and health.registrations else {}
     step(f"steady run: {steady[0]:.1f} s, {steady[1]} ledger rows read in {steady[2]} queries")
@@ -194,6 +204,8 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     print(f"{label:<44}{first[0]:8.1f}{first[1]:18d}{first[2]:9d}")
     print(f"{'one change (timer run + status call)':<44}{steady[0]:8.1f}{steady[1]:18d}{steady[2]:9d}")
     print(f"{'naive steady path (discovery + recount only)':<44}{naive_wall:8.1f}{naive_rows:18d}{2:9d}")
+    print("ledger queries of the changed run, by who asked (each one a scan of the partition by the service): "
+          + ", ".join(f"{asker} {n}" for asker, n in sorted(steady_askers.items(), key=lambda item: -item[1])))
     print(f"ratio steady/naive: rows read {steady[1] / max(1, naive_rows):.6f}, wall {steady[0] / naive_wall:.3f} "
           "(the steady run also pulls every due webinar from ON24; the naive figure is its two reads only)")
     print(f"{'[PASS]' if share <= STEADY_READ_SHARE else '[FAIL]'} the changed run reads {share:.4%} of the "

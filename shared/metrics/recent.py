@@ -4,8 +4,9 @@ webinars.
 Why: each due webinar's index refresh asked Table Storage for "this webinar's rows written since". Such a query
 filters on columns that are not keys, so the service evaluates it over the org's whole partition: a run over 100
 due webinars cost 100 scans of a 500,000-row partition (~50 s in Azurite) although it returned a handful of rows.
-Here the first refresh of a run reads the org's rows written since its mark once (all webinars), and later
-refreshes whose mark is not older take theirs from it in memory.
+Here the run's webinar discovery reads the org's rows written since a little before its own mark once (all
+webinars, as far back as the index refreshes ask), and the refreshes whose mark is not older take theirs from it
+in memory.
 
 Rows written after that read are not in it: a refresh served from it records the read's start as its mark
 (``as_of``), so the next refresh (15 minutes of overlap) reads them. A read of more than ``MAX_ROWS`` rows (a
@@ -58,6 +59,15 @@ class RecentRows:
             return own, as_of
         rows = [e for e in self._rows.get(webinar_id, ()) if e.updated_at is not None and e.updated_at >= since]
         return rows, self._as_of
+
+    def webinars_since(self, since: datetime, *, read_from: datetime, columns: Sequence[str]) -> set[str] | None:
+        """The webinars of the rows written at or after ``since`` (discovery), read from ``read_from`` (earlier:
+        as far back as the run's index refreshes will ask) so one read serves both; None after a burst."""
+        if not self._burst and (self._since is None or read_from < self._since):
+            self._read(read_from, columns)
+        if self._burst or self._as_of is None:
+            return None
+        return {w for w, rows in self._rows.items() if w and any(e.updated_at and e.updated_at >= since for e in rows)}
 
     def _read(self, since: datetime, columns: Sequence[str]) -> None:
         as_of = self._clock()

@@ -87,3 +87,18 @@ def test_a_burst_too_big_to_keep_falls_back_to_one_query_per_webinar_and_loses_n
     b, _ = recent.written_since("880202", since, MATCH_COLUMNS)
     assert emails(b) == {"teilnehmer.3@beispiel.de", "teilnehmer.4@beispiel.de"}
     assert counting.queries == 3, "one read given up, then each webinar its own query"
+
+
+def test_the_runs_discovery_read_serves_the_index_refreshes_that_ask_from_a_little_earlier(app: App) -> None:
+    register(app, "reg-d1", "880301", "jörg.müller@beispiel.de", 21)
+    register(app, "reg-d2", "880302", "åsa.ødegård@eksempel.no", 22)
+    counting = CountingLedger(app)
+    recent = RecentRows(counting, ORG, lambda: datetime.now(UTC))
+    now = datetime.now(UTC)
+
+    found = recent.webinars_since(now - timedelta(minutes=10), read_from=now - timedelta(minutes=15),
+                                  columns=MATCH_COLUMNS)  # fmt: skip
+    assert found is not None and {"880301", "880302"} <= found
+    assert recent.webinars_since(now + timedelta(minutes=1), read_from=now, columns=MATCH_COLUMNS) == set()
+    rows, _ = recent.written_since("880302", now - timedelta(minutes=15), MATCH_COLUMNS)
+    assert emails(rows) == {"åsa.ødegård@eksempel.no"} and counting.queries == 1, "one read for all of them"
