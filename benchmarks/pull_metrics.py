@@ -707,8 +707,8 @@ def run_phase(
         heap_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     rss_peak = peak_rss()
-    if cost.rss_peak:  # the step's own peak is reported with it; the run's is the pull's (and the health pass')
-        rss_peak = max(rss_peak, cost.pull_rss_peak)
+    if cost.rss_peak:  # the pull's peak is the one before the step (whose own peak is reported with it): after
+        rss_peak = cost.pull_rss_peak  # it, the RSS the step left (Python keeps its freed memory) is not the pull's
     logs = stand_ins.log_counts()
     phase = Phase(
         name=name,
@@ -1315,7 +1315,8 @@ def report(args: argparse.Namespace, timed: Sequence[Phase], traced: Sequence[Ph
               f"{p.writes:7d} | {p.logs['on24']:5d}{p.logs['on24_attendee']:6d}"
               f" | {p.table['table query']:9d}{p.table['table transaction']:5d}{p.table['table single']:7d}")
     print("columns: timer = timer runs (PullMetrics.main calls) to finish the webinar; heap pk = tracemalloc peak of "
-          "the Python heap during the run; RSS pk = peak RSS of this process during the run"
+          "the Python heap during the run; RSS pk = peak RSS of this process during the run (the pull: before the "
+        "reconciliation step, whose peak is on its own line)"
           f"{'' if all(p.rss_peak_is_phase for p in timed) else ' (process high-water: could not reset)'}; "
           "RSS 0 = its RSS before the run; DV = Dataverse requests and row writes; ON24 = all requests, of which "
           "attendee pages; Table = Table Storage queries (one per page of up to 1,000 rows), entity-group "
