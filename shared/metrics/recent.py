@@ -3,7 +3,7 @@ webinars.
 
 Why: each due webinar's index refresh asked Table Storage for "this webinar's rows written since". Such a query
 filters on columns that are not keys, so the service evaluates it over the org's whole partition: a run over 100
-due webinars cost 100 scans of a 500,000-row partition (~50 s in Azurite) although it returned a handful of rows.
+due webinars cost 100 scans of a 500,000-row partition although they returned a handful of rows.
 Here the run's webinar discovery reads the org's rows written since a little before its own mark once (all
 webinars, as far back as the index refreshes ask), and the refreshes whose mark is not older take theirs from it
 in memory.
