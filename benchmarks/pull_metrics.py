@@ -21,6 +21,13 @@ What it measures
     printed beside (a) and (b) with ratios, under the targets: (b) at most 10 s wall and 3 s CPU, (a) at most
     60 s wall and 250 MiB peak RSS (PASS/FAIL; not enforced).
 
+    The reconciliation step of the timer (``shared.reconcile``) runs after the pull in (a): storing the credentials
+    switched the integration on, so a backfill reconciles the open webinar (reads CRM's registrations, ON24's
+    registrant list and the ledger, and finds every registration agreed: nothing to repair). "First sync" is the
+    pull until the webinar is complete (with the health pass); the step is timed apart (a wrapper around
+    ``shared.entrypoints.timers.run_reconciliations``) and printed on its own line beside it: wall, CPU, peak RSS,
+    ON24/Dataverse/Table calls, the classes found and the repairs. A correctness check fails if it found drift.
+
     Per run it prints wall time, CPU time of this process, peak Python heap (``tracemalloc`` peak while the run
     was traced) and peak RSS of this process during the run (``resource.getrusage`` ``ru_maxrss``, reset before
     each run through ``/proc/self/clear_refs`` where Linux allows it, else the process high-water mark), the
@@ -39,16 +46,15 @@ With a field mapping (``--mapping beside``, the default)
     rows' mapped columns are verified. ``--mapping off`` skips it.
 
 Set-up (not measured)
-    * ON24: one account and one webinar that went live three hours ago; each attendee is created with the stand-in's
-      own ``set_attendee`` control, with ``exteventusercd`` (the CRM registration id that RegisterAttendee sends)
-      among the values, so the attendee rows render exactly as for a registrant registered by RegisterAttendee.
-      Default paging (``"zero"``, 100 attendees per page).
-    * Dataverse: the CRM event and one ``msevtmgt_eventregistration`` per attendee (``add_row``), because a
-      check-in's ``msevtmgt_RegistrationId@odata.bind`` must point at an existing row.
+    * The world production holds after RegisterAttendee (``StandIns.registrant``): each person is a CRM contact
+      (names from Germany, the Nordics, Russia) and a registration of the webinar's event, and an ON24 registrant
+      carrying the registration id (``exteventusercd``); then their attendance (``set_attendee``). ON24: one
+      account and one webinar that went live three hours ago; default paging (``"zero"``, 100 a page). A
+      check-in's ``msevtmgt_RegistrationId@odata.bind`` points at the existing registration.
     * Ledger: one ``registered`` row per registration (``On24EventId``, ``EventUserId``, ``Email``,
-      ``CrmEventId``), built with ``LedgerEntry.to_entity`` and written directly with Table Storage entity-group
-      transactions (100 rows per ``submit_transaction``, one PartitionKey), four threads. Pushing 100,000 messages
-      through RegisterAttendee is what ``benchmarks/register_attendee.py`` measures.
+      ``CrmEventId``), built with ``LedgerEntry.to_entity`` and written directly in entity-group transactions of
+      100, four in flight (``benchmarks/seeding.py``). Pushing 100,000 messages through RegisterAttendee is what
+      ``benchmarks/register_attendee.py`` measures.
     * Org credentials: ``StoreCredentials.main`` with a ``func.HttpRequest`` (this also builds the App and warms it).
 
     The ON24 and Dataverse stand-ins live in a separate process (a ``multiprocessing`` manager), as the real
@@ -111,7 +117,6 @@ import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.managers import BaseManager
@@ -144,6 +149,7 @@ LARGE_RSS_BYTES = 500 * 1024 * 1024
 MIB = 1024 * 1024
 UNCHANGED_WALL_TARGET_S, UNCHANGED_CPU_TARGET_S = 10.0, 3.0  # an unchanged re-run of the webinar
 FIRST_WALL_TARGET_S, FIRST_RSS_TARGET_BYTES = 60.0, 250 * MIB  # a first full sync
+PEOPLE = (("Jörg", "Müller"), ("Åsa", "Ødegård"), ("Иван", "Петров"), ("Mikko", "Häkkinen"))
 
 
 # ---- the attendees ---------------------------------------------------------------------------------------------
@@ -201,6 +207,19 @@ class StandIns(StandInServers):
         self._profile_lock = threading.Lock()
         self._server_seconds: Counter[str] = Counter()
 
+    def registrant(self, webinar: int, crm_event: str, registration: str, email: str, name: str, n: int) -> None:
+        """One person as production holds them after RegisterAttendee: a CRM contact and registration, and an ON24
+        registrant carrying the registration id (``exteventusercd``), so a reconciliation finds them agreed."""
+        first, last = PEOPLE[n % len(PEOPLE)]
+        contact = self.dataverse.add_row("contacts", {"firstname": first, "lastname": f"{last} {n}",
+                                                      "emailaddress1": email})  # fmt: skip
+        self.dataverse.add_row(
+            REGISTRATIONS,
+            {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": name, "msevtmgt_eventid": crm_event,
+             "msevtmgt_contactid": contact, "msevtmgt_iscanceled": False, "statecode": 0},
+        )
+        self.on24.add_registrant(webinar, email, firstname=first, lastname=f"{last} {n}", exteventusercd=registration)
+
     def seed(self, count: int, client_id: str, key: str, secret: str) -> tuple[str, list[int]]:
         """The webinar and ``count`` attendees in ON24, the CRM event and ``count`` registrations in Dataverse.
 
@@ -219,18 +238,11 @@ class StandIns(StandInServers):
         event_user_ids: list[int] = []
         for index in range(count):
             registration = registration_id(index)
-            self.dataverse.add_row(
-                REGISTRATIONS,
-                {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": f"REG-{index:06d}",
-                 "msevtmgt_eventid": crm_event_id, "msevtmgt_iscanceled": False, "statecode": 0},
-            )
+            self.registrant(WEBINAR, crm_event_id, registration, email_of(index), f"REG-{index:06d}", index)
             first = live + timedelta(seconds=index % 600)
             row = self.on24.set_attendee(
                 WEBINAR,
                 email_of(index),
-                exteventusercd=registration,  # as rendered for a registrant that RegisterAttendee created
-                firstname="Ada",
-                lastname=f"Attendee{index}",
                 liveminutes=live_minutes(index),
                 liveviewed=1,
                 firstliveactivity=first,
@@ -265,14 +277,10 @@ class StandIns(StandInServers):
                 people = []
                 for a in range(attendees):
                     registration = str(uuid.uuid5(REGISTRATION_NAMESPACE, f"org{n}-webinar{w}-{a}"))
-                    self.dataverse.add_row(
-                        REGISTRATIONS,
-                        {"msevtmgt_eventregistrationid": registration, "msevtmgt_name": f"REG-{n}-{w}-{a}",
-                         "msevtmgt_eventid": crm_event, "msevtmgt_iscanceled": False, "statecode": 0},
-                    )
                     email = f"a{a}.w{w}@org{n}.example"
+                    self.registrant(webinar, crm_event, registration, email, f"REG-{n}-{w}-{a}", a)
                     row = self.on24.set_attendee(
-                        webinar, email, exteventusercd=registration, liveminutes=1 + a % 50,
+                        webinar, email, liveminutes=1 + a % 50,
                         firstliveactivity=live + timedelta(minutes=1),
                         lastliveactivity=live + timedelta(minutes=2 + a % 50),
                     )
@@ -528,50 +536,23 @@ def peak_rss() -> int:
 
 # ---- seeding the ledger ------------------------------------------------------------------------------------------
 def seed_ledger(connection_string: str, table_name: str, crm_event_id: str, event_user_ids: Sequence[int]) -> int:
-    """One ``registered`` ledger row per attendee, 100 per entity-group transaction, four threads in parallel.
+    """One ``registered`` ledger row per attendee, 100 per entity-group transaction, four in parallel
+    (``benchmarks.seeding``).
 
     Returns:
         The number of transactions submitted.
     """
-    from azure.data.tables import TableClient
-
+    from benchmarks.seeding import insert_rows
     from shared.store.ledger import LedgerEntry
 
     now = datetime.now(UTC) - timedelta(hours=3)  # registered before the webinar went live, three hours ago
-    local = threading.local()
-
-    def submit(start: int) -> None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = TableClient.from_connection_string(connection_string, table_name)
-        operations: list[Any] = []
-        for index in range(start, min(start + TRANSACTION_SIZE, len(event_user_ids))):
-            entry = LedgerEntry(
-                org_id=ORG,
-                registration_id=registration_id(index),
-                state="registered",
-                webinar_id=str(WEBINAR),
-                registrant_id=str(event_user_ids[index]),
-                email=email_of(index),
-                crm_event_id=crm_event_id,
-                last_message_at=now,
-                last_outcome="registered",
-                crm_settled=True,
-                updated_at=now,
-            )
-            operations.append(("create", entry.to_entity()))
-        client.submit_transaction(operations)
-
-    starts = range(0, len(event_user_ids), TRANSACTION_SIZE)
-    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-ledger")
-    try:
-        for _ in pool.map(submit, starts):
-            pass
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for a thousand transactions
-        raise
-    pool.shutdown(wait=True)
-    return len(starts)
+    rows = (
+        LedgerEntry(org_id=ORG, registration_id=registration_id(index), state="registered", webinar_id=str(WEBINAR),
+                    registrant_id=str(user_id), email=email_of(index), crm_event_id=crm_event_id,
+                    last_message_at=now, last_outcome="registered", crm_settled=True, updated_at=now).to_entity()
+        for index, user_id in enumerate(event_user_ids)
+    )  # fmt: skip
+    return insert_rows(connection_string, table_name, rows, threads=4)
 
 
 # ---- running -----------------------------------------------------------------------------------------------------
@@ -596,10 +577,79 @@ class Phase:
     writes: int = 0
     profile: list[str] = field(default_factory=list)
     server_profile: list[str] = field(default_factory=list)
+    reconcile: ReconcileCost | None = None
 
     @property
     def table_total(self) -> int:
         return sum(self.table.values())
+
+    @property
+    def pull_s(self) -> float:
+        """The timer runs' wall time without their reconciliation step: the pull (and the health summaries)."""
+        return self.wall_s - (self.reconcile.wall_s if self.reconcile else 0.0)
+
+    @property
+    def pull_cpu_s(self) -> float:
+        return self.cpu_s - (self.reconcile.cpu_s if self.reconcile else 0.0)
+
+
+@dataclass
+class ReconcileCost:
+    """What the timer runs' reconciliation step (``shared.entrypoints.timers.run_reconciliations``) cost."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+    steps: int = 0
+    rss_peak: int = 0
+    """Peak RSS of this process during the step (0: the high-water mark could not be reset)."""
+    pull_rss_peak: int = 0
+    """Peak RSS of the timer runs before the step (the pull)."""
+    reconciled: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        table = sum(v for k, v in self.calls.items() if k.startswith("table"))
+        drift = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v) or "none"
+        repairs = ", ".join(f"{k} {v}" for k, v in self.repairs.items()) or "none"
+        peak = f", peak RSS {_mib(self.rss_peak)} MiB" if self.rss_peak else ""
+        return (f"reconciliation step: {self.wall_s:.1f} s wall, {self.cpu_s:.1f} s CPU{peak} in {self.steps} step(s), "
+                f"{self.reconciled} webinar(s) reconciled; calls: ON24 {self.calls['on24']}, Dataverse "
+                f"{self.calls['dataverse']}, Table {table}; classes: {drift}; repairs: {repairs}")
+
+
+@contextlib.contextmanager
+def timing_reconcile(cost: ReconcileCost) -> Iterator[None]:
+    """Time the timer's reconciliation step and count its calls (a benchmark-only wrapper; the product runs as is)."""
+    from shared.entrypoints import timers
+
+    original = timers.run_reconciliations
+
+    def timed(app: Any, **kwargs: Any) -> Any:
+        before = Counter(CALLS.counts)
+        cost.pull_rss_peak = max(cost.pull_rss_peak, peak_rss())  # the pull's peak so far; then the step's own
+        resets = reset_peak_rss()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            report = original(app, **kwargs)
+        finally:
+            cost.wall_s += time.perf_counter() - started
+            cost.cpu_s += time.process_time() - cpu_started
+            cost.calls.update(Counter(CALLS.counts) - before)
+            cost.steps += 1
+            if resets:
+                cost.rss_peak = max(cost.rss_peak, peak_rss())
+                reset_peak_rss()
+        if report is not None:
+            cost.reconciled += len(report.reconciled)
+        return report
+
+    timers.run_reconciliations = timed
+    try:
+        yield
+    finally:
+        timers.run_reconciliations = original
 
 
 def run_phase(
@@ -628,28 +678,37 @@ def run_phase(
         stand_ins.start_profile()
     if trace_memory:
         tracemalloc.start()
+    cost = ReconcileCost()
     started, cpu_started = time.perf_counter(), time.process_time()
     runs = 0
     state = None
-    while runs < MAX_TIMER_RUNS:
-        runs += 1
-        if profiler is not None:
-            profiler.enable()
-        try:
-            pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
-        finally:
+    with timing_reconcile(cost):
+        while runs < MAX_TIMER_RUNS:
+            runs += 1
             if profiler is not None:
-                profiler.disable()
-        with CALLS.paused():
-            state = get_app().sync_state.get(ORG, str(WEBINAR))
-        if state is None or state.pending_end is None:
-            break
+                profiler.enable()
+            try:
+                pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+            finally:
+                if profiler is not None:
+                    profiler.disable()
+            with CALLS.paused():
+                state = get_app().sync_state.get(ORG, str(WEBINAR))
+            if state is None or state.pending_end is None:
+                break
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if cost.reconciled:
+        with CALLS.paused():
+            reconciled = get_app().reconciliations.get(ORG, str(WEBINAR))
+        if reconciled is not None:
+            cost.counts, cost.repairs = dict(reconciled.counts), dict(reconciled.repairs)
     heap_peak = None
     if trace_memory:
         heap_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     rss_peak = peak_rss()
+    if cost.rss_peak:  # the pull's peak is the one before the step (whose own peak is reported with it): after
+        rss_peak = cost.pull_rss_peak  # it, the RSS the step left (Python keeps its freed memory) is not the pull's
     logs = stand_ins.log_counts()
     phase = Phase(
         name=name,
@@ -669,6 +728,7 @@ def run_phase(
         log_records=log_handler.records,
         warnings=list(log_handler.warnings),
         writes=logs["dataverse_writes"] - writes_before,
+        reconcile=cost if cost.steps else None,
     )
     if profiler is not None:
         phase.profile = hot_spots(profiler, 18, areas=("shared/",))
@@ -716,6 +776,18 @@ def verify_mapped(stand_ins: Any, sample: Sequence[int], label: str) -> list[str
     if not wrong:
         return []
     return [f"{label}: {len(wrong)} of {len(sample)} sampled mapped columns wrong, e.g. attendee {wrong[0]}"]
+
+
+def verify_reconciled(phase: Phase, attendees: int) -> list[str]:
+    """The backfill after the switch-on reconciled the webinar and found every registration agreed (the world is
+    what production holds: each attendee a registrant carrying its registration id), so nothing was repaired."""
+    cost = phase.reconcile
+    if cost is None or not cost.reconciled:
+        return [f"{phase.name}: the backfill's reconciliation of the webinar did not run"]
+    if cost.counts.get("agreed") != attendees or cost.repairs:
+        return [f"{phase.name}: reconciliation found {cost.counts} and repaired {cost.repairs or 'nothing'}, "
+                f"expected {attendees} agreed and no repair"]
+    return []
 
 
 def verify_phase(phase: Phase, attendees: int, expected_writes: int, writes_per_row: int = 1) -> list[str]:
@@ -1000,18 +1072,23 @@ def run_baseline(args: argparse.Namespace, world: World) -> list[BaselineRun]:
 
 def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], attendees: int) -> list[str]:
     first, unchanged = timed[0], timed[1]
+    step_peak = first.reconcile.rss_peak if first.reconcile else 0
     checks = [
         (unchanged.wall_s <= UNCHANGED_WALL_TARGET_S,
          f"unchanged re-run wall <= {UNCHANGED_WALL_TARGET_S:g} s: {unchanged.wall_s:.1f} s"),
         (unchanged.cpu_s <= UNCHANGED_CPU_TARGET_S,
          f"unchanged re-run CPU <= {UNCHANGED_CPU_TARGET_S:g} s: {unchanged.cpu_s:.1f} s"),
-        (first.wall_s <= FIRST_WALL_TARGET_S, f"first sync wall <= {FIRST_WALL_TARGET_S:g} s: {first.wall_s:.1f} s"),
+        (first.pull_s <= FIRST_WALL_TARGET_S,
+         f"first sync wall (the pull until the webinar is complete) <= {FIRST_WALL_TARGET_S:g} s: {first.pull_s:.1f} s"
+         f"{f' (+ {first.reconcile.wall_s:.1f} s of reconciliation, below)' if first.reconcile else ''}"),
         (first.rss_peak <= FIRST_RSS_TARGET_BYTES,
-         f"first sync peak RSS <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"),
+         f"first sync peak RSS (the pull) <= {_mib(FIRST_RSS_TARGET_BYTES)} MiB: {_mib(first.rss_peak)} MiB"
+         f"{f' (the reconciliation step: {_mib(step_peak)} MiB, below)' if step_peak else ''}"),
     ]  # fmt: skip
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [f"targets (load average at the end: {load}; the machine's load inflates wall times):",
              *(f"  {_mark(ok)} {text}" for ok, text in checks)]  # fmt: skip
+    lines += [f"  {p.name}, beside it: {p.reconcile.line()}" for p in timed if p.reconcile]
     if not baseline:
         return lines
     scale = attendees / max(1, baseline[0].attendees)
@@ -1025,8 +1102,8 @@ def targets_report(timed: Sequence[Phase], baseline: Sequence[BaselineRun], atte
         rows = [
             ("Dataverse requests", ours.logs["dataverse"], theirs.dataverse * scale),
             ("Dataverse row writes", ours.writes, theirs.writes * scale),
-            ("wall (s)", ours.wall_s, theirs.wall_s * scale),
-            ("CPU (s)", ours.cpu_s, theirs.cpu_s * scale),
+            ("wall (s), the pull", ours.pull_s, theirs.wall_s * scale),
+            ("CPU (s), the pull", ours.pull_cpu_s, theirs.cpu_s * scale),
         ]
         lines.append(f"  {ours.name}:")
         for label, mine, naive in rows:
@@ -1084,6 +1161,7 @@ def run_pass(
         problems.append(f"(a): {stored} check-ins in Dataverse, expected {n}")
     per_row = 2 if mapping and any(e["table"] == "msevtmgt_eventregistration" for e in mapping["toCrm"]) else 1
     problems += verify_phase(first, n, n, per_row)
+    problems += verify_reconciled(first, n)
     problems += verify_checkins(stand_ins, world.crm_event_id, world.sample, set(), "(a)")
     if mapping:
         problems += verify_mapped(stand_ins, world.sample, "(a)")
@@ -1237,7 +1315,8 @@ def report(args: argparse.Namespace, timed: Sequence[Phase], traced: Sequence[Ph
               f"{p.writes:7d} | {p.logs['on24']:5d}{p.logs['on24_attendee']:6d}"
               f" | {p.table['table query']:9d}{p.table['table transaction']:5d}{p.table['table single']:7d}")
     print("columns: timer = timer runs (PullMetrics.main calls) to finish the webinar; heap pk = tracemalloc peak of "
-          "the Python heap during the run; RSS pk = peak RSS of this process during the run"
+          "the Python heap during the run; RSS pk = peak RSS of this process during the run (the pull: before the "
+        "reconciliation step, whose peak is on its own line)"
           f"{'' if all(p.rss_peak_is_phase for p in timed) else ' (process high-water: could not reset)'}; "
           "RSS 0 = its RSS before the run; DV = Dataverse requests and row writes; ON24 = all requests, of which "
           "attendee pages; Table = Table Storage queries (one per page of up to 1,000 rows), entity-group "

@@ -144,7 +144,7 @@ class _Event:
     # Filtered, ordered attendee lists per (start, end, userstatus), valid while ``version`` is unchanged, so
     # paging through 100,000 attendees does not sort and filter them again for every page.
     version: int = 0
-    listings: dict[tuple[Any, ...], tuple[int, list[str]]] = field(default_factory=dict)
+    listings: dict[tuple[Any, ...], tuple[int, list[Any]]] = field(default_factory=dict)
 
     def touch(self) -> None:
         self.version += 1
@@ -617,7 +617,13 @@ class On24StandIn(StandIn):
         attendee list (§7.4: event-level paging is undocumented; ``paging`` chooses the shape)."""
         query = {name.lower(): value for name, value in request.query.items()}
         status = query.get("userstatus", "").lower()
-        rows = [r for r in event.registrants.values() if status == "any" or (status == "deleted") == r["isdeleted"]]
+        key = ("registrants", status)  # cached like the attendee listing: a page of 100,000 does not filter them all
+        cached = event.listings.get(key)
+        if cached is not None and cached[0] == event.version:
+            rows = cached[1]
+        else:
+            rows = [r for r in event.registrants.values() if status == "any" or (status == "deleted") == r["isdeleted"]]
+            event.listings[key] = (event.version, rows)
         body: dict[str, Any] = {"eventid": event.event_id, "totalregistrants": len(rows)}
         if self.paging == "ignore":
             body["registrants"] = [self._render_registrant(r) for r in rows]

@@ -26,6 +26,7 @@ from shared.fieldmap import EMPTY, FieldMapping
 from shared.metrics.checkins import CheckinSink, CheckinWriter, Matcher, index_version
 from shared.metrics.index import MatchIndex, PageMark
 from shared.metrics.noshow import closing_due, whole_window_start, write_no_shows
+from shared.metrics.recent import RecentRows
 from shared.metrics.schedule import (
     MAX_STEP_BACK_PAGES,
     META_REFRESH,
@@ -104,6 +105,9 @@ class Pull:
     """Keys the match index's email hashes (``shared.emailhash``, purpose ``match-index``)."""
     mapping: FieldMapping = EMPTY
     """The org's field mapping (``shared.fieldmap``): extra check-in and registration columns, the no-show."""
+    recent: RecentRows | None = None
+    """The timer run's read of the org's recently written ledger rows (``shared.metrics.recent``); None: the
+    webinar's index refresh queries its own rows (an on-demand pull)."""
 
 
 class _OutOfTime(Exception):
@@ -263,6 +267,10 @@ def _match_index(pull: Pull, webinar_id: str, now: datetime) -> MatchIndex:
     stored, etag = pull.indexes.load(pull.org_id, webinar_id)
     index = MatchIndex.from_bytes(pull.org_id, webinar_id, index_version(pull.mapping), pull.email_key, stored, etag)
     since = index.refresh_since()
+    if since is not None and pull.recent is not None:  # the run's one read of the org's recent rows
+        recent, as_of = pull.recent.written_since(webinar_id, since, MATCH_COLUMNS)
+        index.refresh(recent, min(now, as_of))
+        return index
     changed = pull.ledger.entries(pull.org_id, webinar_id=webinar_id, columns=MATCH_COLUMNS, updated_since=since)
     index.refresh(changed, now)
     return index

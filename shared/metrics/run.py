@@ -34,8 +34,10 @@ from shared.fieldmap import FieldMapping
 from shared.health.tally import tallied_counts
 from shared.ids import is_webinar_id
 from shared.metrics.checkins import CheckinSink
+from shared.metrics.index import REFRESH_OVERLAP
 from shared.metrics.noshow import closing_due
-from shared.metrics.pull import IndexStore, Pull, PullLedger, WebinarReport, pull_webinar_now
+from shared.metrics.pull import MATCH_COLUMNS, IndexStore, Pull, PullLedger, WebinarReport, pull_webinar_now
+from shared.metrics.recent import RecentRows
 from shared.metrics.schedule import is_due, priority
 from shared.ratelimit import RateLimiter
 from shared.store.credentials import MetricsStatus, OrgRecord, OrgStatus
@@ -146,12 +148,14 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
     signpost = ports.clock()
     report = RunReport()
     limiters: dict[str, RateLimiter] = {}
+    recents: dict[str, RecentRows] = {}  # per org: one read of its recent ledger rows for all its webinars
     outcomes: dict[str, _OrgOutcome] = {}
     queue: list[tuple[WebinarSyncState, str]] = []
     for org in ports.orgs.list_orgs():
         outcome = outcomes.setdefault(org.org_id, _OrgOutcome())
+        recent = recents.setdefault(org.org_id, RecentRows(ports.ledger, org.org_id, ports.clock))
         try:
-            states, problems = _plan_org(ports, org, signpost)
+            states, problems = _plan_org(ports, org, signpost, recent)
         except Exception as exc:
             if _is_run_failure(exc):
                 raise
@@ -181,7 +185,9 @@ def pull_metrics(ports: MetricsPorts, options: MetricsOptions) -> RunReport:
         share = max(MIN_SLICE_SECONDS, (deadline - now_mono) / (len(queue) - index))
         slice_deadline = min(deadline, now_mono + share)
         try:
-            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=slice_deadline)
+            recent = recents.setdefault(org_id, RecentRows(ports.ledger, org_id, ports.clock))
+            result = _sync_webinar(ports, options, org, state, limiter, signpost=signpost, deadline=slice_deadline,
+                                   recent=recent)  # fmt: skip
         except _AppFault as fault:
             raise fault.error from None
         except CredentialsRejectedError as exc:
@@ -241,11 +247,14 @@ def _org_failed(report: RunReport, outcome: _OrgOutcome, org_id: str, reason: st
     _log.error("metrics: org %s failed this run: %s", org_id, reason, extra={"org_id": org_id})
 
 
-def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[list[WebinarSyncState], list[str]]:
+def _plan_org(
+    ports: MetricsPorts, org: OrgRecord, signpost: datetime, recent: RecentRows | None = None
+) -> tuple[list[WebinarSyncState], list[str]]:
     """The org's due webinars: those it has state for, those the admin listed, and new ones found in the
     ledger since the last scan; plus a problem for each listed webinar id ON24 cannot have."""
     known = {state.webinar_id: state for state in ports.sync.list(org.org_id)}
-    found = _discover(ports, org.org_id, ports.sync.discovery_mark(org.org_id), signpost) | set(org.webinar_ids)
+    found = _discover(ports, org.org_id, ports.sync.discovery_mark(org.org_id), signpost, recent)
+    found |= set(org.webinar_ids)
     problems = [f"webinar {w!r}: ON24 event id must be a positive number" for w in sorted(found) if not _is_event_id(w)]
     for webinar_id in sorted(found - known.keys()):
         if _is_event_id(webinar_id):
@@ -262,13 +271,18 @@ def _plan_org(ports: MetricsPorts, org: OrgRecord, signpost: datetime) -> tuple[
     return due, problems
 
 
-def _discover(ports: MetricsPorts, org_id: str, since: datetime | None, now: datetime) -> set[str]:
+def _discover(
+    ports: MetricsPorts, org_id: str, since: datetime | None, now: datetime, recent: RecentRows | None = None
+) -> set[str]:
     """Webinars of the ledger rows written since the last scan. The first scan takes them from the org's count
     tally (``shared.health.tally``), built now if there is none: the one read of the partition the health count
-    needs anyway, so a first sync reads the partition once less."""
+    needs anyway, so a first sync reads the partition once less. Later scans are the run's read of the org's
+    recent rows (``shared.metrics.recent``), which its webinars' index refreshes then share."""
     if since is None:
         return set(tallied_counts(org_id, ports.ledger, ports.indexes, now).counts.webinars)
-    return ports.ledger.webinars_touched_since(org_id, since)
+    read_from = since - (REFRESH_OVERLAP - DISCOVERY_OVERLAP)  # what the indexes refreshed last run will ask
+    found = None if recent is None else recent.webinars_since(since, read_from=read_from, columns=MATCH_COLUMNS)
+    return ports.ledger.webinars_touched_since(org_id, since) if found is None else found
 
 
 def _is_event_id(value: str) -> bool:
@@ -290,6 +304,7 @@ def _sync_webinar(
     signpost: datetime,
     deadline: float,
     force: bool = False,
+    recent: RecentRows | None = None,
 ) -> WebinarReport:
     """Pull one webinar of an org with its CRM and provider account (``force``: even when it is not due)."""
     crm = ports.crm_for(org)
@@ -315,6 +330,7 @@ def _sync_webinar(
         max_parallel=options.max_parallel,
         email_key=email_key,
         mapping=FieldMapping.from_json(org.field_mapping),
+        recent=recent,
     )
     return pull_webinar_now(pull, state, signpost=signpost, deadline=deadline, force=force)
 

@@ -48,7 +48,6 @@ class SyncListing(Protocol):
 
 
 class LedgerListing(Protocol):
-    def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]: ...
     def entries(self, org_id: str, *, columns: list[str] | None = None) -> Iterator[LedgerEntry]: ...
 
 
@@ -178,8 +177,7 @@ def _backfill(ports: ReconcilePorts, parts: ScheduleParts, org: OrgRecord) -> No
     now = ports.clock()
     closed = {s.webinar_id for s in parts.sync.list(org.org_id) if s.window_end is not None and s.window_end <= now}
     webinars = {state.webinar_id for state in parts.sync.list(org.org_id)} | set(org.webinar_ids)
-    webinars |= parts.ledger.webinars_touched_since(org.org_id, None)
-    webinars |= _skipped_webinars(ports, parts, org)
+    webinars |= _ledger_webinars(ports, parts, org)
     for webinar_id in sorted(w for w in webinars - closed if is_webinar_id(w)):
         request(ports, org.org_id, str(int(webinar_id)), repair=True, actor=BACKFILL_ACTOR)
     assert org.created_at is not None
@@ -191,15 +189,18 @@ def _backfill(ports: ReconcilePorts, parts: ScheduleParts, org: OrgRecord) -> No
     )  # fmt: skip
 
 
-def _skipped_webinars(ports: ReconcilePorts, parts: ScheduleParts, org: OrgRecord) -> set[str]:
-    """The webinars of registrations skipped while the integration was off (ledger rows without a webinar)."""
+def _ledger_webinars(ports: ReconcilePorts, parts: ScheduleParts, org: OrgRecord) -> set[str]:
+    """The webinars of the org's ledger rows, and those of registrations skipped while the integration was off
+    (rows without a webinar: their events are read from CRM, once each). One read of the partition for both."""
     crm = ports.crm_for(org)
-    if crm is None:
-        return set()
     found: set[str] = set()
     events: dict[str, str | None] = {}
     for entry in parts.ledger.entries(org.org_id, columns=["State", "On24EventId", "CrmEventId", "LastOutcome"]):
-        if entry.state != "skipped" or entry.webinar_id or not (entry.last_outcome or "").startswith("skipped"):
+        if entry.webinar_id:
+            found.add(entry.webinar_id)
+        if crm is None or entry.state != "skipped" or entry.webinar_id:
+            continue
+        if not (entry.last_outcome or "").startswith("skipped"):
             continue
         try:
             event_id = entry.crm_event_id or crm.get_registration(entry.registration_id).event_id

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from azure.data.tables import TableClient
 
 from ForgetAttendee import main as forget_main
 from OperationStatus import main as operation_main
@@ -164,6 +165,32 @@ def test_switching_the_integration_on_again_backfills_what_was_skipped(crm: CrmO
     assert active_in_on24(on24)["joerg.mueller@example.de"] == first
     again = timers.run_reconciliations(get_app(), deadline=time.monotonic() + 30)  # done: no second backfill
     assert again is not None and again.backfills == [] and again.reconciled == []
+
+
+def test_a_backfill_reads_the_orgs_ledger_partition_once(
+    crm: CrmOrg, on24: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webinars the ledger knows and those of skipped registrations come from one read: the switch-on of an org
+    with 500,000 ledger rows reads them once, not twice."""
+    agreed = register(crm, "Jörg", "Müller", "joerg.mueller@example.de")
+    assert remove_main(http_request("DELETE", ORG)).status_code == 200
+    skipped = register(crm, "Åsa", "Ødegård", "asa.odegard@example.no")
+    assert store_main(http_request("PUT", ORG, credentials_body())).status_code == 200
+    whole_reads: list[str] = []
+    original = TableClient.query_entities
+
+    def counted(self: TableClient, *args: Any, **kwargs: Any) -> Any:
+        query = str(kwargs.get("query_filter") or (args[0] if args else ""))
+        if self.table_name.endswith("ledger") and query == "PartitionKey eq @org":  # every row of an org
+            whole_reads.append(str(kwargs.get("select")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TableClient, "query_entities", counted)
+    report = timers.run_reconciliations(get_app(), deadline=time.monotonic() + 30)
+    assert report is not None and report.backfills == [ORG], report
+    assert active_in_on24(on24)["asa.odegard@example.no"] == skipped, "the skipped registration was backfilled"
+    assert active_in_on24(on24)["joerg.mueller@example.de"] == agreed
+    assert len(whole_reads) == 1, f"the org's partition was read {len(whole_reads)} times: {whole_reads}"
 
 
 def test_a_webinar_too_large_for_the_request_is_accepted_and_finished_by_the_timer(
