@@ -604,6 +604,7 @@ resource functionAppAuth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(ad
   // checkov:skip=CKV_AZURE_80: checkov reads this authsettingsV2 document as a site; a .NET version is a site setting (and this app is Python).
   // checkov:skip=CKV_AZURE_88: checkov reads this authsettingsV2 document as a site; Azure Files is a site setting (Flex Consumption keeps its package in blob storage).
   // checkov:skip=CKV_AZURE_222: checkov reads this authsettingsV2 document as a site; public network access is the site's (see the site's own skip).
+  // checkov:skip=CKV_AZURE_70: checkov reads this authsettingsV2 document as a site and its HTTPS-only check crashes on it (KeyError 'properties'); the site itself sets httpsOnly and this document sets httpSettings.requireHttps.
   parent: functionApp
   name: 'authsettingsV2'
   properties: {
