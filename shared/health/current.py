@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.health.counting import CHANGE_OVERLAP
-from shared.health.tally import TallyLedger, TallyStore, tallied_counts
+from shared.health.tally import TallyStore, tallied_counts
 from shared.store.health import OrgHealth
+from shared.store.ledger import LedgerReader
 
 _log = logging.getLogger(__name__)
 
 
-class CountLedger(TallyLedger, Protocol):
+class CountLedger(LedgerReader, Protocol):
     """The ledger as counting reads it: the rows written since a time, and whether there are any."""
 
     def changed_since(self, org_id: str, since: datetime) -> bool: ...

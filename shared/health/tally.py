@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.health.counting import CHANGE_OVERLAP, COUNT_COLUMNS, Contribution, contribution_of, count_contributions
 from shared.store.health import RegistrationCounts
-from shared.store.ledger import LedgerEntry
+from shared.store.ledger import LedgerEntry, LedgerReader
 
 _log = logging.getLogger(__name__)
 
@@ -33,15 +33,6 @@ MARK_REFRESH = timedelta(hours=1)
 """An unchanged tally is saved again after this long, so its mark (and the rows re-read) stays recent."""
 
 
-class TallyLedger(Protocol):
-    def entries(
-        self,
-        org_id: str,
-        *,
-        webinar_id: str | None = None,
-        columns: Sequence[str] | None = None,
-        updated_since: datetime | None = None,
-    ) -> Iterator[LedgerEntry]: ...
 
 
 class TallyStore(Protocol):
@@ -105,7 +96,7 @@ class TallyRead:
     saved: bool
 
 
-def tallied_counts(org_id: str, ledger: TallyLedger, store: TallyStore, now: datetime) -> TallyRead:
+def tallied_counts(org_id: str, ledger: LedgerReader, store: TallyStore, now: datetime) -> TallyRead:
     """The org's counts at ``now``: its tally brought up to date with the rows written since its mark.
 
     The save is etag-guarded; a pass that loses the race still answers with its own (equally right) counts, and

@@ -15,7 +15,7 @@ than its real one would, and retention waits the grace after that (``shared.priv
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -37,7 +37,7 @@ from shared.metrics.schedule import (
     pull_window,
     with_schedule,
 )
-from shared.store.ledger import LedgerEntry
+from shared.store.ledger import LedgerReader
 from shared.store.sync_state import WebinarSyncState
 from shared.webinars import Attendance, AttendancePage
 
@@ -63,15 +63,6 @@ class WebinarReport:
     error: str | None = None
 
 
-class PullLedger(Protocol):
-    def entries(
-        self,
-        org_id: str,
-        *,
-        webinar_id: str | None = None,
-        columns: Sequence[str] | None = None,
-        updated_since: datetime | None = None,
-    ) -> Iterator[LedgerEntry]: ...
 
 
 class IndexStore(Protocol):
@@ -92,7 +83,7 @@ class Pull:
     org_id: str
     provider: Attendance
     crm: CheckinSink
-    ledger: PullLedger
+    ledger: LedgerReader
     indexes: IndexStore
     sync: PullState
     clock: Callable[[], datetime]

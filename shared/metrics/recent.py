@@ -15,31 +15,22 @@ campaign burst) is not kept: the webinars then query their own rows, as before, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final
 
-from shared.store.ledger import LedgerEntry
+from shared.store.ledger import LedgerEntry, LedgerReader
 
 MAX_ROWS: Final = 20_000
 
 
-class _Ledger(Protocol):
-    def entries(
-        self,
-        org_id: str,
-        *,
-        webinar_id: str | None = None,
-        columns: Sequence[str] | None = None,
-        updated_since: datetime | None = None,
-    ) -> Iterator[LedgerEntry]: ...
 
 
 class RecentRows:
     """An org's ledger rows written since some time, read once per run (see the module docstring)."""
 
     def __init__(
-        self, ledger: _Ledger, org_id: str, clock: Callable[[], datetime], *, max_rows: int = MAX_ROWS
+        self, ledger: LedgerReader, org_id: str, clock: Callable[[], datetime], *, max_rows: int = MAX_ROWS
     ) -> None:
         self._ledger, self._org_id, self._clock, self._max_rows = ledger, org_id, clock, max_rows
         self._since: datetime | None = None

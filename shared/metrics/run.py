@@ -36,11 +36,12 @@ from shared.ids import is_webinar_id
 from shared.metrics.checkins import CheckinSink
 from shared.metrics.index import REFRESH_OVERLAP
 from shared.metrics.noshow import closing_due
-from shared.metrics.pull import MATCH_COLUMNS, IndexStore, Pull, PullLedger, WebinarReport, pull_webinar_now
+from shared.metrics.pull import MATCH_COLUMNS, IndexStore, Pull, WebinarReport, pull_webinar_now
 from shared.metrics.recent import RecentRows
 from shared.metrics.schedule import is_due, priority
 from shared.ratelimit import RateLimiter
 from shared.store.credentials import MetricsStatus, OrgRecord, OrgStatus
+from shared.store.ledger import LedgerReader
 from shared.store.sync_state import WebinarSyncState
 from shared.store.tables import StoreError
 from shared.webinars import Attendance
@@ -59,7 +60,7 @@ class OrgDirectory(Protocol):
     def set_metrics_health(self, org_id: str, status: MetricsStatus, reason: str | None, at: datetime) -> bool: ...
 
 
-class LedgerIndex(PullLedger, Protocol):
+class LedgerIndex(LedgerReader, Protocol):
     def webinars_touched_since(self, org_id: str, since: datetime | None) -> set[str]: ...
 
 

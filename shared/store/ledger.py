@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
@@ -62,6 +62,19 @@ def _rows_of(
             clauses.append(clause)
             parameters[name] = value
     return " and ".join(clauses), parameters
+
+
+class LedgerReader(Protocol):
+    """What the metrics pull, its recent-rows read and the health tally read of the ledger: its rows, filtered."""
+
+    def entries(
+        self,
+        org_id: str,
+        *,
+        webinar_id: str | None = None,
+        columns: Sequence[str] | None = None,
+        updated_since: datetime | None = None,
+    ) -> Iterator[LedgerEntry]: ...
 
 
 class Ledger:
