@@ -24,7 +24,7 @@ from shared.registration.ports import (
 from shared.registration.record import tell_crm
 from shared.registration.rules import (
     Rank,
-    plan,
+    planned,
     remaining_after,
 )
 from shared.store.ledger import LedgerEntry, RegistrantRef
@@ -58,7 +58,8 @@ def act(
     Each ON24 call first takes its slot from ``pacer`` (the account's shared limit for its kind, issue 22);
     a slot beyond ``ports.pace_wait_seconds`` raises ``SlotLater`` before the call, the lease given back.
     """
-    steps = plan(leased, desired.target)
+    email = cmd.person.email if cmd.person else None
+    steps = planned(leased, desired.target, forget=desired.status == "forgotten", email=email)
     deleted: list[RegistrantRef] = []
     confirmed: str | None = None  # the registrant id the provider confirmed
     lease = leased

@@ -21,7 +21,7 @@ from shared.registration.rules import (
     last_rank,
     no_op,
     observed,
-    plan,
+    planned,
 )
 from shared.store.ledger import Intent, LedgerEntry, LedgerState, RegistrantRef
 from shared.webinars import Registrations
@@ -77,7 +77,8 @@ def claim(
         base_row = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
         current = observed(base_row, repair.webinar_id, repair.seen)
     base = current or LedgerEntry(org_id=cmd.org_id, registration_id=cmd.registration_id)
-    if plan(current, desired.target).calls == 0:
+    email = cmd.person.email if cmd.person else None
+    if planned(current, desired.target, forget=desired.status == "forgotten", email=email).calls == 0:
         return decided(base, rank, desired, current=None, pending=(), status=desired.status)
     pending = base.pending
     if desired.target is not None and not any(desired.target.same(ref) for ref in base.known_registrants()):

@@ -188,6 +188,28 @@ def plan(entry: LedgerEntry | None, target: RegistrantRef | None) -> Plan:
     return Plan(deletes, target, patch)
 
 
+def forget_plan(entry: LedgerEntry | None, email: str | None) -> Plan:
+    """A forget's calls: every registrant that may exist, and also the one a cancel left in ON24.
+
+    A cancel is ON24's soft delete: the registrant stays in the event, name and email kept, flagged deleted, and the
+    row no longer lists it. Erasure must reach it too (``POST /forget`` answers 404, "done", when nothing is there).
+    ``email``: the address the forget was given, for a row whose own the retention already cleared.
+    """
+    steps = plan(entry, None)
+    address = (entry.email if entry is not None else None) or email
+    if entry is None or entry.state != "cancelled" or not entry.webinar_id or not address:
+        return steps
+    left = RegistrantRef(entry.webinar_id, address)
+    if any(left.same(ref) for ref in steps.deletes):
+        return steps
+    return Plan((*steps.deletes, left), None)
+
+
+def planned(entry: LedgerEntry | None, target: RegistrantRef | None, *, forget: bool, email: str | None) -> Plan:
+    """The plan of a message: ``forget_plan`` for a forget (``email``: the address it was given), else ``plan``."""
+    return forget_plan(entry, email) if forget else plan(entry, target)
+
+
 def remaining_after(
     entry: LedgerEntry | None,
     done: Plan,

@@ -451,3 +451,26 @@ def test_delete_without_purge_behaves_as_before(env: dict[str, str], crm: CrmOrg
     code, answer = delete(ORG, purge="true")  # an org switched off earlier can still leave
     assert code == 200 and answer["removed"] is False and answer["purge"]["deleted"]["ledger"] == 1
     assert row(reg) is None
+
+
+def test_forget_after_a_cancel_erases_the_registrant_on24_keeps_soft_deleted(crm: CrmOrg, on24: Any) -> None:
+    """A cancel is ON24's soft delete: the registrant stays in the event with its name and email, flagged deleted.
+    Forgetting that person later must still erase it there (``POST /forget``), not only the ledger's copy."""
+    registration, bystander = str(uuid.uuid4()), str(uuid.uuid4())
+    deliver_until_done(canonical(registration, crm, "register", T0, "jörg.müller@firma.de"))
+    deliver_until_done(canonical(registration, crm, "cancel", T0 + timedelta(minutes=5), "jörg.müller@firma.de"))
+    deliver_until_done(canonical(bystander, crm, "register", T0, "åsa.ødegård@företag.se"))
+    kept = [r for r in on24.registrants(WEBINAR) if "firma.de" in r["email"]]
+    assert len(kept) == 1 and kept[0]["isdeleted"] and kept[0]["lastname"] != "deleted", "soft-deleted, data kept"
+
+    on24.reset_log()
+    code, answer = forget(ORG, {"email": "Jörg.Müller@firma.de"})
+    assert code == 200 and answer["registrations"] == [{"registrationId": registration, "outcome": "forgotten"}]
+    assert on24.count("POST", "/forget") == 1, "the soft-deleted registrant is erased in ON24 too"
+    assert not [r for r in on24.registrants(WEBINAR) if "firma.de" in r["email"] or "müller" in r["email"].lower()]
+    assert row(registration).state == "forgotten" and row(registration).email is None
+    assert active(on24, bystander), "the other person stays"
+
+    on24.reset_log()
+    assert forget(ORG, {"email": "jörg.müller@firma.de"})[0] == 200
+    assert on24.count() == 0, "idempotent: nothing left to erase"
