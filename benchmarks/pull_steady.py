@@ -88,13 +88,13 @@ class EntityCount:
             TableClient.query_entities = original  # type: ignore[method-assign]
 
 
-def seed_filler(connection_string: str, table_name: str, org_id: str, webinars: list[int], rows: int) -> float:
+def seed_filler(connection_string: str, table_name: str, org_id: str, webinars: list[int], rows: int,
+                written: datetime) -> float:
     """``rows`` registered ledger rows over ``webinars`` (no ON24 attendee: the org's history), written 2 h ago, in
     entity-group transactions of 100, four at a time (``benchmarks.seeding``: ~5,000 rows/s, Azurite's pace)."""
     from benchmarks.seeding import insert_rows
     from shared.store.ledger import LedgerEntry
 
-    written = datetime.now(UTC) - timedelta(hours=2)
     people = (("jörg.müller", "beispiel.de"), ("åsa.ødegård", "eksempel.no"), ("иван.петров", "пример.рф"))
     started = time.perf_counter()
 
@@ -154,7 +154,7 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     attendees = len(registered)
     filler = max(0, args.ledger_rows - attendees)
     webinars = [w for w, _, _ in seeded["webinars"]]
-    seconds = seed_filler(azurite.connection_string, ledger_table, org_id, webinars, filler)
+    seconds = seed_filler(azurite.connection_string, ledger_table, org_id, webinars, filler, written)
     partition = attendees + filler
     sample = app.ledger.get(org_id, "hist-0000001") if filler > 1 else None
     if filler > 1 and (sample is None or sample.webinar_id != str(webinars[1]) or sample.updated_at is None
