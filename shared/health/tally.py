@@ -78,7 +78,7 @@ class Tally:
         document = {
             "format": FORMAT,
             "mark": self.mark.isoformat() if self.mark else None,
-            "rows": {reg: list(c) for reg, c in self.rows.items()},
+            "rows": self.rows,  # each Contribution (a tuple) is written as a JSON array, without a copy
         }
         return zlib.compress(json.dumps(document, separators=(",", ":")).encode("utf-8"), 1)
 
