@@ -88,13 +88,13 @@ class EntityCount:
             TableClient.query_entities = original  # type: ignore[method-assign]
 
 
-def seed_filler(connection_string: str, table_name: str, org_id: str, webinars: list[int], rows: int) -> float:
+def seed_filler(connection_string: str, table_name: str, org_id: str, webinars: list[int], rows: int,
+                written: datetime) -> float:
     """``rows`` registered ledger rows over ``webinars`` (no ON24 attendee: the org's history), written 2 h ago, in
     entity-group transactions of 100, four at a time (``benchmarks.seeding``: ~5,000 rows/s, Azurite's pace)."""
     from benchmarks.seeding import insert_rows
     from shared.store.ledger import LedgerEntry
 
-    written = datetime.now(UTC) - timedelta(hours=2)
     people = (("jörg.müller", "beispiel.de"), ("åsa.ødegård", "eksempel.no"), ("иван.петров", "пример.рф"))
     started = time.perf_counter()
 
@@ -154,7 +154,7 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     attendees = len(registered)
     filler = max(0, args.ledger_rows - attendees)
     webinars = [w for w, _, _ in seeded["webinars"]]
-    seconds = seed_filler(azurite.connection_string, ledger_table, org_id, webinars, filler)
+    seconds = seed_filler(azurite.connection_string, ledger_table, org_id, webinars, filler, written)
     partition = attendees + filler
     sample = app.ledger.get(org_id, "hist-0000001") if filler > 1 else None
     if filler > 1 and (sample is None or sample.webinar_id != str(webinars[1]) or sample.updated_at is None
@@ -165,11 +165,15 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     counter = EntityCount()
     stack.enter_context(counter.installed())
 
+    split: dict[str, float] = {}
+
     def timer_run() -> tuple[float, int, int]:
         counter.reset()
         started = time.perf_counter()
         pull_main(TimerRequest(past_due=False, schedule_status={}, schedule={}))
+        split["timer run"] = time.perf_counter() - started
         status = status_main(http_request("GET", org_id))
+        split["status call"] = time.perf_counter() - started - split["timer run"]
         assert status.status_code == 200, status.get_body()[:300]
         return time.perf_counter() - started, counter.entities[ledger_table], counter.queries[ledger_table]
 
@@ -185,7 +189,23 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     current = app.ledger.get(org_id, changed_reg)
     assert current is not None
     assert app.ledger.write(replace(current, state="cancelled", last_outcome="cancelled")) is not None
-    steady = timer_run()
+    profile_lines: list[str] = []
+    if args.profile:
+        from benchmarks.sampler import StackSampler, process_cpu_seconds
+
+        pid = azurite._process.pid if azurite._process is not None else 0
+        cpu_before, server_before = process_cpu_seconds(pid), stand_ins.server_seconds()
+        with StackSampler() as sampler:
+            steady = timer_run()
+        server = {k: v - server_before.get(k, 0.0) for k, v in stand_ins.server_seconds().items()}
+        profile_lines = [f"  timer run {split['timer run']:.2f} s, status call {split['status call']:.2f} s; Azurite "
+                         f"CPU {process_cpu_seconds(pid) - cpu_before:.2f} s; stand-in handlers "
+                         + ", ".join(f"{k} {v:.2f} s" for k, v in server.items()),
+                         "  Table queries of the run, all tables: "
+                         + ", ".join(f"{t} {n} ({counter.entities[t]} rows)" for t, n in counter.queries.items()),
+                         *sampler.report()]  # fmt: skip
+    else:
+        steady = timer_run()
     steady_askers = dict(counter.askers[ledger_table])
     steady_seconds = dict(counter.seconds[ledger_table])
     health = app.health.get(org_id)
@@ -225,5 +245,8 @@ def run_steady(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
           f"partition (target <= {STEADY_READ_SHARE:.0%})")
     print(f"{'[PASS]' if steady[0] <= STEADY_WALL_S else '[FAIL]'} the changed run takes {steady[0]:.1f} s "
           f"(target <= {STEADY_WALL_S:g} s)")
+    if profile_lines:
+        print("profile of the changed run (--profile):")
+        print("\n".join(profile_lines))
     print("correctness: " + ("FAILED\n  - " + "\n  - ".join(problems) if problems else "OK"))
     return 1 if problems else 0

@@ -30,6 +30,8 @@ CHANGE_OVERLAP = timedelta(minutes=10)
 # The ledger columns the count needs (a narrow read: no emails, no pending registrants, no intent).
 COUNT_COLUMNS = ("State", "LastOutcome", "Reason", "UpdatedAt", "LeaseId", "On24EventId")
 IN_PROGRESS = "in_progress"
+_SUCCESSES = ("registered", "updated")
+_UTC_SUFFIX = "+00:00"
 
 
 # ---- pure: counting --------------------------------------------------------------------------------------------
@@ -88,6 +90,8 @@ def count_contributions(rows: Iterable[tuple[str, Contribution]], now: datetime)
     last_success: datetime | None = None
     webinars: set[str] = set()
     oldest = now - KEEP_HOURS
+    oldest_text = oldest.astimezone(UTC).isoformat()
+    latest_text = ""
     for registration_id, row in rows:
         outcome = row.outcome
         totals[outcome] += 1
@@ -95,15 +99,29 @@ def count_contributions(rows: Iterable[tuple[str, Contribution]], now: datetime)
             webinars.add(row.webinar_id)
         if row.at_provider:
             at_provider += 1
-        if row.at is None:
+        text = row.at
+        if text is None:
             continue
-        at = datetime.fromisoformat(row.at)
+        if len(text) >= 25 and text.endswith(_UTC_SUFFIX):
+            # contribution_of's UTC form: its text orders as its time, and its first 13 characters are the hour,
+            # so half a million rows are counted without parsing each one's time.
+            if text >= oldest_text:
+                hours[text[:13] + ":00Z"][outcome] += 1
+            if outcome == "failed":
+                failures.append((datetime.fromisoformat(text), registration_id, row.reason))
+            if outcome in _SUCCESSES and text > latest_text:
+                latest_text = text
+            continue
+        at = datetime.fromisoformat(text)
         if at >= oldest:
             hours[hour_key(at)][outcome] += 1
         if outcome == "failed":
             failures.append((at, registration_id, row.reason))
-        if outcome in ("registered", "updated") and (last_success is None or at > last_success):
+        if outcome in _SUCCESSES and (last_success is None or at > last_success):
             last_success = at
+    if latest_text:
+        latest = datetime.fromisoformat(latest_text)
+        last_success = latest if last_success is None or latest > last_success else last_success
     recent = heapq.nlargest(RECENT_FAILURES, failures)
     return RegistrationCounts(
         counted_at=now,
