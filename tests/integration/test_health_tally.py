@@ -33,10 +33,12 @@ def app(base_env: dict[str, str]) -> App:
 
 
 class CountingLedger:
-    """The app's ledger on Azurite, counting the rows each read returns (what a pass costs in Table reads)."""
+    """The app's ledger on Azurite, counting the queries made (each one a scan of the org's partition) and the rows
+    they return (what a pass costs in Table reads)."""
 
     def __init__(self, app: App) -> None:
         self.ledger = app.ledger
+        self.queries = 0
         self.rows_read = 0
 
     def changed_since(self, org_id: str, since: datetime) -> bool:
@@ -50,7 +52,12 @@ class CountingLedger:
         columns: Sequence[str] | None = None,
         updated_since: datetime | None = None,
     ) -> Iterator[LedgerEntry]:
-        for entry in self.ledger.entries(org_id, webinar_id=webinar_id, columns=columns, updated_since=updated_since):
+        self.queries += 1
+        found = self.ledger.entries(org_id, webinar_id=webinar_id, columns=columns, updated_since=updated_since)
+        return self._counted(found)
+
+    def _counted(self, found: Iterator[LedgerEntry]) -> Iterator[LedgerEntry]:
+        for entry in found:
             self.rows_read += 1
             yield entry
 

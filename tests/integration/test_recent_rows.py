@@ -4,7 +4,7 @@ the next refresh (the mark it gets says so), and a burst too big to keep falls b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +13,7 @@ from shared.app import App, get_app
 from shared.metrics.pull import MATCH_COLUMNS
 from shared.metrics.recent import RecentRows
 from shared.store.ledger import LedgerEntry
+from tests.integration.test_health_tally import CountingLedger  # counts queries and rows read
 
 ORG = "org-recent"
 
@@ -20,25 +21,6 @@ ORG = "org-recent"
 @pytest.fixture
 def app(base_env: dict[str, str]) -> App:
     return get_app()
-
-
-class CountingLedger:
-    """The app's ledger on Azurite, counting the queries made (each one a scan of the org's partition)."""
-
-    def __init__(self, app: App) -> None:
-        self.ledger = app.ledger
-        self.queries = 0
-
-    def entries(
-        self,
-        org_id: str,
-        *,
-        webinar_id: str | None = None,
-        columns: Sequence[str] | None = None,
-        updated_since: datetime | None = None,
-    ) -> Iterator[LedgerEntry]:
-        self.queries += 1
-        return self.ledger.entries(org_id, webinar_id=webinar_id, columns=columns, updated_since=updated_since)
 
 
 def register(app: App, registration: str, webinar: str, email: str, user: int) -> None:
